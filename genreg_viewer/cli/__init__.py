@@ -1,0 +1,1 @@
+"""The ``genreg`` command-line interface: a thin layer over the core library."""

@@ -1,0 +1,57 @@
+"""``genreg``: command-line entry point.
+
+Each sub-command lives in :mod:`genreg_viewer.cli.commands` as a module with ``register(subparsers)`` that adds its
+parser and sets ``func(args) -> int``. Known user errors are printed as one clear line (exit status 2), never as a
+traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from .. import __version__
+from .errors import USER_ERRORS
+
+#: sub-command modules, in the order ``genreg --help`` lists them
+COMMAND_MODULES = [
+    "info",
+    "mask",
+    "phantom",
+    "dataset",
+    "methods",
+    "recon",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="genreg",
+        description="Compressed-sensing MRI reconstruction with generative regularisers.",
+    )
+    parser.add_argument("--version", action="version", version=f"genreg-viewer {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"{__package__}.commands.{name}").register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 1
+    try:
+        return int(args.func(args) or 0)
+    except USER_ERRORS as exc:
+        print(f"genreg {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The PyQt6 + pyqtgraph desktop application (the only package that imports Qt)."""

@@ -1,0 +1,157 @@
+"""Running a method: progress states with metrics, thinning, cancellation, and parameter tuning."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from .. import metrics
+from .base import Problem, ProgressState, ReconMethod, ReconResult
+from .registry import get_method
+
+CancelCheck = Callable[[], bool] | threading.Event | None
+
+
+def _is_cancelled(cancel: CancelCheck) -> bool:
+    if cancel is None:
+        return False
+    if isinstance(cancel, threading.Event):
+        return cancel.is_set()
+    return bool(cancel())
+
+
+def _metrics(image: torch.Tensor, truth: torch.Tensor | None) -> tuple[float | None, float | None]:
+    if truth is None:
+        return None, None
+    clipped = image.detach().clamp(0, 1)
+    return float(metrics.psnr(clipped, truth).mean()), float(metrics.ssim(clipped, truth).mean())
+
+
+def iterate_progress(
+    method: ReconMethod | str,
+    problem: Problem,
+    params: dict[str, Any] | None = None,
+    iterations: int | None = None,
+    report_every: int = 1,
+    cancel: CancelCheck = None,
+) -> Iterator[ProgressState]:
+    """Run ``method`` and yield a :class:`ProgressState` every ``report_every`` iterations and at the end.
+
+    ``report_every = 0`` yields only the final state. ``cancel`` (an Event or a callable) is checked between
+    iterations; when it fires the method's generator is closed and a final state with ``extras['cancelled']``
+    is yielded. Metrics are computed on the image clipped to [0, 1] against ``problem.ground_truth``.
+    """
+    if isinstance(method, str):
+        method = get_method(method)
+    ok, why = method.available()
+    if not ok:
+        raise RuntimeError(f"method {method.name!r} is not available: {why}")
+    resolved = method.resolve_params({**method.defaults_for(problem), **(params or {})})
+    total = int(iterations) if iterations is not None else method.default_iterations
+    if total < 1:
+        raise ValueError("iterations must be at least 1")
+    start = time.perf_counter()
+    steps = method.iterate(problem, resolved, total)
+    last = None
+    cancelled = False
+    try:
+        for step in steps:
+            last = step
+            if _is_cancelled(cancel):
+                cancelled = True
+                break
+            if report_every and step.iteration % report_every == 0 and step.iteration < total:
+                psnr, ssim = _metrics(step.image, problem.ground_truth)
+                yield ProgressState(
+                    step.iteration, total, step.image.detach(), step.objective,
+                    time.perf_counter() - start, psnr, ssim, dict(step.extras),
+                )
+    finally:
+        steps.close()
+    if last is None:
+        raise RuntimeError(f"method {method.name!r} produced no iterate")
+    if problem.device.type == "cuda":
+        torch.cuda.synchronize(problem.device)
+    psnr, ssim = _metrics(last.image, problem.ground_truth)
+    extras = dict(last.extras, cancelled=cancelled, params=resolved)
+    yield ProgressState(
+        last.iteration, total, last.image.detach(), last.objective, time.perf_counter() - start,
+        psnr, ssim, extras, final=True,
+    )
+
+
+def run_method(
+    method: ReconMethod | str,
+    problem: Problem,
+    params: dict[str, Any] | None = None,
+    iterations: int | None = None,
+    cancel: CancelCheck = None,
+    callback: Callable[[ProgressState], None] | None = None,
+    report_every: int = 0,
+) -> ReconResult:
+    """Run to the end (or cancellation) and return a :class:`ReconResult` with the history of reported states."""
+    if isinstance(method, str):
+        method = get_method(method)
+    history: list[dict[str, Any]] = []
+    final: ProgressState | None = None
+    for state in iterate_progress(method, problem, params, iterations, report_every, cancel):
+        history.append(
+            {"iteration": state.iteration, "objective": state.objective, "psnr": state.psnr,
+             "ssim": state.ssim, "elapsed": state.elapsed}
+        )
+        if callback is not None:
+            callback(state)
+        if state.final:
+            final = state
+    assert final is not None
+    extras = dict(final.extras)
+    params_used = extras.pop("params")
+    cancelled = extras.pop("cancelled")
+    return ReconResult(
+        method=method.name,
+        image=final.image.detach().float().cpu(),
+        params=params_used,
+        seed=problem.seed,
+        device=str(problem.device),
+        seconds=final.elapsed,
+        iterations=final.iteration,
+        history=history,
+        extras={k: (v.detach().cpu() if isinstance(v, torch.Tensor) else v) for k, v in extras.items()},
+        psnr=final.psnr,
+        ssim=final.ssim,
+        cancelled=cancelled,
+    )
+
+
+def tune_parameter(
+    method: ReconMethod | str,
+    problem: Problem,
+    parameter: str | None = None,
+    grid: Sequence[float] | None = None,
+    params: dict[str, Any] | None = None,
+    iterations: int | None = None,
+) -> tuple[Any, list[tuple[Any, float]]]:
+    """Grid-search one parameter for the best mean PSNR against ``problem.ground_truth`` (as the paper did).
+
+    Returns the best value and the ``(value, psnr)`` table.
+    """
+    if isinstance(method, str):
+        method = get_method(method)
+    if problem.ground_truth is None:
+        raise ValueError("tuning needs a ground truth image")
+    parameter = parameter or method.tune_parameter
+    if parameter is None:
+        raise ValueError(f"method {method.name!r} has no tunable main parameter")
+    grid = list(grid if grid is not None else method.tune_grid)
+    if not grid:
+        raise ValueError(f"no tuning grid for {method.name}.{parameter}")
+    table = []
+    for value in grid:
+        result = run_method(method, problem, {**(params or {}), parameter: value}, iterations)
+        table.append((value, float(result.psnr) if result.psnr is not None else float("nan")))
+    best = max(table, key=lambda row: -np.inf if np.isnan(row[1]) else row[1])[0]
+    return best, table

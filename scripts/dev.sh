@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# One-stop set-up and launch for genreg-viewer.
+#   scripts/dev.sh app [FILE]      install what is missing, then start the desktop application
+#   scripts/dev.sh test [ARGS...]  install what is missing (with test extras), then run the test suite
+#   scripts/dev.sh install         only install
+# Uses $PYTHON (default python3). Torch: if none is installed, `pip install torch==2.13.0` is used, which picks a
+# local CPU wheel where pip is configured with one (as on the project's CI machines) and the regular (CUDA-enabled
+# on Linux) build from PyPI elsewhere. An already installed torch (CPU or CUDA) is kept.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+
+qt_system_libraries() {
+  # PyQt6 wheels bundle Qt but need a few system libraries (EGL/GL, fontconfig, xkbcommon, D-Bus, X11 xcb).
+  command -v apt-get >/dev/null 2>&1 || return 0
+  [ "$(id -u)" = 0 ] || return 0
+  local needed=() lib pkg
+  for pair in libEGL.so.1:libegl1 libGL.so.1:libgl1 libfontconfig.so.1:libfontconfig1 \
+              libxkbcommon.so.0:libxkbcommon0 libxkbcommon-x11.so.0:libxkbcommon-x11-0 libdbus-1.so.3:libdbus-1-3 \
+              libglib-2.0.so.0:libglib2.0-0 libxcb-cursor.so.0:libxcb-cursor0 libxcb-icccm.so.4:libxcb-icccm4 \
+              libxcb-keysyms.so.1:libxcb-keysyms1 libxcb-shape.so.0:libxcb-shape0 libxcb-randr.so.0:libxcb-randr0 \
+              libxcb-render-util.so.0:libxcb-render-util0 libxcb-image.so.0:libxcb-image0 libxcb-xkb.so.1:libxcb-xkb1; do
+    lib=${pair%%:*}; pkg=${pair##*:}
+    ldconfig -p | grep -q "$lib" || needed+=("$pkg")
+  done
+  if [ ${#needed[@]} -gt 0 ]; then
+    echo "installing Qt system libraries: ${needed[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${needed[@]}" >/dev/null
+  fi
+}
+
+install() {
+  local extras=${1:-}
+  qt_system_libraries
+  if ! "$PYTHON" -c "import torch" >/dev/null 2>&1; then
+    "$PYTHON" -m pip install -q "torch==2.13.0"
+  fi
+  "$PYTHON" -m pip install -q -e ".${extras}"
+}
+
+cmd=${1:-app}
+shift || true
+case "$cmd" in
+  install) install "[test]" ;;
+  app)
+    install ""
+    exec genreg-viewer "$@"
+    ;;
+  test)
+    install "[test]"
+    export QT_QPA_PLATFORM=${QT_QPA_PLATFORM:-offscreen}
+    exec "$PYTHON" -m pytest -q "$@"
+    ;;
+  *) echo "usage: scripts/dev.sh app [FILE] | test [PYTEST ARGS] | install" >&2; exit 2 ;;
+esac
