@@ -1,0 +1,1 @@
+"""Training loops for the networks behind the learned methods (``genreg train ...``)."""
