@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from ..data.preprocess import DataError
 from ..physics.masks import MaskError
 from ..recon.base import ParameterError
 
 USER_ERRORS: tuple[type[BaseException], ...] = (
     MaskError,
+    DataError,
     ParameterError,
     FileNotFoundError,
     ValueError,

@@ -1,0 +1,46 @@
+"""``genreg info FILE``: what a data file holds (datasets, shapes, dtypes, attributes, slices; image size/mode)."""
+
+from __future__ import annotations
+
+import json
+
+from ...data.loading import describe_file
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("info", help="show what a data file (fastMRI .h5, slice set, image, .npy) holds")
+    p.add_argument("file", help="fastMRI .h5 volume, slice set .h5, .png/.tif/.jpg image, .npy or .npz")
+    p.add_argument("--json", action="store_true", help="print the description as JSON")
+    p.set_defaults(func=run)
+
+
+def _format_value(value, width: int = 100) -> str:
+    text = value if isinstance(value, str) else json.dumps(value)
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def format_description(info: dict) -> str:
+    """Human-readable multi-line rendering of :func:`~genreg_viewer.data.loading.describe_file`'s dict."""
+    lines = [info["summary"], f"  size on disk: {info['size_bytes']} bytes"]
+    if info.get("image_key") is not None and info.get("num_slices", 0) > 1:
+        lines.append(f"  slices: {info['num_slices']} (default: centre slice {info['num_slices'] // 2})")
+    if "problem" in info:
+        lines.append(f"  note: {info['problem']}")
+    rows = info.get("datasets") or info.get("arrays") or []
+    if rows:
+        lines.append("  datasets:" if "datasets" in info else "  arrays:")
+        width = max(len(r["name"]) for r in rows)
+        lines += [f"    {r['name']:<{width}}  {str(tuple(r['shape'])):<20} {r['dtype']}" for r in rows]
+    if info.get("attributes"):
+        lines.append("  attributes:")
+        lines += [f"    {k} = {_format_value(v)}" for k, v in sorted(info["attributes"].items())]
+    if info.get("kind") == "fastmri":
+        lines.append(f"  ISMRMRD header: {'yes' if info['has_ismrmrd_header'] else 'no'}")
+    return "\n".join(lines)
+
+
+def run(args) -> int:
+    info = describe_file(args.file)
+    print(json.dumps(info, indent=2) if args.json else format_description(info))
+    return 0
