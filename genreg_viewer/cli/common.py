@@ -1,0 +1,176 @@
+"""Helpers shared by the commands that reconstruct: the ground-truth/k-space/mask/noise options, ``--param k=v``
+parsing and building a :class:`~genreg_viewer.recon.Problem` from them.
+
+Two sources of data:
+
+* ``IMAGE`` (any file :func:`~genreg_viewer.data.loading.load_image` reads): the ground truth; the measurement is
+  simulated as ``y = M F x + n`` with the mask ``--mask``, noise ``--noise`` and seed ``--seed``.
+* ``--kspace FILE``: measured k-space, a complex ``(H, W)`` array (or ``(slices, H, W)``, see ``--slice``) in a
+  ``.npy``/``.npz`` file, centred (DC in the middle, like the masks) with zeros where unsampled. The mask is
+  ``--mask`` or else the non-zero pattern; ``--noise`` is the sigma that methods assume. No metrics unless an
+  ``IMAGE`` is given as well (then it is the ground truth). The data should be scaled like the simulated data
+  (the image in about [0, 1]); a warning says when its zero-filled image is far from that range.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..data.loading import load_image
+from ..data.preprocess import DataError
+from ..device import resolve_device
+from ..physics import MaskError, Measurement, MRIOperator, mask_from_spec, simulate_measurement
+from ..recon import ParameterError, Problem
+
+DEFAULT_MASK = "radial:25"
+DEFAULT_NOISE = 0.05
+IMAGE_SIZE = 128
+
+
+def add_problem_arguments(parser) -> None:
+    """``IMAGE``, ``--kspace``, ``--slice``, ``--mask``, ``--noise``, ``--seed`` and ``--device``."""
+    parser.add_argument("image", nargs="?", default=None,
+                        help="ground-truth image (fastMRI .h5, PNG/TIFF/JPEG, .npy/.npz); optional with --kspace")
+    parser.add_argument("--kspace", default=None, metavar="FILE",
+                        help="reconstruct measured k-space: complex (H, W) array in .npy/.npz, centred, zero where "
+                             "unsampled")
+    parser.add_argument("--slice", type=int, default=None, help="slice of a volume (default: the centre one)")
+    parser.add_argument("--mask", default=None, metavar="SPEC",
+                        help=f"radial:N, golden:N, cartesian:ROWS:P, random:F, full or a .png/.npy file "
+                             f"(default {DEFAULT_MASK}; with --kspace the data's non-zero pattern)")
+    parser.add_argument("--noise", type=float, default=DEFAULT_NOISE, metavar="SIGMA",
+                        help=f"std of the real and imaginary k-space noise (default {DEFAULT_NOISE})")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the noise, random masks and methods (default 0)")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default auto)")
+
+
+def parse_param_pairs(pairs: list[str] | None) -> dict[str, str]:
+    """``["alpha=0.01", "constraint=box"]`` -> ``{"alpha": "0.01", "constraint": "box"}`` (values parsed later by
+    the method's :class:`~genreg_viewer.recon.Parameter` declarations)."""
+    parsed: dict[str, str] = {}
+    for pair in pairs or []:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip() or not value.strip():
+            raise ParameterError(f"--param expects NAME=VALUE, got {pair!r}")
+        parsed[name.strip()] = value.strip()
+    return parsed
+
+
+@dataclass
+class ProblemSetup:
+    """A problem built from the command line, with what a summary or an output file reports about it."""
+
+    problem: Problem
+    info: dict[str, Any] = field(default_factory=dict)  #: mask spec and fraction, sigma, seed, shape, ...
+
+    @property
+    def mask(self) -> np.ndarray:
+        return self.problem.measurement.mask
+
+    @property
+    def ground_truth(self) -> np.ndarray | None:
+        truth = self.problem.ground_truth
+        return None if truth is None else truth[0, 0].detach().cpu().numpy()
+
+
+def _select_array(path: Path) -> np.ndarray:
+    try:
+        if path.suffix.lower() == ".npy":
+            return np.load(path, allow_pickle=False)
+        if path.suffix.lower() == ".npz":
+            with np.load(path, allow_pickle=False) as archive:
+                if "kspace" in archive.files:
+                    return archive["kspace"]
+                for name in archive.files:
+                    if np.iscomplexobj(archive[name]) and archive[name].ndim in (2, 3):
+                        return archive[name]
+                raise DataError(f"{path}: no complex 2-D or 3-D array in {archive.files} (or one named 'kspace')")
+    except DataError:
+        raise
+    except Exception as exc:  # corrupt or pickled file
+        raise DataError(f"{path}: cannot read k-space ({exc})") from None
+    raise DataError(f"{path}: k-space must be a .npy or .npz file")
+
+
+def load_kspace(path: str | Path, slice_index: int | None = None) -> np.ndarray:
+    """A complex ``(H, W)`` k-space array (centred) from ``.npy``/``.npz``; a 3-D array is a stack of slices."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"k-space file not found: {path}")
+    array = _select_array(path)
+    if not np.iscomplexobj(array):
+        raise DataError(f"{path}: k-space must be a complex array, got dtype {array.dtype}")
+    if array.ndim not in (2, 3):
+        raise DataError(f"{path}: k-space must be a complex (H, W) or (slices, H, W) array, got shape {array.shape}")
+    if array.ndim == 3:
+        index = array.shape[0] // 2 if slice_index is None else slice_index
+        if not 0 <= index < array.shape[0]:
+            raise DataError(f"{path}: slice {index} out of range (the file has {array.shape[0]} slices)")
+        array = array[index]
+    elif slice_index not in (None, 0):
+        raise DataError(f"{path}: --slice {slice_index} given, but the k-space is a single 2-D slice")
+    if min(array.shape) < 2:
+        raise DataError(f"{path}: k-space of shape {array.shape} is too small")
+    if not np.isfinite(array).all():
+        raise DataError(f"{path}: k-space contains NaN or infinite values")
+    return array.astype(np.complex64)
+
+
+def _measured_problem(args, device: torch.device) -> ProblemSetup:
+    kspace = load_kspace(args.kspace, args.slice)
+    if args.mask is not None:
+        mask = mask_from_spec(args.mask, kspace.shape, args.seed)
+        mask_spec = args.mask
+    else:
+        mask = kspace != 0
+        mask_spec = "data"
+        if not mask.any():
+            raise MaskError(f"{args.kspace}: the k-space is all zeros, so it samples nothing")
+    operator = MRIOperator(mask, device=device)
+    y = torch.from_numpy(np.fft.ifftshift(kspace))[None, None].to(device) * operator.sampling
+    measurement = Measurement(y=y, operator=operator, sigma=float(args.noise), seed=None)
+    truth = None
+    if args.image is not None:
+        square = kspace.shape[0] == kspace.shape[1]
+        truth = load_image(args.image, slice_index=args.slice, size=kspace.shape[0] if square else None).image
+        if truth.shape != kspace.shape:
+            raise DataError(f"ground truth {args.image} has shape {truth.shape}, the k-space {kspace.shape}")
+    zero_filled_max = float(measurement.zero_filled().abs().max())
+    if not 0.05 <= zero_filled_max <= 20:
+        print(f"warning: the zero-filled image of {args.kspace} peaks at {zero_filled_max:.3g}; the methods expect "
+              "an image scaled to about [0, 1]", file=sys.stderr)
+    info = {"kspace": str(args.kspace), "image": args.image}
+    return _setup(Problem(measurement, truth, seed=args.seed, device=device), mask_spec, info)
+
+
+def _simulated_problem(args, device: torch.device) -> ProblemSetup:
+    truth = load_image(args.image, slice_index=args.slice, size=IMAGE_SIZE).image
+    mask_spec = args.mask or DEFAULT_MASK
+    mask = mask_from_spec(mask_spec, truth.shape, args.seed)
+    measurement = simulate_measurement(truth, mask, args.noise, seed=args.seed, device=device)
+    return _setup(Problem(measurement, truth, seed=args.seed, device=device), mask_spec, {"image": str(args.image)})
+
+
+def _setup(problem: Problem, mask_spec: str, info: dict) -> ProblemSetup:
+    operator = problem.operator
+    info = {
+        **info, "mask": mask_spec, "mask_fraction": operator.sampling_fraction, "sigma": problem.sigma,
+        "seed": problem.seed, "shape": list(operator.shape),
+    }
+    return ProblemSetup(problem, info)
+
+
+def build_problem(args) -> ProblemSetup:
+    """The :class:`Problem` described by the options of :func:`add_problem_arguments`."""
+    if args.image is None and args.kspace is None:
+        raise ValueError("give an IMAGE (ground truth to simulate from) or --kspace FILE (measured data)")
+    if args.noise < 0 or not np.isfinite(args.noise):
+        raise ValueError(f"--noise must be a finite number >= 0, got {args.noise}")
+    device = resolve_device(args.device)
+    return _measured_problem(args, device) if args.kspace is not None else _simulated_problem(args, device)
