@@ -27,15 +27,6 @@ def make_problem(images: np.ndarray, spokes: int = 25, sigma: float = 0.05, seed
     return Problem(measurement, truth, seed=seed)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    """128x128 FFTs run fastest on one thread (with two, a busy 2-core machine is many times slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def problem() -> Problem:
     """The paper's setting: 128x128, 25 radial spokes, sigma = 0.05."""

@@ -13,15 +13,6 @@ from genreg_viewer.physics import mask_from_spec, simulate_measurement
 from genreg_viewer.recon import Problem, run_method
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    """128x128 FFTs run fastest on one thread (with two, a busy 2-core machine is many times slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture
 def image_file(tmp_path):
     rows, cols = np.mgrid[:128, :128] / 128

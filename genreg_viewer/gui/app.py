@@ -1,19 +1,41 @@
-"""``genreg-viewer [FILE]``: start the desktop application."""
+"""``genreg-viewer [FILE]``: start the desktop application.
+
+Without ``FILE`` the window opens on the bundled sample slice (or the knee phantom), ready to press Run.
+``FILE`` may be a fastMRI ``.h5`` volume, an image, a ``.npy`` array or a saved session (file or folder).
+"""
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 
-def main(argv: list[str] | None = None) -> int:
-    from PyQt6.QtWidgets import QApplication, QLabel, QMainWindow
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="genreg-viewer", description=__doc__.splitlines()[0].split(": ", 1)[-1])
+    parser.add_argument("file", nargs="?", help="image, fastMRI .h5 volume, .npy array or saved session to open")
+    parser.add_argument("--slice", type=int, default=None, help="slice of a volume (default: the centre slice)")
+    parser.add_argument("--theme", choices=("system", "light", "dark"), default=None,
+                        help="colour theme (default: the last choice, else the system's)")
+    return parser
 
-    argv = sys.argv if argv is None else argv
-    app = QApplication.instance() or QApplication(argv)
-    window = QMainWindow()
-    window.setWindowTitle("genreg-viewer")
-    window.setCentralWidget(QLabel("genreg-viewer"))
-    window.resize(800, 600)
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    from PyQt6.QtCore import QCoreApplication
+    from PyQt6.QtWidgets import QApplication
+
+    from .main_window import MainWindow
+    from .theme import theme_manager
+
+    QCoreApplication.setOrganizationName("genreg-viewer")
+    QCoreApplication.setApplicationName("genreg-viewer")
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationDisplayName("genreg-viewer")
+    themes = theme_manager()  # Fusion style and palette before any widget exists
+    window = MainWindow(open_default=args.file is None)
+    themes.set_mode(args.theme or str(window.settings.value("theme", "system")))
+    if args.file is not None and not window.open_path(args.file, args.slice):
+        window.open_default_image()
     window.show()
     return app.exec()
 

@@ -10,7 +10,7 @@ from .runner import iterate_progress, run_method, tune_parameter
 import importlib.util as _importlib_util
 
 # Importing the method modules registers their methods. Modules land one by one while the project grows.
-for _module in ("classical", "generative", "learned"):
+for _module in ("classical", "generative", "learned", "priors"):
     if _importlib_util.find_spec(f"{__name__}.{_module}") is not None:
         __import__(f"{__name__}.{_module}")
 

@@ -13,6 +13,7 @@ import importlib.util
 TRAINER_MODULES = [
     "genreg_viewer.training.vae_cli",
     "genreg_viewer.training.learned_cli",
+    "genreg_viewer.training.flow_cli",
 ]
 
 
