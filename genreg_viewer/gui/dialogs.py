@@ -1,0 +1,31 @@
+"""Message dialogs. Every user-facing error goes through :func:`show_error` (tests patch ``QMessageBox``)."""
+
+from __future__ import annotations
+
+from html import escape
+
+from PyQt6.QtGui import QAction
+from PyQt6.QtWidgets import QMessageBox, QWidget
+
+
+def show_error(parent: QWidget | None, title: str, message: str) -> None:
+    """A modal error dialog with one clear message (never a traceback)."""
+    QMessageBox.critical(parent, title, message)
+
+
+def shortcuts_text(actions: list[QAction]) -> str:
+    """An HTML table of the actions that have keyboard shortcuts."""
+    rows = []
+    for action in actions:
+        keys = ", ".join(s.toString() for s in action.shortcuts())
+        if keys:
+            label = escape(action.text().replace("&", "").rstrip("…"))
+            rows.append(f"<tr><td><b>{escape(keys)}</b></td><td>&nbsp;&nbsp;{label}</td></tr>")
+    return "<table>" + "".join(rows) + "</table>"
+
+
+def show_shortcuts(parent: QWidget | None, actions: list[QAction]) -> None:
+    box = QMessageBox(parent)
+    box.setWindowTitle("Keyboard shortcuts")
+    box.setText(shortcuts_text(actions))
+    box.exec()

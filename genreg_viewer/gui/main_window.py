@@ -1,0 +1,426 @@
+"""The main window: docks for sampling and method controls, tabs for the views, menus and shortcuts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PyQt6.QtCore import QSettings, Qt
+from PyQt6.QtGui import QAction, QActionGroup, QKeySequence
+from PyQt6.QtWidgets import (
+    QDockWidget,
+    QFileDialog,
+    QInputDialog,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QScrollArea,
+    QTabWidget,
+    QWidget,
+)
+
+from .. import __version__
+from ..device import default_device
+from ..physics import load_mask, save_mask
+from . import session as sessions
+from .dialogs import show_error, show_shortcuts
+from .panels.comparison import ComparisonPanel
+from .panels.covariance import CovariancePanel
+from .panels.method import LiveRunView, MethodControls
+from .panels.sampling import MeasurementView, SamplingControls
+from .panels.sweep import SweepPanel
+from .sources import IMAGE_FILTER, default_image, load_image_file, phantom_image
+from .state import CUSTOM_MASK_SPEC, ExperimentState, describe_setting
+from .theme import THEME_MODES, theme_manager
+from .widgets.image_view import em
+from .workers import ReconJob, ReconQueue
+
+MAX_RECENT = 8
+MASK_FILTER = "Masks (*.png *.npy);;PNG image (*.png);;NumPy array (*.npy)"
+USER_ERRORS = (ValueError, RuntimeError, OSError, KeyError)
+
+
+def _scrolling(widget: QWidget) -> QScrollArea:
+    area = QScrollArea()
+    area.setWidgetResizable(True)
+    area.setFrameShape(QScrollArea.Shape.NoFrame)
+    area.setWidget(widget)
+    scrollbar = area.style().pixelMetric(area.style().PixelMetric.PM_ScrollBarExtent)
+    area.setMinimumWidth(widget.minimumSizeHint().width() + scrollbar)
+    return area
+
+
+class MainWindow(QMainWindow):
+    """genreg-viewer's window. ``settings`` (QSettings) holds recent files, theme and geometry."""
+
+    def __init__(self, settings: QSettings | None = None, open_default: bool = True):
+        super().__init__()
+        self.setWindowTitle("genreg-viewer")
+        self.setAcceptDrops(True)
+        self.settings = settings if settings is not None else QSettings("genreg-viewer", "genreg-viewer")
+        self.state = ExperimentState(self)
+        self.queue = ReconQueue(self)
+
+        self.measurement_view = MeasurementView(self.state)
+        self.live_view = LiveRunView(self.queue)
+        self.comparison = ComparisonPanel(self.state)
+        self.covariance = CovariancePanel(self.state)
+        self.sweep = SweepPanel(self.state)
+        self.tabs = QTabWidget()
+        self.tabs.setDocumentMode(True)
+        for widget, label in (
+            (self.measurement_view, "Measurement"),
+            (self.live_view, "Live run"),
+            (self.comparison, "Comparison"),
+            (self.covariance, "Covariance"),
+            (self.sweep, "Sweeps"),
+        ):
+            self.tabs.addTab(widget, label)
+        self.setCentralWidget(self.tabs)
+
+        self.sampling = SamplingControls(self.state, self.measurement_view.painter)
+        self.method_panel = MethodControls(self.state, self.queue)
+        self.sampling_dock = self._dock("Sampling", self.sampling, Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.method_dock = self._dock("Method", self.method_panel, Qt.DockWidgetArea.RightDockWidgetArea)
+
+        self._build_status_bar()
+        self._connect()
+        self._build_menus()
+        self._restore_window_settings()
+        if open_default:
+            self.open_default_image()
+
+    # ------------------------------------------------------------------ layout
+    def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(f"{title.lower()}_dock")
+        dock.setWidget(_scrolling(widget))
+        self.addDockWidget(area, dock)
+        return dock
+
+    def _build_status_bar(self) -> None:
+        bar = self.statusBar()
+        self.setting_label = QLabel("")
+        device = default_device()
+        self.device_label = QLabel(f"Device: {device.type.upper()}")
+        self.device_label.setToolTip("Runs use CUDA when a GPU is visible, otherwise the CPU")
+        bar.addPermanentWidget(self.setting_label)
+        bar.addPermanentWidget(self.device_label)
+
+    def _connect(self) -> None:
+        state, queue = self.state, self.queue
+        state.measurementChanged.connect(self._update_setting_label)
+        queue.jobStarted.connect(self._job_started)
+        queue.jobFinished.connect(self._job_finished)
+        queue.jobFailed.connect(lambda job, message: self.error(f"{job.title} failed", message))
+        for panel in (self.sampling, self.method_panel, self.covariance, self.sweep):
+            panel.errorOccurred.connect(self.error)
+        for panel in (self.method_panel, self.sweep):
+            panel.statusMessage.connect(lambda text: self.statusBar().showMessage(text, 5000))
+        self.sampling.openRequested.connect(self.open_dialog)
+        self.sampling.sliceRequested.connect(self.open_slice)
+        self.sampling.loadMaskRequested.connect(self.load_mask_dialog)
+        self.sampling.saveMaskRequested.connect(self.save_mask_dialog)
+        self.sampling.showMeasuredToggled.connect(self.measurement_view.set_show_measured)
+        self.comparison.exportPngRequested.connect(self.export_png_dialog)
+        self.comparison.exportResultsRequested.connect(self.export_results_dialog)
+        self.comparison.inspectRequested.connect(self.inspect_covariance)
+
+    def _action(self, menu, text: str, slot, shortcut=None, tip: str = "") -> QAction:
+        action = QAction(text, self)
+        if shortcut is not None:
+            action.setShortcuts(shortcut if isinstance(shortcut, list) else [QKeySequence(shortcut)])
+        if tip:
+            action.setStatusTip(tip)
+        action.triggered.connect(lambda *_: slot())
+        menu.addAction(action)
+        self.addAction(action)  # shortcuts work even when the menu bar is hidden
+        self.shortcut_actions.append(action)
+        return action
+
+    def _build_menus(self) -> None:
+        self.shortcut_actions: list[QAction] = []
+        bar = self.menuBar()
+        file_menu = bar.addMenu("&File")
+        self._action(file_menu, "&Open image or session…", self.open_dialog, QKeySequence.StandardKey.Open,
+                     "Open a fastMRI .h5 volume, an image, a .npy array or a saved session")
+        self.recent_menu = file_menu.addMenu("Open &recent")
+        self._action(file_menu, "New knee &phantom…", self.new_phantom_dialog, "Ctrl+Shift+N")
+        file_menu.addSeparator()
+        self._action(file_menu, "Open &session…", self.open_session_dialog, "Ctrl+Shift+O")
+        self._action(file_menu, "&Save session…", self.save_session_dialog, QKeySequence.StandardKey.Save)
+        file_menu.addSeparator()
+        self._action(file_menu, "&Load mask…", self.load_mask_dialog, "Ctrl+L")
+        self._action(file_menu, "Save &mask…", self.save_mask_dialog, "Ctrl+Shift+L")
+        file_menu.addSeparator()
+        self._action(file_menu, "&Export comparison as PNG…", self.export_png_dialog, "Ctrl+E")
+        self._action(file_menu, "Export &results (.npz/.h5)…", self.export_results_dialog, "Ctrl+Shift+E")
+        file_menu.addSeparator()
+        self._action(file_menu, "&Quit", self.close, QKeySequence.StandardKey.Quit)
+
+        run_menu = bar.addMenu("&Run")
+        self._action(run_menu, "&Run method", self.method_panel.run, "Ctrl+R")
+        self._action(run_menu, "&Cancel run", self.method_panel.cancel, "Esc")
+        self._action(run_menu, "Cancel &all runs", self.queue.cancel_all, "Shift+Esc")
+        run_menu.addSeparator()
+        self._action(run_menu, "Run &sweep", self._run_sweep, "Ctrl+Shift+R")
+
+        edit_menu = bar.addMenu("&Mask")
+        for tool, key in (("pan", "P"), ("brush", "B"), ("eraser", "X")):
+            self._action(edit_menu, f"{tool.capitalize()} tool", lambda t=tool: self.set_mask_tool(t), key)
+        self._action(edit_menu, "Reset mask to pattern", lambda: self.sampling.set_spec(self.sampling.base_spec))
+
+        view_menu = bar.addMenu("&View")
+        for index in range(self.tabs.count()):
+            self._action(view_menu, self.tabs.tabText(index), lambda i=index: self.tabs.setCurrentIndex(i),
+                         f"Ctrl+{index + 1}")
+        self._action(view_menu, "Reset &zoom", self.reset_zoom, "Ctrl+0")
+        view_menu.addSeparator()
+        view_menu.addAction(self.sampling_dock.toggleViewAction())
+        view_menu.addAction(self.method_dock.toggleViewAction())
+        theme_menu = view_menu.addMenu("&Theme")
+        group = QActionGroup(self)
+        current = str(self.settings.value("theme", "system"))
+        for mode in THEME_MODES:
+            action = QAction(mode.capitalize(), self, checkable=True)
+            action.setChecked(mode == current)
+            action.triggered.connect(lambda _checked, m=mode: self.set_theme(m))
+            group.addAction(action)
+            theme_menu.addAction(action)
+
+        help_menu = bar.addMenu("&Help")
+        self._action(help_menu, "&Keyboard shortcuts", lambda: show_shortcuts(self, self.shortcut_actions),
+                     QKeySequence.StandardKey.HelpContents)
+        self._action(help_menu, "&About", self._about)
+        self._rebuild_recent_menu()
+
+    # ------------------------------------------------------------------ errors
+    def error(self, title: str, message: str) -> None:
+        self.statusBar().showMessage(f"{title}: {message}", 8000)
+        show_error(self, title, message)
+
+    # ------------------------------------------------------------------- files
+    def open_default_image(self) -> None:
+        self.state.set_image(*default_image())
+
+    def open_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open image, volume or session", self._last_folder(),
+                                              IMAGE_FILTER + ";;" + sessions.SESSION_FILTER)
+        if path:
+            self.open_path(path)
+
+    def open_session_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open session", self._last_folder(), sessions.SESSION_FILTER)
+        if path:
+            self.open_path(path)
+
+    def open_path(self, path: str | Path, slice_index: int | None = None) -> bool:
+        """Open an image, a volume (``slice_index``: default centre slice) or a saved session."""
+        path = Path(path)
+        try:
+            if sessions.is_bundle(path):
+                self.restore_session(path)
+            else:
+                image, info = load_image_file(path, slice_index, size=self.state.shape[0])
+                self.state.set_image(image, info)
+        except USER_ERRORS as exc:
+            self.error(f"Cannot open {path.name}", str(exc).strip("'\""))
+            return False
+        self.add_recent(path)
+        self.statusBar().showMessage(f"Opened {path}", 5000)
+        return True
+
+    def open_slice(self, slice_index: int) -> None:
+        info = self.state.image_info
+        if info.path:
+            try:
+                image, new_info = load_image_file(info.path, slice_index, size=self.state.shape[0])
+                self.state.set_image(image, new_info)
+            except USER_ERRORS as exc:
+                self.error("Cannot read the slice", str(exc))
+
+    def new_phantom_dialog(self) -> None:
+        seed, ok = QInputDialog.getInt(self, "Knee phantom", "Phantom seed", 0, 0, 2**31 - 1)
+        if ok:
+            try:
+                self.state.set_image(*phantom_image(seed, self.state.shape[0]))
+            except USER_ERRORS as exc:
+                self.error("Cannot make the phantom", str(exc))
+
+    def restore_session(self, path: str | Path) -> None:
+        gui = sessions.load_session(path, self.state)
+        self.sampling.sync_from_state()
+        self.method_panel.restore_settings(gui.get("method", {}))
+        self.comparison.restore_display_settings(gui.get("comparison", {}))
+        if isinstance(gui.get("tab"), int):
+            self.tabs.setCurrentIndex(gui["tab"])
+
+    def gui_settings(self) -> dict:
+        return {
+            "method": self.method_panel.settings(),
+            "comparison": self.comparison.display_settings(),
+            "tab": self.tabs.currentIndex(),
+        }
+
+    def save_session(self, path: str | Path) -> Path:
+        return sessions.save_session(path, self.state, self.gui_settings())
+
+    def save_session_dialog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Save session (.npz, .h5, or a folder name without suffix)",
+            str(Path(self._last_folder()) / "session.npz"), sessions.SESSION_FILTER)
+        if path:
+            self._write(lambda: self.save_session(path), f"Saved the session to {path}")
+
+    def export_png_dialog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export comparison grid",
+                                              str(Path(self._last_folder()) / "comparison.png"), "PNG (*.png)")
+        if path:
+            self.tabs.setCurrentWidget(self.comparison)
+            self._write(lambda: self.comparison.save_png(path), f"Saved {path}")
+
+    def export_results_dialog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export results",
+                                              str(Path(self._last_folder()) / "results.npz"), sessions.RESULTS_FILTER)
+        if path:
+            self._write(lambda: sessions.export_results(path, self.state), f"Saved {path}")
+
+    def load_mask_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Load mask", self._last_folder(), MASK_FILTER)
+        if path:
+            try:
+                self.state.set_mask(load_mask(path, self.state.shape), CUSTOM_MASK_SPEC)
+                self.sampling.set_spec(CUSTOM_MASK_SPEC, apply=False)
+            except USER_ERRORS as exc:
+                self.error("Cannot load the mask", str(exc))
+
+    def save_mask_dialog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save mask", str(Path(self._last_folder()) / "mask.png"),
+                                              MASK_FILTER)
+        if path:
+            self._write(lambda: save_mask(self.state.mask, path), f"Saved the mask to {path}")
+
+    def _write(self, write, message: str) -> bool:
+        try:
+            write()
+        except USER_ERRORS as exc:
+            self.error("Cannot save", str(exc))
+            return False
+        self.statusBar().showMessage(message, 5000)
+        return True
+
+    # ------------------------------------------------------------------ recent
+    def recent_files(self) -> list[str]:
+        value = self.settings.value("recentFiles", [])
+        if isinstance(value, str):
+            value = [value]
+        return [str(v) for v in (value or [])]
+
+    def add_recent(self, path: str | Path) -> None:
+        path = str(Path(path).resolve())
+        recent = [path] + [p for p in self.recent_files() if p != path]
+        self.settings.setValue("recentFiles", recent[:MAX_RECENT])
+        self.settings.setValue("lastFolder", str(Path(path).parent))
+        self._rebuild_recent_menu()
+
+    def _rebuild_recent_menu(self) -> None:
+        self.recent_menu.clear()
+        recent = self.recent_files()
+        for index, path in enumerate(recent):
+            action = self.recent_menu.addAction(f"&{index + 1}  {Path(path).name}")
+            action.setToolTip(path)
+            action.setStatusTip(path)
+            action.triggered.connect(lambda _checked, p=path: self.open_path(p))
+        if recent:
+            self.recent_menu.addSeparator()
+            self.recent_menu.addAction("Clear list", self._clear_recent)
+        self.recent_menu.setEnabled(bool(recent))
+
+    def _clear_recent(self) -> None:
+        self.settings.setValue("recentFiles", [])
+        self._rebuild_recent_menu()
+
+    def _last_folder(self) -> str:
+        return str(self.settings.value("lastFolder", str(Path.home())))
+
+    # ------------------------------------------------------------- drag & drop
+    def dragEnterEvent(self, event) -> None:  # noqa: N802 (Qt API)
+        if event.mimeData().hasUrls() and any(u.isLocalFile() for u in event.mimeData().urls()):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:  # noqa: N802
+        files = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
+        if files:
+            event.acceptProposedAction()
+            self.open_path(files[0])
+
+    # -------------------------------------------------------------------- runs
+    def _job_started(self, job: ReconJob) -> None:
+        if self.tabs.currentWidget() is self.measurement_view:
+            self.tabs.setCurrentWidget(self.live_view)
+        self.statusBar().showMessage(f"Running {job.title} on {job.device}…")
+
+    def _job_finished(self, job: ReconJob, record) -> None:
+        if job.image_version != self.state.image_version:
+            self.statusBar().showMessage(f"{job.title} finished for an image that is no longer open; "
+                                         "its result was dropped", 8000)
+            return
+        self.state.add_result(record)
+        what = "cancelled" if record.cancelled else "finished"
+        self.statusBar().showMessage(f"{record.title} {what}: {record.metrics_text()}", 8000)
+
+    def _run_sweep(self) -> None:
+        self.tabs.setCurrentWidget(self.sweep)
+        self.sweep.start()
+
+    def inspect_covariance(self, image) -> None:
+        self.tabs.setCurrentWidget(self.covariance)
+        self.covariance.inspect_image(image)
+
+    def set_mask_tool(self, tool: str) -> None:
+        self.sampling.tool_buttons[tool].setChecked(True)
+        self.tabs.setCurrentWidget(self.measurement_view)
+
+    def reset_zoom(self) -> None:
+        current = self.tabs.currentWidget()
+        if current is self.comparison:
+            self.comparison.reset_zoom()
+        elif current is self.measurement_view:
+            for view in (self.measurement_view.truth_view, self.measurement_view.painter):
+                view.reset_zoom()
+        elif current is self.covariance:
+            self.covariance.source_view.reset_zoom()
+        elif current is self.live_view:
+            self.live_view.image_view.reset_zoom()
+
+    # ------------------------------------------------------------ misc / theme
+    def _update_setting_label(self) -> None:
+        self.setting_label.setText(describe_setting(self.state.setting()) if self.state.image is not None else "")
+
+    def set_theme(self, mode: str) -> None:
+        theme_manager().set_mode(mode)
+        self.settings.setValue("theme", mode)
+
+    def _about(self) -> None:
+        QMessageBox.about(
+            self, "About genreg-viewer",
+            f"<b>genreg-viewer {__version__}</b><br>Compressed-sensing MRI reconstruction with generative "
+            "regularisers: VAEs with structured image covariance (Duff, Simpson, Ehrhardt, Campbell 2023).",
+        )
+
+    def _restore_window_settings(self) -> None:
+        geometry = self.settings.value("geometry")
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        else:
+            self.resize(em(self, 90), em(self, 52))
+        window_state = self.settings.value("windowState")
+        if window_state is not None:
+            self.restoreState(window_state)
+
+    def closeEvent(self, event) -> None:  # noqa: N802
+        self.settings.setValue("geometry", self.saveGeometry())
+        self.settings.setValue("windowState", self.saveState())
+        self.queue.shutdown()
+        self.covariance.shutdown()
+        self.sweep.shutdown()
+        super().closeEvent(event)

@@ -1,0 +1,1 @@
+"""The application's panels: sampling, method, comparison, covariance inspector and sweeps."""

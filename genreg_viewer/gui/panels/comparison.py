@@ -1,0 +1,386 @@
+"""Comparison: every finished run as a tile beside the ground truth and the zero-filled adjoint.
+
+All tiles pan and zoom together (``ViewBox.setXLink/setYLink`` to the ground-truth tile) and share one contrast
+window. A zoom-in inset magnifies the region chosen with the rectangle on the ground-truth tile in the corner of
+every tile (as in the paper's figures). "Difference to truth" shows ``x - x_true`` with a blue-white-red map
+symmetric about zero. The grid exports as PNG exactly as shown.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyqtgraph as pg
+from PyQt6.QtCore import QEvent, QRectF, Qt, pyqtSignal
+from PyQt6.QtGui import QAction, QColor
+from PyQt6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFrame,
+    QGraphicsRectItem,
+    QGridLayout,
+    QLabel,
+    QMenu,
+    QScrollArea,
+    QSizePolicy,
+    QSpinBox,
+    QToolBar,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..session import save_widget_png
+from ..state import ExperimentState, RunRecord, describe_setting
+from ..widgets.image_view import DIVERGING, GREY, ImageView, em
+
+INSET_COLOUR = QColor("#ffd400")
+INSET_FRACTION = 0.42  #: inset width as a fraction of the image width
+DISPLAY_MODES = (("image", "Images"), ("difference", "Difference to truth"))
+
+
+@dataclass
+class TileContent:
+    key: str  #: "truth", "adjoint" or "run:<id>"
+    title: str
+    image: np.ndarray
+    details: str = ""  #: metrics and setting, shown under the title
+    run_id: int | None = None
+    tooltip: str = ""
+
+
+class ComparisonTile(QFrame):
+    """One image of the grid with its caption, an optional zoom inset and a context menu."""
+
+    removeRequested = pyqtSignal(int)
+    inspectRequested = pyqtSignal(object)  # np.ndarray
+
+    def __init__(self, content: TileContent, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.content = content
+        self.setFrameShape(QFrame.Shape.StyledPanel)
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
+        layout = QVBoxLayout(self)
+        margin = em(self, 0.3)
+        layout.setContentsMargins(margin, margin, margin, margin)
+        self.view = ImageView("")
+        self.view.setMinimumWidth(em(self, 10))
+        # the same caption height on every tile keeps the linked views the same size (and aligned)
+        self.view.caption_label.setFixedHeight(self.view.caption_label.fontMetrics().lineSpacing() * 4 + 2)
+        self.view.caption_label.setAlignment(Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop)
+        layout.addWidget(self.view)
+        self.inset = pg.ImageItem()
+        self.inset.setZValue(5)
+        self.inset_border = QGraphicsRectItem()
+        self.region_outline = QGraphicsRectItem()
+        pen = pg.mkPen(INSET_COLOUR, width=1.5)
+        pen.setCosmetic(True)
+        for item in (self.inset_border, self.region_outline):
+            item.setPen(pen)
+            item.setZValue(6)
+            self.view.view_box.addItem(item, ignoreBounds=True)
+        self.view.view_box.addItem(self.inset, ignoreBounds=True)
+        self.set_content(content)
+
+    def set_content(self, content: TileContent) -> None:
+        self.content = content
+        details = f"<br><span>{content.details}</span>" if content.details else ""
+        self.view.set_caption(f"<b>{content.title}</b>{details}")
+        self.setToolTip(content.tooltip)
+
+    def show(self, image: np.ndarray, levels: tuple[float, float], colormap: pg.ColorMap,
+             region: tuple[int, int, int, int] | None, own_outline: bool = True) -> None:
+        """Display ``image``; with ``region = (row, col, height, width)`` also the magnified inset."""
+        self.view.set_image(image, levels, colormap)
+        show_inset = region is not None
+        for item in (self.inset, self.inset_border):
+            item.setVisible(show_inset)
+        self.region_outline.setVisible(show_inset and own_outline)
+        if not show_inset:
+            return
+        row, col, height, width = region
+        crop = image[row:row + height, col:col + width]
+        self.inset.setImage(crop, autoLevels=False, levels=levels)
+        self.inset.setColorMap(colormap)
+        rows, cols = image.shape
+        inset_width = INSET_FRACTION * cols
+        inset_height = inset_width * height / max(width, 1)
+        rect = QRectF(cols - inset_width, rows - inset_height, inset_width, inset_height)
+        self.inset.setRect(rect)
+        self.inset_border.setRect(rect)
+        self.region_outline.setRect(QRectF(col, row, width, height))
+
+    def contextMenuEvent(self, event) -> None:  # noqa: N802 (Qt API)
+        menu = QMenu(self)
+        inspect = QAction("Inspect covariance of this image", menu)
+        inspect.triggered.connect(lambda: self.inspectRequested.emit(self.content.image))
+        menu.addAction(inspect)
+        if self.content.run_id is not None:
+            remove = QAction("Remove from comparison", menu)
+            remove.triggered.connect(lambda: self.removeRequested.emit(self.content.run_id))
+            menu.addAction(remove)
+        menu.exec(event.globalPos())
+
+
+class ComparisonPanel(QWidget):
+    """The side-by-side grid of ground truth, adjoint and every finished run, with display controls."""
+
+    exportPngRequested = pyqtSignal()
+    exportResultsRequested = pyqtSignal()
+    inspectRequested = pyqtSignal(object)
+
+    def __init__(self, state: ExperimentState, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.state = state
+        self.tiles: dict[str, ComparisonTile] = {}
+        self.region = (40, 40, 32, 32)  #: (row, col, height, width) of the zoom-in inset
+        layout = QVBoxLayout(self)
+        layout.addWidget(self._toolbar())
+        self.scroll = QScrollArea()
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.grid_widget = QWidget()
+        self.grid = QGridLayout(self.grid_widget)
+        self.grid.setSpacing(em(self, 0.5))
+        self.scroll.setWidget(self.grid_widget)
+        self.scroll.viewport().installEventFilter(self)
+        self.columns = 1
+        layout.addWidget(self.scroll, 1)
+        self.roi: pg.RectROI | None = None
+        state.imageChanged.connect(self.rebuild)
+        state.measurementChanged.connect(self._measurement_changed)
+        state.resultAdded.connect(lambda _record: self.rebuild())
+        state.resultRemoved.connect(lambda _id: self.rebuild())
+        state.resultsCleared.connect(self.rebuild)
+
+    # ------------------------------------------------------------------ toolbar
+    def _toolbar(self) -> QWidget:
+        """Display controls and actions; a tool bar folds what does not fit into its » menu."""
+        bar = QToolBar()
+        bar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        self.mode_combo = QComboBox()
+        for mode, label in DISPLAY_MODES:
+            self.mode_combo.addItem(label, mode)
+        self.mode_combo.currentIndexChanged.connect(self.refresh)
+        self.low_spin = QDoubleSpinBox(minimum=-1.0, maximum=2.0, singleStep=0.05, decimals=2, value=0.0)
+        self.high_spin = QDoubleSpinBox(minimum=-1.0, maximum=2.0, singleStep=0.05, decimals=2, value=1.0)
+        self.low_spin.setToolTip("Shared contrast window: black level")
+        self.high_spin.setToolTip("Shared contrast window: white level")
+        self.diff_spin = QDoubleSpinBox(minimum=0.01, maximum=1.0, singleStep=0.05, decimals=2, value=0.25)
+        self.diff_spin.setPrefix("± ")
+        self.diff_spin.setToolTip("Colour range of the difference maps (symmetric about zero)")
+        for spin in (self.low_spin, self.high_spin, self.diff_spin):
+            spin.valueChanged.connect(self.refresh)
+        self.inset_check = QCheckBox("Zoom inset")
+        self.inset_check.setToolTip("Magnify the region marked on the ground truth in a corner of every tile")
+        self.inset_check.toggled.connect(self.refresh)
+        self.columns_spin = QSpinBox(minimum=0, maximum=12, value=0)
+        self.columns_spin.setSpecialValueText("auto")
+        self.columns_spin.setToolTip("Tiles per row")
+        self.columns_spin.valueChanged.connect(self.rebuild)
+        actions = QToolBar()
+        actions.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        actions.addAction("Export PNG…", self.exportPngRequested.emit).setToolTip("Save the grid as shown (Ctrl+E)")
+        actions.addAction("Export results…", self.exportResultsRequested.emit).setToolTip(
+            "Save the images, mask and metrics as .npz or .h5 (Ctrl+Shift+E)")
+        actions.addAction("Reset zoom", self.reset_zoom).setToolTip("Fit the images (Ctrl+0)")
+        actions.addAction("Clear runs", self.state.clear_results).setToolTip("Remove every run from the grid")
+        actions.addSeparator()
+        for widget in (self.inset_check, QLabel("   Columns "), self.columns_spin):
+            actions.addWidget(widget)
+        for widget in (QLabel("Show "), self.mode_combo, QLabel("   Window "), self.low_spin, self.high_spin):
+            bar.addWidget(widget)
+        bar.addAction("Auto", self.auto_window).setToolTip("Window from the ground truth's 0.5-99.5 percentiles")
+        for widget in (QLabel("   Difference "), self.diff_spin):
+            bar.addWidget(widget)
+        box = QWidget()
+        rows = QVBoxLayout(box)
+        rows.setContentsMargins(0, 0, 0, 0)
+        rows.setSpacing(0)
+        rows.addWidget(actions)
+        rows.addWidget(bar)
+        return box
+
+    # --------------------------------------------------------------------- API
+    def contents(self) -> list[TileContent]:
+        state = self.state
+        if state.image is None:
+            return []
+        items = [TileContent("truth", "Ground truth", state.image, state.image_info.label())]
+        if state.adjoint is not None:
+            scores = state.adjoint_metrics()
+            details = f"PSNR {scores[0]:.2f} dB · SSIM {scores[1]:.3f}" if scores else ""
+            items.append(TileContent("adjoint", "Zero-filled adjoint", state.adjoint,
+                                     f"{details}<br>{describe_setting(state.setting())}"))
+        for record in state.results:
+            items.append(TileContent(f"run:{record.run_id}", record.label(), record.image,
+                                     _record_details(record), record.run_id, _record_tooltip(record)))
+        return items
+
+    def rebuild(self) -> None:
+        """Recreate the tiles from the state (keeping the zoom) and lay them out."""
+        zoom = self._current_range()
+        for tile in self.tiles.values():
+            self.grid.removeWidget(tile)
+            tile.hide()
+            tile.deleteLater()
+        self.tiles.clear()
+        self.roi = None
+        contents = self.contents()
+        columns = self.columns = self.columns_spin.value() or min(max(len(contents), 1), 4)
+        for row in range(self.grid.rowCount()):
+            self.grid.setRowStretch(row, 0)
+        self.grid.setRowStretch((len(contents) - 1) // columns + 1, 1)  # spare height goes below the tiles
+        for index, content in enumerate(contents):
+            tile = ComparisonTile(content)
+            tile.removeRequested.connect(self.state.remove_result)
+            tile.inspectRequested.connect(self.inspectRequested)
+            self.grid.addWidget(tile, index // columns, index % columns)
+            self.tiles[content.key] = tile
+        truth = self.tiles.get("truth")
+        if truth is not None:
+            for key, tile in self.tiles.items():
+                if key != "truth":
+                    tile.view.link_to(truth.view)
+            self._make_roi(truth)
+        self._size_tiles()
+        self.refresh()
+        if zoom is not None and truth is not None:  # keep the user's zoom across rebuilds
+            truth.view._fit.auto = False
+            truth.view.view_box.setRange(xRange=zoom[0], yRange=zoom[1], padding=0)
+
+    def refresh(self) -> None:
+        """Redraw every tile with the current mode, contrast window and inset."""
+        truth_tile = self.tiles.get("truth")
+        if truth_tile is None:
+            return
+        truth = truth_tile.content.image
+        difference = self.mode_combo.currentData() == "difference"
+        region = self.region if self.inset_check.isChecked() else None
+        window = (self.low_spin.value(), self.high_spin.value())
+        if window[1] <= window[0]:
+            window = (window[0], window[0] + 1e-3)
+        spread = self.diff_spin.value()
+        for key, tile in self.tiles.items():
+            if difference and key != "truth":
+                tile.show(tile.content.image - truth, (-spread, spread), DIVERGING, region)
+            else:
+                tile.show(tile.content.image, window, GREY, region, own_outline=key != "truth")
+        if self.roi is not None:
+            self.roi.setVisible(region is not None)
+
+    def auto_window(self) -> None:
+        if self.state.image is None:
+            return
+        low, high = np.percentile(self.state.image, [0.5, 99.5])
+        self.low_spin.setValue(float(low))
+        self.high_spin.setValue(float(high) if high > low else float(low) + 0.01)
+
+    def reset_zoom(self) -> None:
+        truth = self.tiles.get("truth")
+        if truth is not None:
+            truth.view.reset_zoom()
+
+    def set_region(self, row: int, col: int, height: int, width: int) -> None:
+        """Set the inset region (clamped to the image) and redraw."""
+        rows, cols = self.state.shape
+        height, width = int(np.clip(height, 4, rows)), int(np.clip(width, 4, cols))
+        row, col = int(np.clip(row, 0, rows - height)), int(np.clip(col, 0, cols - width))
+        self.region = (row, col, height, width)
+        if self.roi is not None:
+            self.roi.blockSignals(True)
+            self.roi.setPos((col, row))
+            self.roi.setSize((width, height))
+            self.roi.blockSignals(False)
+        self.refresh()
+
+    def display_settings(self) -> dict:
+        return {
+            "mode": self.mode_combo.currentData(),
+            "window": [self.low_spin.value(), self.high_spin.value()],
+            "difference_range": self.diff_spin.value(),
+            "inset": self.inset_check.isChecked(),
+            "region": list(self.region),
+            "columns": self.columns_spin.value(),
+        }
+
+    def restore_display_settings(self, settings: dict) -> None:
+        if not settings:
+            return
+        self.mode_combo.setCurrentIndex(max(self.mode_combo.findData(settings.get("mode", "image")), 0))
+        low, high = settings.get("window", [0.0, 1.0])
+        self.low_spin.setValue(low)
+        self.high_spin.setValue(high)
+        self.diff_spin.setValue(settings.get("difference_range", self.diff_spin.value()))
+        self.inset_check.setChecked(bool(settings.get("inset", False)))
+        self.columns_spin.setValue(int(settings.get("columns", 0)))
+        if "region" in settings:
+            self.set_region(*settings["region"])
+
+    def save_png(self, path) -> None:
+        """Write the grid exactly as shown to ``path`` (PNG, atomically)."""
+        if not self.tiles:
+            raise ValueError("there is nothing to export: open an image first")
+        save_widget_png(self.grid_widget, path)
+
+    # ---------------------------------------------------------------- internals
+    def eventFilter(self, watched, event) -> bool:  # noqa: N802 (Qt API)
+        if watched is self.scroll.viewport() and event.type() == QEvent.Type.Resize:
+            self._size_tiles()
+        return super().eventFilter(watched, event)
+
+    def _size_tiles(self) -> None:
+        """Square image views: as wide as a column and as high as they are wide (the grid then scrolls)."""
+        if not self.tiles:
+            return
+        margins = self.grid.contentsMargins()
+        width = self.scroll.viewport().width() - margins.left() - margins.right()
+        column = (width - self.grid.spacing() * (self.columns - 1)) / self.columns
+        for tile in self.tiles.values():
+            tile_margins = tile.layout().contentsMargins()
+            side = int(column - tile_margins.left() - tile_margins.right() - 2 * tile.frameWidth())
+            tile.view.graphics.setFixedHeight(max(side, em(self, 8)))
+
+    def _current_range(self):
+        """The truth tile's view range when the user has zoomed (None while the tiles fit the image)."""
+        truth = self.tiles.get("truth")
+        if truth is None or truth.view.image() is None or truth.view._fit.auto:
+            return None
+        return truth.view.view_box.viewRange()
+
+    def _make_roi(self, truth: ComparisonTile) -> None:
+        row, col, height, width = self.region
+        pen = pg.mkPen(INSET_COLOUR, width=1.5)
+        self.roi = pg.RectROI((col, row), (width, height), pen=pen, movable=True, rotatable=False,
+                              resizable=True, snapSize=1.0, translateSnap=True, scaleSnap=True)
+        self.roi.setZValue(7)
+        self.roi.sigRegionChangeFinished.connect(self._roi_moved)
+        truth.view.view_box.addItem(self.roi, ignoreBounds=True)
+
+    def _roi_moved(self, roi) -> None:
+        (col, row), (width, height) = roi.pos(), roi.size()
+        self.set_region(int(round(row)), int(round(col)), int(round(height)), int(round(width)))
+
+    def _measurement_changed(self) -> None:
+        adjoint = self.tiles.get("adjoint")
+        if (adjoint is None) != (self.state.adjoint is None):
+            self.rebuild()
+            return
+        if adjoint is not None:
+            content = next(c for c in self.contents() if c.key == "adjoint")
+            adjoint.set_content(content)
+            self.refresh()
+
+
+def _record_details(record: RunRecord) -> str:
+    return "<br>".join(line for line in (record.metrics_text(), record.setting_text()) if line)
+
+
+def _record_tooltip(record: RunRecord) -> str:
+    params = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.params.items())
+    lines = [f"<b>{record.label()}</b>", record.metrics_text(), record.setting_text(),
+             f"{record.iterations} iterations · {record.seconds:.1f} s on {record.device}"]
+    if params:
+        lines.append(params)
+    return "<br>".join(line for line in lines if line)

@@ -1,0 +1,310 @@
+"""Covariance inspector: what the structured-covariance VAE has learned about an image.
+
+For the chosen image ``x`` (ground truth, adjoint, or a finished run) the latent is ``z = mu(x)`` from the encoder
+(or the run's own ``extras['latent']``); the decoder gives the mean ``G(z)`` and the sparse Cholesky factor
+``L(z)`` of the precision, ``Sigma(z)^{-1} = L L^T`` (paper, Sec. 3). Clicking (or dragging over) a pixel ``i``
+shows row ``i`` of ``Sigma`` as correlations ``Sigma_ij / sqrt(Sigma_ii Sigma_jj)`` on a blue-white-red map with
+levels ``[-1, 1]`` (exactly 1 at the star). Also shown: the variance map ``diag(Sigma)``, residual samples
+``G(z) + L^{-T} u`` with ``u ~ N(0, I)``, and the posterior standard deviation of a mean+covar reconstruction
+(``extras['std_map']``).
+
+All model work runs on a worker thread. Dragging is throttled by completion: while one row is being computed
+only the newest requested pixel is kept, and it is sent as soon as the worker is free.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from PyQt6.QtCore import Qt, pyqtSignal
+from PyQt6.QtWidgets import (
+    QComboBox,
+    QGridLayout,
+    QLabel,
+    QSpinBox,
+    QToolBar,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ...data.phantom import phantom_grid
+from ..state import ExperimentState
+from ..widgets.image_view import DIVERGING, SEQUENTIAL, ImageView, em
+from ..workers import WorkerThread
+
+MODEL_KIND = "covar"
+
+
+def load_covariance_model():
+    """The bundled structured-covariance VAE (``WeightsError``, a ``ValueError``, when it is missing)."""
+    from ...models.vae import load_generative_model
+
+    return load_generative_model(kind=MODEL_KIND)
+
+
+def _prepare(model, image: np.ndarray | None, latent: np.ndarray | None) -> dict:
+    """Latent, mean ``G(z)``, Cholesky factor ``L(z)`` and variance map for one image (or a given latent)."""
+    with torch.no_grad():
+        if latent is None:
+            x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None, None]
+            z, _ = model.encode(x)
+        else:
+            z = torch.as_tensor(np.asarray(latent, dtype=np.float32)).reshape(1, -1)
+        mean = model.decode_mean(z)
+        cholesky = model.decode_cholesky(z).detach()
+    return {"cholesky": cholesky, "mean": mean, "variance": np.asarray(cholesky.variance_map(), np.float32)}
+
+
+def _samples(prepared: dict, count: int, seed: int) -> list[np.ndarray]:
+    generator = torch.Generator().manual_seed(seed)
+    draws = prepared["cholesky"].sample(prepared["mean"], generator, count)  # (count, 1, 1, H, W)
+    return [draws[i].reshape(draws.shape[-2:]).numpy().astype(np.float32) for i in range(count)]
+
+
+class CovariancePanel(QWidget):
+    """Click an image to see the covariance model's correlation map at that pixel."""
+
+    errorOccurred = pyqtSignal(str, str)
+
+    def __init__(self, state: ExperimentState, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.state = state
+        self.worker = WorkerThread("covariance", self)
+        self.worker.done.connect(self._done)
+        self.worker.failed.connect(self._failed)
+        self.model = None
+        self.model_error: str | None = None
+        self.prepared: dict | None = None  #: latent, mean, Cholesky factor and variances of the shown source
+        self._source_shown: tuple | None = None  #: (key, image, latent) that ``prepared`` belongs to
+        self._token = 0  #: increases with every new source; worker results carry the token they were made for
+        self._preparing: int | None = None  #: token of the decoding in flight
+        self.pixel: tuple[int, int] | None = None  #: the pixel whose row is shown (or computed)
+        self._pending_pixel: tuple[int, int] | None = None
+        self._row_busy = False
+        self._loading = False
+        self._custom_image: np.ndarray | None = None
+        self.model_loader = load_covariance_model  #: called on the worker thread (tests inject a small model)
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(self._toolbar())
+        self.status_label = QLabel("")
+        self.status_label.setWordWrap(True)
+        layout.addWidget(self.status_label)
+        grid = QGridLayout()
+        grid.setSpacing(em(self, 0.8))
+        self.source_view = ImageView("Image (click or drag)")
+        self.correlation_view = ImageView("Correlation with the starred pixel")
+        self.variance_view = ImageView("Variance  diag Σ(z)")
+        self.mean_view = ImageView("Decoder mean  G(z)")
+        self.samples_view = ImageView("Residual samples  G(z) + L⁻ᵀu")
+        self.std_view = ImageView("Posterior std (mean+covar run)")
+        views = (self.source_view, self.correlation_view, self.variance_view,
+                 self.mean_view, self.samples_view, self.std_view)
+        for index, view in enumerate(views):
+            grid.addWidget(view, index // 3, index % 3)
+        for view in (self.correlation_view, self.variance_view, self.mean_view, self.std_view):
+            view.link_to(self.source_view)
+        self.correlation_view.show_colorbar(DIVERGING, (-1.0, 1.0))
+        layout.addLayout(grid, 1)
+        self.source_view.image_item.drag_picking = True
+        self.source_view.pixelClicked.connect(self.request_pixel)
+        self.source_view.image_item.pixelDragged.connect(lambda r, c, _finished: self.request_pixel(r, c))
+        self.correlation_view.pixelClicked.connect(self.request_pixel)
+        for signal in (state.imageChanged, state.resultAdded, state.resultRemoved, state.resultsCleared):
+            signal.connect(self._refresh_sources)
+        state.measurementChanged.connect(self._measurement_changed)
+        self._refresh_sources()
+
+    # ------------------------------------------------------------------ toolbar
+    def _toolbar(self) -> QToolBar:
+        bar = QToolBar()
+        bar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        self.source_combo = QComboBox()
+        self.source_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.source_combo.setMinimumContentsLength(16)
+        self.source_combo.setToolTip("The image whose latent code defines the covariance")
+        self.source_combo.currentIndexChanged.connect(self._source_changed)
+        self.count_spin = QSpinBox(minimum=1, maximum=16, value=4)
+        self.count_spin.setToolTip("Number of residual samples")
+        self.seed_spin = QSpinBox(minimum=0, maximum=2**31 - 1, value=0)
+        self.seed_spin.setToolTip("Seed of the residual samples")
+        for widget in (QLabel("Image "), self.source_combo, QLabel("   Samples "), self.count_spin,
+                       QLabel("  Seed "), self.seed_spin):
+            bar.addWidget(widget)
+        self.sample_action = bar.addAction("Draw samples", self.draw_samples)
+        return bar
+
+    # --------------------------------------------------------------------- API
+    def ensure_model(self) -> None:
+        """Start loading the covariance model (once) on the worker thread."""
+        if self.model is None and not self._loading and self.model_error is None:
+            self._loading = True
+            self.status_label.setText("Loading the covariance model…")
+            self.worker.submit("model", self.model_loader)
+
+    def inspect_image(self, image: np.ndarray) -> None:
+        """Inspect an arbitrary image (e.g. a comparison tile)."""
+        self._custom_image = np.asarray(image, dtype=np.float32)
+        index = self.source_combo.findData("custom")
+        if index < 0:
+            self.source_combo.addItem("Image from the comparison", "custom")
+            index = self.source_combo.count() - 1
+        self.source_combo.setCurrentIndex(index)
+        self._source_changed()
+
+    def request_pixel(self, row: int, col: int) -> None:
+        """Show the correlation row of pixel ``(row, col)`` (coalesced while a row is being computed)."""
+        self._pending_pixel = (row, col)
+        self.source_view.set_marker(row, col)
+        self.correlation_view.set_marker(row, col)
+        self._dispatch_row()
+
+    def draw_samples(self) -> None:
+        if self.prepared is None:
+            self.status_label.setText("The covariance model is not ready")
+            return
+        prepared, count, seed = self.prepared, self.count_spin.value(), self.seed_spin.value()
+        self.worker.submit(f"samples:{self._token}", lambda: _samples(prepared, count, seed))
+
+    def shutdown(self) -> None:
+        self.worker.shutdown()
+
+    # ---------------------------------------------------------------- internals
+    def _source(self) -> tuple[str, np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+        """``(key, image, latent, std_map)`` of the chosen source."""
+        key = self.source_combo.currentData()
+        if key == "truth":
+            return key, self.state.image, None, None
+        if key == "adjoint":
+            return key, self.state.adjoint, None, None
+        if key == "custom":
+            return key, self._custom_image, None, None
+        if isinstance(key, str) and key.startswith("run:"):
+            record = self.state.result(int(key[4:]))
+            if record is not None:
+                return key, record.image, record.arrays.get("latent"), record.arrays.get("std_map")
+        return "", None, None, None
+
+    def _refresh_sources(self, *_args) -> None:
+        combo = self.source_combo
+        current = combo.currentData()
+        combo.blockSignals(True)
+        combo.clear()
+        if self.state.image is not None:
+            combo.addItem("Ground truth", "truth")
+            combo.addItem("Zero-filled adjoint", "adjoint")
+            for record in self.state.results:
+                combo.addItem(f"Run {record.run_id}: {record.label()}", f"run:{record.run_id}")
+        if self._custom_image is not None:
+            combo.addItem("Image from the comparison", "custom")
+        index = combo.findData(current)
+        combo.setCurrentIndex(index if index >= 0 else 0)
+        combo.blockSignals(False)
+        self._source_changed()
+
+    def _measurement_changed(self) -> None:
+        if self.source_combo.currentData() == "adjoint":
+            self._source_changed()
+
+    def _source_changed(self, *_args) -> None:
+        key, image, latent, std_map = self._source()
+        self.source_view.set_image(image)
+        self.std_view.set_image(std_map, levels=_levels(std_map), colormap=SEQUENTIAL)
+        self.std_view.set_caption("" if std_map is not None else
+                                  "<i>choose a run of a method that reports its posterior std</i>")
+        source = (key, image, latent)
+        if self._source_shown is not None and all(a is b for a, b in zip(source, self._source_shown)):
+            return  # the same image as before: keep its decoded covariance
+        self._source_shown = source
+        self._token += 1  # results computed for the previous source are dropped
+        self.prepared = None
+        for view in (self.correlation_view, self.variance_view, self.mean_view, self.samples_view):
+            view.set_image(None)
+        if image is not None and self.isVisible():
+            self.ensure_model()
+            self._prepare_current()
+
+    def _prepare_current(self) -> None:
+        """Decode ``L(z)`` for the chosen source unless it is decoded or being decoded already."""
+        if self.model is None or self.prepared is not None or self._preparing == self._token:
+            return
+        _key, image, latent, _std = self._source()
+        if image is None:
+            return
+        model, token = self.model, self._token
+        self._preparing = token
+        self.status_label.setText("Decoding the covariance…")
+        self.worker.submit(f"prepare:{token}", lambda: _prepare(model, image, latent))
+
+    def _dispatch_row(self) -> None:
+        if self._row_busy or self._pending_pixel is None or self.prepared is None:
+            return
+        row, col = self._pending_pixel
+        self._pending_pixel = None
+        self._row_busy = True
+        cholesky = self.prepared["cholesky"]
+        self.worker.submit(f"row:{self._token}", lambda: (row, col, cholesky.correlation_row(row, col)))
+
+    def _done(self, tag: str, result) -> None:
+        kind, _, token = tag.partition(":")
+        current = token == str(self._token)
+        if kind == "model":
+            self._loading = False
+            self.model = result
+            self.status_label.setText("Covariance model ready: click a pixel")
+            self._prepare_current()
+        elif kind == "prepare" and current:
+            self._preparing = None
+            self.prepared = result
+            self.variance_view.set_image(result["variance"], levels=_levels(result["variance"]), colormap=SEQUENTIAL)
+            self.variance_view.set_caption(f"max {float(result['variance'].max()):.3g}")
+            self.mean_view.set_image(result["mean"][0, 0].numpy())
+            self.status_label.setText("Click or drag over the image")
+            if self._pending_pixel is None and self.pixel is not None:
+                self._pending_pixel = self.pixel
+            self._dispatch_row()
+            self.draw_samples()
+        elif kind == "row":
+            self._row_busy = False
+            row, col, correlation = result
+            if current:
+                self.pixel = (row, col)
+                self.correlation_view.set_image(correlation.astype(np.float32), levels=(-1.0, 1.0),
+                                                colormap=DIVERGING)
+                self.correlation_view.set_caption(f"pixel (row {row}, col {col}) · blue −1 · white 0 · red +1")
+            elif self._pending_pixel is None:  # computed for an older image: ask again for the new one
+                self._pending_pixel = (row, col)
+            self._dispatch_row()
+        elif kind == "samples" and current:
+            columns = int(math.ceil(math.sqrt(len(result))))
+            self.samples_view.set_image(phantom_grid(np.stack(result), columns=columns, gap=2), levels=(0.0, 1.0))
+            self.samples_view.set_caption(f"{len(result)} draws, seed {self.seed_spin.value()}")
+
+    def _failed(self, tag: str, message: str) -> None:
+        if tag == "model":
+            self._loading = False
+            self.model_error = message
+            self.status_label.setText(f"<b>The covariance model is not available.</b> {message}")
+            self.correlation_view.set_caption("<i>no covariance model</i>")
+            return
+        if tag.startswith("prepare:"):
+            self._preparing = None
+        if tag.startswith("row:"):
+            self._row_busy = False
+        self.status_label.setText("Covariance computation failed")
+        self.errorOccurred.emit("Covariance inspector", message)
+
+    def showEvent(self, event) -> None:  # noqa: N802 (Qt API)
+        super().showEvent(event)
+        if self.source_combo.currentData() is not None:
+            self.ensure_model()
+            self._prepare_current()
+
+
+def _levels(array: np.ndarray | None) -> tuple[float, float]:
+    if array is None or array.size == 0:
+        return 0.0, 1.0
+    high = float(np.percentile(array, 99.5))
+    return 0.0, high if high > 0 else 1.0

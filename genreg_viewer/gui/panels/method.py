@@ -1,0 +1,430 @@
+"""Method: choose a registered reconstruction method, edit its parameters, run it in the background.
+
+:class:`MethodControls` (a dock) lists every method of :func:`genreg_viewer.recon.all_methods` with a form built
+from its parameter declarations, queues runs on the :class:`~genreg_viewer.gui.workers.ReconQueue` and shows
+their progress; :class:`LiveRunView` (a tab) shows the running method's current iterate and its objective,
+PSNR and SSIM curves.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from PyQt6.QtCore import Qt, pyqtSignal
+from PyQt6.QtGui import QFont
+from PyQt6.QtWidgets import (
+    QComboBox,
+    QFormLayout,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ...device import default_device
+from ...recon import ParameterError, ReconMethod, all_methods
+from ..state import ExperimentState, describe_setting
+from ..widgets.image_view import ImageView, em
+from ..widgets.param_form import ParameterForm
+from ..widgets.plots import ThemedPlot
+from ..workers import ProgressUpdate, ReconJob, ReconQueue
+
+CATEGORY_ORDER = ("generative", "learned", "classical", "other")
+#: preferred method on start-up (the paper's method), then fall-backs
+PREFERRED_METHODS = ("mean+covar", "tv", "lsq", "adjoint")
+
+
+def format_seconds(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "–"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"{minutes} min {secs:02d} s"
+
+
+def _compact(combo: QComboBox, characters: int = 14) -> None:
+    """Let a combo box with long item texts shrink (the popup still shows them in full)."""
+    combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+    combo.setMinimumContentsLength(characters)
+
+
+def device_choices() -> list[tuple[str, str]]:
+    """(label, device) pairs: automatic first (CUDA when present, else CPU)."""
+    auto = default_device()
+    choices = [(f"Automatic ({auto.type.upper()})", str(auto)), ("CPU", "cpu")]
+    if torch.cuda.is_available():
+        choices.append((f"CUDA ({torch.cuda.get_device_name(0)})", "cuda"))
+    return choices
+
+
+class MethodControls(QWidget):
+    """Method choice, parameter form, Run/Cancel, progress and the run queue."""
+
+    errorOccurred = pyqtSignal(str, str)
+    statusMessage = pyqtSignal(str)
+
+    def __init__(self, state: ExperimentState, queue: ReconQueue, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.state = state
+        self.queue = queue
+        self.methods: dict[str, ReconMethod] = {m.name: m for m in all_methods()}
+        self.iterations: dict[str, int] = {name: m.default_iterations for name, m in self.methods.items()}
+        self._current: ReconMethod | None = None
+        layout = QVBoxLayout(self)
+        layout.setSpacing(em(self, 0.6))
+        layout.addWidget(self._method_group())
+        layout.addWidget(self._parameter_group())
+        layout.addWidget(self._run_group())
+        layout.addWidget(self._queue_group(), 1)
+        self._populate_methods()
+        state.measurementChanged.connect(self._measurement_changed)
+        queue.queueChanged.connect(self._queue_changed)
+        queue.jobStarted.connect(self._job_started)
+        queue.jobProgress.connect(self._job_progress)
+        queue.jobFinished.connect(self._job_ended)
+        queue.jobFailed.connect(self._job_failed)
+        self._queue_changed()
+
+    # ------------------------------------------------------------------ groups
+    def _method_group(self) -> QGroupBox:
+        box = QGroupBox("Method")
+        layout = QVBoxLayout(box)
+        self.method_combo = QComboBox()
+        _compact(self.method_combo)
+        self.method_combo.currentIndexChanged.connect(self._method_changed)
+        layout.addWidget(self.method_combo)
+        self.description_label = QLabel("")
+        self.description_label.setWordWrap(True)
+        self.description_label.setEnabled(False)
+        layout.addWidget(self.description_label)
+        return box
+
+    def _parameter_group(self) -> QGroupBox:
+        box = QGroupBox("Parameters")
+        layout = QVBoxLayout(box)
+        self.form = ParameterForm()
+        layout.addWidget(self.form)
+        reset = QPushButton("Reset to defaults")
+        reset.setToolTip("Defaults for this method and measurement setting")
+        reset.clicked.connect(lambda: self.form.reset(self.setting_defaults()))
+        layout.addWidget(reset, 0, Qt.AlignmentFlag.AlignRight)
+        return box
+
+    def _run_group(self) -> QGroupBox:
+        box = QGroupBox("Run")
+        layout = QVBoxLayout(box)
+        form = QFormLayout()
+        self.iterations_spin = QSpinBox(minimum=1, maximum=10_000_000)
+        self.iterations_spin.valueChanged.connect(self._iterations_changed)
+        form.addRow("Iterations", self.iterations_spin)
+        self.device_combo = QComboBox()
+        _compact(self.device_combo)
+        for label, device in device_choices():
+            self.device_combo.addItem(label, device)
+        form.addRow("Device", self.device_combo)
+        layout.addLayout(form)
+        buttons = QHBoxLayout()
+        self.run_button = QPushButton("Run")
+        self.run_button.setToolTip("Queue a run of this method with these parameters (Ctrl+R)")
+        font = QFont(self.run_button.font())
+        font.setBold(True)
+        self.run_button.setFont(font)
+        self.run_button.setDefault(True)
+        self.run_button.clicked.connect(self.run)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setToolTip("Stop the running method after its current iteration (Esc)")
+        self.cancel_button.clicked.connect(self.cancel)
+        buttons.addWidget(self.run_button, 2)
+        buttons.addWidget(self.cancel_button, 1)
+        layout.addLayout(buttons)
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setTextVisible(True)
+        layout.addWidget(self.progress_bar)
+        self.progress_label = QLabel("Idle")
+        self.progress_label.setWordWrap(True)
+        layout.addWidget(self.progress_label)
+        return box
+
+    def _queue_group(self) -> QGroupBox:
+        box = QGroupBox("Queue")
+        layout = QVBoxLayout(box)
+        self.queue_list = QListWidget()
+        self.queue_list.setMinimumHeight(em(self, 4))
+        layout.addWidget(self.queue_list, 1)
+        row = QHBoxLayout()
+        remove = QPushButton("Remove")
+        remove.setToolTip("Remove the selected queued run (or cancel it if it is running)")
+        remove.clicked.connect(self._remove_selected)
+        cancel_all = QPushButton("Cancel all")
+        cancel_all.setToolTip("Cancel the running method and empty the queue (Shift+Esc)")
+        cancel_all.clicked.connect(self.queue.cancel_all)
+        row.addWidget(remove)
+        row.addWidget(cancel_all)
+        layout.addLayout(row)
+        return box
+
+    # --------------------------------------------------------------------- API
+    def current_method(self) -> ReconMethod | None:
+        return self._current
+
+    def select_method(self, name: str) -> bool:
+        index = self.method_combo.findData(name)
+        if index < 0:
+            return False
+        self.method_combo.setCurrentIndex(index)
+        return True
+
+    def setting_defaults(self) -> dict:
+        """The method's declared defaults updated with its defaults for the current measurement setting."""
+        method = self._current
+        if method is None:
+            return {}
+        defaults = {p.name: p.default for p in method.parameters}
+        if self.state.ready:
+            try:
+                defaults.update(method.defaults_for(self.state.problem()))
+            except Exception:  # a defaults table that cannot be read: the declared defaults still work
+                pass
+        return defaults
+
+    def settings(self) -> dict:
+        """Method, parameters, iterations and device (saved with sessions)."""
+        method = self._current
+        try:
+            params = self.form.values()
+        except ParameterError:
+            params = {}
+        return {
+            "method": method.name if method else None,
+            "params": params,
+            "edited": sorted(self.form.edited),
+            "iterations": self.iterations_spin.value(),
+            "device": self.device_combo.currentData(),
+        }
+
+    def restore_settings(self, settings: dict) -> None:
+        if settings.get("method") and self.select_method(settings["method"]):
+            edited = set(settings.get("edited", []))
+            params = settings.get("params", {})
+            self.form.set_values({k: v for k, v in params.items() if k in edited})
+            if settings.get("iterations"):
+                self.iterations_spin.setValue(int(settings["iterations"]))
+
+    def make_job(self) -> ReconJob:
+        """A job for the current method, parameters and measurement (raises ``ValueError`` when not ready)."""
+        method = self._current
+        if method is None:
+            raise ValueError("no reconstruction method is selected")
+        ok, why = method.available()
+        if not ok:
+            raise ValueError(f"{method.title} is not available: {why}")
+        problem = self.state.problem("cpu")
+        job_id = self.state.next_run_id()
+        return ReconJob(
+            job_id=job_id,
+            method=method.name,
+            title=method.title,
+            params=self.form.values(),
+            iterations=self.iterations_spin.value(),
+            device=self.device_combo.currentData(),
+            measurement=problem.measurement,
+            ground_truth=problem.ground_truth,
+            seed=problem.seed,
+            setting=self.state.setting(),
+            image_version=self.state.image_version,
+        )
+
+    def run(self) -> None:
+        try:
+            job = self.make_job()
+        except ValueError as exc:
+            self.errorOccurred.emit("Cannot run", str(exc))
+            return
+        self.queue.submit(job)
+        self.statusMessage.emit(f"Queued {job.title}")
+
+    def cancel(self) -> None:
+        if self.queue.cancel_current():
+            self.statusMessage.emit("Cancelling…")
+
+    # ------------------------------------------------------------------ events
+    def _populate_methods(self) -> None:
+        combo = self.method_combo
+        combo.blockSignals(True)
+        combo.clear()
+        ordered = sorted(self.methods.values(), key=lambda m: CATEGORY_ORDER.index(m.category)
+                         if m.category in CATEGORY_ORDER else len(CATEGORY_ORDER))
+        previous_category = None
+        for method in ordered:
+            if previous_category is not None and method.category != previous_category:
+                combo.insertSeparator(combo.count())
+            previous_category = method.category
+            ok, why = method.available()
+            combo.addItem(method.title if ok else f"{method.title} (unavailable)", method.name)
+            index = combo.count() - 1
+            combo.setItemData(index, method.description if ok else why, Qt.ItemDataRole.ToolTipRole)
+            if not ok:
+                combo.model().item(index).setEnabled(False)
+        combo.blockSignals(False)
+        for name in PREFERRED_METHODS:
+            index = combo.findData(name)
+            if index >= 0 and self.methods[name].available()[0]:
+                combo.setCurrentIndex(index)
+                break
+        self._method_changed()
+
+    def _method_changed(self, *_args) -> None:
+        name = self.method_combo.currentData()
+        method = self.methods.get(name)
+        self._current = method
+        self.form.set_method(method)
+        if method is None:
+            self.description_label.setText("")
+            return
+        self.description_label.setText(method.description)
+        self.iterations_spin.blockSignals(True)
+        self.iterations_spin.setValue(self.iterations.get(name, method.default_iterations))
+        self.iterations_spin.blockSignals(False)
+        self.form.set_defaults(self.setting_defaults())
+        self._update_buttons()
+
+    def _iterations_changed(self, value: int) -> None:
+        if self._current is not None:
+            self.iterations[self._current.name] = value
+
+    def _measurement_changed(self) -> None:
+        self.form.set_defaults(self.setting_defaults())
+        self._update_buttons()
+
+    def _update_buttons(self) -> None:
+        ready = self.state.ready and self._current is not None and self._current.available()[0]
+        self.run_button.setEnabled(ready)
+        self.run_button.setToolTip("Queue a run (Ctrl+R)" if ready else (self.state.measurement_error or
+                                                                         "this method is not available"))
+        self.cancel_button.setEnabled(self.queue.current is not None)
+
+    def _queue_changed(self) -> None:
+        self.queue_list.clear()
+        jobs = ([self.queue.current] if self.queue.current else []) + list(self.queue.pending)
+        for job in jobs:
+            running = job is self.queue.current
+            text = f"{'▶' if running else '⏳'}  {job.title}  ·  {job.iterations} it  ·  {job.setting.get('mask')}"
+            item = QListWidgetItem(text)
+            item.setData(Qt.ItemDataRole.UserRole, job.job_id)
+            self.queue_list.addItem(item)
+        if not jobs:
+            placeholder = QListWidgetItem("No runs queued")
+            placeholder.setFlags(Qt.ItemFlag.NoItemFlags)
+            self.queue_list.addItem(placeholder)
+        self._update_buttons()
+
+    def _remove_selected(self) -> None:
+        for item in self.queue_list.selectedItems():
+            job_id = item.data(Qt.ItemDataRole.UserRole)
+            if job_id is not None:
+                self.queue.remove(int(job_id))
+
+    def _job_started(self, job: ReconJob) -> None:
+        self.progress_bar.setRange(0, job.iterations)
+        self.progress_bar.setValue(0)
+        self.progress_label.setText(f"{job.title}: starting on {job.device}…")
+
+    def _job_progress(self, job: ReconJob, update: ProgressUpdate) -> None:
+        self.progress_bar.setValue(update.iteration)
+        self.progress_label.setText(
+            f"{job.title}: iteration {update.iteration}/{update.total} · {format_seconds(update.elapsed)}"
+            f" · ETA {format_seconds(update.eta)}"
+        )
+
+    def _job_ended(self, job: ReconJob, record) -> None:
+        what = "cancelled" if record.cancelled else "finished"
+        self.progress_label.setText(f"{job.title} {what} after {record.iterations} iterations "
+                                    f"({format_seconds(record.seconds)})")
+        if not record.cancelled:  # a method may stop early once converged: the run is complete
+            self.progress_bar.setValue(self.progress_bar.maximum())
+
+    def _job_failed(self, job: ReconJob, message: str) -> None:
+        self.progress_label.setText(f"{job.title} failed")
+        self.progress_bar.setValue(0)
+
+
+class LiveRunView(QWidget):
+    """The running method's current iterate and its objective, PSNR and SSIM against the iteration."""
+
+    def __init__(self, queue: ReconQueue, parent: QWidget | None = None):
+        super().__init__(parent)
+        layout = QGridLayout(self)
+        layout.setSpacing(em(self, 0.8))
+        self.header = QLabel("No run yet: choose a method and press Run (Ctrl+R).")
+        font = QFont(self.header.font())
+        font.setPointSizeF(font.pointSizeF() * 1.15)
+        font.setBold(True)
+        self.header.setFont(font)
+        layout.addWidget(self.header, 0, 0, 1, 2)
+        self.image_view = ImageView("Current iterate")
+        layout.addWidget(self.image_view, 1, 0, 3, 1)
+        self.objective_plot = ThemedPlot("Objective", "iteration", "")
+        self.psnr_plot = ThemedPlot("PSNR", "iteration", "dB")
+        self.ssim_plot = ThemedPlot("SSIM", "iteration", "")
+        for row, plot in enumerate((self.objective_plot, self.psnr_plot, self.ssim_plot), start=1):
+            layout.addWidget(plot, row, 1)
+            if plot is not self.objective_plot:
+                plot.setXLink(self.objective_plot)
+        layout.setColumnStretch(0, 3)
+        layout.setColumnStretch(1, 2)
+        self.curves = {
+            "objective": self.objective_plot.plot(pen=self.objective_plot.series_pen(0)),
+            "psnr": self.psnr_plot.plot(pen=self.psnr_plot.series_pen(1)),
+            "ssim": self.ssim_plot.plot(pen=self.ssim_plot.series_pen(2)),
+        }
+        self.data: dict[str, list[tuple[int, float]]] = {k: [] for k in self.curves}
+        queue.jobStarted.connect(self.start)
+        queue.jobProgress.connect(self.update_progress)
+        queue.jobFinished.connect(self.finish)
+        queue.jobFailed.connect(lambda job, message: self.header.setText(f"{job.title} failed: {message}"))
+
+    def start(self, job: ReconJob) -> None:
+        for key in self.data:
+            self.data[key] = []
+            self.curves[key].setData([], [])
+        self.image_view.set_image(None)
+        self.image_view.set_caption("")
+        self.header.setText(f"{job.title} · {describe_setting(job.setting)} · running…")
+
+    def update_progress(self, job: ReconJob, update: ProgressUpdate) -> None:
+        for iteration, objective, psnr, ssim in update.points:
+            for key, value in (("objective", objective), ("psnr", psnr), ("ssim", ssim)):
+                if value is not None and math.isfinite(value):
+                    self.data[key].append((iteration, value))
+        objective = [v for _, v in self.data["objective"]]
+        # a log axis only where it helps: positive values spanning more than a decade (pyqtgraph labels no
+        # ticks on a log axis that spans less)
+        spans_decades = bool(objective) and min(objective) > 0 and max(objective) > 10 * min(objective)
+        self.objective_plot.setLogMode(y=spans_decades)
+        for key, points in self.data.items():
+            if points:
+                xs, ys = np.array(points).T
+                few = len(points) <= 30  # mark the points of short runs, or one point would be invisible
+                self.curves[key].setData(xs, ys, symbol="o" if few else None, symbolSize=em(self, 0.4),
+                                         symbolBrush=self.curves[key].opts["pen"].color())
+        self.image_view.set_image(update.image)
+        last = {k: v[-1][1] for k, v in self.data.items() if v}
+        caption = f"iteration {update.iteration}/{update.total}"
+        if "psnr" in last:
+            caption += f" · PSNR {last['psnr']:.2f} dB · SSIM {last['ssim']:.3f}"
+        self.image_view.set_caption(caption)
+
+    def finish(self, job: ReconJob, record) -> None:
+        status = "cancelled" if record.cancelled else "finished"
+        self.header.setText(f"{job.title} {status}: {record.metrics_text()} · {format_seconds(record.seconds)}"
+                            f" on {record.device}")

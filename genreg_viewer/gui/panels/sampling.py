@@ -1,0 +1,387 @@
+"""Sampling: the image source, the mask pattern and its parameters, mask drawing tools and the noise.
+
+:class:`SamplingControls` (a dock) edits the :class:`~genreg_viewer.gui.state.ExperimentState`;
+:class:`MeasurementView` (a tab) shows the ground truth, the k-space with the mask (where the mask is drawn) and
+the zero-filled adjoint ``Re(A^H y)``, all updated as soon as a control changes.
+"""
+
+from __future__ import annotations
+
+from PyQt6.QtCore import Qt, QTimer, pyqtSignal
+from PyQt6.QtWidgets import (
+    QButtonGroup,
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSizePolicy,
+    QSlider,
+    QSpinBox,
+    QStackedWidget,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ...physics import mask_from_spec
+from ..state import CUSTOM_MASK_SPEC, ExperimentState
+from ..widgets.image_view import ImageView, em
+from ..widgets.mask_painter import MaskPainter
+
+#: (spec kind, label) in the order the mask-type box lists them
+MASK_KINDS = (
+    ("radial", "Radial spokes"),
+    ("golden", "Golden-angle spokes"),
+    ("cartesian", "Cartesian rows"),
+    ("random", "Random points"),
+    ("full", "Fully sampled"),
+    (CUSTOM_MASK_SPEC, "Custom (drawn or loaded)"),
+)
+DEFAULT_SPEC = "radial:25"
+DEFAULT_SIGMA = 0.05
+
+
+def _form() -> QFormLayout:
+    form = QFormLayout()
+    form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+    return form
+
+
+class SamplingControls(QWidget):
+    """Controls for the image source, the mask and the noise."""
+
+    openRequested = pyqtSignal()
+    sliceRequested = pyqtSignal(int)
+    loadMaskRequested = pyqtSignal()
+    saveMaskRequested = pyqtSignal()
+    errorOccurred = pyqtSignal(str, str)  # title, message
+    showMeasuredToggled = pyqtSignal(bool)
+
+    def __init__(self, state: ExperimentState, painter: MaskPainter, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.state = state
+        self.painter = painter
+        self.base_spec = DEFAULT_SPEC  #: the pattern a drawn mask started from ("Reset" returns to it)
+        layout = QVBoxLayout(self)
+        layout.setSpacing(em(self, 0.6))
+        layout.addWidget(self._image_group())
+        layout.addWidget(self._mask_group())
+        layout.addWidget(self._edit_group())
+        layout.addWidget(self._noise_group())
+        layout.addStretch(1)
+        self._slice_timer = QTimer(self, singleShot=True, interval=150)
+        self._slice_timer.timeout.connect(lambda: self.sliceRequested.emit(self.slice_spin.value() - 1))
+        state.imageChanged.connect(self._image_changed)
+        state.measurementChanged.connect(self._measurement_changed)
+        painter.maskEdited.connect(self._mask_drawn)
+        state.set_noise(self.sigma_spin.value(), self.seed_spin.value())
+        self.set_spec(DEFAULT_SPEC)
+
+    # ------------------------------------------------------------------ groups
+    def _image_group(self) -> QGroupBox:
+        box = QGroupBox("Image")
+        layout = QVBoxLayout(box)
+        row = QHBoxLayout()
+        self.source_label = QLabel("No image")
+        self.source_label.setWordWrap(True)
+        self.source_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        row.addWidget(self.source_label, 1)
+        open_button = QPushButton("Open…")
+        open_button.setToolTip("Open a fastMRI .h5 volume, an image or a .npy array (Ctrl+O); or drop a file")
+        open_button.clicked.connect(self.openRequested)
+        row.addWidget(open_button)
+        layout.addLayout(row)
+        self.slice_row = QWidget()
+        slice_layout = QHBoxLayout(self.slice_row)
+        slice_layout.setContentsMargins(0, 0, 0, 0)
+        slice_layout.addWidget(QLabel("Slice"))
+        self.slice_slider = QSlider(Qt.Orientation.Horizontal)
+        self.slice_spin = QSpinBox()
+        self.slice_slider.valueChanged.connect(self.slice_spin.setValue)
+        self.slice_spin.valueChanged.connect(self.slice_slider.setValue)
+        self.slice_spin.valueChanged.connect(self._slice_changed)
+        slice_layout.addWidget(self.slice_slider, 1)
+        slice_layout.addWidget(self.slice_spin)
+        self.slice_row.setVisible(False)
+        layout.addWidget(self.slice_row)
+        return box
+
+    def _mask_group(self) -> QGroupBox:
+        box = QGroupBox("Sampling mask")
+        layout = QVBoxLayout(box)
+        form = _form()
+        self.kind_combo = QComboBox()
+        for kind, label in MASK_KINDS:
+            self.kind_combo.addItem(label, kind)
+        self.kind_combo.currentIndexChanged.connect(self._kind_changed)
+        form.addRow("Pattern", self.kind_combo)
+        layout.addLayout(form)
+
+        self.pages = QStackedWidget()
+        self.spokes_spin = QSpinBox(minimum=1, maximum=2048, value=25)
+        self.spokes_spin.setToolTip("Half-lines from the k-space centre (the paper uses 5 to 125 for 128x128)")
+        self.golden_spin = QSpinBox(minimum=1, maximum=2048, value=25)
+        self.centre_spin = QSpinBox(minimum=0, maximum=4096, value=16)
+        self.centre_spin.setToolTip("Fully sampled rows around the k-space centre")
+        self.probability_spin = QDoubleSpinBox(minimum=0.0, maximum=1.0, singleStep=0.05, decimals=3, value=0.25)
+        self.probability_spin.setToolTip("Probability of sampling each remaining row")
+        self.fraction_spin = QDoubleSpinBox(minimum=0.001, maximum=1.0, singleStep=0.01, decimals=3, value=0.15)
+        self.fraction_spin.setToolTip("Fraction of k-space sampled; variable density, denser at the centre")
+        pages = {
+            "radial": [("Spokes", self.spokes_spin)],
+            "golden": [("Spokes", self.golden_spin)],
+            "cartesian": [("Centre rows", self.centre_spin), ("Row probability", self.probability_spin)],
+            "random": [("Fraction", self.fraction_spin)],
+            "full": [],
+            CUSTOM_MASK_SPEC: [],
+        }
+        for kind, _ in MASK_KINDS:
+            page = QWidget()
+            page_form = _form()
+            page_form.setContentsMargins(0, 0, 0, 0)
+            for label, widget in pages[kind]:
+                page_form.addRow(label, widget)
+                widget.setKeyboardTracking(False)
+                widget.valueChanged.connect(self.apply_pattern)
+            if kind == CUSTOM_MASK_SPEC:
+                note = QLabel("Drawn with the brush or loaded from a file.")
+                note.setWordWrap(True)
+                note.setEnabled(False)
+                page_form.addRow(note)
+            page.setLayout(page_form)
+            self.pages.addWidget(page)
+        layout.addWidget(self.pages)
+        self.coverage_label = QLabel("")
+        self.coverage_label.setWordWrap(True)
+        layout.addWidget(self.coverage_label)
+        row = QHBoxLayout()
+        load = QPushButton("Load…")
+        load.setToolTip("Load a mask from a .png or .npy file (centred, white/non-zero = sampled)")
+        load.clicked.connect(self.loadMaskRequested)
+        save = QPushButton("Save…")
+        save.setToolTip("Save the mask as .png or .npy")
+        save.clicked.connect(self.saveMaskRequested)
+        row.addWidget(load)
+        row.addWidget(save)
+        layout.addLayout(row)
+        return box
+
+    def _edit_group(self) -> QGroupBox:
+        box = QGroupBox("Draw on the mask")
+        layout = QVBoxLayout(box)
+        row = QHBoxLayout()
+        self.tool_group = QButtonGroup(self)
+        self.tool_buttons: dict[str, QToolButton] = {}
+        for tool, label, tip in (
+            ("pan", "Pan", "Pan and zoom the k-space view (P)"),
+            ("brush", "Brush", "Add samples: drag over the k-space view (B)"),
+            ("eraser", "Eraser", "Remove samples: drag over the k-space view (X)"),
+        ):
+            button = QToolButton()
+            button.setText(label)
+            button.setToolTip(tip)
+            button.setCheckable(True)
+            button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+            button.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+            self.tool_group.addButton(button)
+            self.tool_buttons[tool] = button
+            button.toggled.connect(lambda on, t=tool: on and self.painter.set_tool(t))
+            row.addWidget(button)
+        self.tool_buttons["pan"].setChecked(True)
+        layout.addLayout(row)
+        form = _form()
+        self.radius_spin = QDoubleSpinBox(minimum=0.0, maximum=32.0, singleStep=0.5, decimals=1, value=1.5)
+        self.radius_spin.setSuffix(" px")
+        self.radius_spin.setToolTip("Brush radius in k-space samples")
+        self.radius_spin.valueChanged.connect(self.painter.set_radius)
+        self.painter.set_radius(self.radius_spin.value())
+        form.addRow("Radius", self.radius_spin)
+        layout.addLayout(form)
+        measured = QCheckBox("Show measured data (noisy y)")
+        measured.setToolTip("Show log(1 + |y|) instead of the full k-space of the ground truth")
+        measured.toggled.connect(self.showMeasuredToggled)
+        layout.addWidget(measured)
+        reset = QPushButton("Reset to pattern")
+        reset.setToolTip("Discard drawn edits and go back to the chosen pattern")
+        reset.clicked.connect(lambda: self.set_spec(self.base_spec))
+        layout.addWidget(reset)
+        return box
+
+    def _noise_group(self) -> QGroupBox:
+        box = QGroupBox("Noise")
+        form = _form()
+        self.sigma_spin = QDoubleSpinBox(minimum=0.0, maximum=1.0, singleStep=0.005, decimals=4, value=DEFAULT_SIGMA)
+        self.sigma_spin.setToolTip("Std of the real and of the imaginary part of the noise on each sampled "
+                                   "coefficient (orthonormal FFT, image range [0, 1])")
+        self.seed_spin = QSpinBox(minimum=0, maximum=2**31 - 1, value=0)
+        self.seed_spin.setToolTip("Seed of the noise, of random masks and of the methods")
+        for spin in (self.sigma_spin, self.seed_spin):
+            spin.setKeyboardTracking(False)
+            spin.valueChanged.connect(self.apply_noise)
+        form.addRow("σ", self.sigma_spin)
+        form.addRow("Seed", self.seed_spin)
+        box.setLayout(form)
+        return box
+
+    # --------------------------------------------------------------------- API
+    def current_kind(self) -> str:
+        return self.kind_combo.currentData()
+
+    def spec(self) -> str:
+        """The spec string of the chosen pattern (``radial:25``, ...), or ``custom``."""
+        kind = self.current_kind()
+        if kind == "radial":
+            return f"radial:{self.spokes_spin.value()}"
+        if kind == "golden":
+            return f"golden:{self.golden_spin.value()}"
+        if kind == "cartesian":
+            return f"cartesian:{self.centre_spin.value()}:{self.probability_spin.value():g}"
+        if kind == "random":
+            return f"random:{self.fraction_spin.value():g}"
+        return kind
+
+    def set_spec(self, spec: str, apply: bool = True) -> None:
+        """Show ``spec`` in the controls (unknown specs select Custom) and, with ``apply``, build the mask."""
+        kind, _, rest = spec.partition(":")
+        args = rest.split(":") if rest else []
+        widgets = [self.kind_combo, self.spokes_spin, self.golden_spin, self.centre_spin, self.probability_spin,
+                   self.fraction_spin]
+        for w in widgets:
+            w.blockSignals(True)
+        try:
+            if kind == "radial" and len(args) == 1:
+                self.spokes_spin.setValue(int(args[0]))
+            elif kind == "golden" and len(args) == 1:
+                self.golden_spin.setValue(int(args[0]))
+            elif kind == "cartesian" and len(args) == 2:
+                self.centre_spin.setValue(int(args[0]))
+                self.probability_spin.setValue(float(args[1]))
+            elif kind == "random" and len(args) == 1:
+                self.fraction_spin.setValue(float(args[0]))
+            elif kind != "full":
+                kind = CUSTOM_MASK_SPEC
+            index = self.kind_combo.findData(kind)
+            self.kind_combo.setCurrentIndex(index)
+            self.pages.setCurrentIndex(index)
+        finally:
+            for w in widgets:
+                w.blockSignals(False)
+        if kind != CUSTOM_MASK_SPEC:
+            self.base_spec = self.spec()
+        if apply:
+            self.apply_pattern()
+
+    def apply_pattern(self) -> None:
+        """Build the chosen pattern and hand it to the state (which re-simulates the measurement)."""
+        kind = self.current_kind()
+        if kind == CUSTOM_MASK_SPEC:
+            return
+        spec = self.spec()
+        self.base_spec = spec
+        try:
+            mask = mask_from_spec(spec, self.state.shape, seed=self.seed_spin.value())
+            self.state.set_mask(mask, spec)
+        except ValueError as exc:
+            self.errorOccurred.emit("Invalid mask", str(exc))
+
+    def apply_noise(self) -> None:
+        self.state.set_noise(self.sigma_spin.value(), self.seed_spin.value())
+        if self.current_kind() in ("cartesian", "random"):  # their masks are seeded too
+            self.apply_pattern()
+
+    def sync_from_state(self) -> None:
+        """Show the state's mask spec, noise and seed (after a session was restored)."""
+        for spin, value in ((self.sigma_spin, self.state.sigma), (self.seed_spin, self.state.seed)):
+            spin.blockSignals(True)
+            spin.setValue(value)
+            spin.blockSignals(False)
+        self.set_spec(self.state.mask_spec, apply=False)
+
+    # ------------------------------------------------------------------ events
+    def _kind_changed(self, index: int) -> None:
+        self.pages.setCurrentIndex(index)
+        if self.current_kind() == CUSTOM_MASK_SPEC:
+            self.state.set_mask(self.state.mask, CUSTOM_MASK_SPEC)
+        else:
+            self.apply_pattern()
+
+    def _mask_drawn(self, mask) -> None:
+        if self.current_kind() != CUSTOM_MASK_SPEC:
+            self.kind_combo.blockSignals(True)
+            index = self.kind_combo.findData(CUSTOM_MASK_SPEC)
+            self.kind_combo.setCurrentIndex(index)
+            self.pages.setCurrentIndex(index)
+            self.kind_combo.blockSignals(False)
+        self.state.set_mask(mask, CUSTOM_MASK_SPEC)
+
+    def _slice_changed(self, _value: int) -> None:
+        if not self.slice_spin.signalsBlocked():
+            self._slice_timer.start()
+
+    def _image_changed(self) -> None:
+        info = self.state.image_info
+        self.source_label.setText(info.label() or "No image")
+        self.source_label.setToolTip(info.source)
+        volume = info.num_slices > 1
+        self.slice_row.setVisible(volume)
+        if volume:
+            for w in (self.slice_spin, self.slice_slider):
+                w.blockSignals(True)
+                w.setRange(1, info.num_slices)
+                w.setValue((info.slice_index or 0) + 1)
+                w.blockSignals(False)
+        if self.state.mask.shape != self.state.shape or (
+            self.state.mask_spec == "full" and self.current_kind() not in ("full", CUSTOM_MASK_SPEC)
+        ):
+            self.apply_pattern()
+
+    def _measurement_changed(self) -> None:
+        mask = self.state.mask
+        self.coverage_label.setText(
+            f"Samples <b>{100 * mask.mean():.1f}%</b> of k-space ({int(mask.sum())} of {mask.size})"
+        )
+
+
+class MeasurementView(QWidget):
+    """Ground truth | k-space with the mask (drawable) | zero-filled adjoint."""
+
+    def __init__(self, state: ExperimentState, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.state = state
+        layout = QHBoxLayout(self)
+        layout.setSpacing(em(self, 0.8))
+        self.truth_view = ImageView("Ground truth")
+        self.painter = MaskPainter("k-space (log |F x|) and mask")
+        self.adjoint_view = ImageView("Zero-filled  Re(Aᴴy)")
+        self.adjoint_view.link_to(self.truth_view)
+        for view in (self.truth_view, self.painter, self.adjoint_view):
+            layout.addWidget(view, 1)
+        self.show_measured = False
+        state.imageChanged.connect(self._image_changed)
+        state.measurementChanged.connect(self._measurement_changed)
+
+    def set_show_measured(self, measured: bool) -> None:
+        """Show ``log(1 + |y|)`` (the noisy measured data) instead of the full k-space under the mask."""
+        self.show_measured = measured
+        self._measurement_changed()
+
+    def _image_changed(self) -> None:
+        self.truth_view.set_image(self.state.image)
+        self.truth_view.set_caption(self.state.image_info.label())
+
+    def _measurement_changed(self) -> None:
+        state = self.state
+        background = state.measured_log_magnitude if self.show_measured else state.kspace_log_magnitude
+        self.painter.set_background(background)
+        self.painter.set_mask(state.mask)
+        self.painter.set_caption(f"{state.mask_spec} · {100 * state.mask.mean():.1f}% sampled")
+        self.adjoint_view.set_image(state.adjoint)
+        scores = state.adjoint_metrics()
+        if state.measurement_error:
+            self.adjoint_view.set_caption(f"<i>{state.measurement_error}</i>")
+        elif scores is not None:
+            self.adjoint_view.set_caption(f"PSNR {scores[0]:.2f} dB · SSIM {scores[1]:.3f} · σ={state.sigma:g}")

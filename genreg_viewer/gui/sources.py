@@ -1,0 +1,52 @@
+"""Where ground-truth images come from: files (through :func:`genreg_viewer.data.loading.load_image`), the
+bundled sample slice, or the synthetic knee phantom."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..data.loading import HDF5_SUFFIXES, IMAGE_SUFFIXES, SUPPORTED_SUFFIXES, load_image
+from ..data.phantom import knee_phantom
+from ..paths import default_sample_path
+from .state import ImageInfo
+
+
+
+def _patterns(suffixes) -> str:
+    return " ".join(f"*{suffix}" for suffix in suffixes)
+
+
+#: file types offered by the Open dialog
+IMAGE_FILTER = ";;".join((
+    f"Images and volumes ({_patterns(SUPPORTED_SUFFIXES)})",
+    f"fastMRI volumes ({_patterns(HDF5_SUFFIXES)})",
+    "NumPy arrays (*.npy *.npz)",
+    f"Images ({_patterns(IMAGE_SUFFIXES)})",
+    "All files (*)",
+))
+
+
+def load_image_file(path: str | Path, slice_index: int | None = None, size: int = 128) -> tuple[np.ndarray, ImageInfo]:
+    """One ``size x size`` slice in [0, 1] from ``path`` (``DataError``, a ``ValueError``, for bad files)."""
+    loaded = load_image(path, slice_index=slice_index, size=size)
+    info = ImageInfo(source=str(path), slice_index=loaded.slice_index, num_slices=int(loaded.num_slices),
+                     path=str(path))
+    return np.asarray(loaded.image, dtype=np.float32), info
+
+
+def phantom_image(seed: int = 0, size: int = 128) -> tuple[np.ndarray, ImageInfo]:
+    """The synthetic knee phantom for ``seed``."""
+    return knee_phantom(seed, size), ImageInfo(source=f"knee phantom (seed {seed})")
+
+
+def default_image() -> tuple[np.ndarray, ImageInfo]:
+    """The bundled sample slice, or the phantom for seed 0 when the sample is missing or unreadable."""
+    sample = default_sample_path()
+    if sample.exists():
+        try:
+            return load_image_file(sample)
+        except (ValueError, OSError):
+            pass
+    return phantom_image(0)

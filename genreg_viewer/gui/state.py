@@ -1,0 +1,262 @@
+"""The experiment the window shows: ground-truth image, sampling mask, noise, the simulated measurement and the
+finished runs. Panels read it and change it only through its setters, which emit signals.
+
+The measurement ``y = M F x + n`` is re-simulated on the CPU after every change (a 128x128 FFT takes well under a
+millisecond), so the adjoint image and k-space views always match the controls.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PyQt6.QtCore import QObject, pyqtSignal
+
+from .. import metrics
+from ..physics import Measurement, MRIOperator, simulate_measurement
+from ..physics.masks import MaskError, as_mask_array
+from ..recon import Problem, ReconResult
+
+#: name used for masks drawn with the brush or loaded from a file
+CUSTOM_MASK_SPEC = "custom"
+
+
+@dataclass
+class ImageInfo:
+    """Where the ground-truth image came from."""
+
+    source: str = ""  #: file path or a description such as "knee phantom (seed 0)"
+    slice_index: int | None = None
+    num_slices: int = 1
+    path: str | None = None  #: the file, when there is one (volumes are re-read for another slice)
+
+    def label(self) -> str:
+        name = Path(self.source).name if self.path else self.source
+        if self.num_slices > 1 and self.slice_index is not None:
+            return f"{name}  (slice {self.slice_index + 1}/{self.num_slices})"
+        return name
+
+
+@dataclass
+class RunRecord:
+    """A finished (or cancelled) reconstruction as the GUI keeps it: numpy arrays on the CPU."""
+
+    run_id: int
+    method: str
+    title: str
+    image: np.ndarray  #: (H, W) float32
+    params: dict[str, Any]
+    iterations: int
+    seconds: float
+    device: str
+    psnr: float | None
+    ssim: float | None
+    cancelled: bool = False
+    setting: dict[str, Any] = field(default_factory=dict)  #: mask spec, sigma, seed, sampled fraction
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)  #: array extras, e.g. ``std_map``, ``latent``
+    info: dict[str, Any] = field(default_factory=dict)  #: scalar extras
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def from_result(cls, result: ReconResult, run_id: int, title: str, setting: dict[str, Any]) -> "RunRecord":
+        arrays: dict[str, np.ndarray] = {}
+        info: dict[str, Any] = {}
+        for key, value in result.extras.items():
+            if isinstance(value, torch.Tensor):
+                value = value.detach().cpu().numpy()
+            if isinstance(value, np.ndarray):
+                arrays[key] = _first_item(value)
+            elif isinstance(value, (int, float, str, bool)) or value is None:
+                info[key] = value
+        return cls(
+            run_id=run_id,
+            method=result.method,
+            title=title,
+            image=result.image_numpy().astype(np.float32),
+            params=dict(result.params),
+            iterations=result.iterations,
+            seconds=float(result.seconds),
+            device=result.device,
+            psnr=result.psnr,
+            ssim=result.ssim,
+            cancelled=bool(result.cancelled),
+            setting=dict(setting),
+            arrays=arrays,
+            info=info,
+            history=list(result.history),
+        )
+
+    def label(self) -> str:
+        suffix = " (cancelled)" if self.cancelled else ""
+        return f"{self.title}{suffix}"
+
+    def metrics_text(self) -> str:
+        if self.psnr is None:
+            return ""
+        return f"PSNR {self.psnr:.2f} dB · SSIM {self.ssim:.3f}"
+
+    def setting_text(self) -> str:
+        return describe_setting(self.setting)
+
+
+def _first_item(array: np.ndarray) -> np.ndarray:
+    """Drop a leading batch/channel of size one: ``(1, 1, H, W)`` -> ``(H, W)``, ``(1, D)`` -> ``(D,)``."""
+    array = np.asarray(array)
+    while array.ndim > 2 and array.shape[0] == 1:
+        array = array[0]
+    if array.ndim == 2 and array.shape[0] == 1:
+        array = array[0]
+    return array.astype(np.float32) if array.dtype.kind == "f" else array
+
+
+def describe_setting(setting: dict[str, Any]) -> str:
+    """``radial:25 · 10.2% · σ=0.05`` from a setting dict."""
+    parts = [str(setting.get("mask", ""))]
+    if "fraction" in setting:
+        parts.append(f"{100 * setting['fraction']:.1f}%")
+    if "sigma" in setting:
+        parts.append(f"σ={setting['sigma']:g}")
+    return " · ".join(p for p in parts if p)
+
+
+class ExperimentState(QObject):
+    """The ground truth, the mask, the noise, the simulated measurement and the list of finished runs."""
+
+    imageChanged = pyqtSignal()
+    measurementChanged = pyqtSignal()
+    resultAdded = pyqtSignal(object)  # RunRecord
+    resultRemoved = pyqtSignal(int)  # run_id
+    resultsCleared = pyqtSignal()
+
+    def __init__(self, parent: QObject | None = None, shape: tuple[int, int] = (128, 128)):
+        super().__init__(parent)
+        self.shape = shape
+        self.image: np.ndarray | None = None
+        self.image_info = ImageInfo()
+        self.mask: np.ndarray = np.ones(shape, dtype=bool)
+        self.mask_spec: str = "full"
+        self.sigma: float = 0.0
+        self.seed: int = 0
+        self.measurement: Measurement | None = None
+        self.measurement_error: str | None = None
+        self.adjoint: np.ndarray | None = None
+        self.kspace_log_magnitude: np.ndarray | None = None  #: log(1 + |F x|), centred
+        self.measured_log_magnitude: np.ndarray | None = None  #: log(1 + |y|), centred
+        self.results: list[RunRecord] = []
+        self.image_version = 0  #: increases with every new ground truth; runs of an older one are dropped
+        self._next_run_id = 1
+
+    # ------------------------------------------------------------------ setters
+    def set_image(self, image: np.ndarray, info: ImageInfo) -> None:
+        """Use ``image`` (H, W) in [0, 1] as the ground truth; runs of the previous image are dropped."""
+        image = np.asarray(image, dtype=np.float32)
+        if image.ndim != 2:
+            raise ValueError(f"the ground truth must be a 2-D image, got shape {image.shape}")
+        if not np.isfinite(image).all():
+            raise ValueError("the image contains NaN or infinite values")
+        if image.shape != self.shape:  # the sampling panel rebuilds its pattern for the new size
+            self.shape = image.shape
+            self.mask = np.ones(image.shape, dtype=bool)
+            self.mask_spec = "full"
+        self.image = image
+        self.image_info = info
+        self.image_version += 1
+        k = MRIOperator.centred(torch.fft.fft2(torch.from_numpy(image).to(torch.complex64), norm="ortho"))
+        self.kspace_log_magnitude = np.log1p(k.abs().numpy()).astype(np.float32)
+        self.clear_results()
+        self.imageChanged.emit()
+        self._simulate()
+
+    def set_mask(self, mask, spec: str = CUSTOM_MASK_SPEC) -> None:
+        mask = as_mask_array(mask)
+        if mask.shape != self.shape:
+            raise MaskError(f"the mask has shape {mask.shape} but the image is {self.shape}")
+        self.mask = mask.copy()
+        self.mask_spec = spec
+        self._simulate()
+
+    def set_noise(self, sigma: float, seed: int) -> None:
+        if not np.isfinite(sigma) or sigma < 0:
+            raise ValueError(f"noise sigma must be a finite non-negative number, got {sigma}")
+        self.sigma = float(sigma)
+        self.seed = int(seed)
+        self._simulate()
+
+    def _simulate(self) -> None:
+        self.measurement = None
+        self.adjoint = None
+        self.measured_log_magnitude = None
+        self.measurement_error = None
+        if self.image is None:
+            self.measurement_error = "no image loaded"
+        elif not self.mask.any():
+            self.measurement_error = "the mask is empty: draw or choose a pattern that samples k-space"
+        else:
+            self.measurement = simulate_measurement(self.image, self.mask, self.sigma, self.seed)
+            self.adjoint = self.measurement.zero_filled()[0, 0].numpy().astype(np.float32)
+            y = MRIOperator.centred(self.measurement.y)[0, 0]
+            self.measured_log_magnitude = np.log1p(y.abs().numpy()).astype(np.float32)
+        self.measurementChanged.emit()
+
+    # ------------------------------------------------------------------ queries
+    @property
+    def ready(self) -> bool:
+        return self.measurement is not None
+
+    def setting(self) -> dict[str, Any]:
+        """The measurement setting recorded with each run."""
+        return {
+            "mask": self.mask_spec,
+            "fraction": float(self.mask.mean()),
+            "sigma": self.sigma,
+            "seed": self.seed,
+            "image": self.image_info.label(),
+        }
+
+    def ground_truth_tensor(self) -> torch.Tensor:
+        if self.image is None:
+            raise ValueError("no image loaded")
+        return torch.from_numpy(self.image)[None, None].clone()
+
+    def problem(self, device: torch.device | str = "cpu") -> Problem:
+        """A snapshot problem for a run (later edits of the mask or noise do not affect it)."""
+        if self.measurement is None:
+            raise ValueError(self.measurement_error or "no measurement")
+        measurement = Measurement(
+            self.measurement.y.clone(), MRIOperator(self.mask.copy()), self.sigma, self.seed
+        )
+        return Problem(measurement, self.ground_truth_tensor(), seed=self.seed, device=device)
+
+    def adjoint_metrics(self) -> tuple[float, float] | None:
+        if self.adjoint is None or self.image is None:
+            return None
+        clipped = np.clip(self.adjoint, 0, 1)
+        return float(metrics.psnr(clipped, self.image)[0]), float(metrics.ssim(clipped, self.image)[0])
+
+    def result(self, run_id: int) -> RunRecord | None:
+        return next((r for r in self.results if r.run_id == run_id), None)
+
+    # ------------------------------------------------------------------ results
+    def next_run_id(self) -> int:
+        run_id = self._next_run_id
+        self._next_run_id += 1
+        return run_id
+
+    def add_result(self, record: RunRecord) -> None:
+        self.results.append(record)
+        self._next_run_id = max(self._next_run_id, record.run_id + 1)
+        self.resultAdded.emit(record)
+
+    def remove_result(self, run_id: int) -> None:
+        before = len(self.results)
+        self.results = [r for r in self.results if r.run_id != run_id]
+        if len(self.results) != before:
+            self.resultRemoved.emit(run_id)
+
+    def clear_results(self) -> None:
+        if self.results:
+            self.results = []
+            self.resultsCleared.emit()

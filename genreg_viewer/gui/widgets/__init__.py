@@ -1,0 +1,1 @@
+"""Reusable widgets: image views, the mask painter, parameter forms and themed plots."""

@@ -1,0 +1,223 @@
+"""A form built from a method's declared :class:`~genreg_viewer.recon.Parameter` list.
+
+``bool`` -> check box, ``choices`` -> combo box, ``int`` -> spin box, ``float`` -> a spin box showing ``%g``
+(log-scale parameters step by a factor ``10^(1/4)`` per click), ``str`` -> line edit. Ranges come from the
+declaration; values are checked once more with ``Parameter.parse`` when read.
+
+Fields the user has not touched follow the method's setting-dependent defaults (``set_defaults``), so the form
+always shows what will run.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from PyQt6.QtCore import pyqtSignal
+from PyQt6.QtGui import QValidator
+from PyQt6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QLabel,
+    QLineEdit,
+    QSpinBox,
+    QWidget,
+)
+
+from ...recon import Parameter, ReconMethod
+
+LOG_STEP = 10 ** 0.25
+INT_LIMIT = 2**31 - 1
+
+
+class ScientificSpinBox(QDoubleSpinBox):
+    """A double spin box for values spanning many decades: shows ``%.6g``, accepts ``1e-3``.
+
+    With ``log_scale`` the arrows multiply or divide by ``10^(1/4)`` instead of adding a step.
+    """
+
+    def __init__(self, log_scale: bool = False, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.log_scale = log_scale
+        self.setDecimals(15)
+        self.setKeyboardTracking(False)
+
+    def textFromValue(self, value: float) -> str:  # noqa: N802 (Qt API)
+        return f"{value:.6g}"
+
+    def valueFromText(self, text: str) -> float:  # noqa: N802
+        try:
+            return float(text.strip())
+        except ValueError:
+            return self.value()
+
+    def validate(self, text: str, pos: int):
+        stripped = text.strip()
+        try:
+            float(stripped)
+            return QValidator.State.Acceptable, text, pos
+        except ValueError:
+            pass
+        allowed = set("0123456789+-.eE")
+        if stripped == "" or set(stripped) <= allowed:
+            return QValidator.State.Intermediate, text, pos
+        return QValidator.State.Invalid, text, pos
+
+    def stepBy(self, steps: int) -> None:  # noqa: N802
+        value = self.value()
+        if self.log_scale and value > 0:
+            self.setValue(value * LOG_STEP**steps)
+        else:
+            super().stepBy(steps)
+
+
+def _label(name: str) -> str:
+    text = name.replace("_", " ")
+    return text[:1].upper() + text[1:]
+
+
+def _tooltip(p: Parameter) -> str:
+    bits = [p.help] if p.help else []
+    if p.minimum is not None or p.maximum is not None:
+        low = "-∞" if p.minimum is None else f"{p.minimum:g}"
+        high = "∞" if p.maximum is None else f"{p.maximum:g}"
+        bits.append(f"range [{low}, {high}]")
+    bits.append(f"default {p.default}")
+    return "\n".join(bits)
+
+
+class ParameterForm(QWidget):
+    """Editable values of one method's parameters; ``valuesChanged`` fires on every user edit."""
+
+    valuesChanged = pyqtSignal()
+
+    def __init__(self, method: ReconMethod | None = None, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.layout_ = QFormLayout(self)
+        self.layout_.setContentsMargins(0, 0, 0, 0)
+        self.method: ReconMethod | None = None
+        self.fields: dict[str, QWidget] = {}
+        self.edited: set[str] = set()
+        self._programmatic = False
+        self.set_method(method)
+
+    # --------------------------------------------------------------------- API
+    def set_method(self, method: ReconMethod | None) -> None:
+        while self.layout_.rowCount():
+            self.layout_.removeRow(0)
+        self.fields.clear()
+        self.edited.clear()
+        self.method = method
+        if method is None:
+            return
+        if not method.parameters:
+            note = QLabel("This method has no parameters.")
+            note.setEnabled(False)
+            self.layout_.addRow(note)
+        for p in method.parameters:
+            field = self._make_field(p)
+            field.setToolTip(_tooltip(p))
+            label = QLabel(_label(p.name))
+            label.setToolTip(_tooltip(p))
+            self.layout_.addRow(label, field)
+            self.fields[p.name] = field
+            self._set_field(p, field, p.default)
+
+    def values(self) -> dict[str, Any]:
+        """The current values, parsed and range-checked (``ParameterError`` on a bad value)."""
+        if self.method is None:
+            return {}
+        return {p.name: p.parse(self._field_value(p, self.fields[p.name])) for p in self.method.parameters}
+
+    def set_values(self, values: dict[str, Any], edited: bool = True) -> None:
+        """Set fields from ``values`` (unknown names are ignored); mark them edited unless ``edited=False``."""
+        if self.method is None:
+            return
+        for p in self.method.parameters:
+            if p.name in values:
+                self._set_field(p, self.fields[p.name], values[p.name])
+                if edited:
+                    self.edited.add(p.name)
+                else:
+                    self.edited.discard(p.name)
+
+    def set_defaults(self, defaults: dict[str, Any]) -> None:
+        """Show ``defaults`` (the method's declared defaults updated with setting-dependent ones) in every
+        field the user has not edited."""
+        if self.method is None:
+            return
+        for p in self.method.parameters:
+            if p.name not in self.edited:
+                self._set_field(p, self.fields[p.name], defaults.get(p.name, p.default))
+
+    def reset(self, defaults: dict[str, Any] | None = None) -> None:
+        self.edited.clear()
+        self.set_defaults(defaults or {})
+        self.valuesChanged.emit()
+
+    # ---------------------------------------------------------------- internals
+    def _make_field(self, p: Parameter) -> QWidget:
+        if p.kind is bool:
+            field = QCheckBox()
+            field.toggled.connect(lambda *_: self._user_edit(p.name))
+        elif p.choices:
+            field = QComboBox()
+            for choice in p.choices:
+                field.addItem(str(choice), choice)
+            field.currentIndexChanged.connect(lambda *_: self._user_edit(p.name))
+        elif p.kind is int:
+            field = QSpinBox()
+            field.setRange(int(p.minimum) if p.minimum is not None else -INT_LIMIT,
+                           int(p.maximum) if p.maximum is not None else INT_LIMIT)
+            field.setKeyboardTracking(False)
+            field.valueChanged.connect(lambda *_: self._user_edit(p.name))
+        elif p.kind is float:
+            field = ScientificSpinBox(log_scale=p.log_scale)
+            field.setRange(p.minimum if p.minimum is not None else -1e12, p.maximum if p.maximum is not None else 1e12)
+            field.setSingleStep(_linear_step(p))
+            field.valueChanged.connect(lambda *_: self._user_edit(p.name))
+        else:
+            field = QLineEdit()
+            field.editingFinished.connect(lambda: self._user_edit(p.name))
+        return field
+
+    def _user_edit(self, name: str) -> None:
+        if self._programmatic:
+            return
+        self.edited.add(name)
+        self.valuesChanged.emit()
+
+    def _set_field(self, p: Parameter, field: QWidget, value: Any) -> None:
+        self._programmatic = True
+        try:
+            if isinstance(field, QCheckBox):
+                field.setChecked(bool(value))
+            elif isinstance(field, QComboBox):
+                index = field.findData(value)
+                field.setCurrentIndex(index if index >= 0 else field.findText(str(value)))
+            elif isinstance(field, (QSpinBox, QDoubleSpinBox)):
+                field.setValue(value)
+            else:
+                field.setText(str(value))
+        finally:
+            self._programmatic = False
+
+    @staticmethod
+    def _field_value(p: Parameter, field: QWidget) -> Any:
+        if isinstance(field, QCheckBox):
+            return field.isChecked()
+        if isinstance(field, QComboBox):
+            return field.currentData()
+        if isinstance(field, (QSpinBox, QDoubleSpinBox)):
+            return field.value()
+        return field.text()
+
+
+def _linear_step(p: Parameter) -> float:
+    """A tenth of the default's decade (or 1% of a bounded range) for linear float spin boxes."""
+    if p.minimum is not None and p.maximum is not None and math.isfinite(p.maximum - p.minimum):
+        return (p.maximum - p.minimum) / 100
+    magnitude = abs(float(p.default)) if p.default else 1.0
+    return 10 ** math.floor(math.log10(magnitude)) / 10

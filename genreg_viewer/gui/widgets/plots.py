@@ -1,0 +1,55 @@
+"""pyqtgraph plots that follow the application theme."""
+
+from __future__ import annotations
+
+import pyqtgraph as pg
+from PyQt6.QtWidgets import QWidget
+
+from ..theme import SERIES_COLORS, on_theme_change, view_colors
+from .image_view import em
+
+
+class ThemedPlot(pg.PlotWidget):
+    """A ``PlotWidget`` with a grid, axis labels and theme-aware colours."""
+
+    def __init__(self, title: str = "", x_label: str = "", y_label: str = "", log_y: bool = False,
+                 legend: bool = False, parent: QWidget | None = None):
+        super().__init__(parent)
+        self._title = title
+        self._labels = {"bottom": x_label, "left": y_label}
+        self.showGrid(x=True, y=True, alpha=0.25)
+        self.setLogMode(x=False, y=log_y)
+        self.setMinimumSize(em(self, 10), em(self, 6))
+        self.legend = self.addLegend(offset=(-em(self, 0.5), em(self, 0.5))) if legend else None
+        self.setMenuEnabled(False)
+        for name in ("left", "bottom"):
+            self.getAxis(name).enableAutoSIPrefix(False)
+        on_theme_change(self, self._apply_theme)
+
+    def set_axis_label(self, axis: str, text: str) -> None:
+        """Set the label of the ``bottom`` or ``left`` axis (kept across theme changes)."""
+        self._labels[axis] = text
+        self._apply_theme()
+
+    def series_pen(self, index: int, width: float = 2.0, dashed: bool = False):
+        pen = pg.mkPen(SERIES_COLORS[index % len(SERIES_COLORS)], width=width)
+        if dashed:
+            pen.setStyle(pg.QtCore.Qt.PenStyle.DashLine)
+        return pen
+
+    def _apply_theme(self) -> None:
+        colours = view_colors()
+        self.setBackground(colours["background"])
+        foreground = colours["foreground"]
+        for name in ("left", "bottom"):
+            axis = self.getAxis(name)
+            axis.setPen(pg.mkPen(colours["muted"]))
+            axis.setTextPen(pg.mkPen(foreground))
+            if self._labels[name]:
+                axis.setLabel(self._labels[name], color=foreground.name())
+        if self._title:
+            self.setTitle(self._title, color=foreground.name())
+        if self.legend is not None:
+            self.legend.setLabelTextColor(foreground)
+            self.legend.setBrush(pg.mkBrush(colours["background"].red(), colours["background"].green(),
+                                            colours["background"].blue(), 200))

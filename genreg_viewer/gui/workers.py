@@ -1,0 +1,330 @@
+"""Background work on QThreads: reconstructions (a queue), sweeps and covariance-model queries.
+
+Each worker is a ``QObject`` moved to its own ``QThread``; the GUI talks to it only through queued signals, so
+the event loop never blocks. Reconstructions run through :func:`genreg_viewer.recon.run_method` with a
+``threading.Event`` as ``cancel``: the runner checks it between iterations, so Cancel stops within one
+iteration. Progress reaches the GUI at most every ``PROGRESS_INTERVAL`` seconds (plus the final state).
+"""
+
+from __future__ import annotations
+
+import atexit
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+from PyQt6.QtCore import QObject, QThread, pyqtSignal, pyqtSlot
+
+from ..physics import Measurement
+from ..recon import Problem, ReconMethod, get_method, run_method
+from .state import RunRecord
+
+PROGRESS_INTERVAL = 0.05  #: seconds between progress signals (20 Hz is smooth and cheap)
+
+#: running worker threads. Qt aborts the process when a running ``QThread`` is destroyed, so this module keeps
+#: them alive until :func:`stop_thread` (called by their owners on close) or interpreter exit stops them.
+_THREADS: set[QThread] = set()
+
+
+def start_thread(name: str) -> QThread:
+    """A started ``QThread`` kept alive until :func:`stop_thread`."""
+    thread = QThread()
+    thread.setObjectName(name)
+    _THREADS.add(thread)
+    thread.start()
+    return thread
+
+
+def stop_thread(thread: QThread, timeout_ms: int = 10_000) -> bool:
+    """Stop ``thread``'s event loop after its current task; True when it ended within ``timeout_ms``."""
+    thread.quit()
+    ended = thread.wait(timeout_ms)
+    if ended:
+        _THREADS.discard(thread)
+    return ended
+
+
+@atexit.register
+def _stop_threads() -> None:
+    for thread in list(_THREADS):
+        stop_thread(thread)
+
+
+@dataclass
+class ReconJob:
+    """One queued reconstruction: a snapshot of the measurement and the settings it runs with."""
+
+    job_id: int
+    method: str
+    title: str
+    params: dict[str, Any]
+    iterations: int
+    device: str
+    measurement: Measurement
+    ground_truth: Any  #: torch tensor (1, 1, H, W)
+    seed: int
+    setting: dict[str, Any]
+    cancel: threading.Event = field(default_factory=threading.Event)
+    method_instance: ReconMethod | None = None  #: a method object to run instead of ``get_method(method)``
+    image_version: int = 0  #: :attr:`ExperimentState.image_version` when queued (a newer image drops the result)
+
+    def report_every(self) -> int:
+        """Report about 200 times per run (metrics are computed at every report)."""
+        return max(1, self.iterations // 200)
+
+
+@dataclass
+class ProgressUpdate:
+    """What the live view needs: the newest image and the curve points since the previous update."""
+
+    iteration: int
+    total: int | None
+    elapsed: float
+    eta: float | None
+    image: np.ndarray
+    points: list[tuple[int, float | None, float | None, float | None]]  #: (iteration, objective, psnr, ssim)
+    final: bool = False
+
+
+def report_exception(exc: BaseException) -> str:
+    """Print a traceback for unexpected errors (user errors are ValueErrors) and return the dialog text."""
+    if not isinstance(exc, (ValueError, KeyError)):
+        traceback.print_exception(exc)
+    return user_message(exc)
+
+
+def user_message(exc: BaseException) -> str:
+    """One clear line for a dialog: the message of a user error, or the exception type for a bug."""
+    text = str(exc).strip() or exc.__class__.__name__
+    if isinstance(exc, (ValueError, KeyError, RuntimeError, OSError)):
+        return text.strip("'\"")
+    return f"{exc.__class__.__name__}: {text}"
+
+
+class ReconWorker(QObject):
+    """Runs jobs one after the other on its thread (jobs arrive as queued signals, so they queue in order)."""
+
+    started = pyqtSignal(int)
+    progress = pyqtSignal(int, object)  # job id, ProgressUpdate
+    finished = pyqtSignal(int, object)  # job id, RunRecord
+    failed = pyqtSignal(int, str)
+    skipped = pyqtSignal(int)  # cancelled before it started
+
+    @pyqtSlot(object)
+    def run(self, job: ReconJob) -> None:
+        if job.cancel.is_set():
+            self.skipped.emit(job.job_id)
+            return
+        self.started.emit(job.job_id)
+        pending: list[tuple] = []
+        last_emit = 0.0
+
+        def on_state(state) -> None:
+            nonlocal last_emit
+            pending.append((state.iteration, state.objective, state.psnr, state.ssim))
+            now = time.perf_counter()
+            if state.final or now - last_emit >= PROGRESS_INTERVAL:
+                last_emit = now
+                update = ProgressUpdate(state.iteration, state.total_iterations, state.elapsed, state.eta,
+                                        state.image_numpy().copy(), list(pending), state.final)
+                pending.clear()
+                self.progress.emit(job.job_id, update)
+
+        try:
+            method = job.method_instance or get_method(job.method)
+            problem = Problem(job.measurement, job.ground_truth, seed=job.seed, device=job.device)
+            result = run_method(method, problem, job.params, job.iterations, cancel=job.cancel,
+                                callback=on_state, report_every=job.report_every())
+            record = RunRecord.from_result(result, job.job_id, job.title, job.setting)
+        except Exception as exc:  # shown as a dialog; the worker stays alive for the next job
+            self.failed.emit(job.job_id, report_exception(exc))
+            return
+        self.finished.emit(job.job_id, record)
+
+
+class ReconQueue(QObject):
+    """The GUI side of the reconstruction thread: submit, cancel and follow queued jobs."""
+
+    _dispatch = pyqtSignal(object)
+    queueChanged = pyqtSignal()
+    jobStarted = pyqtSignal(object)  # ReconJob
+    jobProgress = pyqtSignal(object, object)  # ReconJob, ProgressUpdate
+    jobFinished = pyqtSignal(object, object)  # ReconJob, RunRecord
+    jobFailed = pyqtSignal(object, str)  # ReconJob, message
+
+    def __init__(self, parent: QObject | None = None):
+        super().__init__(parent)
+        self.pending: list[ReconJob] = []
+        self.current: ReconJob | None = None
+        self._thread = start_thread("reconstruction")
+        self._worker = ReconWorker()
+        self._worker.moveToThread(self._thread)
+        self._dispatch.connect(self._worker.run)
+        self._worker.started.connect(self._on_started)
+        self._worker.progress.connect(self._on_progress)
+        self._worker.finished.connect(self._on_finished)
+        self._worker.failed.connect(self._on_failed)
+        self._worker.skipped.connect(self._on_skipped)
+
+    @property
+    def busy(self) -> bool:
+        return self.current is not None or bool(self.pending)
+
+    def submit(self, job: ReconJob) -> None:
+        self.pending.append(job)
+        self._dispatch.emit(job)
+        self.queueChanged.emit()
+
+    def cancel_current(self) -> bool:
+        """Ask the running job to stop after its current iteration; False when nothing runs."""
+        if self.current is None:
+            return False
+        self.current.cancel.set()
+        return True
+
+    def remove(self, job_id: int) -> None:
+        """Drop a queued job (or cancel it when it is already running)."""
+        if self.current is not None and self.current.job_id == job_id:
+            self.cancel_current()
+            return
+        for job in self.pending:
+            if job.job_id == job_id:
+                job.cancel.set()
+                self.pending.remove(job)
+                self.queueChanged.emit()
+                return
+
+    def cancel_all(self) -> None:
+        for job in self.pending:
+            job.cancel.set()
+        self.pending.clear()
+        self.cancel_current()
+        self.queueChanged.emit()
+
+    def shutdown(self, timeout_ms: int = 5000) -> None:
+        self.cancel_all()
+        stop_thread(self._thread, timeout_ms)
+
+    # ------------------------------------------------------------ worker events
+    def _find(self, job_id: int) -> ReconJob | None:
+        if self.current is not None and self.current.job_id == job_id:
+            return self.current
+        return next((j for j in self.pending if j.job_id == job_id), None)
+
+    def _on_started(self, job_id: int) -> None:
+        job = self._find(job_id)
+        if job is None:
+            return
+        self.pending.remove(job)
+        self.current = job
+        self.queueChanged.emit()
+        self.jobStarted.emit(job)
+
+    def _on_progress(self, job_id: int, update: ProgressUpdate) -> None:
+        if self.current is not None and self.current.job_id == job_id:
+            self.jobProgress.emit(self.current, update)
+
+    def _done(self, job_id: int) -> ReconJob | None:
+        job = self._find(job_id)
+        if job is self.current:
+            self.current = None
+        self.queueChanged.emit()
+        return job
+
+    def _on_finished(self, job_id: int, record: RunRecord) -> None:
+        job = self._done(job_id)
+        if job is not None:
+            self.jobFinished.emit(job, record)
+
+    def _on_failed(self, job_id: int, message: str) -> None:
+        job = self._done(job_id)
+        if job is not None:
+            self.jobFailed.emit(job, message)
+
+    def _on_skipped(self, job_id: int) -> None:
+        self.queueChanged.emit()
+
+
+class FunctionWorker(QObject):
+    """Runs callables on its thread and reports ``done(tag, result)`` or ``failed(tag, message)``.
+
+    Used for short jobs that must not block the GUI (loading a model, computing a covariance row). The caller
+    coalesces requests itself (see the covariance panel), so at most one call is in flight per worker.
+    """
+
+    done = pyqtSignal(str, object)
+    failed = pyqtSignal(str, str)
+    _call = pyqtSignal(str, object)
+
+    def __init__(self):
+        super().__init__()
+        self._call.connect(self._run)
+
+    def submit(self, tag: str, function: Callable[[], Any]) -> None:
+        self._call.emit(tag, function)
+
+    @pyqtSlot(str, object)
+    def _run(self, tag: str, function: Callable[[], Any]) -> None:
+        try:
+            result = function()
+        except Exception as exc:
+            self.failed.emit(tag, report_exception(exc))
+            return
+        self.done.emit(tag, result)
+
+
+class WorkerThread(QObject):
+    """A ``FunctionWorker`` on its own ``QThread``; ``submit`` is safe to call from the GUI thread."""
+
+    def __init__(self, name: str, parent: QObject | None = None):
+        super().__init__(parent)
+        self.thread = start_thread(name)
+        self.worker = FunctionWorker()
+        self.worker.moveToThread(self.thread)
+        self.done = self.worker.done
+        self.failed = self.worker.failed
+
+    def submit(self, tag: str, function: Callable[[], Any]) -> None:
+        self.worker.submit(tag, function)
+
+    def shutdown(self, timeout_ms: int = 5000) -> None:
+        stop_thread(self.thread, timeout_ms)
+
+
+class SweepWorker(QObject):
+    """Runs a :class:`~genreg_viewer.gui.sweeps.SweepSpec` on its own thread, one point at a time."""
+
+    point = pyqtSignal(object)  # SweepPoint
+    finished = pyqtSignal(bool)  # cancelled
+    failed = pyqtSignal(str)
+    _start = pyqtSignal(object)
+
+    def __init__(self, parent: QObject | None = None):
+        super().__init__()
+        self.cancel = threading.Event()
+        self.thread = start_thread("sweep")
+        self.moveToThread(self.thread)
+        self._start.connect(self._run)
+
+    def start(self, spec) -> None:
+        self.cancel.clear()
+        self._start.emit(spec)
+
+    def shutdown(self, timeout_ms: int = 5000) -> None:
+        self.cancel.set()
+        stop_thread(self.thread, timeout_ms)
+
+    @pyqtSlot(object)
+    def _run(self, spec) -> None:
+        from .sweeps import run_sweep
+
+        try:
+            for point in run_sweep(spec, self.cancel):
+                self.point.emit(point)
+        except Exception as exc:
+            self.failed.emit(report_exception(exc))
+            return
+        self.finished.emit(self.cancel.is_set())

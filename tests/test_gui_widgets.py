@@ -1,0 +1,159 @@
+"""GUI building blocks: parameter forms from declarations, mask stamping, the experiment state, sweeps."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pytestqt")
+
+from PyQt6.QtWidgets import QCheckBox, QComboBox, QLineEdit, QSpinBox  # noqa: E402
+
+from genreg_viewer import metrics  # noqa: E402
+from genreg_viewer.gui.panels.sweep import SweepPanel  # noqa: E402
+from genreg_viewer.gui.state import ExperimentState, ImageInfo  # noqa: E402
+from genreg_viewer.gui.sweeps import SweepSpec, parse_values, run_sweep, summarise, to_csv  # noqa: E402
+from genreg_viewer.gui.widgets.mask_painter import stamp_disk, stamp_stroke  # noqa: E402
+from genreg_viewer.gui.widgets.param_form import LOG_STEP, ParameterForm, ScientificSpinBox  # noqa: E402
+from genreg_viewer.physics import radial_mask, simulate_measurement  # noqa: E402
+from genreg_viewer.recon import Parameter, ParameterError, ReconMethod  # noqa: E402
+
+
+class Declared(ReconMethod):
+    """Not registered: one parameter of every kind."""
+
+    name = "test-declared"
+    title = "Declared"
+    parameters = (
+        Parameter("lam", float, 1e-3, "weight", minimum=0.0, log_scale=True),
+        Parameter("step", float, 0.5, "step", minimum=0.0, maximum=1.0),
+        Parameter("inner", int, 10, "inner iterations", minimum=1, maximum=100),
+        Parameter("warm", bool, True, "warm start"),
+        Parameter("norm", str, "l1", "norm", choices=("l1", "l2")),
+        Parameter("weights", str, "dncnn", "weights name"),
+    )
+
+    def iterate(self, problem, params, iterations):
+        raise NotImplementedError
+
+
+# ------------------------------------------------------------------------------------------ parameter form
+def test_form_builds_one_field_per_declaration(qtbot):
+    form = ParameterForm(Declared())
+    qtbot.addWidget(form)
+    kinds = {name: type(field) for name, field in form.fields.items()}
+    assert kinds == {"lam": ScientificSpinBox, "step": ScientificSpinBox, "inner": QSpinBox, "warm": QCheckBox,
+                     "norm": QComboBox, "weights": QLineEdit}
+    assert form.values() == {"lam": 1e-3, "step": 0.5, "inner": 10, "warm": True, "norm": "l1", "weights": "dncnn"}
+    assert form.fields["inner"].maximum() == 100 and form.fields["step"].maximum() == 1.0
+
+
+def test_log_scale_steps_multiply(qtbot):
+    form = ParameterForm(Declared())
+    qtbot.addWidget(form)
+    lam = form.fields["lam"]
+    lam.stepBy(4)
+    assert lam.value() == pytest.approx(1e-3 * LOG_STEP**4) and lam.value() == pytest.approx(1e-2)
+    lam.stepBy(-8)
+    assert lam.value() == pytest.approx(1e-4)
+    assert lam.textFromValue(2.5e-5) == "2.5e-05" and lam.valueFromText("3e-2") == pytest.approx(0.03)
+    assert "lam" in form.edited
+
+
+def test_setting_defaults_keep_user_edits(qtbot):
+    form = ParameterForm(Declared())
+    qtbot.addWidget(form)
+    form.fields["inner"].setValue(42)  # a user edit
+    form.set_defaults({"lam": 0.05, "inner": 7})
+    assert form.values()["lam"] == pytest.approx(0.05) and form.values()["inner"] == 42
+    form.reset({"lam": 0.05, "inner": 7})
+    assert form.values()["inner"] == 7 and not form.edited
+
+
+def test_form_reports_bad_text_as_parameter_error(qtbot):
+    form = ParameterForm(Declared())
+    qtbot.addWidget(form)
+    form.set_values({"norm": "l3"})  # not a choice: the combo keeps no valid item
+    with pytest.raises(ParameterError):
+        form.values()
+
+
+# ------------------------------------------------------------------------------------------ mask stamping
+def test_stamp_disk_and_stroke():
+    mask = np.zeros((16, 16), bool)
+    stamp_disk(mask, 8, 8, 1.0, True)
+    assert mask.sum() == 5 and mask[7:10, 8].all() and mask[8, 7:10].all()
+    stamp_disk(mask, 0, 0, 2.0, True)  # clipped at the border
+    assert mask[0, 0] and mask[2, 0] and not mask[2, 2]
+    stroke = np.zeros((16, 16), bool)
+    stamp_stroke(stroke, (3, 1), (3, 14), 0.0, True)
+    assert stroke[3, 1:15].all() and stroke.sum() == 14
+    stamp_stroke(stroke, (3, 5), (3, 6), 0.0, False)
+    assert not stroke[3, 5:7].any()
+
+
+# ------------------------------------------------------------------------------------------ state
+def test_state_simulates_and_snapshots(qtbot, rng):
+    state = ExperimentState()
+    image = rng.random((128, 128)).astype(np.float32)
+    with qtbot.waitSignal(state.measurementChanged):
+        state.set_image(image, ImageInfo("random"))
+    state.set_noise(0.03, 5)
+    state.set_mask(radial_mask(15), "radial:15")
+    expected = simulate_measurement(image, radial_mask(15), 0.03, 5)
+    np.testing.assert_allclose(state.measurement.y.numpy(), expected.y.numpy(), atol=1e-6)
+    np.testing.assert_allclose(state.adjoint, expected.zero_filled()[0, 0].numpy(), atol=1e-6)
+    problem = state.problem()
+    state.set_mask(radial_mask(5), "radial:5")  # a later edit does not change the snapshot
+    np.testing.assert_array_equal(problem.operator.mask, radial_mask(15))
+    psnr, ssim = state.adjoint_metrics()
+    assert psnr == pytest.approx(float(metrics.psnr(np.clip(state.adjoint, 0, 1), image)[0]))
+    with pytest.raises(ValueError, match="NaN"):
+        state.set_image(np.full((128, 128), np.nan, np.float32), ImageInfo("nan"))
+
+
+# ------------------------------------------------------------------------------------------ sweeps
+def test_parse_values():
+    assert parse_values("5, 15,25", "spokes") == [5.0, 15.0, 25.0]
+    assert parse_values("5:25:10", "spokes") == [5.0, 15.0, 25.0]
+    assert parse_values("0.1, 0, 0.05", "noise") == [0.0, 0.05, 0.1]
+    with pytest.raises(ValueError, match="cannot read"):
+        parse_values("five", "spokes")
+    with pytest.raises(ValueError, match="cannot read"):
+        parse_values("5:1:1", "spokes")
+
+
+def test_sweep_psnr_rises_with_spokes_and_falls_with_noise(rng):
+    from genreg_viewer.data.phantom import phantom_batch
+
+    images = phantom_batch(2, seed=3)
+    spokes = SweepSpec("spokes", [5, 45], ["adjoint"], images, sigma=0.02)
+    points = list(run_sweep(spokes))
+    assert [p.value for p in points] == [5, 45]
+    assert points[1].psnr.mean() > points[0].psnr.mean() + 1.0
+    assert points[0].psnr.shape == (2,)
+    noise = summarise(list(run_sweep(SweepSpec("noise", [0.0, 0.2], ["adjoint"], images, spokes=45))))
+    assert noise["adjoint"]["psnr"][0] > noise["adjoint"]["psnr"][1]
+    csv = to_csv(points, "spokes").splitlines()
+    assert csv[0] == "method,spokes,image,psnr,ssim" and len(csv) == 1 + 2 * 2
+    with pytest.raises(ValueError, match="at least one method"):
+        SweepSpec("spokes", [5], [], images).validate()
+
+
+def test_sweep_panel_runs_in_the_background(qtbot, rng):
+    state = ExperimentState()
+    state.set_image(rng.random((128, 128)).astype(np.float32), ImageInfo("random"))
+    panel = SweepPanel(state)
+    qtbot.addWidget(panel)
+    panel.set_checked_methods({"adjoint"})
+    panel.values_edit.setText("5, 25")
+    with qtbot.waitSignal(panel.worker.finished, timeout=60_000):
+        panel.start()
+        assert panel.running and not panel.run_button.isEnabled()
+    assert not panel.running and len(panel.points) == 2
+    curves = panel.psnr_plot.getPlotItem().listDataItems()
+    assert len(curves) == 1 and list(curves[0].xData) == [5, 25]
+    assert all(math.isfinite(p.psnr.mean()) for p in panel.points)
+    panel.shutdown()
