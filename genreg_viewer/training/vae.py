@@ -1,0 +1,660 @@
+"""Two-stage training of the structured-covariance VAE (Duff et al. 2023, section 4).
+
+Stage 1 (:func:`train_vae`): encoder and mean decoder maximise the ELBO with a fixed-variance Gaussian likelihood,
+per image::
+
+    loss = ||x~ - G(z)||^2 / (2 s0^2) + KL(N(mu(x~), diag s^2(x~)) || N(0, I)),   z = mu + s * eps,
+
+where ``x~ = x + n`` is the training image with a little Gaussian noise ``n`` (std ``noise_std``; it keeps the
+likelihood of flat black background bounded in stage 2) and ``s0`` the fixed likelihood std. Afterwards the
+identity covariance ``Sigma = rho I`` gets its maximum-likelihood value ``rho = mean_p (x~ - G(mu(x)))_p^2`` over
+the training set, stored in the config (the stage-1 model saved as ``vae_identity``).
+
+Stage 2 (:func:`train_covariance`): with the encoder and mean decoder frozen (eval mode), the covariance decoder
+minimises the exact Gaussian nll of the noisy image given ``z = mu(x)`` (paper eq. 10)::
+
+    loss = [1/2 ||L(z)^T (x~ - G(z))||^2 - sum_p l_p(z)] / n  +  lambda * mean |a(z)|,
+
+with ``a`` the relative off-diagonal weights (an optional L1 penalty), a lower learning rate and more epochs.
+
+Both stages: Adam, linear warm-up then cosine decay of the learning rate over the planned steps, random left-right
+flips, a checkpoint after every epoch (``--resume`` continues it), a held-out evaluation per epoch, a loss-curve
+PNG and the final weights with an info JSON (command, seeds, data, final losses).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shlex
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from ..fileio import atomic_path
+from ..models.vae import (
+    COVARIANCE_KINDS,
+    GenerativeModel,
+    VAEConfig,
+    eval_mode,
+    model_file_name,
+    model_from_weights,
+    save_generative_model,
+)
+from ..models.weights import WeightsError, weights_exist, weights_stem
+
+#: phantom seeds >= this are held out for evaluation (the same split as the other trainers)
+HELD_OUT_SEED = 1_000_000
+#: std of the Gaussian noise added to training images (and to held-out images when the nll is evaluated)
+DEFAULT_NOISE_STD = 0.01
+#: fixed likelihood std ``s0`` of stage 1
+DEFAULT_STAGE1_SIGMA = 0.05
+#: generator seed of the noise added to held-out images in :func:`evaluate_model`
+EVALUATION_NOISE_SEED = 12345
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# data
+@dataclass
+class ImageSet:
+    """Images ``(N, 1, H, W)`` float32 in [0, 1] and a description of where they came from (for the info JSON)."""
+
+    images: torch.Tensor
+    spec: str
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+
+def _phantom_spec(spec: str) -> tuple[int, int] | None:
+    """``phantom:N[:SEED]`` -> ``(N, SEED)``; ``None`` for other specs; ``ValueError`` for a malformed one."""
+    if not spec.startswith("phantom:"):
+        return None
+    parts = spec.split(":")[1:]
+    try:
+        if len(parts) not in (1, 2):
+            raise ValueError
+        count = int(parts[0])
+        seed = int(parts[1]) if len(parts) == 2 else 0
+    except ValueError:
+        raise ValueError(f"phantom data must be written phantom:N or phantom:N:SEED, got {spec!r}") from None
+    if count < 1 or seed < 0:
+        raise ValueError(f"phantom data needs N >= 1 and SEED >= 0, got {spec!r}")
+    return count, seed
+
+
+def load_image_set(spec: str, size: int = 128) -> ImageSet:
+    """``phantom:N[:SEED]`` (synthetic knee phantoms with seeds ``SEED .. SEED+N-1``) or a slice-set ``.h5`` file
+    from ``genreg dataset build``; every image must be ``size x size``."""
+    phantom = _phantom_spec(spec)
+    if phantom is not None:
+        from ..data.phantom import phantom_batch
+
+        array = phantom_batch(phantom[0], phantom[1], size=size)
+    else:
+        from ..data.dataset import load_slice_set
+
+        array = load_slice_set(spec)
+    if array.ndim != 3 or array.shape[0] == 0 or tuple(array.shape[1:]) != (size, size):
+        raise ValueError(f"{spec}: expected a non-empty stack of {size}x{size} images, got shape {tuple(array.shape)}")
+    return ImageSet(torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).unsqueeze(1), spec)
+
+
+def training_and_held_out(data: str, held_out: str | None, held_out_count: int = 128, size: int = 128) -> tuple[ImageSet, ImageSet]:
+    """The training images and the held-out images.
+
+    Phantoms: training seeds must stay below :data:`HELD_OUT_SEED`; the default held-out set is
+    ``phantom:{held_out_count}:{HELD_OUT_SEED}``. A slice set without ``--held-out``: its last whole volumes (about
+    5% of the slices) are held out, so no volume is in both sets.
+    """
+    phantom = _phantom_spec(data)
+    if phantom is not None and phantom[0] + phantom[1] > HELD_OUT_SEED:
+        raise ValueError(f"training phantom seeds must stay below {HELD_OUT_SEED} (held out for evaluation); got {data!r}")
+    if held_out is not None:
+        return load_image_set(data, size), load_image_set(held_out, size)
+    if phantom is not None:
+        return load_image_set(data, size), load_image_set(f"phantom:{held_out_count}:{HELD_OUT_SEED}", size)
+    from ..data.dataset import load_slice_set_sources
+
+    everything = load_image_set(data, size)
+    volumes = [volume for volume, _ in load_slice_set_sources(data)]
+    order = list(dict.fromkeys(volumes))
+    if len(order) < 2:
+        raise ValueError(f"{data} holds a single volume; pass --held-out with a separate slice set")
+    held_volumes: set[str] = set()
+    for volume in reversed(order):
+        if sum(v in held_volumes for v in volumes) >= max(1, len(volumes) // 20) or len(held_volumes) == len(order) - 1:
+            break
+        held_volumes.add(volume)
+    held = torch.tensor([v in held_volumes for v in volumes])
+    return (
+        ImageSet(everything.images[~held], f"{data} minus {len(held_volumes)} held-out volumes"),
+        ImageSet(everything.images[held], f"{data}: last {len(held_volumes)} volumes"),
+    )
+
+
+def noisy(images: torch.Tensor, noise_std: float, generator: torch.Generator) -> torch.Tensor:
+    """``x + n``, ``n ~ N(0, noise_std^2)`` drawn on the CPU from ``generator`` (device-independent)."""
+    if noise_std <= 0:
+        return images
+    noise = torch.randn(images.shape, generator=generator, dtype=images.dtype)
+    return images + noise_std * noise.to(images.device)
+
+
+def random_flips(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Flip each image left-right with probability 1/2 (a mirrored knee is still a knee)."""
+    flip = (torch.rand(images.shape[0], generator=generator) < 0.5).to(images.device)
+    return torch.where(flip[:, None, None, None], images.flip(-1), images)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# losses and evaluation
+def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """``KL(N(mu, diag e^logvar) || N(0, I)) = 1/2 sum(mu^2 + e^logvar - logvar - 1)`` per item, ``(B,)``."""
+    return 0.5 * (mu.square() + logvar.exp() - logvar - 1.0).sum(dim=1)
+
+
+def stage1_loss(model: GenerativeModel, x: torch.Tensor, sigma: float, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    """Negative ELBO with fixed likelihood std ``sigma`` and its parts (batch means): ``loss`` in nats per pixel
+    (the per-image value divided by the pixel count, a scale that suits Adam and gradient clipping), ``mse`` per
+    pixel, ``kl`` per image."""
+    mu, logvar = model.encode(x)
+    eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype).to(mu.device)
+    z = mu + torch.exp(0.5 * logvar) * eps
+    pixels = x[0].numel()
+    squared = (x - model.decode_mean(z)).square().flatten(1).sum(1)
+    kl = kl_divergence(mu, logvar)
+    loss = (squared / (2 * sigma**2) + kl) / pixels
+    return {"loss": loss.mean(), "mse": (squared / pixels).mean(), "kl": kl.mean()}
+
+
+def covariance_loss(model: GenerativeModel, target: torch.Tensor, mean: torch.Tensor, z: torch.Tensor, l1: float) -> dict[str, torch.Tensor]:
+    """Stage-2 loss: exact nll in nats per pixel (with ``1/2 log 2 pi``) plus ``l1 * mean |a|``."""
+    channels = model.covariance_decoder(z)
+    factor = model.decode_cholesky_from_channels(channels)
+    nll = factor.nll(target, mean, include_constant=True) / target[0].numel()
+    penalty = channels[:, 1:].abs().mean() if channels.shape[1] > 1 else channels.new_zeros(())
+    return {"loss": nll.mean() + l1 * penalty, "nll": nll.mean(), "l1": penalty}
+
+
+@torch.no_grad()
+def latent_means(model: GenerativeModel, images: torch.Tensor, batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """``mu(x)`` and ``G(mu(x))`` for every image (eval mode, batched); results on the images' device."""
+    mus, means = [], []
+    with eval_mode(model):
+        for start in range(0, images.shape[0], batch_size):
+            mu, _ = model.encode(images[start:start + batch_size])
+            mus.append(mu)
+            means.append(model.decode_mean(mu))
+    return torch.cat(mus), torch.cat(means)
+
+
+@torch.no_grad()
+def evaluate_model(
+    model: GenerativeModel,
+    images: torch.Tensor,
+    noise_std: float = DEFAULT_NOISE_STD,
+    seed: int = EVALUATION_NOISE_SEED,
+    batch_size: int = 32,
+) -> dict[str, float]:
+    """Held-out quality of a model, with ``z = mu(x)`` and ``G(z)`` in eval mode.
+
+    * ``psnr``: mean PSNR (range 1) of ``G(mu(x))`` against ``x``; ``mse`` its mean squared error;
+    * ``nll``: exact Gaussian ``-log p(x + n | z)`` in nats per pixel (including ``1/2 log 2 pi``) with the noise
+      ``n ~ N(0, noise_std^2)`` of training drawn from ``seed`` (``nan`` for an identity model without ``rho``).
+    """
+    from ..metrics import psnr
+
+    device = next(model.parameters()).device
+    generator = torch.Generator().manual_seed(seed)
+    totals = {"psnr": 0.0, "mse": 0.0, "nll": 0.0}
+    has_covariance = model.config.covariance_kind != "identity" or model.config.identity_rho is not None
+    with eval_mode(model):
+        for start in range(0, images.shape[0], batch_size):
+            x = images[start:start + batch_size].to(device)
+            target = noisy(x, noise_std, generator)
+            mu, _ = model.encode(x)
+            mean = model.decode_mean(mu)
+            totals["psnr"] += float(psnr(mean, x).sum())
+            totals["mse"] += float((mean - x).square().flatten(1).mean(1).sum())
+            if has_covariance:
+                nll = model.decode_cholesky(mu).nll(target, mean, include_constant=True)
+                totals["nll"] += float(nll.sum()) / x[0].numel()
+    result = {key: value / images.shape[0] for key, value in totals.items()}
+    if not has_covariance:
+        result["nll"] = float("nan")
+    return result
+
+
+@torch.no_grad()
+def maximum_likelihood_rho(model: GenerativeModel, images: torch.Tensor, noise_std: float, seed: int, batch_size: int = 64) -> float:
+    """ML variance of ``Sigma = rho I``: ``rho = mean over images and pixels of (x + n - G(mu(x)))^2``."""
+    device = next(model.parameters()).device
+    generator = torch.Generator().manual_seed(seed)
+    total = 0.0
+    for start in range(0, images.shape[0], batch_size):
+        x = images[start:start + batch_size].to(device)
+        mean = model.reconstruct(x)
+        total += float((noisy(x, noise_std, generator) - mean).square().sum())
+    return total / images.numel()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the epoch loop shared by both stages
+@dataclass
+class LoopSettings:
+    """What both stages share; everything here is recorded in the info JSON and must match on ``--resume``."""
+
+    data: str
+    held_out: str
+    epochs: int
+    batch_size: int
+    lr: float
+    seed: int
+    noise_std: float
+    flips: bool = True
+    warmup_steps: int = 50
+    final_lr_fraction: float = 0.02
+    grad_clip: float = 10.0
+
+    def validate(self) -> None:
+        if self.epochs < 1:
+            raise ValueError(f"--epochs must be at least 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise ValueError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"--lr must be a positive number, got {self.lr}")
+        if not 0 <= self.noise_std < 0.5:
+            raise ValueError(f"--noise-std must be in [0, 0.5), got {self.noise_std}")
+
+    def learning_rate(self, step: int, total_steps: int) -> float:
+        """Linear warm-up, then cosine decay from ``lr`` to ``final_lr_fraction * lr`` at the last step."""
+        warm = min(1.0, (step + 1) / max(1, self.warmup_steps))
+        progress = min(1.0, step / max(1, total_steps - 1))
+        floor = self.final_lr_fraction
+        return self.lr * warm * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+@dataclass
+class TrainingRun:
+    """Paths of one training run: ``OUT/STEM.{safetensors,json}``, ``STEM.checkpoint.pt``, ``STEM_losses.png``."""
+
+    out_dir: Path
+    stem_name: str
+
+    @property
+    def stem(self) -> Path:
+        return self.out_dir / self.stem_name
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.out_dir / f"{self.stem_name}.checkpoint.pt"
+
+    @property
+    def loss_plot(self) -> Path:
+        return self.out_dir / f"{self.stem_name}_losses.png"
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _save_checkpoint(run: TrainingRun, payload: dict[str, Any]) -> None:
+    with atomic_path(run.checkpoint) as tmp:
+        torch.save(payload, tmp)
+
+
+def _load_checkpoint(run: TrainingRun, identity: dict[str, Any]) -> dict[str, Any]:
+    if not run.checkpoint.is_file():
+        raise FileNotFoundError(f"--resume: no checkpoint {run.checkpoint} to resume from")
+    try:
+        payload = torch.load(run.checkpoint, map_location="cpu", weights_only=False)
+    except Exception as exc:  # pickle/zip errors of a damaged file
+        raise ValueError(f"--resume: checkpoint {run.checkpoint} is unreadable: {exc}") from exc
+    stored = payload.get("identity")
+    if stored != identity:
+        changed = sorted(k for k in set(stored or {}) | set(identity) if (stored or {}).get(k) != identity.get(k))
+        raise ValueError(f"--resume: checkpoint {run.checkpoint} was made with different settings ({', '.join(changed)}); "
+                         "use the same options or a new --out folder")
+    return payload
+
+
+def plot_losses(history: Sequence[dict[str, float]], path: Path, title: str, keys: Sequence[tuple[str, str]]) -> None:
+    """Loss curves (per epoch) as a PNG, written atomically with matplotlib's Agg backend."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(4.2 * len(keys), 3.2), dpi=100)
+    epochs = [h["epoch"] for h in history]
+    for i, (key, label) in enumerate(keys):
+        axis = figure.add_subplot(1, len(keys), i + 1)
+        for prefix, style in (("train_", "-o"), ("held_out_", "--s")):
+            values = [h.get(prefix + key, float("nan")) for h in history]
+            if any(math.isfinite(v) for v in values):
+                axis.plot(epochs, values, style, markersize=3, label=prefix.rstrip("_").replace("_", "-"))
+        axis.set_xlabel("epoch")
+        axis.set_title(label, fontsize=10)
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8)
+    figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png")
+
+
+def run_epochs(
+    *,
+    run: TrainingRun,
+    settings: LoopSettings,
+    identity: dict[str, Any],
+    trainable: torch.nn.Module,
+    train_mode: Callable[[], None],
+    count: int,
+    batch_step: Callable[[torch.Tensor, torch.Generator], dict[str, torch.Tensor]],
+    evaluate: Callable[[], dict[str, float]],
+    resume: bool,
+    stage_label: str,
+) -> tuple[list[dict[str, float]], float]:
+    """Adam over ``trainable``'s parameters for ``settings.epochs`` epochs of ``count`` items.
+
+    ``batch_step(indices, generator)`` returns the batch losses (``"loss"`` is minimised). The batch order and noise of
+    epoch ``e`` come from a generator seeded with ``(seed, e)``, so a resumed run continues exactly. Returns the
+    per-epoch history and the training seconds.
+    """
+    from tqdm import tqdm
+
+    settings.validate()
+    parameters = [p for p in trainable.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(parameters, lr=settings.lr)
+    steps_per_epoch = math.ceil(count / settings.batch_size)
+    total_steps = settings.epochs * steps_per_epoch
+    history: list[dict[str, float]] = []
+    first_epoch, seconds = 0, 0.0
+    if resume:
+        payload = _load_checkpoint(run, identity)
+        trainable.load_state_dict(payload["trainable"])
+        optimizer.load_state_dict(payload["optimizer"])
+        history, first_epoch, seconds = payload["history"], payload["epoch"], payload["seconds"]
+        _log(f"{stage_label}: resumed from {run.checkpoint} after epoch {first_epoch}")
+    for epoch in range(first_epoch, settings.epochs):
+        started = time.perf_counter()
+        generator = torch.Generator().manual_seed(settings.seed * 100_003 + epoch)
+        order = torch.randperm(count, generator=generator)
+        train_mode()
+        sums: dict[str, float] = {}
+        bar = tqdm(range(steps_per_epoch), desc=f"{stage_label} epoch {epoch + 1}/{settings.epochs}", unit="batch",
+                   mininterval=10.0, file=sys.stderr, dynamic_ncols=True)
+        for i in bar:
+            step = epoch * steps_per_epoch + i
+            for group in optimizer.param_groups:
+                group["lr"] = settings.learning_rate(step, total_steps)
+            losses = batch_step(order[i * settings.batch_size:(i + 1) * settings.batch_size], generator)
+            if not torch.isfinite(losses["loss"]):
+                raise RuntimeError(f"{stage_label}: the loss became {float(losses['loss'])} at epoch {epoch + 1}, "
+                                   f"batch {i + 1}; lower --lr or raise --noise-std")
+            optimizer.zero_grad(set_to_none=True)
+            losses["loss"].backward()
+            torch.nn.utils.clip_grad_norm_(parameters, settings.grad_clip)
+            optimizer.step()
+            for key, value in losses.items():
+                sums[key] = sums.get(key, 0.0) + float(value.detach())
+            bar.set_postfix({k: f"{v / (i + 1):.4g}" for k, v in sums.items()}, refresh=False)
+        bar.close()
+        record = {"epoch": epoch + 1, **{f"train_{k}": v / steps_per_epoch for k, v in sums.items()}}
+        record.update({f"held_out_{k}": v for k, v in evaluate().items()})
+        seconds += time.perf_counter() - started
+        record["seconds"] = round(seconds, 1)
+        history.append(record)
+        _log(f"{stage_label} epoch {epoch + 1}: " + ", ".join(f"{k}={v:.5g}" for k, v in record.items() if k != "epoch"))
+        _save_checkpoint(run, {"identity": identity, "trainable": trainable.state_dict(),
+                               "optimizer": optimizer.state_dict(), "history": history, "epoch": epoch + 1,
+                               "seconds": seconds})
+    return history, seconds
+
+
+def _resumable(settings: LoopSettings) -> dict[str, Any]:
+    """The settings a checkpoint must agree with on ``--resume``: all but ``epochs`` (a run may be extended; the
+    cosine schedule is then stretched over the new total)."""
+    return {k: v for k, v in asdict(settings).items() if k != "epochs"}
+
+
+def _command_line(argv: Sequence[str] | None) -> str:
+    return "genreg " + shlex.join(list(argv)) if argv is not None else shlex.join(sys.argv)
+
+
+def _set_torch_seed(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# stage 1
+@dataclass
+class VAETrainingSettings(LoopSettings):
+    """Stage 1: ``sigma`` is the fixed likelihood std ``s0``."""
+
+    sigma: float = DEFAULT_STAGE1_SIGMA
+
+    def validate(self) -> None:
+        super().validate()
+        if not (self.sigma > 0 and math.isfinite(self.sigma)):
+            raise ValueError(f"--sigma must be a positive number, got {self.sigma}")
+
+
+def train_vae(
+    config: VAEConfig,
+    settings: VAETrainingSettings,
+    out_dir: str | os.PathLike,
+    device: torch.device | str = "cpu",
+    resume: bool = False,
+    argv: Sequence[str] | None = None,
+) -> Path:
+    """Stage 1; writes ``OUT/vae_identity.{safetensors,json}`` (with ``identity_rho``) and returns its stem."""
+    settings.validate()
+    config = VAEConfig.from_dict({**config.to_dict(), "covariance_kind": "identity", "identity_rho": None})  # a copy
+    device = torch.device(device)
+    run = TrainingRun(Path(out_dir), model_file_name("identity"))
+    train, held_out = training_and_held_out(settings.data, settings.held_out, size=config.image_size)
+    _log(f"stage 1: {len(train)} training images ({train.spec}), {len(held_out)} held out ({held_out.spec})")
+    _set_torch_seed(settings.seed)
+    model = GenerativeModel(config).to(device)
+    with torch.no_grad():  # start G at the mean intensity instead of 0
+        model.mean_decoder.out.bias.fill_(float(train.images.mean()))
+    images = train.images.to(device)
+    identity = {"stage": "vae", "config": config.to_dict(), "settings": _resumable(settings)}
+
+    def batch_step(indices: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        x = images[indices.to(device)]
+        if settings.flips:
+            x = random_flips(x, generator)
+        return stage1_loss(model, noisy(x, settings.noise_std, generator), settings.sigma, generator)
+
+    def evaluate() -> dict[str, float]:
+        result = evaluate_model(model, held_out.images, settings.noise_std)
+        return {"psnr": result["psnr"], "mse": result["mse"]}
+
+    history, seconds = run_epochs(
+        run=run, settings=settings, identity=identity, trainable=model, train_mode=model.train, count=len(train),
+        batch_step=batch_step, evaluate=evaluate, resume=resume, stage_label="vae",
+    )
+    rho = maximum_likelihood_rho(model, images, settings.noise_std, seed=settings.seed + 7)
+    model.config.identity_rho = rho
+    final = evaluate_model(model, held_out.images, settings.noise_std)
+    _log(f"stage 1 done: rho = {rho:.4g} (pixel std {math.sqrt(rho):.4f}); held-out PSNR {final['psnr']:.2f} dB, "
+         f"nll {final['nll']:.4f} nats/pixel")
+    info = {
+        "command": _command_line(argv),
+        "stage": "1: encoder + mean decoder, fixed-variance Gaussian likelihood + KL",
+        "settings": asdict(settings),
+        "training_images": len(train),
+        "held_out_images": len(held_out),
+        "held_out_data": held_out.spec,
+        "seconds": round(seconds, 1),
+        "device": str(device),
+        "torch": torch.__version__,
+        "final": {**{k: v for k, v in history[-1].items() if k.startswith("train_")},
+                  "held_out_psnr": final["psnr"], "held_out_mse": final["mse"],
+                  "held_out_nll_per_pixel": final["nll"], "identity_rho": rho},
+        "history": history,
+    }
+    save_generative_model(model, run.stem, info)
+    plot_losses(history, run.loss_plot, f"VAE stage 1 ({len(train)} images)",
+                [("loss", "-ELBO / pixel (fixed s0)"), ("mse", "MSE"), ("psnr", "held-out PSNR (dB)")])
+    return run.stem
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# stage 2
+@dataclass
+class CovarianceTrainingSettings(LoopSettings):
+    """Stage 2: ``l1`` weights the penalty on the relative off-diagonal weights."""
+
+    l1: float = 0.0
+
+    def validate(self) -> None:
+        super().validate()
+        if not (self.l1 >= 0 and math.isfinite(self.l1)):
+            raise ValueError(f"--l1 must be a non-negative number, got {self.l1}")
+
+
+def resolve_vae_stem(path: str | os.PathLike) -> Path:
+    """``--vae``: a folder holding ``vae_identity.*`` or the stem/file of a saved stage-1 model."""
+    path = Path(path)
+    stem = path / model_file_name("identity") if path.is_dir() else weights_stem(path)
+    if not weights_exist(stem):
+        raise FileNotFoundError(f"no stage-1 VAE weights at {stem} (.safetensors + .json); train one with 'genreg train vae'")
+    return stem
+
+
+def initialise_covariance_head(model: GenerativeModel, log_diag_start: float) -> None:
+    """Start the covariance decoder near ``Sigma = exp(-2 l0) I``: small output weights, bias of channel 0 at
+    ``logit((l0 - l_min) / (l_max - l_min))``, off-diagonal biases 0."""
+    cfg = model.config
+    fraction = (min(max(log_diag_start, cfg.log_diag_min + 0.05), cfg.log_diag_max - 0.05) - cfg.log_diag_min) / (
+        cfg.log_diag_max - cfg.log_diag_min)
+    out = model.covariance_decoder.out
+    with torch.no_grad():
+        out.weight.mul_(0.1)
+        out.bias.zero_()
+        out.bias[0] = math.log(fraction / (1 - fraction))
+
+
+def train_covariance(
+    vae: str | os.PathLike,
+    kind: str,
+    settings: CovarianceTrainingSettings,
+    out_dir: str | os.PathLike,
+    neighbourhood: int = 3,
+    device: torch.device | str = "cpu",
+    resume: bool = False,
+    argv: Sequence[str] | None = None,
+) -> Path:
+    """Stage 2 for ``kind`` (``diagonal`` or ``covar``); writes ``OUT/vae_<kind>.{safetensors,json}``.
+
+    When the stage-1 model lies in ``OUT`` the new file stores only the covariance decoder and refers to it (its
+    SHA-256 pinned); otherwise it is a self-contained copy.
+    """
+    if kind not in COVARIANCE_KINDS or kind == "identity":
+        raise ValueError(f"--kind must be 'diagonal' or 'covar', got {kind!r}")
+    settings.validate()
+    device = torch.device(device)
+    base_stem = resolve_vae_stem(vae)
+    base, base_info = model_from_weights(base_stem, device)
+    if base.config.identity_rho is None:
+        raise WeightsError(f"{base_stem}.json has no identity_rho; is it a finished stage-1 model?")
+    config = VAEConfig.from_dict({**base.config.to_dict(), "covariance_kind": kind, "neighbourhood": neighbourhood,
+                                  "identity_rho": None})
+    run = TrainingRun(Path(out_dir), model_file_name(kind))
+    train, held_out = training_and_held_out(settings.data, settings.held_out, size=config.image_size)
+    _log(f"stage 2 ({kind}): {len(train)} training images ({train.spec}), {len(held_out)} held out ({held_out.spec})")
+    _set_torch_seed(settings.seed)
+    model = GenerativeModel(config).to(device)
+    model.encoder.load_state_dict(base.encoder.state_dict())
+    model.mean_decoder.load_state_dict(base.mean_decoder.state_dict())
+    model.eval()  # the frozen networks stay in eval mode; only the covariance decoder switches to training
+    for module in (model.encoder, model.mean_decoder):
+        module.requires_grad_(False)
+    initialise_covariance_head(model, -0.5 * math.log(base.config.identity_rho))
+    images = train.images.to(device)
+    # z = mu(x) and G(z) of the clean training images (the frozen networks, eval mode); flips commute with neither,
+    # so flipped copies are encoded too
+    mus, means = latent_means(model, images)
+    if settings.flips:
+        flipped_mus, flipped_means = latent_means(model, images.flip(-1))
+    identity = {"stage": "covariance", "config": config.to_dict(), "settings": _resumable(settings),
+                "base": str(base_stem.resolve())}
+
+    def train_mode() -> None:
+        model.covariance_decoder.train()
+
+    def batch_step(indices: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        indices = indices.to(device)
+        x, mu, mean = images[indices], mus[indices], means[indices]
+        if settings.flips:
+            flip = (torch.rand(indices.shape[0], generator=generator) < 0.5).to(device)
+            x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+            mu = torch.where(flip[:, None], flipped_mus[indices], mu)
+            mean = torch.where(flip[:, None, None, None], flipped_means[indices], mean)
+        return covariance_loss(model, noisy(x, settings.noise_std, generator), mean, mu, settings.l1)
+
+    def evaluate() -> dict[str, float]:
+        return {"nll": evaluate_model(model, held_out.images, settings.noise_std)["nll"]}
+
+    history, seconds = run_epochs(
+        run=run, settings=settings, identity=identity, trainable=model.covariance_decoder, train_mode=train_mode,
+        count=len(train), batch_step=batch_step, evaluate=evaluate, resume=resume, stage_label=kind,
+    )
+    final = evaluate_model(model, held_out.images, settings.noise_std)
+    _log(f"stage 2 ({kind}) done: held-out nll {final['nll']:.4f} nats/pixel, PSNR {final['psnr']:.2f} dB")
+    shared = base_stem.resolve().parent == run.out_dir.resolve()
+    info = {
+        "command": _command_line(argv),
+        "stage": f"2: covariance decoder ({kind}), encoder and mean decoder frozen, exact Gaussian nll",
+        "settings": asdict(settings),
+        "neighbourhood": neighbourhood,
+        "stage1_weights": str(base_stem.name if shared else base_stem),
+        "stage1_command": base_info.get("command"),
+        "training_images": len(train),
+        "held_out_images": len(held_out),
+        "held_out_data": held_out.spec,
+        "seconds": round(seconds, 1),
+        "device": str(device),
+        "torch": torch.__version__,
+        "final": {**{k: v for k, v in history[-1].items() if k.startswith("train_")},
+                  "held_out_psnr": final["psnr"], "held_out_nll_per_pixel": final["nll"]},
+        "history": history,
+    }
+    save_generative_model(model, run.stem, info, base=base_stem if shared else None)
+    plot_losses(history, run.loss_plot, f"covariance decoder, {kind} ({len(train)} images)",
+                [("nll", "nll (nats/pixel)")])
+    return run.stem
+
+
+__all__ = [
+    "CovarianceTrainingSettings",
+    "DEFAULT_NOISE_STD",
+    "DEFAULT_STAGE1_SIGMA",
+    "HELD_OUT_SEED",
+    "ImageSet",
+    "LoopSettings",
+    "VAETrainingSettings",
+    "covariance_loss",
+    "evaluate_model",
+    "kl_divergence",
+    "latent_means",
+    "load_image_set",
+    "maximum_likelihood_rho",
+    "plot_losses",
+    "resolve_vae_stem",
+    "stage1_loss",
+    "train_covariance",
+    "train_vae",
+    "training_and_held_out",
+]

@@ -1,0 +1,124 @@
+"""``genreg train vae`` (stage 1) and ``genreg train covariance`` (stage 2) of the structured-covariance VAE.
+
+Examples (the bundled weights; see ``resources/weights/README.md``)::
+
+    genreg train vae phantom:4000 --out runs/vae
+    genreg train covariance phantom:4000 --vae runs/vae --kind diagonal --out runs/vae
+    genreg train covariance phantom:4000 --vae runs/vae --kind covar --out runs/vae
+
+DATA is ``phantom:N[:SEED]`` (synthetic knee phantoms) or a slice set ``.h5`` from ``genreg dataset build``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import torch
+
+from ..models.vae import PAPER_PATCH, PAPER_WIDTHS, SLIM_PATCH, SLIM_WIDTHS
+
+
+def _widths(text: str) -> tuple[int, ...]:
+    if text == "slim":
+        return SLIM_WIDTHS
+    if text == "paper":
+        return PAPER_WIDTHS
+    try:
+        widths = tuple(int(part) for part in text.replace(" ", "").split(",") if part)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"widths must be 'slim', 'paper' or comma-separated integers, got {text!r}") from None
+    if not widths or min(widths) < 1:
+        raise argparse.ArgumentTypeError(f"widths must be positive integers, got {text!r}")
+    return widths
+
+
+def _common(parser: argparse.ArgumentParser, epochs: int, batch_size: int, lr: float) -> None:
+    from .vae import DEFAULT_NOISE_STD
+
+    parser.add_argument("data", metavar="DATA", help="phantom:N[:SEED] or a slice-set .h5 file")
+    parser.add_argument("--out", required=True, metavar="DIR", help="output folder (weights, checkpoint, loss plot)")
+    parser.add_argument("--held-out", default=None, metavar="DATA",
+                        help="held-out images (default: phantom:128:1000000 for phantom data, else the last volumes)")
+    parser.add_argument("--epochs", type=int, default=epochs, help=f"epochs (default {epochs})")
+    parser.add_argument("--batch-size", type=int, default=batch_size, help=f"batch size (default {batch_size})")
+    parser.add_argument("--lr", type=float, default=lr, help=f"peak Adam learning rate (default {lr:g})")
+    parser.add_argument("--seed", type=int, default=0, help="seed of initialisation, batch order and noise")
+    parser.add_argument("--noise-std", type=float, default=DEFAULT_NOISE_STD,
+                        help=f"std of the Gaussian noise added to training images (default {DEFAULT_NOISE_STD})")
+    parser.add_argument("--no-flips", action="store_true", help="no random left-right flips")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT's checkpoint of this stage")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+
+
+def register(subparsers) -> None:
+    from .vae import DEFAULT_STAGE1_SIGMA
+
+    p = subparsers.add_parser("vae", help="stage 1: VAE encoder + mean decoder (Duff et al. 2023)",
+                              description="Stage 1: train encoder and mean decoder with a fixed-variance Gaussian "
+                                          "likelihood + KL; writes OUT/vae_identity.{safetensors,json}.")
+    _common(p, epochs=24, batch_size=16, lr=2e-3)
+    p.add_argument("--widths", type=_widths, default=SLIM_WIDTHS,
+                   help=f"channels per resolution level: 'slim' {','.join(map(str, SLIM_WIDTHS))} (default), "
+                        f"'paper' {','.join(map(str, PAPER_WIDTHS))} (with --patch {PAPER_PATCH}), or a comma list")
+    p.add_argument("--patch", type=int, choices=(1, 2, 4), default=None,
+                   help=f"stem stride and sub-pixel output factor (default {SLIM_PATCH}; {PAPER_PATCH} with "
+                        "--widths paper): 1 = full-resolution stem and output")
+    p.add_argument("--no-batch-norm", action="store_true", help="no batch normalisation in the residual blocks")
+    p.add_argument("--latent-dim", type=int, default=100, help="latent dimension (default 100)")
+    p.add_argument("--dropout", type=float, default=None, help="dropout probability (default: the config default)")
+    p.add_argument("--sigma", type=float, default=DEFAULT_STAGE1_SIGMA,
+                   help=f"fixed likelihood std s0 of stage 1 (default {DEFAULT_STAGE1_SIGMA})")
+    p.set_defaults(func=run_vae)
+
+    p = subparsers.add_parser("covariance", help="stage 2: covariance decoder (diagonal or covar) of a trained VAE",
+                              description="Stage 2: with the stage-1 networks frozen, train the covariance decoder "
+                                          "by the exact Gaussian nll; writes OUT/vae_<kind>.{safetensors,json}.")
+    _common(p, epochs=10, batch_size=16, lr=5e-4)
+    p.add_argument("--vae", required=True, metavar="DIR_OR_STEM", help="stage-1 folder (with vae_identity.*) or stem")
+    p.add_argument("--kind", choices=("covar", "diagonal"), default="covar", help="covariance kind (default covar)")
+    p.add_argument("--neighbourhood", type=int, choices=(3, 5), default=3, help="3 (3x3, default) or 5 (5x5)")
+    p.add_argument("--l1", type=float, default=0.0, help="L1 penalty weight on the off-diagonal weights (default 0)")
+    p.set_defaults(func=run_covariance)
+
+
+def _prepare(args) -> torch.device:
+    from ..device import resolve_device
+
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError("--threads must be at least 1")
+        torch.set_num_threads(args.threads)
+    return resolve_device(args.device)
+
+
+def _loop_arguments(args) -> dict:
+    return dict(data=args.data, held_out=args.held_out, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                seed=args.seed, noise_std=args.noise_std, flips=not args.no_flips)
+
+
+def run_vae(args) -> int:
+    from ..models.vae import VAEConfig
+    from .vae import VAETrainingSettings, train_vae
+
+    device = _prepare(args)
+    extra = {} if args.dropout is None else {"dropout": args.dropout}
+    patch = args.patch if args.patch is not None else (PAPER_PATCH if args.widths == PAPER_WIDTHS else SLIM_PATCH)
+    config = VAEConfig(widths=args.widths, latent_dim=args.latent_dim, patch=patch,
+                       batch_norm=not args.no_batch_norm, covariance_kind="identity", **extra)
+    settings = VAETrainingSettings(**_loop_arguments(args), sigma=args.sigma)
+    stem = train_vae(config, settings, args.out, device=device, resume=args.resume, argv=sys.argv[1:])
+    print(f"wrote {stem}.safetensors and {stem}.json")
+    return 0
+
+
+def run_covariance(args) -> int:
+    from .vae import CovarianceTrainingSettings, train_covariance
+
+    device = _prepare(args)
+    settings = CovarianceTrainingSettings(**_loop_arguments(args), l1=args.l1)
+    stem = train_covariance(args.vae, args.kind, settings, args.out, neighbourhood=args.neighbourhood, device=device,
+                            resume=args.resume, argv=sys.argv[1:])
+    print(f"wrote {stem}.safetensors and {stem}.json")
+    return 0
