@@ -1,0 +1,56 @@
+"""Posterior samples of ``p(x | y, z*)`` by perturb-and-MAP.
+
+For fixed z* the conditional posterior over real x is Gaussian with precision
+``P = Re(A^H A)/sigma^2 + lambda L L^T`` and mean ``P^{-1}(Re(A^H y)/sigma^2 + lambda L L^T G)``. Writing
+``P = B^T B + C^T C`` with ``B = A/sigma`` (a real map onto the real and imaginary parts of the sampled k-space) and
+``C = sqrt(lambda) L^T``, a sample is the exact solution of
+
+    P x_s = Re(A^H (y + sigma e1))/sigma^2 + lambda L L^T G + sqrt(lambda) L e2,   e1 complex N(0, I), e2 ~ N(0, I)
+
+(Papandreou & Yuille 2010): the right-hand side has mean ``P x_mean`` and covariance ``P``, so ``x_s ~ N(x_mean, P^-1)``.
+All samples are solved together as one batch of conjugate-gradient systems.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..base import Problem
+from .common import solve_quadratic_x
+
+
+def posterior_samples(
+    problem: Problem, cholesky, mean: torch.Tensor, x_map: torch.Tensor, sigma: float, lam: float,
+    count: int, cg_iterations: int, seed_offset: int = 7919,
+) -> torch.Tensor:
+    """``count`` samples per image, shape ``(count, B, 1, H, W)``."""
+    batch = x_map.shape[0]
+    generator = problem.generator(seed_offset)
+    shape = (count, *x_map.shape)
+    e1 = torch.complex(torch.randn(shape, generator=generator), torch.randn(shape, generator=generator)).to(x_map.device)
+    e2 = torch.randn(shape, generator=generator).to(x_map.device)
+
+    def tile(t: torch.Tensor) -> torch.Tensor:
+        return t.unsqueeze(0).expand(count, *t.shape).reshape(count * batch, *t.shape[1:])
+
+    tiled = _repeat(cholesky, count)
+    y = tile(problem.y)
+    perturbed = problem.operator.adjoint_real(y + sigma * e1.flatten(0, 1) * problem.operator.sampling)
+    prior_rhs = tiled.precision_mul(tile(mean)) + (lam**-0.5) * tiled.mul(e2.flatten(0, 1))
+    samples, _ = solve_quadratic_x(
+        problem, tiled.precision_mul, prior_rhs, tile(x_map), sigma, lam, cg_iterations, data=perturbed,
+    )
+    return samples.view(count, batch, *x_map.shape[1:])
+
+
+def posterior_std(problem: Problem, cholesky, mean, x_map, sigma, lam, count: int, cg_iterations: int) -> torch.Tensor:
+    """Per-pixel posterior standard deviation ``(B, 1, H, W)`` estimated from ``count`` perturb-and-MAP samples."""
+    samples = posterior_samples(problem, cholesky, mean, x_map, sigma, lam, max(count, 2), cg_iterations)
+    return samples.std(dim=0)
+
+
+def _repeat(cholesky, count: int):
+    """The batch of factors repeated ``count`` times along the batch, sample-major (matches ``tile``)."""
+    return type(cholesky)(
+        cholesky.log_diag.repeat(count, 1, 1, 1), cholesky.off_diag.repeat(count, 1, 1, 1), cholesky.neighbourhood
+    )

@@ -1,0 +1,147 @@
+"""Generative reconstructions on small random-weight VAEs (the bundled-weight behaviour is in test_generative_bundled)."""
+
+import numpy as np
+import pytest
+import torch
+
+from genreg_viewer.models.vae import GenerativeModel, VAEConfig
+from genreg_viewer.physics import radial_mask, simulate_measurement
+from genreg_viewer.recon import Problem, get_method, run_method
+from genreg_viewer.recon.generative import common
+from genreg_viewer.recon.generative.posterior import posterior_samples
+
+
+def tiny_model(kind: str, size: int = 16, seed: int = 0) -> GenerativeModel:
+    torch.manual_seed(seed)
+    config = VAEConfig(image_size=size, latent_dim=6, widths=(4, 4), dropout=0.0, covariance_kind=kind, patch=1,
+                       identity_rho=0.01 if kind == "identity" else None)
+    model = GenerativeModel(config)
+    if model.covariance_decoder is not None:  # make the off-diagonals clearly non-zero
+        with torch.no_grad():
+            model.covariance_decoder.out.bias.add_(0.3)
+    return model.freeze()
+
+
+@pytest.fixture
+def use_tiny_models(monkeypatch):
+    models = {kind: tiny_model(kind) for kind in ("identity", "diagonal", "covar")}
+    monkeypatch.setattr(common, "bundled_model", lambda kind, device: models[kind].to(device))
+    monkeypatch.setattr(common, "model_available", lambda kind: (True, ""))
+    return models
+
+
+def tiny_problem(size: int = 16, batch: int = 2, sigma: float = 0.05, seed: int = 3) -> Problem:
+    gen = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, size), torch.linspace(-1, 1, size), indexing="ij")
+    truth = ((xx**2 + yy**2) < 0.5).float()[None, None].repeat(batch, 1, 1, 1) * 0.8
+    truth = truth + 0.05 * torch.rand(truth.shape, generator=gen)
+    measurement = simulate_measurement(truth, radial_mask(6, (size, size)), sigma, seed=seed)
+    return Problem(measurement, truth, seed=seed)
+
+
+@pytest.mark.parametrize("name", ["mean+identity", "mean+diagonal", "mean+covar"])
+def test_joint_objective_never_increases(use_tiny_models, name):
+    problem = tiny_problem()
+    result = run_method(name, problem, {"posterior_samples": 0, "tolerance": 0.0}, iterations=8, report_every=1)
+    objectives = [h["objective"] for h in result.history]
+    assert all(b <= a * (1 + 1e-6) + 1e-6 for a, b in zip(objectives, objectives[1:])), objectives
+    assert result.image.shape == (2, 1, 16, 16)
+    assert "latent" in result.extras
+
+
+def test_x_update_is_exact_minimiser(use_tiny_models):
+    """After the x-update the gradient of E in x vanishes: (Re A^H A / s^2 + lam L L^T) x = Re A^H y / s^2 + lam L L^T G."""
+    model = use_tiny_models["covar"]
+    problem = tiny_problem(batch=1)
+    z = model.encode(problem.zero_filled())[0]
+    chol, mean = model.decode_cholesky(z), model.decode_mean(z)
+    x, _ = common.solve_quadratic_x(problem, chol.precision_mul, chol.precision_mul(mean), problem.zero_filled(),
+                                    0.05, 0.7, iterations=500, tolerance=1e-10)
+    x = x.detach().double().requires_grad_(True)
+    energy = problem.operator.data_misfit(x, problem.y.to(torch.complex128)) / (2 * 0.05**2) + 0.7 * chol.to(
+        dtype=torch.float64).nll(x, mean.double())
+    (grad,) = torch.autograd.grad(energy.sum(), x)
+    assert grad.abs().max() < 1e-2 * (1 / 0.05**2) * 1e-3 + 1e-3
+
+
+def test_posterior_samples_have_the_exact_covariance(use_tiny_models):
+    """Perturb-and-MAP samples: empirical covariance ~ (Re A^H A / s^2 + lam L L^T)^-1 (dense oracle, 8x8)."""
+    size, sigma, lam = 8, 0.2, 0.5
+    model = tiny_model("covar", size=size)
+    truth = torch.rand(1, 1, size, size, generator=torch.Generator().manual_seed(0))
+    mask = radial_mask(3, (size, size))
+    problem = Problem(simulate_measurement(truth, mask, sigma, seed=1), truth, seed=5)
+    z = torch.zeros(1, 6)
+    chol, mean = model.decode_cholesky(z).to(dtype=torch.float64), model.decode_mean(z).double()
+    n = size * size
+    eye = torch.eye(n, dtype=torch.float64).view(n, 1, size, size)
+    gram = problem.operator.normal_real(eye).view(n, n) / sigma**2
+    lower = torch.as_tensor(chol.to_scipy().toarray())
+    precision = gram + lam * lower @ lower.T
+    dense_cov = torch.linalg.inv(precision)
+    problem64 = Problem(simulate_measurement(truth.double(), mask, sigma, seed=1), truth, seed=5)
+    problem64.measurement.y = problem64.measurement.y.to(torch.complex128)
+    samples = posterior_samples(problem64, chol, mean, mean.clone(), sigma, lam, count=4000, cg_iterations=300)
+    flat = samples.view(4000, n)
+    empirical = torch.cov(flat.T)
+    assert torch.allclose(empirical.diagonal(), dense_cov.diagonal(), rtol=0.12)
+    rhs = problem.operator.adjoint_real(problem64.y).view(n) / sigma**2 + lam * (lower @ lower.T) @ mean.view(n)
+    posterior_mean = torch.linalg.solve(precision, rhs)
+    assert torch.allclose(flat.mean(0), posterior_mean, atol=4 * float(dense_cov.diagonal().max().sqrt()) / 4000**0.5 + 1e-6)
+
+
+def test_std_map_reported_for_covar(use_tiny_models):
+    problem = tiny_problem(batch=1)
+    result = run_method("mean+covar", problem, {"posterior_samples": 8}, iterations=3)
+    std = result.extras["std_map"]
+    assert std.shape == (1, 1, 16, 16) and torch.isfinite(std).all() and float(std.min()) > 0
+
+
+def test_range_search_best_objective_decreases(use_tiny_models):
+    problem = tiny_problem()
+    result = run_method("range", problem, {"restarts": 2}, iterations=20, report_every=1)
+    values = [h["objective"] for h in result.history]
+    assert all(b <= a for a, b in zip(values, values[1:]))
+
+
+def test_narnhofer_never_modifies_the_bundled_weights(use_tiny_models):
+    model = use_tiny_models["identity"]
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    problem = tiny_problem()
+    result = run_method("narnhofer19", problem, {"z_iterations": 5, "weight_learning_rate": 1e-2}, iterations=15)
+    assert result.iterations == 15
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key]), key
+    assert not any(p.requires_grad for p in model.parameters())
+
+
+def test_cancel_stops_generative(use_tiny_models):
+    problem = tiny_problem()
+    calls = {"n": 0}
+
+    def cancel():
+        calls["n"] += 1
+        return calls["n"] > 2
+
+    result = run_method("mean+covar", problem, {"posterior_samples": 0, "tolerance": 0.0}, iterations=50, cancel=cancel)
+    assert result.cancelled and result.iterations <= 3
+
+
+def test_covariance_cli_correlation_row(tmp_path, capsys):
+    import json
+
+    from genreg_viewer.cli.main import main
+    from genreg_viewer.models.vae import save_generative_model
+
+    model = tiny_model("covar", size=16)
+    save_generative_model(model, tmp_path / "vae_covar", {"note": "test"})
+    image = np.random.default_rng(0).random((16, 16)).astype(np.float32)
+    np.save(tmp_path / "img.npy", image)
+    code = main(["covariance", str(tmp_path / "img.npy"), "--weights", str(tmp_path), "--pixel", "5,7",
+                 "--out", str(tmp_path / "row.npy"), "--png", str(tmp_path / "row.png"), "--json"])
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    row = np.load(tmp_path / "row.npy")
+    assert summary["value_at_pixel"] == pytest.approx(1.0) and row[5, 7] == pytest.approx(1.0)
+    assert np.abs(row).max() <= 1.0 + 1e-6 and (tmp_path / "row.png").stat().st_size > 1000
+    assert main(["covariance", str(tmp_path / "img.npy"), "--weights", str(tmp_path), "--pixel", "99,1"]) == 2
