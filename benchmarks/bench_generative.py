@@ -100,10 +100,23 @@ def spokes_curve(count: int, sigma: float, spokes_list, methods) -> None:
     print(f"wrote {out}")
 
 
+def speed(repeats: int = 3) -> None:
+    """Seconds for one 128x128 mean+covar reconstruction with the shipped defaults (incl. the posterior std map)."""
+    problem = make_problem(phantoms(1, TEST_SEED), "radial:25", 0.05, seed=0)
+    rows = []
+    for method in ("tv", *JOINT):
+        times, result = [], None
+        for _ in range(repeats):
+            result, seconds = timed_run(method, problem)
+            times.append(seconds)
+        rows.append([method, f"{np.median(times):.2f}", str(result.iterations), f"{result.psnr:.2f}"])
+    print(markdown_table(["method (1 image, defaults)", "median seconds", "iterations", "PSNR (dB)"], rows))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=20)
-    parser.add_argument("--settings", nargs="+", default=["25:0.05", "25:0.0125"], help="SPOKES:SIGMA")
+    parser.add_argument("--settings", nargs="*", default=["25:0.05", "25:0.0125"], help="SPOKES:SIGMA (none: skip)")
     parser.add_argument("--methods", nargs="+", default=["adjoint", "tv", *JOINT, "range"])
     parser.add_argument("--iterations", type=int, default=30, help="outer iterations of the joint methods")
     parser.add_argument("--tune", action="store_true")
@@ -111,8 +124,12 @@ def main() -> None:
     parser.add_argument("--write-tuned", action="store_true", help="write the tuned parameters to resources/tuned")
     parser.add_argument("--curve", action="store_true")
     parser.add_argument("--curve-images", type=int, default=5)
+    parser.add_argument("--speed", action="store_true", help="only time single-image reconstructions")
     args = parser.parse_args()
     set_threads()
+    if args.speed:
+        speed()
+        return
     settings = [(int(s.split(":")[0]), float(s.split(":")[1])) for s in args.settings]
     tuned_all = {}
     rows = []
