@@ -1,0 +1,70 @@
+"""Shared pieces of the learned baselines: locating weight files and caching the loaded networks."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from ...models.weights import WeightsError, load_state_into, load_weights, weights_exist, weights_paths, weights_stem
+from ...paths import WEIGHTS_DIR
+
+
+def resolve_weights(name: str) -> Path:
+    """A bare name (``dncnn``) means ``resources/weights/NAME``; anything with a folder or suffix is a path."""
+    text = str(name).strip()
+    if not text:
+        raise WeightsError("no weights file given")
+    path = Path(text).expanduser()
+    if path.parent == Path(".") and not path.suffix:
+        path = WEIGHTS_DIR / text
+    return weights_stem(path)
+
+
+def weights_status(name: str, train_hint: str) -> tuple[bool, str]:
+    """``(True, '')`` when the weights exist, else ``(False, reason with the command that creates them)``."""
+    try:
+        stem = resolve_weights(name)
+    except WeightsError as exc:
+        return False, str(exc)
+    if not weights_exist(stem):
+        tensors, _ = weights_paths(stem)
+        return False, f"weights {tensors} not found; create them with '{train_hint}'"
+    return True, ""
+
+
+_CACHE: dict[tuple, tuple[torch.nn.Module, dict, dict]] = {}
+_LOCK = threading.Lock()
+
+
+def load_network(name: str, build: Callable[[dict], torch.nn.Module],
+                 device: torch.device) -> tuple[torch.nn.Module, dict, dict]:
+    """Load (once per file version and device) the network in weights ``name``: ``build(config)`` creates the module,
+    the stored tensors are checked against it and copied in. Returns ``(module, config, info)``; the module is in
+    eval mode with frozen parameters and shared between callers, who must not modify it."""
+    stem = resolve_weights(name)
+    tensors, meta = weights_paths(stem)
+    try:
+        version = (tensors.stat().st_mtime_ns, meta.stat().st_mtime_ns)
+    except FileNotFoundError:
+        raise WeightsError(f"weights {tensors} (and {meta.name}) not found") from None
+    key = (str(stem.resolve()), version, str(device))
+    with _LOCK:
+        if key not in _CACHE:
+            state, config, info = load_weights(stem)
+            try:
+                with torch.random.fork_rng(devices=[]):  # building draws initial weights: leave the caller's RNG alone
+                    module = build(config)
+            except (TypeError, ValueError, KeyError) as exc:
+                raise WeightsError(f"weights config {meta} cannot build the network: {exc}") from exc
+            load_state_into(module, state, str(tensors), config)
+            module.eval().requires_grad_(False)
+            _CACHE[key] = (module.to(device), config, info)
+        return _CACHE[key]
+
+
+def data_objective(problem, image: torch.Tensor) -> float:
+    """``1/2 ||A x - y||^2`` summed over the batch (the data term every method reports)."""
+    return 0.5 * float(problem.operator.data_misfit(image, problem.y).sum())

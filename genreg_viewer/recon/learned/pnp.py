@@ -1,0 +1,118 @@
+"""Plug-and-play ADMM with a RealSN-DnCNN denoiser (Ryu, Liu, Wang, Chen, Wang, Yin 2019, "Plug-and-play methods
+provably converge with properly trained denoisers", ICML; PnP-ADMM of Venkatakrishnan et al. 2013).
+
+ADMM for ``min_x 1/2 ||A x - y||^2 + g(x)`` over real images, with the proximal map of the (implicit) prior ``g``
+replaced by the denoiser ``D_s`` at noise level ``s``::
+
+    x_{k+1} = argmin_x 1/2 ||A x - y||^2 + rho/2 ||x - (z_k - u_k)||^2
+    z_{k+1} = D_s(x_{k+1} + u_k)
+    u_{k+1} = u_k + x_{k+1} - z_{k+1}
+
+starting from ``x_0 = z_0 = Re(A^H y)``, ``u_0 = 0``; the iterate reported is ``z_k`` (the denoiser output).
+
+The x-step is solved exactly in k-space. Over *real* ``x`` its normal equation is
+``(Re(A^H A) + rho I) x = Re(A^H y) + rho v`` with ``v = z_k - u_k``. For real ``x``,
+``Re(F^H M F x) = F^H M_s F x`` with the symmetrised mask ``M_s(k) = (M(k) + M(-k)) / 2`` (values 0, 1/2, 1),
+because ``conj(F^H M F x) = F^H M(-.) F x``. Hence ``x = F^H [F(Re(A^H y) + rho v) / (M_s + rho)]``, which is real
+(the numerator is Hermitian-symmetric and the denominator even); its imaginary round-off is dropped. Taking the real
+part of the complex solution ``F^H[(y + rho F v)/(M + rho)]`` instead would not solve the real problem when the mask
+is not point-symmetric (e.g. an odd number of radial spokes).
+
+RealSN (spectral normalisation of every convolution's operator norm) makes the denoiser residual ``I - D``
+non-expansive, the condition in Ryu et al.'s convergence theorem (their strong-convexity assumption on the data term
+does not hold for undersampled MRI; convergence is then observed rather than proved).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import torch
+
+from ...models.dncnn import RealSNDnCNN
+from ..base import Parameter, ParameterError, Problem, ReconMethod, Step
+from ..registry import register
+from .common import data_objective, load_network, weights_status
+
+DEFAULT_WEIGHTS = "dncnn"
+
+
+def symmetrised_sampling(sampling: torch.Tensor) -> torch.Tensor:
+    """``M_s(k) = (M(k) + M(-k)) / 2`` for a DC-at-index-0 sampling pattern (``-k`` taken modulo the size)."""
+    mirrored = torch.roll(torch.flip(sampling, dims=(-2, -1)), shifts=(1, 1), dims=(-2, -1))
+    return 0.5 * (sampling + mirrored)
+
+
+class RealDataProximal:
+    """``v -> argmin_{x real} 1/2 ||A x - y||^2 + rho/2 ||x - v||^2``, exactly, by one FFT pair."""
+
+    def __init__(self, problem: Problem, rho: float):
+        if rho <= 0:
+            raise ParameterError(f"rho must be positive, got {rho}")
+        self.rho = float(rho)
+        self.operator = problem.operator
+        self.data_rhs = problem.operator.adjoint_real(problem.y)  # Re(A^H y)
+        self.denominator = symmetrised_sampling(problem.operator.sampling.to(problem.y.device)) + self.rho
+
+    def __call__(self, v: torch.Tensor) -> torch.Tensor:
+        spectrum = torch.fft.fft2(self.data_rhs + self.rho * v, norm="ortho") / self.denominator
+        return torch.fft.ifft2(spectrum, norm="ortho").real
+
+    def normal_residual(self, x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """``||(Re(A^H A) + rho I) x - (Re(A^H y) + rho v)|| / ||Re(A^H y) + rho v||`` per batch item."""
+        rhs = self.data_rhs + self.rho * v
+        lhs = self.operator.normal_real(x) + self.rho * x
+        return (lhs - rhs).flatten(1).norm(dim=1) / rhs.flatten(1).norm(dim=1).clamp_min(1e-30)
+
+
+def _build_denoiser(config: dict) -> RealSNDnCNN:
+    return RealSNDnCNN(int(config["layers"]), int(config["channels"]), float(config.get("bound", 1.0)))
+
+
+def load_denoiser(name: str, device: torch.device) -> tuple[RealSNDnCNN, dict, dict]:
+    """The RealSN-DnCNN in weights ``name`` (bundled ``dncnn`` by default), cached, eval mode."""
+    return load_network(name, _build_denoiser, device)
+
+
+@register
+class PnPADMM(ReconMethod):
+    name = "pnp-admm"
+    title = "PnP-ADMM (RealSN-DnCNN)"
+    description = "Plug-and-play ADMM with a spectrally normalised DnCNN denoiser (Ryu et al. 2019)"
+    category = "learned"
+    default_iterations = 100
+    parameters = (
+        Parameter("denoiser_sigma", float, 0.04,
+                  "denoiser strength: the Gaussian noise level (image units, range [0, 1]) the denoiser removes "
+                  "each iteration; larger = smoother", minimum=0.002, maximum=0.3, log_scale=True),
+        Parameter("rho", float, 1.0,
+                  "ADMM penalty rho: weight of the prior step against data consistency in the x-update "
+                  "(larger = trust the denoiser more)", minimum=1e-3, maximum=1e3, log_scale=True),
+        Parameter("weights", str, DEFAULT_WEIGHTS,
+                  "denoiser weights: a name in resources/weights or a path stem (from 'genreg train denoiser')"),
+    )
+    tune_parameter = "denoiser_sigma"
+    tune_grid = (0.005, 0.01, 0.015, 0.02, 0.03, 0.045, 0.07, 0.1)
+
+    def available(self) -> tuple[bool, str]:
+        return weights_status(DEFAULT_WEIGHTS, "genreg train denoiser")
+
+    def iterate(self, problem: Problem, params: dict[str, Any], iterations: int) -> Iterator[Step]:
+        denoiser, config, _ = load_denoiser(params["weights"], problem.device)
+        level = float(params["denoiser_sigma"])
+        low, high = config.get("sigma_range", [0.0, float("inf")])
+        if not low * 0.5 <= level <= high * 1.5:
+            raise ParameterError(
+                f"denoiser_sigma {level:g} is outside the range the denoiser was trained on ({low:g} to {high:g})"
+            )
+        prox = RealDataProximal(problem, params["rho"])
+        z = problem.zero_filled()
+        u = torch.zeros_like(z)
+        with torch.no_grad():
+            for k in range(1, iterations + 1):
+                x = prox(z - u)
+                z_next = denoiser(x + u, level)
+                u = u + x - z_next
+                change = float(((z_next - z).flatten(1).norm(dim=1) / z.flatten(1).norm(dim=1).clamp_min(1e-12)).max())
+                z = z_next
+                yield Step(k, z, data_objective(problem, z), {"relative_change": change})

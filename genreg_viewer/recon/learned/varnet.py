@@ -1,0 +1,147 @@
+"""Variational network reconstruction (Hammernik et al. 2018), supervised for fixed sampling settings.
+
+A variational network is trained for one mask and noise level. The bundled networks cover the paper's three settings
+(25 radial spokes with sigma 0.05 and 0.0125, 125 spokes with sigma 0.05); for other data the method runs the
+trained network *nearest* to the request (and says which in ``extras['trained_setting']``), using the actual forward
+operator in its data-consistency steps. Distance between settings::
+
+    d = |ln(f / f_t)| + |ln((sigma + 0.01) / (sigma_t + 0.01))| + (0 if same mask pattern else 0.1)
+
+with ``f`` the sampling fractions (``0.01`` keeps noise-free data finite; the last term prefers the exact trained
+mask among masks of equal coverage).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import torch
+
+from ...models.varnet import VariationalNetwork
+from ...models.weights import WeightsError, read_weights_json
+from ...paths import WEIGHTS_DIR
+from ...training.varnet import mask_fingerprint
+from ..base import Parameter, ParameterError, Problem, ReconMethod, Step
+from ..registry import register
+from .common import data_objective, load_network, resolve_weights
+
+NOISE_OFFSET = 0.01
+PATTERN_PENALTY = 0.1
+
+
+@dataclass(frozen=True)
+class TrainedSetting:
+    name: str  #: e.g. ``radial25-sigma0.05``
+    stem: str  #: weights stem (path without suffix)
+    mask_spec: str
+    fingerprint: str
+    sampling_fraction: float
+    sigma: float
+
+    def distance(self, sampling_fraction: float, fingerprint: str, sigma: float) -> float:
+        mask_term = abs(math.log(max(sampling_fraction, 1e-9) / max(self.sampling_fraction, 1e-9)))
+        noise_term = abs(math.log((sigma + NOISE_OFFSET) / (self.sigma + NOISE_OFFSET)))
+        return mask_term + noise_term + (0.0 if fingerprint == self.fingerprint else PATTERN_PENALTY)
+
+
+def trained_settings(folder=None) -> list[TrainedSetting]:
+    """The variational networks found as ``varnet-*.json`` in the weights folder (unreadable files are skipped)."""
+    folder = WEIGHTS_DIR if folder is None else folder
+    settings = []
+    for meta in sorted(folder.glob("varnet-*.json")):
+        stem = meta.with_suffix("")
+        try:
+            config = read_weights_json(stem)["config"]
+            settings.append(TrainedSetting(
+                str(config["setting"]), str(stem), str(config["mask_spec"]), str(config["mask_fingerprint"]),
+                float(config["sampling_fraction"]), float(config["noise_sigma"]),
+            ))
+        except (WeightsError, KeyError, TypeError, ValueError):
+            continue
+    return settings
+
+
+def nearest_setting(problem: Problem, settings: list[TrainedSetting]) -> tuple[TrainedSetting, float]:
+    """The trained setting nearest to the problem's mask and noise level, and its distance."""
+    if not settings:
+        raise WeightsError(f"no variational network weights (varnet-*.json) in {WEIGHTS_DIR}; "
+                           "train one with 'genreg train varnet --mask SPEC --noise SIGMA'")
+    fraction = problem.operator.sampling_fraction
+    fingerprint = mask_fingerprint(problem.operator.mask)
+    scored = [(s.distance(fraction, fingerprint, problem.sigma), s) for s in settings]
+    distance, best = min(scored, key=lambda pair: pair[0])
+    return best, distance
+
+
+def _build(config: dict) -> VariationalNetwork:
+    return VariationalNetwork(int(config["stages"]), int(config["filters"]), int(config["kernel_size"]),
+                              int(config["rbf_count"]), float(config["rbf_extent"]))
+
+
+@register
+class VariationalNetworkMethod(ReconMethod):
+    name = "varnet"
+    title = "Variational network"
+    description = "Unrolled learned gradient steps with RBF activations, trained per setting (Hammernik et al. 2018)"
+    category = "learned"
+    default_iterations = 10
+    parameters = (
+        Parameter("setting", str, "auto",
+                  "trained network to use: 'auto' = nearest to the data's mask and noise level, or a setting name "
+                  "such as radial25-sigma0.05 (see resources/weights/varnet-*.json), or a weights path stem"),
+    )
+
+    def available(self) -> tuple[bool, str]:
+        if trained_settings():
+            return True, ""
+        return False, (f"no variational network weights (varnet-*.json) in {WEIGHTS_DIR}; "
+                       "train one with 'genreg train varnet --mask SPEC --noise SIGMA'")
+
+    def choose(self, problem: Problem, requested: str) -> tuple[str, str, bool, float | None]:
+        """``(setting name, weights stem, exact match, distance)`` for the request."""
+        settings = trained_settings()
+        fingerprint = mask_fingerprint(problem.operator.mask)
+        if requested.strip().lower() == "auto":
+            best, distance = nearest_setting(problem, settings)
+        else:
+            by_name = {s.name: s for s in settings}
+            if requested in by_name:
+                best = by_name[requested]
+            else:
+                stem = resolve_weights(requested)
+                try:
+                    config = read_weights_json(stem)["config"]
+                    best = TrainedSetting(str(config["setting"]), str(stem), str(config["mask_spec"]),
+                                          str(config["mask_fingerprint"]), float(config["sampling_fraction"]),
+                                          float(config["noise_sigma"]))
+                except WeightsError:
+                    raise ParameterError(
+                        f"unknown variational network setting {requested!r}; available: "
+                        f"{', '.join(['auto'] + sorted(by_name))} or a weights path"
+                    ) from None
+                except (KeyError, TypeError, ValueError) as exc:
+                    raise WeightsError(f"{stem}.json is not a variational network ({exc})") from None
+            distance = best.distance(problem.operator.sampling_fraction, fingerprint, problem.sigma)
+        exact = best.fingerprint == fingerprint and math.isclose(best.sigma, problem.sigma, rel_tol=1e-6, abs_tol=1e-9)
+        return best.name, best.stem, exact, distance
+
+    def iterate(self, problem: Problem, params: dict[str, Any], iterations: int) -> Iterator[Step]:
+        name, stem, exact, distance = self.choose(problem, params["setting"])
+        network, config, _ = load_network(stem, _build, problem.device)
+        stages = len(network.stages)
+        if iterations > stages:
+            raise ParameterError(
+                f"the variational network {name} has {stages} stages; ask for at most {stages} iterations"
+            )
+        note = "" if exact else " (nearest trained setting)"
+        extras = {"trained_setting": name, "exact_setting": exact, "setting_distance": round(distance, 4),
+                  "message": f"variational network trained for {name}{note}"}
+        with torch.no_grad():
+            for t, x in enumerate(network.iterates(problem.y, problem.operator)):
+                if t == 0:
+                    continue
+                yield Step(t, x, data_objective(problem, x), dict(extras))
+                if t == iterations:
+                    break
