@@ -24,16 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from genreg_viewer.data.phantom import phantom_batch  # noqa: E402
 from genreg_viewer.fileio import atomic_path  # noqa: E402
 from genreg_viewer.models.vae import COVARIANCE_KINDS, load_generative_model  # noqa: E402
-from genreg_viewer.training.vae import HELD_OUT_SEED, evaluate_model  # noqa: E402
-
-
-def lag_one_correlation(residuals: torch.Tensor) -> float:
-    """Mean of the horizontal and vertical lag-1 autocorrelations of zero-mean residual images."""
-    r = residuals.double()
-    power = r.square().mean()
-    horizontal = (r[..., :, 1:] * r[..., :, :-1]).mean() / power
-    vertical = (r[..., 1:, :] * r[..., :-1, :]).mean() / power
-    return float(0.5 * (horizontal + vertical))
+from genreg_viewer.training.vae import HELD_OUT_SEED, evaluate_model, lag_one_correlation  # noqa: E402
 
 
 @torch.no_grad()

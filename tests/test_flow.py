@@ -120,9 +120,18 @@ def use_tiny_flow(monkeypatch):
     return model
 
 
-def tiny_problem(size: int = 16, batch: int = 2, sigma: float = 0.05) -> Problem:
-    truth = torch.from_numpy(phantom_batch(batch, HELD_OUT, size=size))[:, None]
-    return Problem(simulate_measurement(truth, radial_mask(6, (size, size)), sigma, seed=3), truth, seed=3)
+def phantom_problem(mask, sigma: float, seed: int, batch: int = 1, offset: int = 0, size: int = 128) -> Problem:
+    """Held-out phantoms (seeds ``HELD_OUT + offset, ...``) measured through ``mask`` with noise ``sigma``."""
+    truth = torch.from_numpy(phantom_batch(batch, HELD_OUT + offset, size=size))[:, None]
+    return Problem(simulate_measurement(truth, mask, sigma, seed=seed), truth, seed=seed)
+
+
+def zero_filled_psnr(problem: Problem) -> float:
+    return float(metrics.psnr(problem.zero_filled().clamp(0, 1), problem.ground_truth))
+
+
+def tiny_problem(size: int = 16, batch: int = 2, sigma: float = 0.05, spokes: int = 6) -> Problem:
+    return phantom_problem(radial_mask(spokes, (size, size)), sigma, seed=3, batch=batch, size=size)
 
 
 def test_flow_prior_decreases_its_objective(use_tiny_flow):
@@ -173,17 +182,15 @@ def test_bundled_flow_prefers_phantoms_to_noise():
 
 @bundled
 def test_bundled_flow_prior_beats_adjoint_at_25_spokes():
-    truth = torch.from_numpy(phantom_batch(1, HELD_OUT + 7))[:, None]
-    problem = Problem(simulate_measurement(truth, mask_from_spec("radial:25"), 0.05, seed=1), truth, seed=1)
-    adjoint = float(metrics.psnr(problem.zero_filled().clamp(0, 1), truth))
+    problem = phantom_problem(mask_from_spec("radial:25"), 0.05, seed=1, offset=7)
+    adjoint = zero_filled_psnr(problem)
     result = run_method("flow-prior", problem, iterations=100)
     assert result.psnr > adjoint + 3.0, (result.psnr, adjoint)  # about 24.8 against 19.2 dB
 
 
 @bundled
 def test_bundled_flow_denoises_with_the_full_mask():
-    truth = torch.from_numpy(phantom_batch(1, HELD_OUT + 3))[:, None]
-    problem = Problem(simulate_measurement(truth, mask_from_spec("full"), 0.1, seed=2), truth, seed=2)
-    noisy = float(metrics.psnr(problem.zero_filled().clamp(0, 1), truth))
+    problem = phantom_problem(mask_from_spec("full"), 0.1, seed=2, offset=3)
+    noisy = zero_filled_psnr(problem)
     result = run_method("flow-prior", problem, {"gamma": 0.1}, iterations=60)
     assert result.psnr > noisy + 3.0, (result.psnr, noisy)  # about 26.7 against 20.6 dB

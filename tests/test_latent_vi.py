@@ -4,16 +4,13 @@ decoder with a closed-form posterior; the bundled VAE where present)."""
 import pytest
 import torch
 
-from genreg_viewer import metrics
-from genreg_viewer.data.phantom import phantom_batch
 from genreg_viewer.models.vae import GenerativeModel, VAEConfig
 from genreg_viewer.physics import mask_from_spec, radial_mask, simulate_measurement
 from genreg_viewer.recon import Problem, run_method
 from genreg_viewer.recon.generative import common
 from genreg_viewer.recon.priors import flow_prior
 from genreg_viewer.recon.priors.latent_vi import gaussian_kl, negative_elbo
-
-HELD_OUT = 1_000_000
+from test_flow import phantom_problem, tiny_flow, tiny_problem, zero_filled_psnr
 
 
 def tiny_vae(size: int = 16, seed: int = 0) -> GenerativeModel:
@@ -39,11 +36,6 @@ class LinearDecoder(torch.nn.Module):
 
     def decode_mean(self, z):
         return (z @ self.weight.T + self.bias).view(z.shape[0], 1, self.size, self.size)
-
-
-def tiny_problem(size: int = 16, batch: int = 2, sigma: float = 0.05, spokes: int = 6) -> Problem:
-    truth = torch.from_numpy(phantom_batch(batch, HELD_OUT, size=size))[:, None]
-    return Problem(simulate_measurement(truth, radial_mask(spokes, (size, size)), sigma, seed=3), truth, seed=3)
 
 
 def use_model(monkeypatch, model):
@@ -139,8 +131,6 @@ def test_tempering_widens_the_posterior(monkeypatch):
 
 
 def test_flow_generator(monkeypatch):
-    from test_flow import tiny_flow
-
     model = tiny_flow(size=16, hidden=(6, 8), dtype=torch.float32)
     monkeypatch.setattr(flow_prior, "bundled_flow", lambda device: model.to(device))
     monkeypatch.setattr(flow_prior, "flow_available", lambda: (True, ""))
@@ -176,9 +166,8 @@ bundled = pytest.mark.skipif(not common.model_available("identity")[0], reason="
 
 @bundled
 def test_bundled_vae_posterior_mean_beats_adjoint_at_25_spokes():
-    truth = torch.from_numpy(phantom_batch(1, HELD_OUT + 7))[:, None]
-    problem = Problem(simulate_measurement(truth, mask_from_spec("radial:25"), 0.05, seed=1), truth, seed=1)
-    adjoint = float(metrics.psnr(problem.zero_filled().clamp(0, 1), truth))
+    problem = phantom_problem(mask_from_spec("radial:25"), 0.05, seed=1, offset=7)
+    adjoint = zero_filled_psnr(problem)
     result = run_method("latent-vi", problem, iterations=150)
     assert result.psnr > adjoint + 1.0, (result.psnr, adjoint)
     assert float(result.extras["std_map"].mean()) > 0

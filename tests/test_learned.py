@@ -14,12 +14,12 @@ from genreg_viewer.models.dncnn import RealSNConv2d, conv_operator_norm, conv_sy
 from genreg_viewer.models.unet import UNet
 from genreg_viewer.models.varnet import RBFActivation, VariationalStage, _InterpolatedRBF
 from genreg_viewer.models.weights import WeightsError
-from genreg_viewer.physics import Measurement, mask_from_spec, radial_mask, simulate_measurement
+from genreg_viewer.physics import Measurement, mask_fingerprint, mask_from_spec, radial_mask, simulate_measurement
 from genreg_viewer.recon import ParameterError, Problem, get_method, run_method
 from genreg_viewer.recon.learned import common as learned_common
 from genreg_viewer.recon.learned import varnet as varnet_module
 from genreg_viewer.recon.learned.pnp import RealDataProximal, load_denoiser, symmetrised_sampling
-from genreg_viewer.training.learned_common import HELD_OUT_SEED, held_out_images, training_images
+from genreg_viewer.training.common import HELD_OUT_SEED, held_out_images, training_images
 
 
 @pytest.fixture(scope="module")
@@ -176,6 +176,13 @@ def test_varnet_picks_nearest_trained_setting(held_out, spec, sigma, expected, e
     result = run_method("varnet", _problem(held_out[:1], spec, sigma), iterations=1)
     assert result.extras["trained_setting"] == expected
     assert result.extras["exact_setting"] is exact
+
+
+def test_bundled_varnet_fingerprints_match_their_masks():
+    settings = varnet_module.trained_settings()
+    assert {s.name for s in settings} == {"radial25-sigma0.05", "radial25-sigma0.0125", "radial125-sigma0.05"}
+    for setting in settings:
+        assert setting.fingerprint == mask_fingerprint(mask_from_spec(setting.mask_spec, (128, 128)))
 
 
 def test_varnet_beats_adjoint_and_validates_requests(held_out):

@@ -8,6 +8,7 @@ from genreg_viewer.physics import (
     cartesian_mask,
     golden_angle_mask,
     load_mask,
+    mask_fingerprint,
     mask_from_spec,
     radial_mask,
     random_mask,
@@ -94,6 +95,15 @@ def test_mask_specs_and_files(tmp_path):
     (tmp_path / "bad.png").write_bytes(b"not a png")
     with pytest.raises(MaskError, match="could not read"):
         load_mask(tmp_path / "bad.png")
+
+
+def test_mask_fingerprint_identifies_shape_and_pattern():
+    radial = radial_mask(25)
+    assert mask_fingerprint(radial) == "fbaa6817eccbdad5"  # stored with the bundled radial:25 variational networks
+    assert mask_fingerprint(radial.astype(np.uint8)) == mask_fingerprint(torch.from_numpy(radial)) == "fbaa6817eccbdad5"
+    assert mask_fingerprint(radial_mask(26)) != mask_fingerprint(radial)
+    # the same bits in another shape are another mask
+    assert mask_fingerprint(np.zeros((8, 8), bool)) != mask_fingerprint(np.zeros((4, 16), bool))
 
 
 def test_empty_mask_is_rejected():

@@ -299,16 +299,18 @@ def test_bundled_weights_reconstruct_and_rank_by_nll(bundled_models, held_out_ph
     assert results["covar"]["nll"] < results["diagonal"]["nll"] < results["identity"]["nll"]
 
 
-def lag_one_correlation(residuals: torch.Tensor) -> float:
-    """Mean of the horizontal and vertical lag-1 autocorrelations of zero-mean residual images."""
-    r = residuals.double()
-    power = r.square().mean()
-    horizontal = (r[..., :, 1:] * r[..., :, :-1]).mean() / power
-    vertical = (r[..., 1:, :] * r[..., :-1, :]).mean() / power
-    return float(0.5 * (horizontal + vertical))
+def test_lag_one_correlation_separates_white_from_smooth_residuals():
+    from genreg_viewer.training.vae import lag_one_correlation
+
+    white = torch.randn(4, 1, 64, 64, generator=torch.Generator().manual_seed(0))
+    smooth = torch.nn.functional.avg_pool2d(white, 5, stride=1, padding=2)
+    assert abs(lag_one_correlation(white)) < 0.02
+    assert lag_one_correlation(smooth) > 0.7
 
 
 def test_bundled_covar_samples_are_structured(bundled_models, held_out_phantoms):
+    from genreg_viewer.training.vae import lag_one_correlation
+
     x = held_out_phantoms[:2]
     generator = torch.Generator().manual_seed(0)
     correlations = {}

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -43,7 +43,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .weights import WeightsError, load_state_into, load_weights, save_weights, weights_exist, weights_paths
+from .generator_common import ImageGenerator, JsonConfig, generator_from_weights, is_integer
+from .weights import save_weights, weights_exist
 
 MODEL_TYPE = "genreg-flow"
 #: the bundled flow is ``resources/weights/flow.{safetensors,json}``
@@ -53,13 +54,16 @@ DEFAULT_BINS = 256
 
 
 @dataclass
-class FlowConfig:
+class FlowConfig(JsonConfig):
     """Architecture of a :class:`Flow` (stored in the weights JSON).
 
     ``hidden`` gives the width of the coupling networks of each level (its length is the number of levels, each a
     squeeze that halves the resolution), ``steps_per_level`` the number of (actnorm, 1x1 conv, coupling) steps per
     level, ``scale_bound`` the bound on the coupling log-scales.
     """
+
+    label = "flow"
+    tuple_fields = ("hidden",)
 
     image_size: int = 128
     hidden: tuple[int, ...] = (16, 32, 64, 96)
@@ -72,18 +76,15 @@ class FlowConfig:
 
     def validate(self) -> None:
         """Raise ``ValueError`` with a clear message for an inconsistent configuration."""
-        def is_int(v: Any) -> bool:
-            return isinstance(v, int) and not isinstance(v, bool)
-
-        if not self.hidden or not all(is_int(h) and h > 0 for h in self.hidden):
+        if not self.hidden or not all(is_integer(h) and h > 0 for h in self.hidden):
             raise ValueError(f"hidden must be a non-empty list of positive integers, got {list(self.hidden)!r}")
         factor = 2 ** len(self.hidden)
-        if not is_int(self.image_size) or self.image_size < factor or self.image_size % factor:
+        if not is_integer(self.image_size) or self.image_size < factor or self.image_size % factor:
             raise ValueError(
                 f"image_size {self.image_size!r} must be a positive multiple of 2^levels = {factor} "
                 f"({len(self.hidden)} levels, each halving the resolution)"
             )
-        if not is_int(self.steps_per_level) or self.steps_per_level < 1:
+        if not is_integer(self.steps_per_level) or self.steps_per_level < 1:
             raise ValueError(f"steps_per_level must be a positive integer, got {self.steps_per_level!r}")
         if not isinstance(self.scale_bound, (int, float)) or not 0 < float(self.scale_bound) <= 10:
             raise ValueError(f"scale_bound must be a number in (0, 10], got {self.scale_bound!r}")
@@ -96,26 +97,6 @@ class FlowConfig:
     def dimension(self) -> int:
         """Latent dimension ``= H * W``."""
         return self.image_size * self.image_size
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["hidden"] = list(self.hidden)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "FlowConfig":
-        if not isinstance(data, Mapping):
-            raise ValueError(f"a flow config must be a JSON object, got {type(data).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown flow config keys {unknown}; known keys are {sorted(known)}")
-        values = dict(data)
-        if "hidden" in values:
-            if not isinstance(values["hidden"], (list, tuple)):
-                raise ValueError(f"hidden must be a list of integers, got {values['hidden']!r}")
-            values["hidden"] = tuple(values["hidden"])
-        return cls(**values)
 
 
 # ------------------------------------------------------------------------------------------------ building blocks
@@ -290,13 +271,14 @@ class ConditionalSplit(nn.Module):
 
 
 # ------------------------------------------------------------------------------------------------------ the flow
-class Flow(nn.Module):
-    """The multi-scale flow ``f: x -> z`` (see the module docstring); ``G = f^{-1}`` is :meth:`decode`."""
+class Flow(ImageGenerator, nn.Module):
+    """The multi-scale flow ``f: x -> z`` (see the module docstring); ``G = f^{-1}`` is :meth:`decode`.
+    ``freeze()`` (eval mode, no gradients) makes it a fixed prior."""
+
+    generator_name = "the flow"
 
     def __init__(self, config: FlowConfig) -> None:
-        super().__init__()
-        config.validate()
-        self.config = config
+        super().__init__(config)
         self.levels = nn.ModuleList()
         self.splits = nn.ModuleList()
         channels, size = 1, config.image_size
@@ -317,16 +299,7 @@ class Flow(nn.Module):
     def dimension(self) -> int:
         return self.config.dimension
 
-    def _check_images(self, x: torch.Tensor) -> None:
-        size = self.config.image_size
-        if not isinstance(x, torch.Tensor) or x.ndim != 4 or x.shape[1] != 1 or tuple(x.shape[-2:]) != (size, size):
-            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(f"the flow expects images of shape (B, 1, {size}, {size}), got {shape}")
-
-    def _check_latent(self, z: torch.Tensor) -> None:
-        if not isinstance(z, torch.Tensor) or z.ndim != 2 or z.shape[1] != self.dimension:
-            shape = tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__
-            raise ValueError(f"the flow expects latents of shape (B, {self.dimension}), got {shape}")
+    latent_dimension = dimension
 
     def _split_latent(self, z: torch.Tensor) -> list[torch.Tensor]:
         parts, start = [], 0
@@ -400,13 +373,6 @@ class Flow(nn.Module):
             self.train(was_training)
         return self
 
-    def freeze(self) -> "Flow":
-        """Eval mode and ``requires_grad = False`` (for use as a fixed prior)."""
-        self.eval()
-        for parameter in self.parameters():
-            parameter.requires_grad_(False)
-        return self
-
 
 def dequantize(x: torch.Tensor, generator: torch.Generator, bins: int = DEFAULT_BINS) -> torch.Tensor:
     """``(floor(bins x) + u) / bins`` with ``u ~ U[0, 1)`` drawn on the CPU: images in [0, 1] become continuous
@@ -424,18 +390,7 @@ def save_flow(model: Flow, stem: str | os.PathLike, info: Mapping[str, Any] | No
 
 def flow_from_weights(stem: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[Flow, dict]:
     """Rebuild a :class:`Flow` from ``stem`` (eval mode, frozen) and return it with its info."""
-    state, config_dict, info = load_weights(stem, device="cpu")
-    tensor_path, meta_path = weights_paths(stem)
-    config_dict = dict(config_dict)
-    if config_dict.pop("model", None) != MODEL_TYPE:
-        raise WeightsError(f"{meta_path} does not describe a genreg flow (config.model != {MODEL_TYPE!r})")
-    try:
-        config = FlowConfig.from_dict(config_dict)
-    except (TypeError, ValueError) as exc:
-        raise WeightsError(f"{meta_path} has an invalid flow config: {exc}") from exc
-    model = Flow(config)
-    load_state_into(model, state, str(tensor_path), config=meta_path)
-    return model.to(device).freeze(), info
+    return generator_from_weights(stem, MODEL_TYPE, FlowConfig, Flow, device)
 
 
 def bundled_flow_stem() -> Path:

@@ -38,7 +38,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
@@ -47,16 +47,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .cholesky import SparseCholesky
-from .weights import (
-    WeightsError,
-    load_state_into,
-    load_weights,
-    read_weights_json,
-    save_weights,
-    weights_exist,
-    weights_paths,
-    weights_stem,
-)
+from .generator_common import ImageGenerator, JsonConfig, generator_from_weights, is_integer
+from .weights import WeightsError, read_weights_json, save_weights, weights_exist, weights_paths, weights_stem
 
 COVARIANCE_KINDS = ("identity", "diagonal", "covar")
 NEIGHBOURHOODS = (3, 5)
@@ -78,8 +70,11 @@ def off_diagonal_count(neighbourhood: int) -> int:
 
 
 @dataclass
-class VAEConfig:
+class VAEConfig(JsonConfig):
     """Architecture and covariance settings of a :class:`GenerativeModel` (stored in the weights JSON)."""
+
+    label = "VAE"
+    tuple_fields = ("widths",)
 
     image_size: int = 128
     latent_dim: int = 100
@@ -101,19 +96,16 @@ class VAEConfig:
 
     def validate(self) -> None:
         """Raise ``ValueError`` with a clear message for an inconsistent configuration."""
-        def is_int(v: Any) -> bool:
-            return isinstance(v, int) and not isinstance(v, bool)
-
-        if not is_int(self.latent_dim) or self.latent_dim < 1:
+        if not is_integer(self.latent_dim) or self.latent_dim < 1:
             raise ValueError(f"latent_dim must be a positive integer, got {self.latent_dim!r}")
-        if not self.widths or not all(is_int(w) and w > 0 for w in self.widths):
+        if not self.widths or not all(is_integer(w) and w > 0 for w in self.widths):
             raise ValueError(f"widths must be a non-empty list of positive integers, got {list(self.widths)!r}")
         if self.patch not in PATCHES:
             raise ValueError(f"patch must be one of {PATCHES}, got {self.patch!r}")
         if not isinstance(self.batch_norm, bool):
             raise ValueError(f"batch_norm must be true or false, got {self.batch_norm!r}")
         factor = self.patch * 2 ** len(self.widths)
-        if not is_int(self.image_size) or self.image_size < factor or self.image_size % factor:
+        if not is_integer(self.image_size) or self.image_size < factor or self.image_size % factor:
             raise ValueError(
                 f"image_size {self.image_size!r} must be a positive multiple of patch * 2^len(widths) = {factor} "
                 f"(patch {self.patch}, {len(self.widths)} down-sampling blocks)"
@@ -145,27 +137,6 @@ class VAEConfig:
     def covariance_channels(self) -> int:
         """Output channels of the covariance decoder: ``1`` (diagonal) or ``1 + F`` (covar)."""
         return 1 if self.covariance_kind == "diagonal" else 1 + self.off_diagonals
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["widths"] = list(self.widths)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "VAEConfig":
-        """Build from a dict (e.g. the weights JSON); unknown keys or bad values raise ``ValueError``."""
-        if not isinstance(data, Mapping):
-            raise ValueError(f"a VAE config must be a JSON object, got {type(data).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown VAE config keys {unknown}; known keys are {sorted(known)}")
-        values = dict(data)
-        if "widths" in values:
-            if not isinstance(values["widths"], (list, tuple)):
-                raise ValueError(f"widths must be a list of integers, got {values['widths']!r}")
-            values["widths"] = tuple(values["widths"])
-        return cls(**values)
 
 
 class ResidualBlock(nn.Module):
@@ -278,13 +249,14 @@ def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
             m.training = flag
 
 
-class GenerativeModel(nn.Module):
-    """Encoder, mean decoder ``G`` and (unless ``identity``) covariance decoder of the structured-covariance VAE."""
+class GenerativeModel(ImageGenerator, nn.Module):
+    """Encoder, mean decoder ``G`` and (unless ``identity``) covariance decoder of the structured-covariance VAE.
+    ``freeze()`` (eval mode, no gradients) makes it a fixed regulariser."""
+
+    generator_name = "the VAE"
 
     def __init__(self, config: VAEConfig) -> None:
-        super().__init__()
-        config.validate()
-        self.config = config
+        super().__init__(config)
         self.encoder = Encoder(config)
         self.mean_decoder = Decoder(config, 1)
         self.covariance_decoder = (
@@ -292,16 +264,9 @@ class GenerativeModel(nn.Module):
         )
 
     # -- the three maps -------------------------------------------------------------------------------------------
-    def _check_images(self, x: torch.Tensor) -> None:
-        size = self.config.image_size
-        if not isinstance(x, torch.Tensor) or x.ndim != 4 or x.shape[1] != 1 or tuple(x.shape[-2:]) != (size, size):
-            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(f"the VAE expects images of shape (B, 1, {size}, {size}), got {shape}")
-
-    def _check_latent(self, z: torch.Tensor) -> None:
-        if not isinstance(z, torch.Tensor) or z.ndim != 2 or z.shape[1] != self.config.latent_dim:
-            shape = tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__
-            raise ValueError(f"the VAE expects latents of shape (B, {self.config.latent_dim}), got {shape}")
+    @property
+    def latent_dimension(self) -> int:
+        return self.config.latent_dim
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``q(z|x) = N(mu, diag(exp(logvar)))``: ``(mu, logvar)``, each ``(B, latent_dim)``."""
@@ -363,13 +328,6 @@ class GenerativeModel(nn.Module):
         self._check_images(x)
         return self.decode_cholesky(z).nll(x, self.decode_mean(z))
 
-    def freeze(self) -> "GenerativeModel":
-        """Eval mode and ``requires_grad = False`` on every parameter (for use as a fixed regulariser)."""
-        self.eval()
-        for p in self.parameters():
-            p.requires_grad_(False)
-        return self
-
 
 # -- files ----------------------------------------------------------------------------------------------------------
 def model_file_name(kind: str) -> str:
@@ -404,20 +362,13 @@ def save_generative_model(
 
 def model_from_weights(path_stem: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[GenerativeModel, dict]:
     """Rebuild a :class:`GenerativeModel` from ``path_stem`` (eval mode, frozen) and return it with its info."""
-    state, config_dict, info = load_weights(path_stem, device="cpu")
-    tensor_path, meta_path = weights_paths(path_stem)
-    config_dict = dict(config_dict)
-    if config_dict.pop("model", None) != MODEL_TYPE:
-        raise WeightsError(f"{meta_path} does not describe a genreg VAE (config.model != {MODEL_TYPE!r})")
-    try:
-        config = VAEConfig.from_dict(config_dict)
-    except (TypeError, ValueError) as exc:
-        raise WeightsError(f"{meta_path} has an invalid VAE config: {exc}") from exc
-    if config.covariance_kind == "identity" and config.identity_rho is None:
-        raise WeightsError(f"{meta_path}: an identity-covariance model needs identity_rho")
-    model = GenerativeModel(config)
-    load_state_into(model, state, str(tensor_path), config=meta_path)
-    return model.to(device).freeze(), info
+
+    def build(config: VAEConfig) -> GenerativeModel:
+        if config.covariance_kind == "identity" and config.identity_rho is None:
+            raise WeightsError(f"{weights_paths(path_stem)[1]}: an identity-covariance model needs identity_rho")
+        return GenerativeModel(config)
+
+    return generator_from_weights(path_stem, MODEL_TYPE, VAEConfig, build, device)
 
 
 def load_generative_model(

@@ -6,6 +6,7 @@ Mask specs (CLI, GUI, config files): ``radial:N``, ``golden:N``, ``cartesian:CEN
 
 from __future__ import annotations
 
+import hashlib
 import math
 from pathlib import Path
 
@@ -143,6 +144,14 @@ def save_mask(mask, path: str | Path) -> Path:
     from PIL import Image
 
     return atomic_write(path, lambda tmp: Image.fromarray(mask.astype(np.uint8) * 255).save(tmp, format="PNG"))
+
+
+def mask_fingerprint(mask) -> str:
+    """A short hash identifying a boolean mask exactly (shape and pattern): the first 16 hex digits of
+    ``sha256(packbits(mask) + str(shape))``; stored with trained variational networks to recognise their mask."""
+    mask = np.asarray(mask, dtype=bool)
+    digest = hashlib.sha256(np.packbits(mask).tobytes() + str(mask.shape).encode()).hexdigest()
+    return digest[:16]
 
 
 def _number(text: str, kind, what: str):

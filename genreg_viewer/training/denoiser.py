@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -22,41 +22,30 @@ import torch
 from ..models.dncnn import RealSNDnCNN
 from ..models.weights import save_weights
 from ..paths import WEIGHTS_DIR
-from .learned_common import (
-    TrainingBudget,
-    held_out_images,
-    log,
-    mean_psnr,
-    random_flips,
-    seed_everything,
-    set_learning_rate,
-    training_images,
-)
+from .common import StepTrainingConfig, held_out_images, log, mean_psnr, random_flips, run_info, start_run, train_steps
 
 DEFAULT_STEM = WEIGHTS_DIR / "dncnn"
 
 
 @dataclass
-class DenoiserTrainingConfig:
+class DenoiserTrainingConfig(StepTrainingConfig):
     layers: int = 6
     channels: int = 32
     sigma_min: float = 0.005
     sigma_max: float = 0.15
-    images: int = 400  #: training phantoms (seeds 0 .. images-1)
     patch: int = 40
     batch: int = 16
     steps: int = 2000
-    minutes: float | None = None
     learning_rate: float = 3e-3
-    seed: int = 0
 
     def check(self) -> None:
+        super().check()
         if not 0 < self.sigma_min <= self.sigma_max:
             raise ValueError("need 0 < sigma_min <= sigma_max")
         if not 8 <= self.patch <= 128:
             raise ValueError("patch size must be between 8 and 128")
-        if self.batch < 1 or self.images < 1 or self.layers < 2 or self.channels < 1:
-            raise ValueError("batch, images, channels must be positive and layers >= 2")
+        if self.layers < 2 or self.channels < 1:
+            raise ValueError("channels must be positive and layers >= 2")
 
 
 def _random_patches(images: torch.Tensor, count: int, size: int, generator: torch.Generator) -> torch.Tensor:
@@ -88,48 +77,33 @@ def evaluate_denoiser(model: RealSNDnCNN, images: torch.Tensor, levels=(0.01, 0.
 def train_denoiser(config: DenoiserTrainingConfig, stem: str | os.PathLike = DEFAULT_STEM,
                    device: torch.device | str = "cpu") -> tuple[Path, Path]:
     """Train a RealSN-DnCNN and save it as ``stem.safetensors`` / ``stem.json``; returns the two paths."""
-    config.check()
-    seed_everything(config.seed)
-    generator = torch.Generator().manual_seed(config.seed)
-    log(f"generating {config.images} training phantoms ...")
-    images = training_images(config.images, 0, "cpu")
+    generator, images = start_run(config)
     validation = held_out_images(4, device)
     model = RealSNDnCNN(config.layers, config.channels).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
-    budget = TrainingBudget(config.steps, config.minutes)
-    step, running = 0, None
-    while not budget.exhausted(step):
-        model.train()
+
+    def batch_loss() -> torch.Tensor:
         clean = _random_patches(images, config.batch, config.patch, generator).to(device)
         levels = _log_uniform(config.batch, config.sigma_min, config.sigma_max, generator).to(device)
         noise = torch.randn(clean.shape, generator=generator).to(device) * levels.view(-1, 1, 1, 1)
         # loss per pixel relative to the noise variance, so that every noise level counts alike
         residual = model.residual(clean + noise, levels)
-        loss = ((residual - noise).square().mean(dim=(1, 2, 3)) / levels.square()).mean()
-        set_learning_rate(optimizer, budget.learning_rate(config.learning_rate, step))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        model.rescale_weights_()
-        running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
-        step += 1
-        if step % 100 == 0:
-            log(f"step {step} loss(relative MSE) {running:.4f} elapsed {budget.elapsed:.0f}s")
+        return ((residual - noise).square().mean(dim=(1, 2, 3)) / levels.square()).mean()
+
+    outcome = train_steps(model, batch_loss, steps=config.steps, minutes=config.minutes,
+                          learning_rate=config.learning_rate, loss_label="loss(relative MSE)", log_every=100,
+                          smoothing=0.02, after_step=model.rescale_weights_)
     model.eval()
     norms = model.refresh_norms((128, 128), iterations=200)
     scores = evaluate_denoiser(model, validation)
-    log(f"trained {step} steps in {budget.elapsed:.0f}s; raw operator norms (power iteration, certified bound) "
-        f"{[(round(a, 4), round(b, 4)) for a, b in norms]}")
+    log(f"trained {outcome.steps} steps in {outcome.elapsed:.0f}s; raw operator norms (power iteration, certified "
+        f"bound) {[(round(a, 4), round(b, 4)) for a, b in norms]}")
     log(f"held-out PSNR (noisy -> denoised): {scores}")
-    info = {
-        "method": "RealSN-DnCNN (Ryu et al. 2019), residual learning, noise level as per-layer biases",
-        "training": {**asdict(config), "steps_done": step, "seconds": round(budget.elapsed, 1),
-                     "data": f"knee phantoms, seeds 0..{config.images - 1}, "
-                             f"random {config.patch}x{config.patch} patches, flips"},
-        "final_loss": running,
-        "raw_operator_norms_128": [round(a, 4) for a, _ in norms],
-        "raw_operator_norm_bounds": [round(b, 4) for _, b in norms],
-        "held_out_psnr": scores,
-    }
+    info = run_info(
+        "RealSN-DnCNN (Ryu et al. 2019), residual learning, noise level as per-layer biases", config, outcome,
+        f"knee phantoms, seeds 0..{config.images - 1}, random {config.patch}x{config.patch} patches, flips",
+        raw_operator_norms_128=[round(a, 4) for a, _ in norms],
+        raw_operator_norm_bounds=[round(b, 4) for _, b in norms],
+        held_out_psnr=scores,
+    )
     model_config = {**model.config, "sigma_range": [config.sigma_min, config.sigma_max]}
     return save_weights(model, stem, model_config, info)

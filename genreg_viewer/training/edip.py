@@ -12,7 +12,7 @@ starts from the identity map on the adjoint.
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -21,16 +21,7 @@ from ..models.unet import UNet
 from ..models.weights import save_weights
 from ..paths import WEIGHTS_DIR
 from ..physics import MRIOperator, add_kspace_noise, radial_mask
-from .learned_common import (
-    TrainingBudget,
-    held_out_images,
-    log,
-    mean_psnr,
-    random_flips,
-    seed_everything,
-    set_learning_rate,
-    training_images,
-)
+from .common import StepTrainingConfig, held_out_images, log, mean_psnr, random_flips, run_info, start_run, train_steps
 
 DEFAULT_STEM = WEIGHTS_DIR / "edip"
 SPOKE_CHOICES = (15, 25, 35, 45, 65, 85, 125)
@@ -39,20 +30,13 @@ DIP_CHANNELS = (16, 32, 64)  #: the U-Net used by DIP and eDIP
 
 
 @dataclass
-class EdipTrainingConfig:
+class EdipTrainingConfig(StepTrainingConfig):
     channels: tuple[int, ...] = DIP_CHANNELS
     spokes: tuple[int, ...] = SPOKE_CHOICES
     noise: tuple[float, ...] = NOISE_CHOICES
-    images: int = 400
-    batch: int = 8
-    steps: int = 600
-    minutes: float | None = None
-    learning_rate: float = 2e-3
-    seed: int = 0
 
     def check(self) -> None:
-        if self.batch < 1 or self.images < 1:
-            raise ValueError("batch and images must be positive")
+        super().check()
         if not self.spokes or min(self.spokes) < 1:
             raise ValueError("spoke counts must be positive")
         if not self.noise or min(self.noise) < 0:
@@ -72,18 +56,11 @@ def adjoint_inputs(truth: torch.Tensor, operators: list[MRIOperator], sigmas: li
 def train_edip(config: EdipTrainingConfig, stem: str | os.PathLike = DEFAULT_STEM,
                device: torch.device | str = "cpu") -> tuple[Path, Path]:
     """Pretrain the eDIP U-Net and save it; returns the file paths."""
-    config.check()
-    seed_everything(config.seed)
-    generator = torch.Generator().manual_seed(config.seed)
+    generator, images = start_run(config)
     operators = {s: MRIOperator(radial_mask(s), device=device) for s in config.spokes}
-    log(f"generating {config.images} training phantoms ...")
-    images = training_images(config.images, 0, "cpu")
     model = UNet(1, tuple(config.channels), residual=True).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
-    budget = TrainingBudget(config.steps, config.minutes)
-    step, running = 0, None
-    while not budget.exhausted(step):
-        model.train()
+
+    def batch_loss() -> torch.Tensor:
         index = torch.randint(images.shape[0], (config.batch,), generator=generator)
         truth = random_flips(images[index], generator).to(device)
         spoke_index = torch.randint(len(config.spokes), (config.batch,), generator=generator)
@@ -92,15 +69,10 @@ def train_edip(config: EdipTrainingConfig, stem: str | os.PathLike = DEFAULT_STE
         sigmas = [config.noise[int(i)] for i in noise_index]
         seed = int(torch.randint(2**30, (1,), generator=generator))
         inputs = adjoint_inputs(truth, [operators[s] for s in spokes], sigmas, seed)
-        loss = (model(inputs) - truth).square().mean()
-        set_learning_rate(optimizer, budget.learning_rate(config.learning_rate, step))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        running = loss.item() if running is None else 0.95 * running + 0.05 * loss.item()
-        step += 1
-        if step % 20 == 0:
-            log(f"step {step} loss(MSE) {running:.5f} elapsed {budget.elapsed:.0f}s")
+        return (model(inputs) - truth).square().mean()
+
+    outcome = train_steps(model, batch_loss, steps=config.steps, minutes=config.minutes,
+                          learning_rate=config.learning_rate, loss_label="loss(MSE)", loss_digits=5)
     model.eval()
     validation = held_out_images(4, device)
     scores = {}
@@ -110,15 +82,10 @@ def train_edip(config: EdipTrainingConfig, stem: str | os.PathLike = DEFAULT_STE
             inputs = adjoint_inputs(validation, [operator] * len(validation), [0.05] * len(validation), 999)
             scores[f"radial{spokes}-sigma0.05"] = {"adjoint_psnr": round(mean_psnr(inputs, validation), 2),
                                                   "network_psnr": round(mean_psnr(model(inputs), validation), 2)}
-    log(f"trained {step} steps in {budget.elapsed:.0f}s; held-out PSNR {scores}")
-    info = {
-        "method": "educated DIP warm start (Barbano et al. 2021): U-Net mapping adjoint reconstructions to "
-                  "ground truth",
-        "training": {**asdict(config), "steps_done": step, "seconds": round(budget.elapsed, 1),
-                     "data": f"knee phantoms, seeds 0..{config.images - 1}, flips, "
-                             "radial masks and noise drawn per image"},
-        "final_loss": running,
-        "held_out_psnr": scores,
-    }
+    log(f"trained {outcome.steps} steps in {outcome.elapsed:.0f}s; held-out PSNR {scores}")
+    info = run_info(
+        "educated DIP warm start (Barbano et al. 2021): U-Net mapping adjoint reconstructions to ground truth",
+        config, outcome, f"knee phantoms, seeds 0..{config.images - 1}, flips, radial masks and noise drawn per image",
+        held_out_psnr=scores,
+    )
     return save_weights(model, stem, model.config, info)
-

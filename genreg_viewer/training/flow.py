@@ -13,9 +13,7 @@ Training phantoms use seeds ``0 .. images-1``; the held-out figures use seeds fr
 
 from __future__ import annotations
 
-import math
 import os
-import shlex
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,46 +22,41 @@ from typing import Callable, Sequence
 import torch
 
 from ..models.flow import DEFAULT_BINS, Flow, FlowConfig, bundled_flow_stem, dequantize, save_flow
-from .learned_common import HELD_OUT_SEED, TrainingBudget, random_flips, seed_everything, set_learning_rate
+from .common import (
+    HELD_OUT_SEED,
+    StepTrainingConfig,
+    command_line,
+    phantom_images,
+    random_flips,
+    seed_everything,
+    train_steps,
+)
 
 #: seed of the dequantisation noise of the held-out evaluation (fixed, so numbers are comparable between runs)
 EVALUATION_SEED = 4321
 
 
 @dataclass
-class FlowTrainingSettings:
-    """Data, optimiser and budget of :func:`train_flow`."""
+class FlowTrainingSettings(StepTrainingConfig):
+    """Data, optimiser and budget of :func:`train_flow` (``images``, ``batch``, ``steps``, ``minutes``,
+    ``learning_rate``, ``seed`` as in :class:`StepTrainingConfig`)."""
 
-    images: int = 2000  #: training phantoms (seeds 0 .. images-1)
-    held_out: int = 32  #: held-out phantoms for the final bits/dim (seeds from 1,000,000)
+    images: int = 2000
     batch: int = 16
     steps: int = 1000
-    minutes: float | None = None  #: stop after this wall-clock time even if steps remain
     learning_rate: float = 3e-3
-    seed: int = 0
+    held_out: int = 32  #: held-out phantoms for the final bits/dim (seeds from 1,000,000)
     bins: int = DEFAULT_BINS
     flips: bool = True
     max_grad_norm: float = 50.0
     log_every: int = 25
 
     def check(self) -> None:
-        if self.images < 1 or self.images > HELD_OUT_SEED:
-            raise ValueError(f"images must be between 1 and {HELD_OUT_SEED} (seeds >= {HELD_OUT_SEED} are held out)")
-        if self.held_out < 1 or self.batch < 1:
-            raise ValueError("held_out and batch must be at least 1")
-        if self.steps < 1 or (self.minutes is not None and self.minutes <= 0):
-            raise ValueError("steps must be at least 1 and minutes positive")
-        if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
-            raise ValueError(f"learning rate must be positive, got {self.learning_rate}")
+        super().check()
+        if self.held_out < 1:
+            raise ValueError("held_out must be at least 1")
         if self.bins < 2 or self.max_grad_norm <= 0 or self.log_every < 1:
             raise ValueError("bins >= 2, max_grad_norm > 0 and log_every >= 1 are required")
-
-
-def phantom_images(count: int, first_seed: int, size: int) -> torch.Tensor:
-    """``count`` phantoms ``(count, 1, size, size)`` float32 with seeds ``first_seed, first_seed + 1, ...``."""
-    from ..data.phantom import phantom_batch
-
-    return torch.from_numpy(phantom_batch(int(count), int(first_seed), size=int(size))).unsqueeze(1)
 
 
 @torch.no_grad()
@@ -107,12 +100,10 @@ def train_flow(
     model = Flow(config).to(device)
     first = images[torch.randperm(images.shape[0], generator=generator)[: max(settings.batch, 64)]]
     model.initialize(dequantize(first, generator, settings.bins).to(device))
-    optimizer = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
-    budget = TrainingBudget(settings.steps, settings.minutes)
-    step, skipped, running, curve = 0, 0, None, []
     order, cursor = torch.randperm(images.shape[0], generator=generator), 0
-    model.train()
-    while not budget.exhausted(step):
+
+    def batch_loss() -> torch.Tensor:
+        nonlocal order, cursor
         if cursor + settings.batch > order.numel():
             order, cursor = torch.randperm(images.shape[0], generator=generator), 0
         batch = images[order[cursor:cursor + settings.batch]]
@@ -120,47 +111,35 @@ def train_flow(
         if settings.flips:
             batch = random_flips(batch, generator)
         x = dequantize(batch, generator, settings.bins).to(device)
-        loss = model.bits_per_dim(x, settings.bins).mean()
-        if not torch.isfinite(loss):
-            skipped += 1
-            if skipped > 20:
-                raise RuntimeError("flow training diverged (20 non-finite losses); lower --lr")
-            step += 1
-            continue
-        set_learning_rate(optimizer, budget.learning_rate(settings.learning_rate, step))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
-        optimizer.step()
-        running = loss.item() if running is None else 0.95 * running + 0.05 * loss.item()
-        step += 1
-        if step % settings.log_every == 0:
-            curve.append([step, round(running, 4)])
-            log(f"step {step} train bits/dim {running:.4f} elapsed {budget.elapsed:.0f}s")
+        return model.bits_per_dim(x, settings.bins).mean()
 
+    outcome = train_steps(model, batch_loss, steps=settings.steps, minutes=settings.minutes,
+                          learning_rate=settings.learning_rate, loss_label="train bits/dim",
+                          log_every=settings.log_every, max_grad_norm=settings.max_grad_norm, max_non_finite=20,
+                          log=log)
     model.eval()
     held_bpd = evaluate_bits_per_dim(model, held_out, settings.bins)
     noise = torch.rand(held_out.shape, generator=torch.Generator().manual_seed(EVALUATION_SEED + 1))
     noise_bpd = evaluate_bits_per_dim(model, noise, settings.bins)
-    log(f"trained {step} steps in {budget.elapsed:.0f}s: held-out phantoms {held_bpd:.4f} bits/dim, "
+    log(f"trained {outcome.steps} steps in {outcome.elapsed:.0f}s: held-out phantoms {held_bpd:.4f} bits/dim, "
         f"uniform noise {noise_bpd:.4f} bits/dim")
     info = {
         "method": "multi-scale affine-coupling flow (RealNVP/Glow) trained by exact likelihood; prior of "
                   "Asim et al. 2020",
-        "command": "genreg " + shlex.join(list(argv)) if argv is not None else "genreg_viewer.training.flow.train_flow",
+        "command": command_line(argv, "genreg_viewer.training.flow.train_flow"),
         "data": f"synthetic knee phantoms, seeds 0..{settings.images - 1}, {config.image_size}x{config.image_size}",
         "settings": asdict(settings),
-        "steps": step,
-        "skipped_steps": skipped,
-        "seconds": round(budget.elapsed, 1),
+        "steps": outcome.steps,
+        "skipped_steps": outcome.skipped,
+        "seconds": round(outcome.elapsed, 1),
         "device": str(device),
         "threads": torch.get_num_threads(),
         "parameters": sum(p.numel() for p in model.parameters()),
-        "train_bits_per_dim": round(running, 4) if running is not None else None,
+        "train_bits_per_dim": round(outcome.final_loss, 4) if outcome.final_loss is not None else None,
         "held_out_bits_per_dim": round(held_bpd, 4),
         "held_out": f"phantoms seeds {HELD_OUT_SEED}..{HELD_OUT_SEED + settings.held_out - 1}",
         "uniform_noise_bits_per_dim": round(noise_bpd, 4),
-        "curve": curve,
+        "curve": outcome.curve,
         "torch": torch.__version__,
         "python": sys.version.split()[0],
     }

@@ -47,9 +47,8 @@ from ..models.vae import (
     save_generative_model,
 )
 from ..models.weights import WeightsError, weights_exist, weights_stem
+from .common import HELD_OUT_SEED, command_line, flip_mask, random_flips, seed_everything, set_learning_rate
 
-#: phantom seeds >= this are held out for evaluation (the same split as the other trainers)
-HELD_OUT_SEED = 1_000_000
 #: std of the Gaussian noise added to training images (and to held-out images when the nll is evaluated)
 DEFAULT_NOISE_STD = 0.01
 #: fixed likelihood std ``s0`` of stage 1
@@ -146,12 +145,6 @@ def noisy(images: torch.Tensor, noise_std: float, generator: torch.Generator) ->
     return images + noise_std * noise.to(images.device)
 
 
-def random_flips(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Flip each image left-right with probability 1/2 (a mirrored knee is still a knee)."""
-    flip = (torch.rand(images.shape[0], generator=generator) < 0.5).to(images.device)
-    return torch.where(flip[:, None, None, None], images.flip(-1), images)
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # losses and evaluation
 def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -229,6 +222,17 @@ def evaluate_model(
     if not has_covariance:
         result["nll"] = float("nan")
     return result
+
+
+def lag_one_correlation(residuals: torch.Tensor) -> float:
+    """Mean of the horizontal and vertical lag-1 autocorrelations of zero-mean residual images ``(..., H, W)``:
+    ``1/2 (mean(r_{i,j} r_{i,j+1}) + mean(r_{i,j} r_{i+1,j})) / mean(r^2)`` (0 for white noise; near 1 for residuals
+    with spatial structure, as sampled from a covariance model)."""
+    r = residuals.double()
+    power = r.square().mean()
+    horizontal = (r[..., :, 1:] * r[..., :, :-1]).mean() / power
+    vertical = (r[..., 1:, :] * r[..., :-1, :]).mean() / power
+    return float(0.5 * (horizontal + vertical))
 
 
 @torch.no_grad()
@@ -393,8 +397,7 @@ def run_epochs(
                    mininterval=10.0, file=sys.stderr, dynamic_ncols=True)
         for i in bar:
             step = epoch * steps_per_epoch + i
-            for group in optimizer.param_groups:
-                group["lr"] = settings.learning_rate(step, total_steps)
+            set_learning_rate(optimizer, settings.learning_rate(step, total_steps))
             losses = batch_step(order[i * settings.batch_size:(i + 1) * settings.batch_size], generator)
             if not torch.isfinite(losses["loss"]):
                 raise RuntimeError(f"{stage_label}: the loss became {float(losses['loss'])} at epoch {epoch + 1}, "
@@ -425,13 +428,34 @@ def _resumable(settings: LoopSettings) -> dict[str, Any]:
     return {k: v for k, v in asdict(settings).items() if k != "epochs"}
 
 
-def _command_line(argv: Sequence[str] | None) -> str:
-    return "genreg " + shlex.join(list(argv)) if argv is not None else shlex.join(sys.argv)
-
-
-def _set_torch_seed(seed: int) -> None:
-    torch.manual_seed(seed)
-    np.random.seed(seed % 2**32)
+def _stage_info(
+    argv: Sequence[str] | None,
+    stage: str,
+    settings: LoopSettings,
+    train: ImageSet,
+    held_out: ImageSet,
+    seconds: float,
+    device: torch.device,
+    history: list[dict[str, float]],
+    final: dict[str, float],
+    **details: Any,
+) -> dict[str, Any]:
+    """The info JSON of either stage: command, ``stage``, settings, stage-specific ``details``, data sizes, time,
+    the last epoch's training losses with the ``final`` held-out figures, and the per-epoch history."""
+    return {
+        "command": command_line(argv, shlex.join(sys.argv)),
+        "stage": stage,
+        "settings": asdict(settings),
+        **details,
+        "training_images": len(train),
+        "held_out_images": len(held_out),
+        "held_out_data": held_out.spec,
+        "seconds": round(seconds, 1),
+        "device": str(device),
+        "torch": torch.__version__,
+        "final": {**{k: v for k, v in history[-1].items() if k.startswith("train_")}, **final},
+        "history": history,
+    }
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -463,7 +487,7 @@ def train_vae(
     run = TrainingRun(Path(out_dir), model_file_name("identity"))
     train, held_out = training_and_held_out(settings.data, settings.held_out, size=config.image_size)
     _log(f"stage 1: {len(train)} training images ({train.spec}), {len(held_out)} held out ({held_out.spec})")
-    _set_torch_seed(settings.seed)
+    seed_everything(settings.seed)
     model = GenerativeModel(config).to(device)
     with torch.no_grad():  # start G at the mean intensity instead of 0
         model.mean_decoder.out.bias.fill_(float(train.images.mean()))
@@ -489,21 +513,11 @@ def train_vae(
     final = evaluate_model(model, held_out.images, settings.noise_std)
     _log(f"stage 1 done: rho = {rho:.4g} (pixel std {math.sqrt(rho):.4f}); held-out PSNR {final['psnr']:.2f} dB, "
          f"nll {final['nll']:.4f} nats/pixel")
-    info = {
-        "command": _command_line(argv),
-        "stage": "1: encoder + mean decoder, fixed-variance Gaussian likelihood + KL",
-        "settings": asdict(settings),
-        "training_images": len(train),
-        "held_out_images": len(held_out),
-        "held_out_data": held_out.spec,
-        "seconds": round(seconds, 1),
-        "device": str(device),
-        "torch": torch.__version__,
-        "final": {**{k: v for k, v in history[-1].items() if k.startswith("train_")},
-                  "held_out_psnr": final["psnr"], "held_out_mse": final["mse"],
-                  "held_out_nll_per_pixel": final["nll"], "identity_rho": rho},
-        "history": history,
-    }
+    info = _stage_info(
+        argv, "1: encoder + mean decoder, fixed-variance Gaussian likelihood + KL", settings, train, held_out, seconds,
+        device, history, {"held_out_psnr": final["psnr"], "held_out_mse": final["mse"],
+                          "held_out_nll_per_pixel": final["nll"], "identity_rho": rho},
+    )
     save_generative_model(model, run.stem, info)
     plot_losses(history, run.loss_plot, f"VAE stage 1 ({len(train)} images)",
                 [("loss", "-ELBO / pixel (fixed s0)"), ("mse", "MSE"), ("psnr", "held-out PSNR (dB)")])
@@ -574,7 +588,7 @@ def train_covariance(
     run = TrainingRun(Path(out_dir), model_file_name(kind))
     train, held_out = training_and_held_out(settings.data, settings.held_out, size=config.image_size)
     _log(f"stage 2 ({kind}): {len(train)} training images ({train.spec}), {len(held_out)} held out ({held_out.spec})")
-    _set_torch_seed(settings.seed)
+    seed_everything(settings.seed)
     model = GenerativeModel(config).to(device)
     model.encoder.load_state_dict(base.encoder.state_dict())
     model.mean_decoder.load_state_dict(base.mean_decoder.state_dict())
@@ -598,7 +612,7 @@ def train_covariance(
         indices = indices.to(device)
         x, mu, mean = images[indices], mus[indices], means[indices]
         if settings.flips:
-            flip = (torch.rand(indices.shape[0], generator=generator) < 0.5).to(device)
+            flip = flip_mask(indices.shape[0], generator, device)
             x = torch.where(flip[:, None, None, None], x.flip(-1), x)
             mu = torch.where(flip[:, None], flipped_mus[indices], mu)
             mean = torch.where(flip[:, None, None, None], flipped_means[indices], mean)
@@ -614,23 +628,12 @@ def train_covariance(
     final = evaluate_model(model, held_out.images, settings.noise_std)
     _log(f"stage 2 ({kind}) done: held-out nll {final['nll']:.4f} nats/pixel, PSNR {final['psnr']:.2f} dB")
     shared = base_stem.resolve().parent == run.out_dir.resolve()
-    info = {
-        "command": _command_line(argv),
-        "stage": f"2: covariance decoder ({kind}), encoder and mean decoder frozen, exact Gaussian nll",
-        "settings": asdict(settings),
-        "neighbourhood": neighbourhood,
-        "stage1_weights": str(base_stem.name if shared else base_stem),
-        "stage1_command": base_info.get("command"),
-        "training_images": len(train),
-        "held_out_images": len(held_out),
-        "held_out_data": held_out.spec,
-        "seconds": round(seconds, 1),
-        "device": str(device),
-        "torch": torch.__version__,
-        "final": {**{k: v for k, v in history[-1].items() if k.startswith("train_")},
-                  "held_out_psnr": final["psnr"], "held_out_nll_per_pixel": final["nll"]},
-        "history": history,
-    }
+    info = _stage_info(
+        argv, f"2: covariance decoder ({kind}), encoder and mean decoder frozen, exact Gaussian nll", settings, train,
+        held_out, seconds, device, history, {"held_out_psnr": final["psnr"], "held_out_nll_per_pixel": final["nll"]},
+        neighbourhood=neighbourhood, stage1_weights=str(base_stem.name if shared else base_stem),
+        stage1_command=base_info.get("command"),
+    )
     save_generative_model(model, run.stem, info, base=base_stem if shared else None)
     plot_losses(history, run.loss_plot, f"covariance decoder, {kind} ({len(train)} images)",
                 [("nll", "nll (nats/pixel)")])
@@ -648,6 +651,7 @@ __all__ = [
     "covariance_loss",
     "evaluate_model",
     "kl_divergence",
+    "lag_one_correlation",
     "latent_means",
     "load_image_set",
     "maximum_likelihood_rho",

@@ -14,23 +14,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-import torch
-
 from ..models.vae import PAPER_PATCH, PAPER_WIDTHS, SLIM_PATCH, SLIM_WIDTHS
+from .cli_arguments import add_device_arguments, device_from_arguments, int_list
 
 
 def _widths(text: str) -> tuple[int, ...]:
-    if text == "slim":
-        return SLIM_WIDTHS
-    if text == "paper":
-        return PAPER_WIDTHS
-    try:
-        widths = tuple(int(part) for part in text.replace(" ", "").split(",") if part)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"widths must be 'slim', 'paper' or comma-separated integers, got {text!r}") from None
-    if not widths or min(widths) < 1:
-        raise argparse.ArgumentTypeError(f"widths must be positive integers, got {text!r}")
-    return widths
+    named = {"slim": SLIM_WIDTHS, "paper": PAPER_WIDTHS}
+    return named[text] if text in named else int_list(text, "--widths", "'slim', 'paper' or ")
 
 
 def _common(parser: argparse.ArgumentParser, epochs: int, batch_size: int, lr: float) -> None:
@@ -48,8 +38,7 @@ def _common(parser: argparse.ArgumentParser, epochs: int, batch_size: int, lr: f
                         help=f"std of the Gaussian noise added to training images (default {DEFAULT_NOISE_STD})")
     parser.add_argument("--no-flips", action="store_true", help="no random left-right flips")
     parser.add_argument("--resume", action="store_true", help="continue from OUT's checkpoint of this stage")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    add_device_arguments(parser, "auto")
 
 
 def register(subparsers) -> None:
@@ -83,16 +72,6 @@ def register(subparsers) -> None:
     p.set_defaults(func=run_covariance)
 
 
-def _prepare(args) -> torch.device:
-    from ..device import resolve_device
-
-    if args.threads is not None:
-        if args.threads < 1:
-            raise ValueError("--threads must be at least 1")
-        torch.set_num_threads(args.threads)
-    return resolve_device(args.device)
-
-
 def _loop_arguments(args) -> dict:
     return dict(data=args.data, held_out=args.held_out, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                 seed=args.seed, noise_std=args.noise_std, flips=not args.no_flips)
@@ -102,7 +81,7 @@ def run_vae(args) -> int:
     from ..models.vae import VAEConfig
     from .vae import VAETrainingSettings, train_vae
 
-    device = _prepare(args)
+    device = device_from_arguments(args)
     extra = {} if args.dropout is None else {"dropout": args.dropout}
     patch = args.patch if args.patch is not None else (PAPER_PATCH if args.widths == PAPER_WIDTHS else SLIM_PATCH)
     config = VAEConfig(widths=args.widths, latent_dim=args.latent_dim, patch=patch,
@@ -116,7 +95,7 @@ def run_vae(args) -> int:
 def run_covariance(args) -> int:
     from .vae import CovarianceTrainingSettings, train_covariance
 
-    device = _prepare(args)
+    device = device_from_arguments(args)
     settings = CovarianceTrainingSettings(**_loop_arguments(args), l1=args.l1)
     stem = train_covariance(args.vae, args.kind, settings, args.out, neighbourhood=args.neighbourhood, device=device,
                             resume=args.resume, argv=sys.argv[1:])

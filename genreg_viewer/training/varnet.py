@@ -9,10 +9,9 @@ reaches most of the gain within a few hundred steps (resources/weights/LEARNED.m
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,24 +20,8 @@ import torch
 from ..models.varnet import VariationalNetwork
 from ..models.weights import save_weights
 from ..paths import WEIGHTS_DIR
-from ..physics import MRIOperator, add_kspace_noise, mask_from_spec
-from .learned_common import (
-    TrainingBudget,
-    held_out_images,
-    log,
-    mean_psnr,
-    random_flips,
-    seed_everything,
-    set_learning_rate,
-    training_images,
-)
-
-
-def mask_fingerprint(mask: np.ndarray) -> str:
-    """A short hash identifying a boolean mask exactly (shape and pattern)."""
-    mask = np.asarray(mask, dtype=bool)
-    digest = hashlib.sha256(np.packbits(mask).tobytes() + str(mask.shape).encode()).hexdigest()
-    return digest[:16]
+from ..physics import MRIOperator, add_kspace_noise, mask_fingerprint, mask_from_spec
+from .common import StepTrainingConfig, held_out_images, log, mean_psnr, random_flips, run_info, start_run, train_steps
 
 
 def setting_name(mask_spec: str, sigma: float) -> str:
@@ -52,7 +35,7 @@ def default_stem(mask_spec: str, sigma: float) -> Path:
 
 
 @dataclass
-class VarnetTrainingConfig:
+class VarnetTrainingConfig(StepTrainingConfig):
     mask: str = "radial:25"
     noise: float = 0.05
     stages: int = 10
@@ -60,18 +43,16 @@ class VarnetTrainingConfig:
     kernel_size: int = 11
     rbf_count: int = 31
     rbf_extent: float = 1.0
-    images: int = 400
     batch: int = 2
     steps: int = 300
-    minutes: float | None = None
     learning_rate: float = 5e-3
-    seed: int = 0
 
     def check(self) -> None:
+        super().check()
         if self.noise < 0 or not np.isfinite(self.noise):
             raise ValueError(f"noise sigma must be a finite non-negative number, got {self.noise}")
-        if self.batch < 1 or self.images < 1 or self.stages < 1:
-            raise ValueError("batch, images and stages must be positive")
+        if self.stages < 1:
+            raise ValueError("stages must be positive")
 
 
 def _measure(images: torch.Tensor, operator: MRIOperator, sigma: float, seed: int) -> torch.Tensor:
@@ -91,38 +72,25 @@ def evaluate_varnet(model: VariationalNetwork, images: torch.Tensor, operator: M
 def train_varnet(config: VarnetTrainingConfig, stem: str | os.PathLike | None = None,
                  device: torch.device | str = "cpu") -> tuple[Path, Path]:
     """Train a variational network for ``config.mask`` / ``config.noise`` and save it; returns the file paths."""
-    config.check()
     mask = mask_from_spec(config.mask, (128, 128))
     stem = default_stem(config.mask, config.noise) if stem is None else stem
-    seed_everything(config.seed)
-    generator = torch.Generator().manual_seed(config.seed)
+    generator, images = start_run(config)
     operator = MRIOperator(mask, device=device)
-    log(f"generating {config.images} training phantoms ...")
-    images = training_images(config.images, 0, "cpu")
     validation = held_out_images(4, device)
     model = VariationalNetwork(config.stages, config.filters, config.kernel_size, config.rbf_count,
                                config.rbf_extent, seed=config.seed).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
-    budget = TrainingBudget(config.steps, config.minutes)
-    step, running = 0, None
-    while not budget.exhausted(step):
-        model.train()
+
+    def batch_loss() -> torch.Tensor:
         index = torch.randint(images.shape[0], (config.batch,), generator=generator)
         truth = random_flips(images[index], generator).to(device)
         noise_seed = int(torch.randint(2**31 - 1, (1,), generator=generator))
         y = _measure(truth, operator, config.noise, noise_seed)
-        loss = 0.5 * (model(y, operator) - truth).square().flatten(1).sum(1).mean()
-        set_learning_rate(optimizer, budget.learning_rate(config.learning_rate, step))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
-        optimizer.step()
-        running = loss.item() if running is None else 0.95 * running + 0.05 * loss.item()
-        step += 1
-        if step % 20 == 0:
-            log(f"step {step} loss {running:.3f} elapsed {budget.elapsed:.0f}s")
+        return 0.5 * (model(y, operator) - truth).square().flatten(1).sum(1).mean()
+
+    outcome = train_steps(model, batch_loss, steps=config.steps, minutes=config.minutes,
+                          learning_rate=config.learning_rate, loss_digits=3, max_grad_norm=10.0)
     scores = evaluate_varnet(model, validation, operator, config.noise)
-    log(f"trained {step} steps in {budget.elapsed:.0f}s; held-out PSNR {scores}")
+    log(f"trained {outcome.steps} steps in {outcome.elapsed:.0f}s; held-out PSNR {scores}")
     model_config = {
         **model.config,
         "setting": setting_name(config.mask, config.noise),
@@ -131,12 +99,10 @@ def train_varnet(config: VarnetTrainingConfig, stem: str | os.PathLike | None = 
         "sampling_fraction": round(float(mask.mean()), 6),
         "noise_sigma": float(config.noise),
     }
-    info = {
-        "method": "variational network (Hammernik et al. 2018), real images, supervised on one setting",
-        "training": {**asdict(config), "steps_done": step, "seconds": round(budget.elapsed, 1),
-                     "data": f"knee phantoms, seeds 0..{config.images - 1}, flips, fresh noise every step"},
-        "final_loss": running,
-        "held_out_psnr": scores,
-        "data_weights": [round(s.data_weight.item(), 4) for s in model.stages],
-    }
+    info = run_info(
+        "variational network (Hammernik et al. 2018), real images, supervised on one setting", config, outcome,
+        f"knee phantoms, seeds 0..{config.images - 1}, flips, fresh noise every step",
+        held_out_psnr=scores,
+        data_weights=[round(s.data_weight.item(), 4) for s in model.stages],
+    )
     return save_weights(model, stem, model_config, info)

@@ -22,7 +22,7 @@ import torch
 from ...models.varnet import VariationalNetwork
 from ...models.weights import WeightsError, read_weights_json
 from ...paths import WEIGHTS_DIR
-from ...training.varnet import mask_fingerprint
+from ...physics import mask_fingerprint
 from ..base import Parameter, ParameterError, Problem, ReconMethod, Step
 from ..registry import register
 from .common import data_objective, load_network, resolve_weights

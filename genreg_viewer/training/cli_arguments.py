@@ -1,0 +1,71 @@
+"""Command-line pieces shared by the ``genreg train`` kinds: option groups, the device set-up, list parsing."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any, Iterable
+
+import torch
+
+from .common import StepTrainingConfig
+
+
+def int_list(text: str, option: str, alternatives: str = "") -> tuple[int, ...]:
+    """``"16,32,64"`` -> ``(16, 32, 64)``; an ``argparse.ArgumentTypeError`` naming ``option`` (and the
+    ``alternatives`` it also accepts, e.g. ``"'slim', 'paper' or "``) unless all entries are positive integers."""
+    try:
+        values = tuple(int(part) for part in text.replace(" ", "").split(",") if part)
+    except ValueError:
+        values = ()
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(
+            f"{option} must be {alternatives}comma-separated positive integers, got {text!r}")
+    return values
+
+
+def add_step_budget_arguments(parser: argparse.ArgumentParser, defaults: StepTrainingConfig, out: str) -> None:
+    """``--steps --minutes --batch --lr --images --seed --out`` of a step-budget trainer, with the ``defaults`` of its
+    config; ``out`` describes the default output stem. :func:`step_budget_values` reads them back."""
+    steps, batch, lr = defaults.steps, defaults.batch, defaults.learning_rate
+    images, seed = defaults.images, defaults.seed
+    parser.add_argument("--steps", type=int, default=steps, help=f"optimiser steps (default {steps})")
+    parser.add_argument("--minutes", type=float, default=defaults.minutes,
+                        help="stop after this many minutes (wall clock)")
+    parser.add_argument("--batch", type=int, default=batch, help=f"batch size (default {batch})")
+    parser.add_argument("--lr", type=float, default=lr, help=f"peak Adam learning rate (default {lr:g})")
+    parser.add_argument("--images", type=int, default=images,
+                        help=f"training phantoms (seeds 0..N-1, default {images})")
+    parser.add_argument("--seed", type=int, default=seed,
+                        help=f"seed of initialisation, batches and noise (default {seed})")
+    parser.add_argument("--out", default=None, metavar="STEM",
+                        help=f"output stem: writes STEM.safetensors and STEM.json (default {out})")
+
+
+def step_budget_values(args: argparse.Namespace) -> dict[str, Any]:
+    """The :class:`StepTrainingConfig` fields given by the options of :func:`add_step_budget_arguments`."""
+    return dict(images=args.images, batch=args.batch, steps=args.steps, minutes=args.minutes, learning_rate=args.lr,
+                seed=args.seed)
+
+
+def add_device_arguments(parser: argparse.ArgumentParser, default: str) -> None:
+    """``--device`` (default ``default``) and ``--threads``; read them back with :func:`device_from_arguments`."""
+    parser.add_argument("--device", default=default, help=f"cpu, cuda, cuda:N or auto (default {default})")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+
+
+def device_from_arguments(args: argparse.Namespace) -> torch.device:
+    """Apply ``--threads`` to torch and resolve ``--device`` (``auto``: CUDA when present)."""
+    from ..device import resolve_device
+
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError("--threads must be at least 1")
+        torch.set_num_threads(args.threads)
+    return resolve_device(args.device)
+
+
+def report_written(paths: Iterable[object]) -> int:
+    """Print ``wrote PATH`` for each written file; the command's exit status (0)."""
+    for path in paths:
+        print(f"wrote {path}")
+    return 0
