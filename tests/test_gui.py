@@ -15,18 +15,20 @@ import pytest
 
 pytest.importorskip("pytestqt")
 
-from PyQt6.QtCore import QMimeData, QPoint, QPointF, QSettings, Qt, QUrl  # noqa: E402
+from PyQt6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl  # noqa: E402
 from PyQt6.QtGui import QDropEvent, QMouseEvent, QWheelEvent  # noqa: E402
-from PyQt6.QtWidgets import QApplication, QMessageBox  # noqa: E402
+from PyQt6.QtWidgets import QApplication  # noqa: E402
 
 from genreg_viewer import metrics  # noqa: E402
 from genreg_viewer.data.loading import load_image  # noqa: E402
 from genreg_viewer.gui import session as sessions  # noqa: E402
-from genreg_viewer.gui.main_window import MainWindow  # noqa: E402
 from genreg_viewer.physics import MRIOperator, cartesian_mask, radial_mask, simulate_measurement  # noqa: E402
 from genreg_viewer.recon import Problem, ReconMethod, Step  # noqa: E402
 
-WAIT_MS = 60_000
+pytest.register_assert_rewrite("gui_helpers")  # its asserts report like a test's (it is imported here first)
+from gui_helpers import WAIT_MS, run_and_wait, send_mouse, view_position  # noqa: E402
+
+pytest_plugins = ["gui_helpers"]  # the errors and window fixtures
 
 
 class SlowGradientDescent(ReconMethod):
@@ -45,39 +47,6 @@ class SlowGradientDescent(ReconMethod):
             yield Step(iteration, x, float(problem.operator.data_misfit(x, problem.y).sum()))
 
 
-@pytest.fixture
-def errors(monkeypatch):
-    """Error dialogs are recorded instead of shown (they would block the test)."""
-    shown: list[tuple[str, str]] = []
-
-    def critical(parent, title, text, *args, **kwargs):
-        shown.append((title, text))
-        return QMessageBox.StandardButton.Ok
-
-    monkeypatch.setattr(QMessageBox, "critical", staticmethod(critical))
-    return shown
-
-
-@pytest.fixture
-def window(qtbot, tmp_path, errors):
-    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
-    win = MainWindow(settings=settings)
-    qtbot.addWidget(win)
-    win.resize(1400, 900)
-    win.show()
-    qtbot.waitExposed(win)
-    yield win
-    win.close()
-
-
-def run_and_wait(qtbot, window, count: int, errors: list) -> None:
-    """Press Run and wait until ``count`` runs have finished (failing at once if an error dialog appears)."""
-    window.method_panel.run()
-    qtbot.waitUntil(lambda: errors or (len(window.state.results) >= count and not window.queue.busy),
-                    timeout=WAIT_MS)
-    assert errors == []
-
-
 def slow_job(window, iterations: int = 100_000):
     """A job for the test-only slow method on the window's current measurement."""
     job = window.method_panel.make_job()
@@ -85,24 +54,11 @@ def slow_job(window, iterations: int = 100_000):
     return job
 
 
-def view_position(view, row: float, col: float):
-    """Viewport coordinates of the centre of pixel ``(row, col)`` of an ``ImageView``."""
-    scene = view.view_box.mapViewToScene(QPointF(col + 0.5, row + 0.5))
-    return view.graphics.mapFromScene(scene)
-
-
-def send_mouse(widget, kind, pos, buttons) -> None:
-    button = Qt.MouseButton.LeftButton if kind != QMouseEvent.Type.MouseMove else Qt.MouseButton.NoButton
-    global_pos = widget.mapToGlobal(QPointF(pos))
-    event = QMouseEvent(kind, QPointF(pos), global_pos, button, buttons, Qt.KeyboardModifier.NoModifier)
-    QApplication.sendEvent(widget, event)
-
-
 # ----------------------------------------------------------------------------------------------- start-up
 def test_opens_on_the_sample_slice_ready_to_run(window):
     state = window.state
     assert state.image is not None and state.image.shape == (128, 128)
-    assert state.ready and window.method_panel.run_button.isEnabled()
+    assert state.ready and window.method_panel.run_controls.run_button.isEnabled()
     assert window.method_panel.current_method() is not None
     # the adjoint view shows the zero-filled reconstruction of the default radial mask
     expected = simulate_measurement(state.image, radial_mask(25), state.sigma, state.seed).zero_filled()[0, 0]
@@ -213,6 +169,7 @@ def test_changing_the_mask_updates_the_measurement(window):
 
     controls.kind_combo.setCurrentIndex(controls.kind_combo.findData("cartesian"))
     np.testing.assert_array_equal(state.mask, cartesian_mask(16, 0.25, seed=state.seed))
+    assert controls.centre_spin.maximum() == state.shape[0]  # no centre-row count that the image cannot hold
     controls.sigma_spin.setValue(0.0)
     assert state.sigma == 0.0
     # noiseless: the measurement is exactly M F x
@@ -253,7 +210,7 @@ def test_brush_and_eraser_draw_on_the_mask(window, qtbot):
 
 def test_erasing_everything_disables_run(window):
     window.state.set_mask(np.zeros((128, 128), bool))
-    assert not window.state.ready and not window.method_panel.run_button.isEnabled()
+    assert not window.state.ready and not window.method_panel.run_controls.run_button.isEnabled()
     assert "empty" in window.state.measurement_error
 
 

@@ -14,7 +14,8 @@ from PyQt6.QtWidgets import QCheckBox, QComboBox, QLineEdit, QSpinBox  # noqa: E
 from genreg_viewer import metrics  # noqa: E402
 from genreg_viewer.gui.panels.sweep import SweepPanel  # noqa: E402
 from genreg_viewer.gui.state import ExperimentState, ImageInfo  # noqa: E402
-from genreg_viewer.gui.sweeps import SweepSpec, parse_values, run_sweep, summarise, to_csv  # noqa: E402
+from genreg_viewer.gui.sweeps import (  # noqa: E402
+    MAX_SPOKES, MAX_SWEEP_VALUES, SweepSpec, parse_values, run_sweep, summarise, to_csv)
 from genreg_viewer.gui.widgets.mask_painter import stamp_disk, stamp_stroke  # noqa: E402
 from genreg_viewer.gui.widgets.param_form import LOG_STEP, ParameterForm, ScientificSpinBox  # noqa: E402
 from genreg_viewer.physics import radial_mask, simulate_measurement  # noqa: E402
@@ -123,6 +124,21 @@ def test_parse_values():
         parse_values("five", "spokes")
     with pytest.raises(ValueError, match="cannot read"):
         parse_values("5:1:1", "spokes")
+    # values that would hang or poison a sweep are refused with a message (not an OverflowError or a stuck run)
+    for text in ("nan", "inf", "5, inf", "1:inf:1"):
+        with pytest.raises(ValueError, match="finite"):
+            parse_values(text, "noise")
+    with pytest.raises(ValueError, match=f"more than {MAX_SWEEP_VALUES} values"):
+        parse_values("1:1e9:1", "spokes")
+
+
+def test_sweep_spec_limits_the_spokes():
+    images = np.zeros((1, 16, 16), np.float32)
+    SweepSpec("spokes", [float(MAX_SPOKES)], ["adjoint"], images).validate()
+    with pytest.raises(ValueError, match=f"at most {MAX_SPOKES}"):
+        SweepSpec("spokes", parse_values("1e9", "spokes"), ["adjoint"], images).validate()
+    with pytest.raises(ValueError, match="finite"):
+        SweepSpec("noise", [float("nan")], ["adjoint"], images).validate()
 
 
 def test_sweep_psnr_rises_with_spokes_and_falls_with_noise(rng):
@@ -151,7 +167,7 @@ def test_sweep_panel_runs_in_the_background(qtbot, rng):
     panel.values_edit.setText("5, 25")
     with qtbot.waitSignal(panel.worker.finished, timeout=60_000):
         panel.start()
-        assert panel.running and not panel.run_button.isEnabled()
+        assert panel.running and not panel.run_controls.run_button.isEnabled()
     assert not panel.running and len(panel.points) == 2
     curves = panel.psnr_plot.getPlotItem().listDataItems()
     assert len(curves) == 1 and list(curves[0].xData) == [5, 25]

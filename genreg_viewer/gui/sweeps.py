@@ -10,6 +10,7 @@ and runs each method on the batch with its default, setting-dependent parameters
 
 from __future__ import annotations
 
+import math
 import threading
 from dataclasses import dataclass, field
 from typing import Iterator
@@ -22,6 +23,11 @@ from ..physics import radial_mask, simulate_measurement
 from ..recon import Problem, run_method
 
 SWEEP_AXES = {"spokes": "Radial spokes", "noise": "Noise σ"}
+#: most radial spokes a sweep (or the sampling panel) asks for; 4 x 128 spokes already sample a 128 x 128 k-space
+#: nearly everywhere, and the mask's cost grows with the count
+MAX_SPOKES = 2048
+#: most values a start:stop:step range may expand to
+MAX_SWEEP_VALUES = 1000
 
 
 @dataclass
@@ -43,12 +49,16 @@ class SweepSpec:
             raise ValueError(f"unknown sweep axis {self.axis!r}; use one of {', '.join(SWEEP_AXES)}")
         if not self.values:
             raise ValueError("the sweep needs at least one value")
+        if not all(math.isfinite(v) for v in self.values):
+            raise ValueError("sweep values must be finite numbers")
         if not self.methods:
             raise ValueError("choose at least one method for the sweep")
         if self.images.ndim != 3 or len(self.images) == 0:
             raise ValueError("the sweep needs at least one image")
         if self.axis == "spokes" and any(v < 1 or v != int(v) for v in self.values):
             raise ValueError("spoke counts must be whole numbers of at least 1")
+        if self.axis == "spokes" and max(self.values) > MAX_SPOKES:
+            raise ValueError(f"spoke counts must be at most {MAX_SPOKES}, got {max(self.values):g}")
         if self.axis == "noise" and any(v < 0 for v in self.values):
             raise ValueError("noise levels must not be negative")
 
@@ -80,12 +90,19 @@ def parse_values(text: str, axis: str) -> list[float]:
             parts = [float(p) for p in text.split(":")]
             if len(parts) != 3 or parts[2] <= 0 or parts[1] < parts[0]:
                 raise ValueError
-            start, stop, step = parts
-            values = list(np.arange(start, stop + step * 1e-6, step))
         else:
-            values = [float(p) for p in text.replace(";", ",").split(",") if p.strip()]
+            parts = [float(p) for p in text.replace(";", ",").split(",") if p.strip()]
     except ValueError:
         raise ValueError(f"cannot read sweep values {text!r}; write e.g. 5, 15, 25 or 5:45:10") from None
+    if not all(math.isfinite(v) for v in parts):
+        raise ValueError(f"sweep values must be finite numbers, got {text!r}")
+    if ":" in text:
+        start, stop, step = parts
+        if (stop - start) / step >= MAX_SWEEP_VALUES:
+            raise ValueError(f"{text!r} gives more than {MAX_SWEEP_VALUES} values; use a larger step")
+        values = list(np.arange(start, stop + step * 1e-6, step))
+    else:
+        values = parts
     if axis == "spokes":
         values = [float(int(round(v))) for v in values]
     return sorted(set(values))

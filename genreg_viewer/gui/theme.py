@@ -17,61 +17,40 @@ from PyQt6.QtWidgets import QApplication
 THEME_MODES = ("system", "light", "dark")
 
 
-def _dark_palette() -> QPalette:
-    """Fusion draws frames and check-box outlines in ``Window.darker(140)``, so the window colour must stay
-    clearly lighter than ``Base`` for them to show."""
-    palette = QPalette()
-    roles = {
-        QPalette.ColorRole.Window: "#36373b",
-        QPalette.ColorRole.WindowText: "#e8eaed",
-        QPalette.ColorRole.Base: "#1d1e21",
-        QPalette.ColorRole.AlternateBase: "#2a2b2f",
-        QPalette.ColorRole.ToolTipBase: "#2d2e31",
-        QPalette.ColorRole.ToolTipText: "#e8eaed",
-        QPalette.ColorRole.Text: "#e8eaed",
-        QPalette.ColorRole.Button: "#3d3e43",
-        QPalette.ColorRole.ButtonText: "#e8eaed",
-        QPalette.ColorRole.BrightText: "#ff6b6b",
-        QPalette.ColorRole.Link: "#8ab4f8",
-        QPalette.ColorRole.Highlight: "#3d7be0",
-        QPalette.ColorRole.HighlightedText: "#ffffff",
-        QPalette.ColorRole.PlaceholderText: "#9aa0a6",
-        QPalette.ColorRole.Mid: "#4a4b50",
-        QPalette.ColorRole.Dark: "#1a1b1e",
-        QPalette.ColorRole.Light: "#55565b",
-    }
-    for role, colour in roles.items():
-        palette.setColor(role, QColor(colour))
-    for role in (QPalette.ColorRole.Text, QPalette.ColorRole.ButtonText, QPalette.ColorRole.WindowText):
-        palette.setColor(QPalette.ColorGroup.Disabled, role, QColor("#7c8086"))
-    return palette
+#: ``(dark, light)`` colour of each palette role in the forced schemes. Fusion draws frames and check-box outlines in
+#: ``Window.darker(140)``, so the dark window colour must stay clearly lighter than ``Base`` for them to show.
+SCHEME_COLORS = {
+    "Window": ("#36373b", "#f3f4f6"),
+    "WindowText": ("#e8eaed", "#1f2328"),
+    "Base": ("#1d1e21", "#ffffff"),
+    "AlternateBase": ("#2a2b2f", "#f0f1f3"),
+    "ToolTipBase": ("#2d2e31", "#ffffff"),
+    "ToolTipText": ("#e8eaed", "#1f2328"),
+    "Text": ("#e8eaed", "#1f2328"),
+    "Button": ("#3d3e43", "#e9eaee"),
+    "ButtonText": ("#e8eaed", "#1f2328"),
+    "BrightText": ("#ff6b6b", "#c62828"),
+    "Link": ("#8ab4f8", "#1a5fb4"),
+    "Highlight": ("#3d7be0", "#2f6fde"),
+    "HighlightedText": ("#ffffff", "#ffffff"),
+    "PlaceholderText": ("#9aa0a6", "#6e7781"),
+    "Mid": ("#4a4b50", "#c6c8cc"),
+    "Dark": ("#1a1b1e", "#9a9ca0"),
+    "Light": ("#55565b", "#ffffff"),
+}
+#: ``(dark, light)`` colour of disabled text, window text and button text
+DISABLED_TEXT_COLORS = ("#7c8086", "#9ea3a8")
 
 
-def _light_palette() -> QPalette:
+def scheme_palette(dark: bool) -> QPalette:
+    """The forced dark or light palette from :data:`SCHEME_COLORS`."""
+    column = 0 if dark else 1
     palette = QPalette()
-    roles = {
-        QPalette.ColorRole.Window: "#f3f4f6",
-        QPalette.ColorRole.WindowText: "#1f2328",
-        QPalette.ColorRole.Base: "#ffffff",
-        QPalette.ColorRole.AlternateBase: "#f0f1f3",
-        QPalette.ColorRole.ToolTipBase: "#ffffff",
-        QPalette.ColorRole.ToolTipText: "#1f2328",
-        QPalette.ColorRole.Text: "#1f2328",
-        QPalette.ColorRole.Button: "#e9eaee",
-        QPalette.ColorRole.ButtonText: "#1f2328",
-        QPalette.ColorRole.BrightText: "#c62828",
-        QPalette.ColorRole.Link: "#1a5fb4",
-        QPalette.ColorRole.Highlight: "#2f6fde",
-        QPalette.ColorRole.HighlightedText: "#ffffff",
-        QPalette.ColorRole.PlaceholderText: "#6e7781",
-        QPalette.ColorRole.Mid: "#c6c8cc",
-        QPalette.ColorRole.Dark: "#9a9ca0",
-        QPalette.ColorRole.Light: "#ffffff",
-    }
-    for role, colour in roles.items():
-        palette.setColor(role, QColor(colour))
+    for role, colours in SCHEME_COLORS.items():
+        palette.setColor(QPalette.ColorRole[role], QColor(colours[column]))
+    disabled = QColor(DISABLED_TEXT_COLORS[column])
     for role in (QPalette.ColorRole.Text, QPalette.ColorRole.ButtonText, QPalette.ColorRole.WindowText):
-        palette.setColor(QPalette.ColorGroup.Disabled, role, QColor("#9ea3a8"))
+        palette.setColor(QPalette.ColorGroup.Disabled, role, disabled)
     return palette
 
 
@@ -109,9 +88,9 @@ class ThemeManager(QObject):
 
     def apply(self) -> None:
         if self._mode == "dark" or (self._mode == "system" and self.system_is_dark()):
-            palette = _dark_palette()
+            palette = scheme_palette(dark=True)
         elif self._mode == "light":
-            palette = _light_palette()
+            palette = scheme_palette(dark=False)
         else:
             palette = self._app.style().standardPalette()
         self._app.setPalette(palette)

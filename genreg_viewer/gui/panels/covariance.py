@@ -5,8 +5,13 @@ For the chosen image ``x`` (ground truth, adjoint, or a finished run) the latent
 ``L(z)`` of the precision, ``Sigma(z)^{-1} = L L^T`` (paper, Sec. 3). Clicking (or dragging over) a pixel ``i``
 shows row ``i`` of ``Sigma`` as correlations ``Sigma_ij / sqrt(Sigma_ii Sigma_jj)`` on a blue-white-red map with
 levels ``[-1, 1]`` (exactly 1 at the star). Also shown: the variance map ``diag(Sigma)``, residual samples
-``G(z) + L^{-T} u`` with ``u ~ N(0, I)``, and the posterior standard deviation of a mean+covar reconstruction
-(``extras['std_map']``).
+``G(z) + L^{-T} u`` with ``u ~ N(0, I)``, and the posterior standard deviation of a run that reports one
+(``extras['std_map']``: mean+covar, latent-vi).
+
+A run's own latent is used only where it lives in the covariance model's latent space (mean+covar, latent-vi with
+the covar VAE); other runs (range search, the flow) are encoded like any image. While "Follow new runs" is on, each
+new finished run that reports a ``std_map`` or a ``latent`` becomes the inspected image; choosing an image in the
+selector yourself turns following off, so the choice stays until you turn it on again.
 
 All model work runs on a worker thread. Dragging is throttled by completion: while one row is being computed
 only the newest requested pixel is kept, and it is sent as soon as the worker is free.
@@ -19,6 +24,7 @@ import math
 import numpy as np
 import torch
 from PyQt6.QtCore import Qt, pyqtSignal
+from PyQt6.QtGui import QAction
 from PyQt6.QtWidgets import (
     QComboBox,
     QGridLayout,
@@ -30,7 +36,8 @@ from PyQt6.QtWidgets import (
 )
 
 from ...data.phantom import phantom_grid
-from ..state import ExperimentState
+from ..state import ExperimentState, RunRecord
+from ..widgets.controls import compact_combo, wrapped_label
 from ..widgets.image_view import DIVERGING, SEQUENTIAL, ImageView, em
 from ..workers import WorkerThread
 
@@ -42,6 +49,28 @@ def load_covariance_model():
     from ...models.vae import load_generative_model
 
     return load_generative_model(kind=MODEL_KIND)
+
+
+#: arrays of a run that make it worth inspecting: the panel follows new runs that report one of them
+INSPECTABLE_ARRAYS = ("std_map", "latent")
+
+
+def is_inspectable(record: RunRecord) -> bool:
+    """A finished (not cancelled) run that reports a posterior std map or a latent."""
+    return not record.cancelled and any(name in record.arrays for name in INSPECTABLE_ARRAYS)
+
+
+def covariance_latent(record: RunRecord) -> np.ndarray | None:
+    """The run's ``extras['latent']`` where it is a latent of the covariance model, else None (encode the image).
+
+    mean+covar optimises z of the bundled covar VAE, and latent-vi does with ``generator=vae, kind=covar``; the
+    latents of other runs belong to other models (the identity VAE, the flow) and mean nothing to this decoder.
+    """
+    latent = record.arrays.get("latent")
+    params = record.params
+    own = record.method == f"mean+{MODEL_KIND}" or (
+        record.method == "latent-vi" and params.get("generator") == "vae" and params.get("kind") == MODEL_KIND)
+    return latent if own else None
 
 
 def _prepare(model, image: np.ndarray | None, latent: np.ndarray | None) -> dict:
@@ -89,8 +118,7 @@ class CovariancePanel(QWidget):
 
         layout = QVBoxLayout(self)
         layout.addWidget(self._toolbar())
-        self.status_label = QLabel("")
-        self.status_label.setWordWrap(True)
+        self.status_label = wrapped_label()
         layout.addWidget(self.status_label)
         grid = QGridLayout()
         grid.setSpacing(em(self, 0.8))
@@ -99,7 +127,7 @@ class CovariancePanel(QWidget):
         self.variance_view = ImageView("Variance  diag Σ(z)")
         self.mean_view = ImageView("Decoder mean  G(z)")
         self.samples_view = ImageView("Residual samples  G(z) + L⁻ᵀu")
-        self.std_view = ImageView("Posterior std (mean+covar run)")
+        self.std_view = ImageView("Posterior std of the run")
         views = (self.source_view, self.correlation_view, self.variance_view,
                  self.mean_view, self.samples_view, self.std_view)
         for index, view in enumerate(views):
@@ -112,8 +140,9 @@ class CovariancePanel(QWidget):
         self.source_view.pixelClicked.connect(self.request_pixel)
         self.source_view.image_item.pixelDragged.connect(lambda r, c, _finished: self.request_pixel(r, c))
         self.correlation_view.pixelClicked.connect(self.request_pixel)
-        for signal in (state.imageChanged, state.resultAdded, state.resultRemoved, state.resultsCleared):
+        for signal in (state.imageChanged, state.resultRemoved, state.resultsCleared):
             signal.connect(self._refresh_sources)
+        state.resultAdded.connect(self._result_added)
         state.measurementChanged.connect(self._measurement_changed)
         self._refresh_sources()
 
@@ -121,17 +150,22 @@ class CovariancePanel(QWidget):
     def _toolbar(self) -> QToolBar:
         bar = QToolBar()
         bar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
-        self.source_combo = QComboBox()
-        self.source_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        self.source_combo.setMinimumContentsLength(16)
+        self.source_combo = compact_combo(QComboBox(), 16)
         self.source_combo.setToolTip("The image whose latent code defines the covariance")
         self.source_combo.currentIndexChanged.connect(self._source_changed)
+        self.source_combo.activated.connect(self._source_chosen)  # only the user's own choices
+        self.follow_action = QAction("Follow new runs", self, checkable=True, checked=True)
+        self.follow_action.setToolTip("Inspect each new finished run that reports a posterior std or a latent; "
+                                      "choosing an image yourself turns this off")
+        self.follow_action.toggled.connect(self._follow_toggled)
         self.count_spin = QSpinBox(minimum=1, maximum=16, value=4)
         self.count_spin.setToolTip("Number of residual samples")
         self.seed_spin = QSpinBox(minimum=0, maximum=2**31 - 1, value=0)
         self.seed_spin.setToolTip("Seed of the residual samples")
-        for widget in (QLabel("Image "), self.source_combo, QLabel("   Samples "), self.count_spin,
-                       QLabel("  Seed "), self.seed_spin):
+        bar.addWidget(QLabel("Image "))
+        bar.addWidget(self.source_combo)
+        bar.addAction(self.follow_action)
+        for widget in (QLabel("   Samples "), self.count_spin, QLabel("  Seed "), self.seed_spin):
             bar.addWidget(widget)
         self.sample_action = bar.addAction("Draw samples", self.draw_samples)
         return bar
@@ -144,8 +178,13 @@ class CovariancePanel(QWidget):
             self.status_label.setText("Loading the covariance model…")
             self.worker.submit("model", self.model_loader)
 
+    def following(self) -> bool:
+        """Whether each new inspectable run (see :func:`is_inspectable`) becomes the inspected image."""
+        return self.follow_action.isChecked()
+
     def inspect_image(self, image: np.ndarray) -> None:
-        """Inspect an arbitrary image (e.g. a comparison tile)."""
+        """Inspect an arbitrary image (e.g. a comparison tile); an explicit choice, so new runs do not replace it."""
+        self.follow_action.setChecked(False)
         self._custom_image = np.asarray(image, dtype=np.float32)
         index = self.source_combo.findData("custom")
         if index < 0:
@@ -184,12 +223,30 @@ class CovariancePanel(QWidget):
         if isinstance(key, str) and key.startswith("run:"):
             record = self.state.result(int(key[4:]))
             if record is not None:
-                return key, record.image, record.arrays.get("latent"), record.arrays.get("std_map")
+                return key, record.image, covariance_latent(record), record.arrays.get("std_map")
         return "", None, None, None
 
-    def _refresh_sources(self, *_args) -> None:
+    def _latest_inspectable_key(self) -> str | None:
+        latest = next((r for r in reversed(self.state.results) if is_inspectable(r)), None)
+        return None if latest is None else f"run:{latest.run_id}"
+
+    def _result_added(self, record: RunRecord) -> None:
+        follow = self.following() and is_inspectable(record)
+        self._refresh_sources(select=f"run:{record.run_id}" if follow else None)
+
+    def _follow_toggled(self, on: bool) -> None:
+        key = self._latest_inspectable_key() if on else None
+        index = self.source_combo.findData(key) if key is not None else -1
+        if index >= 0:
+            self.source_combo.setCurrentIndex(index)
+
+    def _source_chosen(self, _index: int) -> None:
+        self.follow_action.setChecked(False)
+
+    def _refresh_sources(self, *_args, select: str | None = None) -> None:
+        """Rebuild the source list, keeping the shown source (or showing ``select``) where it still exists."""
         combo = self.source_combo
-        current = combo.currentData()
+        current = select if select is not None else combo.currentData()
         combo.blockSignals(True)
         combo.clear()
         if self.state.image is not None:
@@ -213,7 +270,7 @@ class CovariancePanel(QWidget):
         self.source_view.set_image(image)
         self.std_view.set_image(std_map, levels=_levels(std_map), colormap=SEQUENTIAL)
         self.std_view.set_caption("" if std_map is not None else
-                                  "<i>choose a run of a method that reports its posterior std</i>")
+                                  "<i>choose a run that reports its posterior std (mean+covar, latent-vi)</i>")
         source = (key, image, latent)
         if self._source_shown is not None and all(a is b for a, b in zip(source, self._source_shown)):
             return  # the same image as before: keep its decoded covariance

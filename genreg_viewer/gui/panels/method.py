@@ -19,12 +19,9 @@ from PyQt6.QtWidgets import (
     QFormLayout,
     QGridLayout,
     QGroupBox,
-    QHBoxLayout,
     QLabel,
     QListWidget,
     QListWidgetItem,
-    QProgressBar,
-    QPushButton,
     QSpinBox,
     QVBoxLayout,
     QWidget,
@@ -33,6 +30,7 @@ from PyQt6.QtWidgets import (
 from ...device import default_device
 from ...recon import ParameterError, ReconMethod, all_methods
 from ..state import ExperimentState, describe_setting
+from ..widgets.controls import RunControls, button_row, compact_combo, group_box, note_label, push_button
 from ..widgets.image_view import ImageView, em
 from ..widgets.param_form import ParameterForm
 from ..widgets.plots import ThemedPlot
@@ -50,12 +48,6 @@ def format_seconds(seconds: float | None) -> str:
         return f"{seconds:.1f} s"
     minutes, secs = divmod(int(round(seconds)), 60)
     return f"{minutes} min {secs:02d} s"
-
-
-def _compact(combo: QComboBox, characters: int = 14) -> None:
-    """Let a combo box with long item texts shrink (the popup still shows them in full)."""
-    combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-    combo.setMinimumContentsLength(characters)
 
 
 def device_choices() -> list[tuple[str, str]]:
@@ -97,80 +89,50 @@ class MethodControls(QWidget):
 
     # ------------------------------------------------------------------ groups
     def _method_group(self) -> QGroupBox:
-        box = QGroupBox("Method")
-        layout = QVBoxLayout(box)
-        self.method_combo = QComboBox()
-        _compact(self.method_combo)
+        box, layout = group_box("Method")
+        self.method_combo = compact_combo(QComboBox())
         self.method_combo.currentIndexChanged.connect(self._method_changed)
         layout.addWidget(self.method_combo)
-        self.description_label = QLabel("")
-        self.description_label.setWordWrap(True)
-        self.description_label.setEnabled(False)
+        self.description_label = note_label()
         layout.addWidget(self.description_label)
         return box
 
     def _parameter_group(self) -> QGroupBox:
-        box = QGroupBox("Parameters")
-        layout = QVBoxLayout(box)
+        box, layout = group_box("Parameters")
         self.form = ParameterForm()
         layout.addWidget(self.form)
-        reset = QPushButton("Reset to defaults")
-        reset.setToolTip("Defaults for this method and measurement setting")
-        reset.clicked.connect(lambda: self.form.reset(self.setting_defaults()))
+        reset = push_button("Reset to defaults", lambda: self.form.reset(self.setting_defaults()),
+                            "Defaults for this method and measurement setting")
         layout.addWidget(reset, 0, Qt.AlignmentFlag.AlignRight)
         return box
 
     def _run_group(self) -> QGroupBox:
-        box = QGroupBox("Run")
-        layout = QVBoxLayout(box)
+        box, layout = group_box("Run")
         form = QFormLayout()
         self.iterations_spin = QSpinBox(minimum=1, maximum=10_000_000)
         self.iterations_spin.valueChanged.connect(self._iterations_changed)
         form.addRow("Iterations", self.iterations_spin)
-        self.device_combo = QComboBox()
-        _compact(self.device_combo)
+        self.device_combo = compact_combo(QComboBox())
         for label, device in device_choices():
             self.device_combo.addItem(label, device)
         form.addRow("Device", self.device_combo)
         layout.addLayout(form)
-        buttons = QHBoxLayout()
-        self.run_button = QPushButton("Run")
-        self.run_button.setToolTip("Queue a run of this method with these parameters (Ctrl+R)")
-        font = QFont(self.run_button.font())
-        font.setBold(True)
-        self.run_button.setFont(font)
-        self.run_button.setDefault(True)
-        self.run_button.clicked.connect(self.run)
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setToolTip("Stop the running method after its current iteration (Esc)")
-        self.cancel_button.clicked.connect(self.cancel)
-        buttons.addWidget(self.run_button, 2)
-        buttons.addWidget(self.cancel_button, 1)
-        layout.addLayout(buttons)
-        self.progress_bar = QProgressBar()
-        self.progress_bar.setTextVisible(True)
-        layout.addWidget(self.progress_bar)
-        self.progress_label = QLabel("Idle")
-        self.progress_label.setWordWrap(True)
-        layout.addWidget(self.progress_label)
+        self.run_controls = RunControls("Run", self.run, self.cancel,
+                                        "Queue a run of this method with these parameters (Ctrl+R)",
+                                        "Stop the running method after its current iteration (Esc)")
+        layout.addWidget(self.run_controls)
         return box
 
     def _queue_group(self) -> QGroupBox:
-        box = QGroupBox("Queue")
-        layout = QVBoxLayout(box)
+        box, layout = group_box("Queue")
         self.queue_list = QListWidget()
         self.queue_list.setMinimumHeight(em(self, 4))
         layout.addWidget(self.queue_list, 1)
-        row = QHBoxLayout()
-        remove = QPushButton("Remove")
-        remove.setToolTip("Remove the selected queued run (or cancel it if it is running)")
-        remove.clicked.connect(self._remove_selected)
-        cancel_all = QPushButton("Cancel all")
-        cancel_all.setToolTip("Cancel the running method and empty the queue (Shift+Esc)")
-        cancel_all.clicked.connect(self.queue.cancel_all)
-        row.addWidget(remove)
-        row.addWidget(cancel_all)
-        layout.addLayout(row)
+        layout.addLayout(button_row(
+            push_button("Remove", self._remove_selected,
+                        "Remove the selected queued run (or cancel it if it is running)"),
+            push_button("Cancel all", self.queue.cancel_all,
+                        "Cancel the running method and empty the queue (Shift+Esc)")))
         return box
 
     # --------------------------------------------------------------------- API
@@ -308,10 +270,11 @@ class MethodControls(QWidget):
 
     def _update_buttons(self) -> None:
         ready = self.state.ready and self._current is not None and self._current.available()[0]
-        self.run_button.setEnabled(ready)
-        self.run_button.setToolTip("Queue a run (Ctrl+R)" if ready else (self.state.measurement_error or
-                                                                         "this method is not available"))
-        self.cancel_button.setEnabled(self.queue.current is not None)
+        run_button = self.run_controls.run_button
+        run_button.setEnabled(ready)
+        run_button.setToolTip("Queue a run (Ctrl+R)" if ready else (self.state.measurement_error or
+                                                                    "this method is not available"))
+        self.run_controls.cancel_button.setEnabled(self.queue.current is not None)
 
     def _queue_changed(self) -> None:
         self.queue_list.clear()
@@ -335,27 +298,22 @@ class MethodControls(QWidget):
                 self.queue.remove(int(job_id))
 
     def _job_started(self, job: ReconJob) -> None:
-        self.progress_bar.setRange(0, job.iterations)
-        self.progress_bar.setValue(0)
-        self.progress_label.setText(f"{job.title}: starting on {job.device}…")
+        self.run_controls.set_progress(f"{job.title}: starting on {job.device}…", 0, job.iterations)
 
     def _job_progress(self, job: ReconJob, update: ProgressUpdate) -> None:
-        self.progress_bar.setValue(update.iteration)
-        self.progress_label.setText(
+        self.run_controls.set_progress(
             f"{job.title}: iteration {update.iteration}/{update.total} · {format_seconds(update.elapsed)}"
-            f" · ETA {format_seconds(update.eta)}"
-        )
+            f" · ETA {format_seconds(update.eta)}", update.iteration)
 
     def _job_ended(self, job: ReconJob, record) -> None:
         what = "cancelled" if record.cancelled else "finished"
-        self.progress_label.setText(f"{job.title} {what} after {record.iterations} iterations "
-                                    f"({format_seconds(record.seconds)})")
-        if not record.cancelled:  # a method may stop early once converged: the run is complete
-            self.progress_bar.setValue(self.progress_bar.maximum())
+        # a method may stop early once converged: a run that was not cancelled is complete
+        self.run_controls.set_progress(f"{job.title} {what} after {record.iterations} iterations "
+                                       f"({format_seconds(record.seconds)})",
+                                       None if record.cancelled else job.iterations)
 
     def _job_failed(self, job: ReconJob, message: str) -> None:
-        self.progress_label.setText(f"{job.title} failed")
-        self.progress_bar.setValue(0)
+        self.run_controls.set_progress(f"{job.title} failed", 0)
 
 
 class LiveRunView(QWidget):

@@ -17,7 +17,6 @@ from PyQt6.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
     QLabel,
-    QPushButton,
     QSizePolicy,
     QSlider,
     QSpinBox,
@@ -29,6 +28,8 @@ from PyQt6.QtWidgets import (
 
 from ...physics import mask_from_spec
 from ..state import CUSTOM_MASK_SPEC, ExperimentState
+from ..sweeps import MAX_SPOKES
+from ..widgets.controls import button_row, group_box, note_label, push_button, wrapped_label
 from ..widgets.image_view import ImageView, em
 from ..widgets.mask_painter import MaskPainter
 
@@ -83,17 +84,13 @@ class SamplingControls(QWidget):
 
     # ------------------------------------------------------------------ groups
     def _image_group(self) -> QGroupBox:
-        box = QGroupBox("Image")
-        layout = QVBoxLayout(box)
+        box, layout = group_box("Image")
         row = QHBoxLayout()
-        self.source_label = QLabel("No image")
-        self.source_label.setWordWrap(True)
+        self.source_label = wrapped_label("No image")
         self.source_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         row.addWidget(self.source_label, 1)
-        open_button = QPushButton("Open…")
-        open_button.setToolTip("Open a fastMRI .h5 volume, an image or a .npy array (Ctrl+O); or drop a file")
-        open_button.clicked.connect(self.openRequested)
-        row.addWidget(open_button)
+        row.addWidget(push_button("Open…", self.openRequested,
+                                  "Open a fastMRI .h5 volume, an image or a .npy array (Ctrl+O); or drop a file"))
         layout.addLayout(row)
         self.slice_row = QWidget()
         slice_layout = QHBoxLayout(self.slice_row)
@@ -111,8 +108,7 @@ class SamplingControls(QWidget):
         return box
 
     def _mask_group(self) -> QGroupBox:
-        box = QGroupBox("Sampling mask")
-        layout = QVBoxLayout(box)
+        box, layout = group_box("Sampling mask")
         form = _form()
         self.kind_combo = QComboBox()
         for kind, label in MASK_KINDS:
@@ -122,10 +118,10 @@ class SamplingControls(QWidget):
         layout.addLayout(form)
 
         self.pages = QStackedWidget()
-        self.spokes_spin = QSpinBox(minimum=1, maximum=2048, value=25)
+        self.spokes_spin = QSpinBox(minimum=1, maximum=MAX_SPOKES, value=25)
         self.spokes_spin.setToolTip("Half-lines from the k-space centre (the paper uses 5 to 125 for 128x128)")
-        self.golden_spin = QSpinBox(minimum=1, maximum=2048, value=25)
-        self.centre_spin = QSpinBox(minimum=0, maximum=4096, value=16)
+        self.golden_spin = QSpinBox(minimum=1, maximum=MAX_SPOKES, value=25)
+        self.centre_spin = QSpinBox(minimum=0, maximum=self.state.shape[0], value=16)
         self.centre_spin.setToolTip("Fully sampled rows around the k-space centre")
         self.probability_spin = QDoubleSpinBox(minimum=0.0, maximum=1.0, singleStep=0.05, decimals=3, value=0.25)
         self.probability_spin.setToolTip("Probability of sampling each remaining row")
@@ -148,31 +144,20 @@ class SamplingControls(QWidget):
                 widget.setKeyboardTracking(False)
                 widget.valueChanged.connect(self.apply_pattern)
             if kind == CUSTOM_MASK_SPEC:
-                note = QLabel("Drawn with the brush or loaded from a file.")
-                note.setWordWrap(True)
-                note.setEnabled(False)
-                page_form.addRow(note)
+                page_form.addRow(note_label("Drawn with the brush or loaded from a file."))
             page.setLayout(page_form)
             self.pages.addWidget(page)
         layout.addWidget(self.pages)
-        self.coverage_label = QLabel("")
-        self.coverage_label.setWordWrap(True)
+        self.coverage_label = wrapped_label()
         layout.addWidget(self.coverage_label)
-        row = QHBoxLayout()
-        load = QPushButton("Load…")
-        load.setToolTip("Load a mask from a .png or .npy file (centred, white/non-zero = sampled)")
-        load.clicked.connect(self.loadMaskRequested)
-        save = QPushButton("Save…")
-        save.setToolTip("Save the mask as .png or .npy")
-        save.clicked.connect(self.saveMaskRequested)
-        row.addWidget(load)
-        row.addWidget(save)
-        layout.addLayout(row)
+        layout.addLayout(button_row(
+            push_button("Load…", self.loadMaskRequested,
+                        "Load a mask from a .png or .npy file (centred, white/non-zero = sampled)"),
+            push_button("Save…", self.saveMaskRequested, "Save the mask as .png or .npy")))
         return box
 
     def _edit_group(self) -> QGroupBox:
-        box = QGroupBox("Draw on the mask")
-        layout = QVBoxLayout(box)
+        box, layout = group_box("Draw on the mask")
         row = QHBoxLayout()
         self.tool_group = QButtonGroup(self)
         self.tool_buttons: dict[str, QToolButton] = {}
@@ -205,10 +190,8 @@ class SamplingControls(QWidget):
         measured.setToolTip("Show log(1 + |y|) instead of the full k-space of the ground truth")
         measured.toggled.connect(self.showMeasuredToggled)
         layout.addWidget(measured)
-        reset = QPushButton("Reset to pattern")
-        reset.setToolTip("Discard drawn edits and go back to the chosen pattern")
-        reset.clicked.connect(lambda: self.set_spec(self.base_spec))
-        layout.addWidget(reset)
+        layout.addWidget(push_button("Reset to pattern", lambda: self.set_spec(self.base_spec),
+                                     "Discard drawn edits and go back to the chosen pattern"))
         return box
 
     def _noise_group(self) -> QGroupBox:
@@ -323,6 +306,9 @@ class SamplingControls(QWidget):
             self._slice_timer.start()
 
     def _image_changed(self) -> None:
+        self.centre_spin.blockSignals(True)
+        self.centre_spin.setMaximum(self.state.shape[0])  # at most every row
+        self.centre_spin.blockSignals(False)
         info = self.state.image_info
         self.source_label.setText(info.label() or "No image")
         self.source_label.setToolTip(info.source)

@@ -19,8 +19,6 @@ from PyQt6.QtWidgets import (
     QLineEdit,
     QListWidget,
     QListWidgetItem,
-    QProgressBar,
-    QPushButton,
     QSpinBox,
     QVBoxLayout,
     QWidget,
@@ -35,7 +33,8 @@ from ...recon import all_methods
 from ..session import save_widget_png
 from ..sources import load_image_file
 from ..state import ExperimentState
-from ..sweeps import SWEEP_AXES, SweepPoint, SweepSpec, parse_values, summarise, to_csv
+from ..sweeps import MAX_SPOKES, SWEEP_AXES, SweepPoint, SweepSpec, parse_values, summarise, to_csv
+from ..widgets.controls import RunControls, button_row, group_box, note_label, push_button
 from ..widgets.image_view import em
 from ..widgets.plots import ThemedPlot
 from ..workers import SweepWorker
@@ -99,7 +98,7 @@ class SweepPanel(QWidget):
         self.values_edit.setToolTip("Comma-separated values, or start:stop:step")
         form.addRow("Values", self.values_edit)
         self.sigma_spin = QDoubleSpinBox(minimum=0.0, maximum=1.0, singleStep=0.01, decimals=4, value=0.05)
-        self.spokes_spin = QSpinBox(minimum=1, maximum=2048, value=25)
+        self.spokes_spin = QSpinBox(minimum=1, maximum=MAX_SPOKES, value=25)
         self.sigma_label = QLabel("Noise σ")
         self.spokes_label = QLabel("Spokes")
         form.addRow(self.sigma_label, self.sigma_spin)
@@ -119,8 +118,7 @@ class SweepPanel(QWidget):
         return box
 
     def _method_group(self) -> QGroupBox:
-        box = QGroupBox("Methods")
-        layout = QVBoxLayout(box)
+        box, layout = group_box("Methods")
         self.method_list = QListWidget()
         for method in all_methods():
             ok, why = method.available()
@@ -136,37 +134,17 @@ class SweepPanel(QWidget):
                 item.setText(f"{method.title} (unavailable)")
             self.method_list.addItem(item)
         layout.addWidget(self.method_list)
-        note = QLabel("Each method runs with its default (setting-tuned) parameters and iterations.")
-        note.setWordWrap(True)
-        note.setEnabled(False)
-        layout.addWidget(note)
+        layout.addWidget(note_label("Each method runs with its default (setting-tuned) parameters and iterations."))
         return box
 
     def _run_group(self) -> QGroupBox:
-        box = QGroupBox("Run")
-        layout = QVBoxLayout(box)
-        row = QHBoxLayout()
-        self.run_button = QPushButton("Run sweep")
-        self.run_button.clicked.connect(self.start)
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.clicked.connect(self.cancel)
-        self.cancel_button.setEnabled(False)
-        row.addWidget(self.run_button, 2)
-        row.addWidget(self.cancel_button, 1)
-        layout.addLayout(row)
-        self.progress_bar = QProgressBar()
-        layout.addWidget(self.progress_bar)
-        self.progress_label = QLabel("Idle")
-        self.progress_label.setWordWrap(True)
-        layout.addWidget(self.progress_label)
-        row = QHBoxLayout()
-        csv = QPushButton("Export CSV…")
-        csv.clicked.connect(self._export_csv)
-        png = QPushButton("Export PNG…")
-        png.clicked.connect(self._export_png)
-        row.addWidget(csv)
-        row.addWidget(png)
-        layout.addLayout(row)
+        box, layout = group_box("Run")
+        self.run_controls = RunControls("Run sweep", self.start, self.cancel,
+                                        "Run every chosen method at every value (Ctrl+Shift+R)",
+                                        "Stop the sweep (the running reconstruction stops after its current iteration)")
+        layout.addWidget(self.run_controls)
+        layout.addLayout(button_row(push_button("Export CSV…", self._export_csv, "Save the sweep's points as CSV"),
+                                    push_button("Export PNG…", self._export_png, "Save the plots as shown")))
         return box
 
     # --------------------------------------------------------------------- API
@@ -228,16 +206,15 @@ class SweepPanel(QWidget):
         self.points = []
         self._plot()
         self.running = True
-        self.progress_bar.setRange(0, spec.total_runs)
-        self.progress_bar.setValue(0)
-        self.progress_label.setText(f"Running {spec.total_runs} reconstructions of {len(spec.images)} image(s)…")
-        self._set_running(True)
+        self.run_controls.set_progress(f"Running {spec.total_runs} reconstructions of {len(spec.images)} image(s)…",
+                                       0, spec.total_runs)
+        self.run_controls.set_running(True)
         self.worker.start(spec)
 
     def cancel(self) -> None:
         if self.running:
             self.worker.cancel.set()
-            self.progress_label.setText("Cancelling…")
+            self.run_controls.set_progress("Cancelling…")
 
     def shutdown(self) -> None:
         self.worker.shutdown()
@@ -263,27 +240,23 @@ class SweepPanel(QWidget):
                 self.folder = folder
                 self.images_combo.setItemText(self.images_combo.currentIndex(), f"Folder: {Path(folder).name}")
 
-    def _set_running(self, running: bool) -> None:
-        self.run_button.setEnabled(not running)
-        self.cancel_button.setEnabled(running)
-
     def _point(self, point: SweepPoint) -> None:
         self.points.append(point)
-        self.progress_bar.setValue(len(self.points))
-        self.progress_label.setText(f"{point.method} at {point.value:g}: PSNR {point.psnr.mean():.2f} dB "
-                                    f"({len(self.points)}/{self.spec.total_runs})")
+        self.run_controls.set_progress(f"{point.method} at {point.value:g}: PSNR {point.psnr.mean():.2f} dB "
+                                       f"({len(self.points)}/{self.spec.total_runs})", len(self.points))
         self._plot()
 
     def _finished(self, cancelled: bool) -> None:
         self.running = False
-        self._set_running(False)
-        self.progress_label.setText(f"Sweep {'cancelled' if cancelled else 'finished'}: {len(self.points)} points")
-        self.statusMessage.emit(self.progress_label.text())
+        self.run_controls.set_running(False)
+        text = f"Sweep {'cancelled' if cancelled else 'finished'}: {len(self.points)} points"
+        self.run_controls.set_progress(text)
+        self.statusMessage.emit(text)
 
     def _failed(self, message: str) -> None:
         self.running = False
-        self._set_running(False)
-        self.progress_label.setText("Sweep failed")
+        self.run_controls.set_running(False)
+        self.run_controls.set_progress("Sweep failed")
         self.errorOccurred.emit("Sweep failed", message)
 
     def _plot(self) -> None:

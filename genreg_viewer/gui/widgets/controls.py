@@ -1,0 +1,98 @@
+"""Building blocks of the control panels: group boxes, labels, rows of buttons and the Run/Cancel/progress block."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from PyQt6.QtGui import QFont
+from PyQt6.QtWidgets import (
+    QComboBox,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+
+def group_box(title: str) -> tuple[QGroupBox, QVBoxLayout]:
+    """A titled group box and the vertical layout of its contents."""
+    box = QGroupBox(title)
+    return box, QVBoxLayout(box)
+
+
+def wrapped_label(text: str = "") -> QLabel:
+    """A label whose text wraps at the panel's width."""
+    label = QLabel(text)
+    label.setWordWrap(True)
+    return label
+
+
+def note_label(text: str = "") -> QLabel:
+    """Explanatory text in the palette's muted (disabled) colour, wrapped."""
+    label = wrapped_label(text)
+    label.setEnabled(False)
+    return label
+
+
+def push_button(text: str, slot: Callable | None = None, tooltip: str = "") -> QPushButton:
+    """A push button that calls ``slot`` (a function or a signal) when clicked."""
+    button = QPushButton(text)
+    if tooltip:
+        button.setToolTip(tooltip)
+    if slot is not None:
+        button.clicked.connect(slot)
+    return button
+
+
+def button_row(*buttons: QPushButton, stretches: tuple[int, ...] | None = None) -> QHBoxLayout:
+    """The buttons side by side, sharing the width in proportion to ``stretches`` (equally by default)."""
+    row = QHBoxLayout()
+    for button, stretch in zip(buttons, stretches or (0,) * len(buttons)):
+        row.addWidget(button, stretch)
+    return row
+
+
+def compact_combo(combo: QComboBox, characters: int = 14) -> QComboBox:
+    """Let a combo box with long item texts shrink to ``characters`` (the popup still shows them in full)."""
+    combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+    combo.setMinimumContentsLength(characters)
+    return combo
+
+
+class RunControls(QWidget):
+    """A bold Run button and a Cancel button over a progress bar and a progress text ("Idle" at first)."""
+
+    def __init__(self, run_text: str, on_run: Callable, on_cancel: Callable, run_tip: str = "",
+                 cancel_tip: str = "", parent: QWidget | None = None):
+        super().__init__(parent)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        self.run_button = push_button(run_text, on_run, run_tip)
+        font = QFont(self.run_button.font())
+        font.setBold(True)
+        self.run_button.setFont(font)
+        self.run_button.setDefault(True)
+        self.cancel_button = push_button("Cancel", on_cancel, cancel_tip)
+        self.cancel_button.setEnabled(False)
+        layout.addLayout(button_row(self.run_button, self.cancel_button, stretches=(2, 1)))
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setTextVisible(True)
+        layout.addWidget(self.progress_bar)
+        self.progress_label = wrapped_label("Idle")
+        layout.addWidget(self.progress_label)
+
+    def set_progress(self, text: str, done: int | None = None, total: int | None = None) -> None:
+        """Show ``text`` under the bar; the bar counts to ``total`` and shows ``done`` where they are given."""
+        if total is not None:
+            self.progress_bar.setRange(0, total)
+        if done is not None:
+            self.progress_bar.setValue(done)
+        self.progress_label.setText(text)
+
+    def set_running(self, running: bool) -> None:
+        """Run is enabled while nothing runs, Cancel while something does."""
+        self.run_button.setEnabled(not running)
+        self.cancel_button.setEnabled(running)
