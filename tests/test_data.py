@@ -25,6 +25,7 @@ from genreg_viewer.data import (
     load_volume_slices,
     preprocess,
 )
+from genreg_viewer.data.loading import ImageKeyError
 from genreg_viewer.data.preprocess import centre_crop, fft2c, ifft2c
 
 HEADER = (
@@ -385,6 +386,32 @@ def test_build_skips_unreadable_volumes(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------ the CLI
+
+
+def test_unknown_hdf5_layout_lists_the_datasets_a_key_could_name(tmp_path):
+    scans = slice_stack(4, (24, 24))
+    with h5py.File(tmp_path / "custom.h5", "w") as f:
+        f["scans/magnitude"] = scans
+        f["phase"] = np.zeros((24, 24), np.complex64)
+        f["labels"] = np.array([b"a", b"b"])  # strings, 1-D: no image
+        f["vector"] = np.zeros(5)
+        f["volume4d"] = np.zeros((2, 2, 8, 8))
+        f["empty"] = np.zeros((0, 8))
+    with pytest.raises(ImageKeyError, match="Choose one with key=NAME") as caught:
+        load_image(tmp_path / "custom.h5")
+    assert isinstance(caught.value, DataError)
+    assert caught.value.candidates == ("phase", "scans/magnitude")
+    assert caught.value.path == str(tmp_path / "custom.h5")
+    loaded = load_image(tmp_path / "custom.h5", key=caught.value.candidates[1], slice_index=1, size=None)
+    assert loaded.num_slices == 4 and loaded.meta["key"] == "scans/magnitude"
+    np.testing.assert_allclose(loaded.image, preprocess(scans[1], None), atol=1e-6)
+    info = describe_file(tmp_path / "custom.h5")
+    assert info["image_key"] is None and info["image_key_candidates"] == ["phase", "scans/magnitude"]
+    with h5py.File(tmp_path / "nothing.h5", "w") as f:
+        f["vector"] = np.zeros(5)
+    with pytest.raises(ImageKeyError) as caught:
+        load_image(tmp_path / "nothing.h5")
+    assert caught.value.candidates == ()
 
 
 def test_describe_file_kinds(tmp_path):

@@ -17,7 +17,7 @@ pytest.importorskip("pytestqt")
 
 from PyQt6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl  # noqa: E402
 from PyQt6.QtGui import QDropEvent, QMouseEvent, QWheelEvent  # noqa: E402
-from PyQt6.QtWidgets import QApplication  # noqa: E402
+from PyQt6.QtWidgets import QApplication, QFileDialog, QInputDialog  # noqa: E402
 
 from genreg_viewer import metrics  # noqa: E402
 from genreg_viewer.data.loading import load_image  # noqa: E402
@@ -133,6 +133,97 @@ def test_volume_slices_follow_the_slider(window, qtbot, tmp_path):
     qtbot.waitUntil(lambda: window.state.image_info.slice_index == 0, timeout=5000)
     np.testing.assert_allclose(window.state.image, load_image(path, 0).image)
     assert not np.allclose(window.state.image, load_image(path, 2).image)
+
+
+def write_custom_volume(path: Path) -> np.ndarray:
+    """An HDF5 file with no dataset name the loader knows: two candidate image stacks and a 1-D vector."""
+    volume = np.stack([np.full((64, 64), value, np.float32) for value in (1.0, 2.0, 3.0, 4.0, 5.0)])
+    volume[:, 16:48, 16:48] += 1.0
+    volume[2, 20:30, 20:30] = 9.0
+    with h5py.File(path, "w") as f:
+        f["scans/magnitude"] = volume
+        f["scout"] = np.eye(64, dtype=np.float32)
+        f["timestamps"] = np.arange(5.0)
+    return volume
+
+
+def test_hdf5_without_a_known_dataset_asks_which_to_read(window, qtbot, tmp_path, errors):
+    path = tmp_path / "custom.h5"
+    write_custom_volume(path)
+    asked = []
+
+    def choose(file, candidates):
+        asked.append((file, tuple(candidates)))
+        return "scans/magnitude"
+
+    window.choose_image_key = choose
+    assert window.open_path(path)
+    assert asked == [(path, ("scans/magnitude", "scout"))]
+    info = window.state.image_info
+    assert (info.key, info.num_slices, info.slice_index) == ("scans/magnitude", 5, 2)
+    np.testing.assert_allclose(window.state.image, load_image(path, 2, key="scans/magnitude").image)
+    window.sampling.slice_spin.setValue(1)  # the chosen dataset is kept for other slices, without asking again
+    qtbot.waitUntil(lambda: window.state.image_info.slice_index == 0, timeout=5000)
+    np.testing.assert_allclose(window.state.image, load_image(path, 0, key="scans/magnitude").image)
+    assert len(asked) == 1 and errors == []
+
+
+def test_cancelling_the_dataset_choice_keeps_the_image(window, tmp_path, errors):
+    path = tmp_path / "custom.h5"
+    write_custom_volume(path)
+    before = window.state.image.copy()
+    window.choose_image_key = lambda file, candidates: None
+    assert not window.open_path(path)
+    np.testing.assert_array_equal(window.state.image, before)
+    assert errors == [] and "no dataset chosen" in window.statusBar().currentMessage()
+    with h5py.File(tmp_path / "vector.h5", "w") as f:  # nothing to choose from: a plain error
+        f["timestamps"] = np.arange(5.0)
+    window.choose_image_key = lambda file, candidates: pytest.fail("no candidates, nothing to ask")
+    assert not window.open_path(tmp_path / "vector.h5")
+    assert len(errors) == 1 and "no image dataset" in errors[0][1]
+
+
+def test_dataset_choice_uses_a_list_dialog(window, tmp_path, monkeypatch, errors):
+    path = tmp_path / "custom.h5"
+    write_custom_volume(path)
+    offered = []
+
+    def get_item(parent, title, label, items, current=0, editable=True, *args, **kwargs):
+        offered.append((title, list(items), editable))
+        return "scout", True
+
+    monkeypatch.setattr(QInputDialog, "getItem", staticmethod(get_item))
+    assert window.open_path(path)
+    assert offered == [("Choose the image dataset of custom.h5", ["scans/magnitude", "scout"], False)]
+    assert window.state.image_info.key == "scout" and window.state.image_info.num_slices == 1
+    assert errors == []
+
+
+def test_unreadable_slice_puts_the_slider_back(window, qtbot, tmp_path, errors):
+    path = tmp_path / "volume.h5"
+    with h5py.File(path, "w") as f:
+        f["reconstruction_esc"] = write_custom_volume(tmp_path / "custom.h5")
+    assert window.open_path(path)
+    controls, shown = window.sampling, window.state.image.copy()
+    loads = []
+    window.state.imageChanged.connect(lambda: loads.append(window.state.image_info.slice_index))
+    path.unlink()
+    controls.slice_slider.setValue(5)  # the user drags to the last slice of a file that is gone
+    qtbot.waitUntil(lambda: len(errors) == 1, timeout=5000)
+    assert "Cannot read the slice" in errors[0][0] and "volume.h5" in errors[0][1]
+    assert controls.slice_slider.value() == controls.slice_spin.value() == 3  # back on the slice still shown
+    assert window.state.image_info.slice_index == 2 and loads == []
+    np.testing.assert_array_equal(window.state.image, shown)
+    qtbot.wait(400)  # longer than the slice timer: putting the slider back must not request another load
+    assert len(errors) == 1
+
+
+def test_saving_a_mask_with_an_unsupported_suffix_fails_clearly(window, tmp_path, monkeypatch, errors):
+    target = tmp_path / "mask.txt"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(lambda *args, **kwargs: (str(target), "")))
+    window.save_mask_dialog()
+    assert len(errors) == 1 and errors[0][0] == "Cannot save" and "use .png or .npy" in errors[0][1]
+    assert not target.exists()
 
 
 def test_corrupt_file_shows_an_error_dialog(window, tmp_path, errors):

@@ -2,7 +2,10 @@ import numpy as np
 import pytest
 import torch
 
+from genreg_viewer.cli.main import main as cli_main
 from genreg_viewer.physics import (
+    MAX_MASK_SIDE,
+    MAX_SPOKES,
     MRIOperator,
     MaskError,
     cartesian_mask,
@@ -95,6 +98,78 @@ def test_mask_specs_and_files(tmp_path):
     (tmp_path / "bad.png").write_bytes(b"not a png")
     with pytest.raises(MaskError, match="could not read"):
         load_mask(tmp_path / "bad.png")
+
+
+def test_spoke_counts_are_bounded():
+    assert radial_mask(MAX_SPOKES).all() and golden_angle_mask(MAX_SPOKES).all()  # the limit itself is allowed
+    for build in (radial_mask, golden_angle_mask):
+        for spokes in (0, -3, MAX_SPOKES + 1, 10**9, 2.5, float("nan"), True):
+            with pytest.raises(MaskError, match="spokes"):
+                build(spokes)
+    # refused at once instead of rasterising a billion spokes
+    for spec in ("radial:1000000000", "golden:1000000000", "radial:-1", "golden:0"):
+        with pytest.raises(MaskError, match=f"between 1 and {MAX_SPOKES} spokes"):
+            mask_from_spec(spec)
+
+
+def test_gui_uses_the_physics_spoke_limit():
+    pytest.importorskip("PyQt6")
+    from genreg_viewer.gui import sweeps
+
+    assert sweeps.MAX_SPOKES is MAX_SPOKES
+
+
+@pytest.mark.parametrize("spec,message", [
+    ("cartesian:-1:0.5", "centre rows"),
+    ("cartesian:129:0.5", "between 0 and 128"),  # more rows than the image has
+    ("cartesian:4:nan", r"probability must be in \[0, 1\]"),
+    ("cartesian:4:-0.1", "probability"),
+    ("cartesian:4:1.5", "probability"),
+    ("cartesian:4:inf", "probability"),
+    ("random:nan", r"fraction must be in \(0, 1\]"),
+    ("random:inf", "fraction"),
+    ("random:-0.2", "fraction"),
+    ("random:0", "fraction"),
+    ("random:1.5", "fraction"),
+])
+def test_invalid_mask_parameters_are_refused(spec, message):
+    with pytest.raises(MaskError, match=message):
+        mask_from_spec(spec)
+
+
+def test_mask_shape_and_seed_are_checked():
+    for shape in ((0, 128), (-4, 128), (MAX_MASK_SIDE + 1, 16), (10**6, 10**6), (128,), (2.5, 3), "ab"):
+        with pytest.raises(MaskError, match="mask"):
+            mask_from_spec("full", shape)
+    with pytest.raises(MaskError, match="rows and columns"):
+        radial_mask(5, (10**6, 10**6))
+    with pytest.raises(MaskError, match="seed"):
+        mask_from_spec("random:0.2", seed=-1)
+    with pytest.raises(MaskError, match="seed"):
+        cartesian_mask(4, 0.5, seed=-1)
+    with pytest.raises(MaskError, match="decay"):
+        random_mask(0.2, decay=float("nan"))
+    assert random_mask(0.5, (1, 1)).all()  # DC only: nothing to draw
+    assert mask_from_spec("cartesian:8:0", (8, 8)).all()  # every row, the largest allowed centre
+
+
+def test_save_mask_refuses_unsupported_suffixes(tmp_path):
+    for name in ("mask.txt", "mask.jpg", "mask"):
+        with pytest.raises(MaskError, match=r"unsupported file type.*use \.png or \.npy"):
+            save_mask(radial_mask(5), tmp_path / name)
+        assert not (tmp_path / name).exists()
+    assert save_mask(radial_mask(5), tmp_path / "MASK.PNG").exists()  # suffixes are case-insensitive
+
+
+def test_cli_mask_refuses_bad_output_and_spoke_counts(tmp_path, capsys):
+    assert cli_main(["mask", "radial:5", "--out", str(tmp_path / "mask.txt")]) == 2
+    assert "use .png or .npy" in capsys.readouterr().err and not (tmp_path / "mask.txt").exists()
+    assert cli_main(["mask", "radial:1000000000", "--out", str(tmp_path / "mask.png")]) == 2
+    assert f"between 1 and {MAX_SPOKES} spokes" in capsys.readouterr().err
+    assert cli_main(["mask", "radial:5", "--out", str(tmp_path / "mask.png"), "--size", "0", "5"]) == 2
+    assert "rows and columns" in capsys.readouterr().err and not (tmp_path / "mask.png").exists()
+    assert cli_main(["mask", "radial:5", "--out", str(tmp_path / "mask.npy")]) == 0
+    assert (np.load(tmp_path / "mask.npy") == radial_mask(5)).all()
 
 
 def test_mask_fingerprint_identifies_shape_and_pattern():

@@ -7,7 +7,8 @@ Every supported file is viewed as a stack of 2-D slices (a 2-D image is a stack 
   ``(slices, coils, rows, cols)`` multi-coil, complex) the slice is reconstructed as fastMRI does
   (:func:`~genreg_viewer.data.preprocess.kspace_to_image`). Root attributes (``acquisition``, ``patient_id``,
   ``max``, ``norm``, ...) go into ``meta``. A slice set written by ``genreg dataset build`` (dataset ``images``)
-  loads the same way.
+  loads the same way. Any other HDF5 file needs ``key``: without it the error is an :class:`ImageKeyError` whose
+  ``candidates`` are the datasets that could hold images (numeric, 2-D or 3-D), so a caller can offer a choice.
 * Images (``.png``, ``.tif``/``.tiff`` incl. multi-page, ``.jpg``/``.jpeg``, ``.bmp``) via Pillow: 16-bit and float
   images keep their values, everything else becomes 8-bit grayscale (Pillow's ITU-R 601-2 luma).
 * ``.npy``: ``(H, W)`` image or ``(slices, H, W)`` volume; ``.npz``: the array named ``key`` or the first 2-D/3-D
@@ -32,7 +33,7 @@ import numpy as np
 from .preprocess import FASTMRI_RECON_SIZE, DataError, kspace_to_image, preprocess
 
 __all__ = [
-    "DataError", "LoadedImage", "load_image", "load_volume_slices", "describe_file", "file_attributes",
+    "DataError", "ImageKeyError", "LoadedImage", "load_image", "load_volume_slices", "describe_file", "file_attributes",
     "centre_slice_indices", "HDF5_SUFFIXES", "IMAGE_SUFFIXES", "SUPPORTED_SUFFIXES", "SLICE_SET_FORMAT",
 ]
 
@@ -47,6 +48,16 @@ SLICE_SET_FORMAT = "genreg-slice-set"
 KNOWN_HDF5_IMAGE_KEYS = ("reconstruction_esc", "reconstruction_rss", "images", "kspace")
 KSPACE_KEY = "kspace"
 ISMRMRD_HEADER_KEY = "ismrmrd_header"
+
+
+class ImageKeyError(DataError):
+    """An HDF5 file whose image dataset cannot be chosen automatically; load it again with ``key`` set to one of
+    ``candidates`` (dataset names, possibly empty)."""
+
+    def __init__(self, message: str, path: str | os.PathLike, candidates: Sequence[str]):
+        super().__init__(message)
+        self.path = str(path)
+        self.candidates = tuple(candidates)
 
 
 @dataclass
@@ -196,6 +207,12 @@ def _open_hdf5_file(path: Path):
         raise DataError(f"could not open HDF5 file {path}: {exc}") from exc
 
 
+def _image_key_candidates(datasets: dict) -> list[str]:
+    """Names of the datasets that could hold images: numeric (real or complex) with 2 or 3 dimensions, sorted."""
+    return sorted(name for name, d in datasets.items()
+                  if len(d.shape) in (2, 3) and d.dtype.kind in "biufc" and min(d.shape) > 0)
+
+
 def _hdf5_image_key(h5file, key: str | None, path: Path) -> str:
     datasets = _hdf5_datasets(h5file)
     if key is not None:
@@ -205,9 +222,11 @@ def _hdf5_image_key(h5file, key: str | None, path: Path) -> str:
     for name in KNOWN_HDF5_IMAGE_KEYS:
         if name in datasets:
             return name
-    raise DataError(
+    raise ImageKeyError(
         f"{path} has no image dataset I know ({', '.join(KNOWN_HDF5_IMAGE_KEYS)}); it holds: "
-        f"{_describe_datasets(datasets)}. Choose one with key=NAME (--key NAME)"
+        f"{_describe_datasets(datasets)}. Choose one with key=NAME (--key NAME)",
+        path,
+        _image_key_candidates(datasets),
     )
 
 
@@ -385,7 +404,8 @@ def describe_file(path) -> dict:
 
     Always: ``path``, ``format`` (``hdf5``/``image``/``npy``/``npz``), ``kind``, ``size_bytes``, ``summary`` (one
     line), ``num_slices`` and ``image_key`` (``None`` when no loadable image is found; ``problem`` then says why).
-    HDF5 adds ``datasets`` (name, shape, dtype), ``attributes``, ``has_ismrmrd_header``, and for fastMRI files
+    HDF5 adds ``datasets`` (name, shape, dtype), ``attributes``, ``has_ismrmrd_header``, ``image_key_candidates``
+    (the 2-D/3-D numeric datasets a ``key`` could name; see :class:`ImageKeyError`), and for fastMRI files
     ``coils``; a slice set adds ``count``, ``image_size`` and ``volumes``. Images add ``width``, ``height``,
     ``mode``, ``frames``; ``.npy`` adds ``shape`` and ``dtype``; ``.npz`` adds ``arrays``.
     """
@@ -417,6 +437,7 @@ def _describe_hdf5(path: Path, info: dict) -> None:
                       for n, d in sorted(datasets.items())],
             attributes=attributes,
             has_ismrmrd_header=ISMRMRD_HEADER_KEY in h5file,
+            image_key_candidates=_image_key_candidates(datasets),
         )
         is_slice_set = attributes.get("format") == SLICE_SET_FORMAT
         is_fastmri = any(k in datasets for k in ("kspace", "reconstruction_esc", "reconstruction_rss"))

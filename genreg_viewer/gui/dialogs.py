@@ -5,12 +5,18 @@ from __future__ import annotations
 from html import escape
 
 from PyQt6.QtGui import QAction
-from PyQt6.QtWidgets import QMessageBox, QWidget
+from PyQt6.QtWidgets import QInputDialog, QMessageBox, QWidget
 
 
 def show_error(parent: QWidget | None, title: str, message: str) -> None:
     """A modal error dialog with one clear message (never a traceback)."""
     QMessageBox.critical(parent, title, message)
+
+
+def choose_item(parent: QWidget | None, title: str, label: str, items: list[str]) -> str | None:
+    """Let the user pick one of ``items`` from a list (not editable); ``None`` when cancelled."""
+    item, ok = QInputDialog.getItem(parent, title, label, list(items), 0, False)
+    return item if ok and item else None
 
 
 def shortcuts_text(actions: list[QAction]) -> str:

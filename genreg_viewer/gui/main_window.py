@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable, Sequence
 
 from PyQt6.QtCore import QSettings, Qt
 from PyQt6.QtGui import QAction, QActionGroup, QKeySequence
@@ -19,10 +20,11 @@ from PyQt6.QtWidgets import (
 )
 
 from .. import __version__
+from ..data.loading import ImageKeyError
 from ..device import default_device
 from ..physics import load_mask, save_mask
 from . import session as sessions
-from .dialogs import show_error, show_shortcuts
+from .dialogs import choose_item, show_error, show_shortcuts
 from .panels.comparison import ComparisonPanel
 from .panels.covariance import CovariancePanel
 from .panels.method import LiveRunView, MethodControls
@@ -59,6 +61,9 @@ class MainWindow(QMainWindow):
         self.settings = settings if settings is not None else QSettings("genreg-viewer", "genreg-viewer")
         self.state = ExperimentState(self)
         self.queue = ReconQueue(self)
+        #: asks which HDF5 dataset to read when a file has no known image dataset: ``(path, candidate keys) ->
+        #: chosen key or None`` (cancelled); a list dialog by default, replaced in tests
+        self.choose_image_key: Callable[[Path, Sequence[str]], str | None] = self._image_key_dialog
 
         self.measurement_view = MeasurementView(self.state)
         self.live_view = LiveRunView(self.queue)
@@ -220,8 +225,11 @@ class MainWindow(QMainWindow):
             if sessions.is_bundle(path):
                 self.restore_session(path)
             else:
-                image, info = load_image_file(path, slice_index, size=self.state.shape[0])
-                self.state.set_image(image, info)
+                loaded = self._load_with_key_choice(path, slice_index)
+                if loaded is None:
+                    self.statusBar().showMessage(f"Did not open {path.name}: no dataset chosen", 5000)
+                    return False
+                self.state.set_image(*loaded)
         except USER_ERRORS as exc:
             self.error(f"Cannot open {path.name}", str(exc).strip("'\""))
             return False
@@ -229,13 +237,35 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"Opened {path}", 5000)
         return True
 
+    def _load_with_key_choice(self, path: Path, slice_index: int | None):
+        """``load_image_file`` for ``path``; an HDF5 file with no known image dataset is loaded with the dataset
+        the user picks from its candidates (``None`` when the choice is cancelled)."""
+        size = self.state.shape[0]
+        try:
+            return load_image_file(path, slice_index, size=size)
+        except ImageKeyError as exc:
+            if not exc.candidates:
+                raise
+            key = self.choose_image_key(path, exc.candidates)
+            if key is None:
+                return None
+            return load_image_file(path, slice_index, size=size, key=key)
+
+    def _image_key_dialog(self, path: Path, candidates: Sequence[str]) -> str | None:
+        return choose_item(self, f"Choose the image dataset of {path.name}",
+                           f"{path.name} has no image dataset genreg-viewer knows.\nRead the slices from:",
+                           list(candidates))
+
     def open_slice(self, slice_index: int) -> None:
+        """Show slice ``slice_index`` of the open volume; if it cannot be read the slice controls go back to the
+        slice still shown."""
         info = self.state.image_info
         if info.path:
             try:
-                image, new_info = load_image_file(info.path, slice_index, size=self.state.shape[0])
+                image, new_info = load_image_file(info.path, slice_index, size=self.state.shape[0], key=info.key)
                 self.state.set_image(image, new_info)
             except USER_ERRORS as exc:
+                self.sampling.sync_slice_controls()
                 self.error("Cannot read the slice", str(exc))
 
     def new_phantom_dialog(self) -> None:

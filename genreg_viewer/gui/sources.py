@@ -13,7 +13,6 @@ from ..paths import default_sample_path
 from .state import ImageInfo
 
 
-
 def _patterns(suffixes) -> str:
     return " ".join(f"*{suffix}" for suffix in suffixes)
 
@@ -28,11 +27,17 @@ IMAGE_FILTER = ";;".join((
 ))
 
 
-def load_image_file(path: str | Path, slice_index: int | None = None, size: int = 128) -> tuple[np.ndarray, ImageInfo]:
-    """One ``size x size`` slice in [0, 1] from ``path`` (``DataError``, a ``ValueError``, for bad files)."""
-    loaded = load_image(path, slice_index=slice_index, size=size)
+def load_image_file(
+    path: str | Path, slice_index: int | None = None, size: int = 128, key: str | None = None
+) -> tuple[np.ndarray, ImageInfo]:
+    """One ``size x size`` slice in [0, 1] from ``path`` (``DataError``, a ``ValueError``, for bad files).
+
+    ``key`` names the HDF5 dataset to read; without it an HDF5 file with no known image dataset raises
+    :class:`~genreg_viewer.data.loading.ImageKeyError`, whose ``candidates`` the caller can offer.
+    """
+    loaded = load_image(path, slice_index=slice_index, size=size, key=key)
     info = ImageInfo(source=str(path), slice_index=loaded.slice_index, num_slices=int(loaded.num_slices),
-                     path=str(path))
+                     path=str(path), key=key)
     return np.asarray(loaded.image, dtype=np.float32), info
 
 

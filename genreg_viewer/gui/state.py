@@ -32,6 +32,7 @@ class ImageInfo:
     slice_index: int | None = None
     num_slices: int = 1
     path: str | None = None  #: the file, when there is one (volumes are re-read for another slice)
+    key: str | None = None  #: the HDF5 dataset chosen by the user, when the file needed one (re-used for slices)
 
     def label(self) -> str:
         name = Path(self.source).name if self.path else self.source

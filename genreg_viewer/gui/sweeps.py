@@ -19,13 +19,12 @@ import numpy as np
 import torch
 
 from .. import metrics
-from ..physics import radial_mask, simulate_measurement
+from ..physics import MAX_SPOKES, radial_mask, simulate_measurement
 from ..recon import Problem, run_method
 
 SWEEP_AXES = {"spokes": "Radial spokes", "noise": "Noise σ"}
-#: most radial spokes a sweep (or the sampling panel) asks for; 4 x 128 spokes already sample a 128 x 128 k-space
-#: nearly everywhere, and the mask's cost grows with the count
-MAX_SPOKES = 2048
+__all__ = ["MAX_SPOKES", "MAX_SWEEP_VALUES", "SWEEP_AXES", "SweepPoint", "SweepSpec", "parse_values", "run_sweep",
+           "summarise", "to_csv"]
 #: most values a start:stop:step range may expand to
 MAX_SWEEP_VALUES = 1000
 

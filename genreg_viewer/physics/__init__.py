@@ -1,8 +1,13 @@
 """MRI forward model: sampling masks, the undersampled Fourier operator and measurement noise."""
 
 from .masks import (
+    MASK_SAVE_SUFFIXES,
+    MAX_MASK_SIDE,
+    MAX_SPOKES,
     MaskError,
     cartesian_mask,
+    check_mask_save_path,
+    check_mask_shape,
     golden_angle_mask,
     load_mask,
     mask_fingerprint,
@@ -15,11 +20,16 @@ from .noise import Measurement, add_kspace_noise, simulate_measurement
 from .operator import MRIOperator
 
 __all__ = [
+    "MASK_SAVE_SUFFIXES",
+    "MAX_MASK_SIDE",
+    "MAX_SPOKES",
     "MRIOperator",
     "Measurement",
     "MaskError",
     "add_kspace_noise",
     "cartesian_mask",
+    "check_mask_save_path",
+    "check_mask_shape",
     "golden_angle_mask",
     "load_mask",
     "mask_fingerprint",

@@ -2,6 +2,10 @@
 
 Mask specs (CLI, GUI, config files): ``radial:N``, ``golden:N``, ``cartesian:CENTRE_ROWS:P``, ``random:FRACTION``,
 ``full``, or the path of a ``.png``/``.npy`` mask.
+
+Every parameter is checked before anything is allocated: ``1 <= N <= MAX_SPOKES``, ``0 <= CENTRE_ROWS <= H``,
+``P`` in [0, 1], ``FRACTION`` in (0, 1] (NaN and infinity are refused), shapes of at most ``MAX_MASK_SIDE`` pixels a
+side, and seeds that are non-negative integers; anything else is a :class:`MaskError`.
 """
 
 from __future__ import annotations
@@ -16,9 +20,66 @@ from ..fileio import atomic_write
 
 GOLDEN_ANGLE = math.pi * (3.0 - math.sqrt(5.0))  # 2*pi/phi^2 ~ 137.51 degrees, the golden angle for half-lines
 
+#: most spokes a radial or golden-angle mask may have. Half-lines of length ``r`` cover every pixel within radius
+#: ``r`` once there are about ``2 pi r`` of them, so ``pi * N`` spokes (402 at 128 x 128, 1609 at 512 x 512) already
+#: sample an ``N x N`` k-space nearly everywhere; each spoke costs one rasterisation pass.
+MAX_SPOKES = 2048
+#: largest mask side (rows or columns) accepted; a ``4096 x 4096`` mask is 16 MiB, far beyond MRI matrix sizes
+MAX_MASK_SIDE = 4096
+#: file suffixes :func:`save_mask` writes
+MASK_SAVE_SUFFIXES = (".png", ".npy")
+
 
 class MaskError(ValueError):
     """A mask spec or mask file that cannot be used."""
+
+
+def check_mask_shape(shape) -> tuple[int, int]:
+    """``shape`` as ``(H, W)``: two whole numbers in ``1..MAX_MASK_SIDE``, else a :class:`MaskError`."""
+    try:
+        dims = tuple(shape)
+    except TypeError:
+        raise MaskError(f"a mask shape must be (rows, columns), got {shape!r}") from None
+    if len(dims) != 2 or not all(_is_whole_number(d) for d in dims):
+        raise MaskError(f"a mask shape must be two whole numbers (rows, columns), got {shape!r}")
+    h, w = int(dims[0]), int(dims[1])
+    if not (1 <= h <= MAX_MASK_SIDE and 1 <= w <= MAX_MASK_SIDE):
+        raise MaskError(f"a mask must have between 1 and {MAX_MASK_SIDE} rows and columns, got {h} x {w}")
+    return h, w
+
+
+def _is_whole_number(value) -> bool:
+    if isinstance(value, (bool, np.bool_)):
+        return False
+    if isinstance(value, (int, np.integer)):
+        return True
+    return isinstance(value, (float, np.floating)) and math.isfinite(value) and float(value).is_integer()
+
+
+def _check_spokes(spokes, what: str) -> int:
+    if not _is_whole_number(spokes):
+        raise MaskError(f"the number of spokes of a {what} mask must be a whole number, got {spokes!r}")
+    if not 1 <= spokes <= MAX_SPOKES:
+        raise MaskError(f"a {what} mask needs between 1 and {MAX_SPOKES} spokes, got {int(spokes)}")
+    return int(spokes)
+
+
+def _check_seed(seed) -> int:
+    if not _is_whole_number(seed) or seed < 0:
+        raise MaskError(f"the mask seed must be a non-negative whole number, got {seed!r}")
+    return int(seed)
+
+
+def _check_fraction(value, low_open: bool, what: str) -> float:
+    """``value`` as a float in ``[0, 1]`` (``(0, 1]`` with ``low_open``); NaN, infinity and non-numbers are refused."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise MaskError(f"{what} must be a number, got {value!r}") from None
+    inside = (0 < number <= 1) if low_open else (0 <= number <= 1)  # False for NaN
+    if not inside:
+        raise MaskError(f"{what} must be in {'(0, 1]' if low_open else '[0, 1]'}, got {value}")
+    return number
 
 
 def _spokes_mask(angles: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -41,17 +102,16 @@ def _spokes_mask(angles: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 
 def radial_mask(spokes: int, shape: tuple[int, int] = (128, 128)) -> np.ndarray:
-    """``spokes`` equally spaced half-lines from the centre at angles ``2 pi k / spokes``."""
-    if spokes < 1:
-        raise MaskError("a radial mask needs at least one spoke")
-    return _spokes_mask(2 * np.pi * np.arange(spokes) / spokes, shape)
+    """``spokes`` (``1..MAX_SPOKES``) equally spaced half-lines from the centre at angles ``2 pi k / spokes``."""
+    spokes = _check_spokes(spokes, "radial")
+    return _spokes_mask(2 * np.pi * np.arange(spokes) / spokes, check_mask_shape(shape))
 
 
 def golden_angle_mask(spokes: int, shape: tuple[int, int] = (128, 128)) -> np.ndarray:
-    """``spokes`` half-lines at angles ``k * 137.5 deg`` (golden-angle ordering: any prefix is near-uniform)."""
-    if spokes < 1:
-        raise MaskError("a golden-angle mask needs at least one spoke")
-    return _spokes_mask(GOLDEN_ANGLE * np.arange(spokes), shape)
+    """``spokes`` (``1..MAX_SPOKES``) half-lines at angles ``k * 137.5 deg`` (golden-angle ordering: any prefix is
+    near-uniform)."""
+    spokes = _check_spokes(spokes, "golden-angle")
+    return _spokes_mask(GOLDEN_ANGLE * np.arange(spokes), check_mask_shape(shape))
 
 
 def cartesian_mask(
@@ -59,14 +119,14 @@ def cartesian_mask(
 ) -> np.ndarray:
     """Full k-space rows: the ``centre_rows`` rows around DC plus every other row with ``probability`` (seeded).
 
-    ``probability = 1`` samples everything.
+    ``probability = 1`` samples everything; ``0 <= centre_rows <= H``.
     """
-    h, w = shape
-    if not 0 <= probability <= 1:
-        raise MaskError(f"cartesian row probability must be in [0, 1], got {probability}")
-    if not 0 <= centre_rows <= h:
-        raise MaskError(f"cartesian centre rows must be between 0 and {h}, got {centre_rows}")
-    rng = np.random.default_rng(seed)
+    h, w = shape = check_mask_shape(shape)
+    probability = _check_fraction(probability, False, "cartesian row probability")
+    if not _is_whole_number(centre_rows) or not 0 <= centre_rows <= h:
+        raise MaskError(f"cartesian centre rows must be a whole number between 0 and {h}, got {centre_rows!r}")
+    centre_rows = int(centre_rows)
+    rng = np.random.default_rng(_check_seed(seed))
     rows = rng.random(h) < probability
     start = h // 2 - centre_rows // 2
     rows[start : start + centre_rows] = True
@@ -78,18 +138,20 @@ def cartesian_mask(
 def random_mask(fraction: float, shape: tuple[int, int] = (128, 128), seed: int = 0, decay: float = 2.0) -> np.ndarray:
     """Variable-density random points: ``round(fraction * H * W)`` distinct coefficients drawn (seeded) with
     probability proportional to ``(1 - r / r_max)^decay + 0.02`` (dense centre, sparse edges); DC always kept."""
-    if not 0 < fraction <= 1:
-        raise MaskError(f"random mask fraction must be in (0, 1], got {fraction}")
-    h, w = shape
+    fraction = _check_fraction(fraction, True, "random mask fraction")
+    if not (isinstance(decay, (int, float, np.integer, np.floating)) and math.isfinite(decay) and decay >= 0):
+        raise MaskError(f"random mask density decay must be a finite number >= 0, got {decay!r}")
+    h, w = shape = check_mask_shape(shape)
+    seed = _check_seed(seed)
     rr, cc = np.meshgrid(np.arange(h) - h // 2, np.arange(w) - w // 2, indexing="ij")
     radius = np.hypot(rr, cc)
     weights = (1.0 - radius / (radius.max() + 1e-9)) ** decay + 0.02
     weights[h // 2, w // 2] = 0.0
     count = max(int(round(fraction * h * w)) - 1, 0)
-    rng = np.random.default_rng(seed)
-    chosen = rng.choice(h * w, size=count, replace=False, p=(weights / weights.sum()).ravel())
     mask = np.zeros(h * w, dtype=bool)
-    mask[chosen] = True
+    if count:  # a 1 x 1 mask has no coefficient besides DC (and all-zero weights)
+        rng = np.random.default_rng(seed)
+        mask[rng.choice(h * w, size=count, replace=False, p=(weights / weights.sum()).ravel())] = True
     mask = mask.reshape(shape)
     mask[h // 2, w // 2] = True
     return mask
@@ -135,10 +197,22 @@ def load_mask(path: str | Path, shape: tuple[int, int] | None = None) -> np.ndar
     return mask
 
 
-def save_mask(mask, path: str | Path) -> Path:
-    """Write a mask atomically as ``.npy`` (boolean) or an 8-bit PNG (white = sampled)."""
-    mask = as_mask_array(mask)
+def check_mask_save_path(path: str | Path) -> Path:
+    """``path`` as a :class:`~pathlib.Path` if :func:`save_mask` can write it (suffix in ``MASK_SAVE_SUFFIXES``)."""
     path = Path(path)
+    if path.suffix.lower() not in MASK_SAVE_SUFFIXES:
+        raise MaskError(
+            f"cannot save a mask as {path.name!r}: unsupported file type {path.suffix or '(no extension)'!r}; "
+            f"use {' or '.join(MASK_SAVE_SUFFIXES)}"
+        )
+    return path
+
+
+def save_mask(mask, path: str | Path) -> Path:
+    """Write a mask atomically as ``.npy`` (boolean) or an 8-bit ``.png`` (white = sampled); any other suffix is a
+    :class:`MaskError`."""
+    path = check_mask_save_path(path)
+    mask = as_mask_array(mask)
     if path.suffix.lower() == ".npy":
         return atomic_write(path, lambda tmp: np.save(tmp, mask))
     from PIL import Image
@@ -163,6 +237,7 @@ def _number(text: str, kind, what: str):
 
 def mask_from_spec(spec: str, shape: tuple[int, int] = (128, 128), seed: int = 0) -> np.ndarray:
     """Build a mask from a spec string (see module docstring)."""
+    shape = check_mask_shape(shape)
     spec = str(spec).strip()
     kind, _, rest = spec.partition(":")
     kind = kind.lower()

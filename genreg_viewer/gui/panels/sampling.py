@@ -26,9 +26,8 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
-from ...physics import mask_from_spec
+from ...physics import MAX_SPOKES, mask_from_spec
 from ..state import CUSTOM_MASK_SPEC, ExperimentState
-from ..sweeps import MAX_SPOKES
 from ..widgets.controls import button_row, group_box, note_label, push_button, wrapped_label
 from ..widgets.image_view import ImageView, em
 from ..widgets.mask_painter import MaskPainter
@@ -301,6 +300,20 @@ class SamplingControls(QWidget):
             self.kind_combo.blockSignals(False)
         self.state.set_mask(mask, CUSTOM_MASK_SPEC)
 
+    def sync_slice_controls(self) -> None:
+        """Show the slice of the open image on the slider and spin box without requesting a load (also used to
+        undo a slider move whose slice could not be read)."""
+        self._slice_timer.stop()
+        info = self.state.image_info
+        volume = info.num_slices > 1
+        self.slice_row.setVisible(volume)
+        if volume:
+            for w in (self.slice_spin, self.slice_slider):
+                w.blockSignals(True)
+                w.setRange(1, info.num_slices)
+                w.setValue((info.slice_index or 0) + 1)
+                w.blockSignals(False)
+
     def _slice_changed(self, _value: int) -> None:
         if not self.slice_spin.signalsBlocked():
             self._slice_timer.start()
@@ -312,14 +325,7 @@ class SamplingControls(QWidget):
         info = self.state.image_info
         self.source_label.setText(info.label() or "No image")
         self.source_label.setToolTip(info.source)
-        volume = info.num_slices > 1
-        self.slice_row.setVisible(volume)
-        if volume:
-            for w in (self.slice_spin, self.slice_slider):
-                w.blockSignals(True)
-                w.setRange(1, info.num_slices)
-                w.setValue((info.slice_index or 0) + 1)
-                w.blockSignals(False)
+        self.sync_slice_controls()
         if self.state.mask.shape != self.state.shape or (
             self.state.mask_spec == "full" and self.current_kind() not in ("full", CUSTOM_MASK_SPEC)
         ):

@@ -29,11 +29,12 @@ from ...data.phantom import phantom_batch
 from ...device import default_device
 from ...fileio import atomic_write_text
 from ...paths import SAMPLES_DIR
+from ...physics import MAX_SPOKES
 from ...recon import all_methods
 from ..session import save_widget_png
 from ..sources import load_image_file
 from ..state import ExperimentState
-from ..sweeps import MAX_SPOKES, SWEEP_AXES, SweepPoint, SweepSpec, parse_values, summarise, to_csv
+from ..sweeps import SWEEP_AXES, SweepPoint, SweepSpec, parse_values, summarise, to_csv
 from ..widgets.controls import RunControls, button_row, group_box, note_label, push_button
 from ..widgets.image_view import em
 from ..widgets.plots import ThemedPlot
