@@ -35,5 +35,7 @@ def run(args) -> int:
             rng = ""
             if p.minimum is not None or p.maximum is not None:
                 rng = f" in [{p.minimum if p.minimum is not None else ''}, {p.maximum if p.maximum is not None else ''}]"
+            if p.choices:
+                rng = f", one of {', '.join(str(c) for c in p.choices)}"
             print(f"{'':18s}{p.name} ({p.kind.__name__}, default {p.default}{rng}): {p.help}")
     return 0

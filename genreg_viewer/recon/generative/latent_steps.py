@@ -1,0 +1,208 @@
+"""The z-update of the joint reconstructions: decoder outputs with their graph, and two monotone z-optimisers.
+
+For fixed x the z-part of paper eq. 12 (divided by lambda) is the *latent energy*
+
+    f(z) = nll(x; G(z), L(z)) + mu/2 ||z||^2,
+
+which is non-convex and ill-conditioned. Both optimisers accept a trial point only when it satisfies the Armijo
+condition ``f(z + t d) <= f(z) + c t g^T d`` (per image; otherwise t is halved, at most ``max_backtracks`` times,
+after which that image keeps its z), so the joint objective never increases:
+
+* :class:`GradientSteps`: ``d = -g`` with ``c = 1/2`` and a step that doubles after each success (the paper's
+  backtracking gradient descent);
+* :class:`LBFGSSteps`: the L-BFGS direction ``d = -H g`` (two-loop recursion, Nocedal & Wright 2006, Alg. 7.4) from
+  the last ``memory`` curvature pairs ``(s, y) = (z_new - z, g(z_new) - g(z))``, ``c = 1e-4`` and a unit first trial.
+  Pairs are kept across outer iterations (see the class); a row whose direction is not a descent direction, or
+  whose line search fails, falls back to ``-g`` and forgets its pairs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ...models.cholesky import SparseCholesky
+
+#: curvature pairs with ``s^T y`` below this (relative to ``||s|| ||y||``) are not stored (keeps ``H`` positive definite)
+_CURVATURE_EPS = 1e-8
+
+
+@dataclass
+class DecodedLatent:
+    """Decoder outputs ``G(z)`` and ``L(z)`` for a batch of latents, kept with their autograd graph.
+
+    The z-gradient of ``nll(x; G(z), L(z))`` at a *new* x then costs one backward pass through the stored graph
+    instead of a fresh forward + backward, and the x-update and the objective reuse ``G`` and ``L`` without decoding
+    again. Per-image line searches may assemble the rows from several candidates (:meth:`select`); ``leaves`` lists
+    the latent leaf tensors of every graph that contributes a row (rows not taken from a graph get zero gradient).
+    """
+
+    z: torch.Tensor
+    mean: torch.Tensor
+    cholesky: SparseCholesky
+    leaves: tuple[torch.Tensor, ...]
+
+    @classmethod
+    def decode(cls, model, z: torch.Tensor) -> "DecodedLatent":
+        leaf = z.detach().requires_grad_(True)
+        with torch.enable_grad():
+            return cls(leaf.detach(), model.decode_mean(leaf), model.decode_cholesky(leaf), (leaf,))
+
+    def energy(self, x: torch.Tensor, mu: float) -> torch.Tensor:
+        """``f(z) = nll(x; G(z), L(z)) + mu/2 ||z||^2`` per image, without graph."""
+        with torch.no_grad():
+            return self.cholesky.nll(x, self.mean) + 0.5 * mu * self.z.square().sum(1)
+
+    def energy_and_gradient(self, x: torch.Tensor, mu: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """``f(z)`` per image and its gradient in z (one backward pass; the graph is retained for reuse)."""
+        with torch.enable_grad():
+            nll = self.cholesky.nll(x, self.mean)
+            grads = torch.autograd.grad(nll.sum(), self.leaves, retain_graph=True, allow_unused=True)
+        grad = mu * self.z
+        for g in grads:
+            if g is not None:
+                grad = grad + g
+        return nll.detach() + 0.5 * mu * self.z.square().sum(1), grad
+
+    def select(self, take: torch.Tensor, other: "DecodedLatent") -> "DecodedLatent":
+        """Rows from ``other`` where ``take`` (shape ``(B,)``) is true, the rest from ``self``."""
+        if bool(take.all()):
+            return other
+        if not bool(take.any()):
+            return self
+
+        def pick(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+            return torch.where(take.view(-1, *([1] * (a.ndim - 1))), b, a)
+
+        with torch.enable_grad():
+            cholesky = SparseCholesky(pick(self.cholesky.log_diag, other.cholesky.log_diag),
+                                      pick(self.cholesky.off_diag, other.cholesky.off_diag),
+                                      self.cholesky.neighbourhood)
+            mean = pick(self.mean, other.mean)
+        return DecodedLatent(pick(self.z, other.z), mean, cholesky, self.leaves + other.leaves)
+
+
+def _rowdot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return (a * b).sum(1)
+
+
+class GradientSteps:
+    """Backtracking gradient descent on z (the paper's z-update); the step adapts per image across calls."""
+
+    armijo = 0.5
+    grow = 2.0
+
+    def __init__(self, batch: int, step_size: float, device, max_backtracks: int = 12, max_graphs: int = 4):
+        self.step = torch.full((batch,), float(step_size), device=device)
+        self.max_backtracks = max_backtracks
+        self.max_graphs = max_graphs
+
+    def direction(self, grad: torch.Tensor) -> torch.Tensor:
+        return -grad
+
+    def first_trial(self) -> torch.Tensor:
+        return self.step.clone()
+
+    def observe_gradient(self, z: torch.Tensor, grad: torch.Tensor) -> None:
+        """Called with every gradient evaluated (quasi-Newton memory); plain gradient steps keep none."""
+
+    def after_step(self, accepted: torch.Tensor, trial: torch.Tensor) -> None:
+        self.step = torch.where(accepted, trial * self.grow, trial)
+
+    def run(self, model, x: torch.Tensor, decoded: DecodedLatent, mu: float, count: int) -> DecodedLatent:
+        """``count`` line-searched steps from ``decoded`` at fixed ``x``; returns the decoder outputs at the new z.
+
+        Costs one backward pass per step (the gradient) and one decoder forward pass per line-search trial.
+        """
+        if len(decoded.leaves) > self.max_graphs:  # images stuck on old graphs: start one fresh graph
+            decoded = DecodedLatent.decode(model, decoded.z)
+        for index in range(count):
+            energy, grad = decoded.energy_and_gradient(x, mu)
+            self.observe_gradient(decoded.z, grad)
+            direction = self.direction(grad)
+            slope = _rowdot(grad, direction)
+            accepted = torch.zeros_like(slope, dtype=torch.bool)
+            trial = self.first_trial()
+            new = decoded
+            for _ in range(self.max_backtracks):
+                candidate = DecodedLatent.decode(model, decoded.z + trial[:, None] * direction)
+                ok = (candidate.energy(x, mu) <= energy + self.armijo * trial * slope) & ~accepted
+                new = new.select(ok, candidate)
+                accepted |= ok
+                if bool(accepted.all()):
+                    break
+                trial = torch.where(accepted, trial, trial * 0.5)
+            self.after_step(accepted, trial)
+            decoded = new
+        return decoded
+
+
+class LBFGSSteps(GradientSteps):
+    """Line-searched L-BFGS steps on z with per-image curvature memory kept across calls.
+
+    A curvature pair is formed from every two consecutive gradient evaluations. Within a call they are at the same x;
+    across calls (the first gradient of a call is at the x solved for the current z) they are pairs of the reduced
+    objective ``min_x E(x, z)``, whose gradient is ``lambda`` times the latent-energy gradient at that exact x
+    (envelope theorem), so with ``z_steps = 1`` this is L-BFGS on the reduced objective.
+    """
+
+    armijo = 1e-4
+
+    def __init__(self, batch: int, step_size: float, device, memory: int = 8, **kwargs):
+        super().__init__(batch, step_size, device, **kwargs)
+        self.memory = memory
+        self.pairs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # (s, y, rho) with rho = 0: unused row
+        self.has_memory = torch.zeros(batch, dtype=torch.bool, device=device)
+        self.gamma = torch.ones(batch, device=device)
+        self.last: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def direction(self, grad: torch.Tensor) -> torch.Tensor:
+        """``-H g`` by the two-loop recursion, ``H_0 = gamma I`` with ``gamma = s^T y / y^T y`` of the newest pair."""
+        q = grad.clone()
+        alphas = []
+        for s, y, rho in reversed(self.pairs):
+            alpha = rho * _rowdot(s, q)
+            q = q - alpha[:, None] * y
+            alphas.append(alpha)
+        q = q * self.gamma[:, None]
+        for (s, y, rho), alpha in zip(self.pairs, reversed(alphas)):
+            beta = rho * _rowdot(y, q)
+            q = q + (alpha - beta)[:, None] * s
+        direction = -q
+        descent = _rowdot(grad, direction) < 0
+        if not bool(descent.all()):  # forget the memory of rows where H g is not a descent direction
+            self._forget(~descent)
+            direction = torch.where(descent[:, None], direction, -grad)
+        return direction
+
+    def first_trial(self) -> torch.Tensor:
+        return torch.where(self.has_memory, torch.ones_like(self.step), self.step)
+
+    def observe_gradient(self, z: torch.Tensor, grad: torch.Tensor) -> None:
+        last, self.last = self.last, (z, grad)
+        if last is None:
+            return
+        s, y = z - last[0], grad - last[1]
+        sy = _rowdot(s, y)
+        valid = sy > _CURVATURE_EPS * s.norm(dim=1) * y.norm(dim=1)
+        if not bool(valid.any()):
+            return
+        rho = torch.where(valid, 1.0 / torch.where(valid, sy, torch.ones_like(sy)), torch.zeros_like(sy))
+        self.gamma = torch.where(valid, sy / _rowdot(y, y).clamp_min(1e-30), self.gamma)
+        self.pairs = (self.pairs + [(s, y, rho)])[-self.memory:]
+        self.has_memory = self.has_memory | valid
+
+    def after_step(self, accepted: torch.Tensor, trial: torch.Tensor) -> None:
+        self.step = torch.where(self.has_memory, self.step, torch.where(accepted, trial * self.grow, trial))
+        if not bool(accepted.all()):  # the line search failed for these rows: restart them from -g
+            self._forget(~accepted)
+
+    def _forget(self, rows: torch.Tensor) -> None:
+        keep = (~rows).to(self.step.dtype)
+        self.pairs = [(s, y, rho * keep) for s, y, rho in self.pairs]
+        self.has_memory = self.has_memory & ~rows
+        self.gamma = torch.where(rows, torch.ones_like(self.gamma), self.gamma)
+
+
+Z_OPTIMISERS = {"lbfgs": LBFGSSteps, "gradient": GradientSteps}
