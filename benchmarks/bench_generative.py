@@ -118,6 +118,23 @@ def speed(repeats: int = 3) -> None:
     print(markdown_table(["method (1 image, defaults)", "median seconds", "iterations", "PSNR (dB)"], rows))
 
 
+def write_tuned(tuned_all: dict[tuple[int, float], dict[str, dict]]) -> None:
+    """Merge the tuned parameters into resources/tuned (entries of other settings are kept)."""
+    from genreg_viewer.physics import radial_mask
+
+    table: dict[str, list] = json.loads(TUNED_FILE.read_text()) if TUNED_FILE.exists() else {}
+    for (spokes, sigma), tuned in tuned_all.items():
+        for method, params in tuned.items():
+            if method not in JOINT:
+                continue
+            entries = [e for e in table.get(method, []) if (e["spokes"], e["sigma"]) != (spokes, sigma)]
+            entries.append({"spokes": spokes, "sampling_fraction": float(radial_mask(spokes).mean()), "sigma": sigma,
+                            "params": params})
+            table[method] = sorted(entries, key=lambda e: (e["sigma"], e["spokes"]))
+    atomic_write_text(TUNED_FILE, json.dumps(table, indent=2) + "\n")
+    print(f"wrote {TUNED_FILE}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=20)
@@ -147,18 +164,7 @@ def main() -> None:
     print()
     print(markdown_table(["setting", "method", "PSNR (dB)", "SSIM", "s/image", "params"], rows))
     if args.tune and args.write_tuned:
-        from genreg_viewer.physics import radial_mask
-
-        table: dict[str, list] = {}
-        for (spokes, sigma), tuned in tuned_all.items():
-            for method, params in tuned.items():
-                if method in JOINT:
-                    table.setdefault(method, []).append({
-                        "spokes": spokes, "sampling_fraction": float(radial_mask(spokes).mean()), "sigma": sigma,
-                        "params": params,
-                    })
-        atomic_write_text(TUNED_FILE, json.dumps(table, indent=2) + "\n")
-        print(f"wrote {TUNED_FILE}")
+        write_tuned(tuned_all)
     if args.curve:
         spokes_curve(args.curve_images, 0.05, [5, 15, 25, 45, 85, 125], ["tv", "range", "mean+covar"])
 

@@ -147,3 +147,17 @@ def test_input_errors(capsys, tmp_path):
     err = capsys.readouterr().err
     assert "missing.npy" in err and "--kspace" in err and "complex" in err and "samples nothing" in err
     assert "Traceback" not in err
+
+
+def test_key_picks_the_dataset_of_an_ambiguous_hdf5_file(capsys, tmp_path, image_file, truth):
+    import h5py
+
+    with h5py.File(tmp_path / "two.h5", "w") as f:
+        f["scan_a"] = np.load(image_file)
+        f["scan_b"] = np.zeros((128, 128), np.float32)
+    assert main(["recon", str(tmp_path / "two.h5"), "--method", "adjoint", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "--key NAME" in err and "scan_a" in err
+    summary = run_json(capsys, tmp_path / "two.h5", "--key", "scan_a", "--method", "adjoint")
+    reference = run_json(capsys, image_file, "--method", "adjoint")
+    assert summary["psnr"] == pytest.approx(reference["psnr"])

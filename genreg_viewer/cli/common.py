@@ -41,6 +41,8 @@ def add_problem_arguments(parser) -> None:
                         help="reconstruct measured k-space: complex (H, W) array in .npy/.npz, centred, zero where "
                              "unsampled")
     parser.add_argument("--slice", type=int, default=None, help="slice of a volume (default: the centre one)")
+    parser.add_argument("--key", default=None, metavar="NAME",
+                        help="HDF5 dataset or .npz array holding the image (default: detected)")
     parser.add_argument("--mask", default=None, metavar="SPEC",
                         help=f"radial:N, golden:N, cartesian:ROWS:P, random:F, full or a .png/.npy file "
                              f"(default {DEFAULT_MASK}; with --kspace the data's non-zero pattern)")
@@ -138,7 +140,8 @@ def _measured_problem(args, device: torch.device) -> ProblemSetup:
     truth = None
     if args.image is not None:
         square = kspace.shape[0] == kspace.shape[1]
-        truth = load_image(args.image, slice_index=args.slice, size=kspace.shape[0] if square else None).image
+        truth = load_image(args.image, slice_index=args.slice, size=kspace.shape[0] if square else None,
+                           key=args.key).image
         if truth.shape != kspace.shape:
             raise DataError(f"ground truth {args.image} has shape {truth.shape}, the k-space {kspace.shape}")
     zero_filled_max = float(measurement.zero_filled().abs().max())
@@ -150,7 +153,7 @@ def _measured_problem(args, device: torch.device) -> ProblemSetup:
 
 
 def _simulated_problem(args, device: torch.device) -> ProblemSetup:
-    truth = load_image(args.image, slice_index=args.slice, size=IMAGE_SIZE).image
+    truth = load_image(args.image, slice_index=args.slice, size=IMAGE_SIZE, key=args.key).image
     mask_spec = args.mask or DEFAULT_MASK
     mask = mask_from_spec(mask_spec, truth.shape, args.seed)
     measurement = simulate_measurement(truth, mask, args.noise, seed=args.seed, device=device)

@@ -34,6 +34,7 @@ def register(subparsers) -> None:
     p.add_argument("--pixel", required=True, help="ROW,COL of the pixel")
     p.add_argument("--kind", default="correlation", choices=("correlation", "covariance"))
     p.add_argument("--slice", type=int, default=None, help="slice of a volume (default: centre)")
+    p.add_argument("--key", default=None, metavar="NAME", help="HDF5 dataset or .npz array holding the image")
     p.add_argument("--out", default=None, help="write the row as .npy")
     p.add_argument("--png", default=None, help="write a red/blue map as PNG")
     p.add_argument("--json", action="store_true")
@@ -44,11 +45,11 @@ def run(args) -> int:
     from ...models.vae import load_generative_model
 
     row, col = _pixel(args.pixel)
-    loaded = load_image(args.image, slice_index=args.slice)
+    loaded = load_image(args.image, slice_index=args.slice, key=args.key)
     model = load_generative_model(args.model, directory=args.weights)
     size = model.config.image_size
     if loaded.image.shape != (size, size):
-        loaded = load_image(args.image, slice_index=args.slice, size=size)
+        loaded = load_image(args.image, slice_index=args.slice, size=size, key=args.key)
     if not (0 <= row < size and 0 <= col < size):
         raise ValueError(f"pixel ({row}, {col}) is outside the {size}x{size} image")
     start = time.perf_counter()

@@ -1,4 +1,4 @@
-"""Setting-dependent default parameters found by grid search (``benchmarks/tune_generative.py``).
+"""Setting-dependent default parameters found by grid search (``benchmarks/bench_generative.py --tune --write-tuned``).
 
 ``resources/tuned/generative.json`` maps a method name to a list of settings
 ``{"sampling_fraction": f, "sigma": s, "params": {...}}``; the entry nearest the problem's setting (in
