@@ -161,3 +161,9 @@ def test_key_picks_the_dataset_of_an_ambiguous_hdf5_file(capsys, tmp_path, image
     summary = run_json(capsys, tmp_path / "two.h5", "--key", "scan_a", "--method", "adjoint")
     reference = run_json(capsys, image_file, "--method", "adjoint")
     assert summary["psnr"] == pytest.approx(reference["psnr"])
+
+
+def test_json_notes_say_which_variational_network_ran(capsys, image_file):
+    summary = run_json(capsys, image_file, "--mask", "radial:27", "--noise", "0.05", "--method", "varnet")
+    assert summary["notes"]["trained_setting"] == "radial25-sigma0.05"
+    assert summary["notes"]["exact_setting"] is False

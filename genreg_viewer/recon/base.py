@@ -181,7 +181,8 @@ class ReconResult:
         return self.image[index, 0].numpy()
 
     def summary(self) -> dict[str, Any]:
-        """The JSON summary printed by ``genreg recon --json``."""
+        """The JSON summary printed by ``genreg recon --json`` (``notes``: the scalar extras, e.g. which trained
+        variational network was used; arrays such as ``std_map`` go to ``--out``)."""
         return {
             "method": self.method,
             "psnr": self.psnr,
@@ -192,6 +193,7 @@ class ReconResult:
             "params": self.params,
             "seed": self.seed,
             "cancelled": self.cancelled,
+            "notes": {k: v for k, v in self.extras.items() if isinstance(v, (str, bool, int, float))},
         }
 
 
