@@ -4,6 +4,7 @@
     python benchmarks/bench_generative.py --tune --write-tuned    # grid-search lambda, mu (and TV alpha) on validation
                                                                   # phantoms first; ship them in resources/tuned/
     python benchmarks/bench_generative.py --curve                 # PSNR against spokes (range saturates)
+    python benchmarks/bench_generative.py --speed                 # one image, defaults; --throughput [--device cuda]: batches
 
 Tuning follows the paper: each setting's parameters are chosen by grid search for the best mean PSNR, here on
 validation phantoms (seeds 2,000,000+) disjoint from the test phantoms (seeds 1,000,000+) and the training set.
@@ -135,6 +136,20 @@ def write_tuned(tuned_all: dict[tuple[int, float], dict[str, dict]]) -> None:
     print(f"wrote {TUNED_FILE}")
 
 
+def throughput(device: str, batches=(1, 4, 16, 64)) -> None:
+    """Seconds per image of batched mean+covar (defaults, no std map) on ``device``: many images are solved as one
+    batch (per-image line searches and CG step sizes), which is what a GPU is for."""
+    rows = []
+    for batch in batches:
+        problem = make_problem(phantoms(batch, TEST_SEED), "radial:25", 0.05, seed=0, device=device)
+        timed_run("mean+covar", problem, {"posterior_samples": 0}, 2)  # warm-up (kernels, model on device)
+        result, seconds = timed_run("mean+covar", problem, {"posterior_samples": 0})
+        psnr = per_image_psnr_ssim(result, problem)[0].mean()
+        rows.append([str(batch), f"{seconds:.2f}", f"{seconds / batch:.3f}", str(result.iterations), f"{psnr:.2f}"])
+        print("  " + " | ".join(rows[-1]), flush=True)
+    print(markdown_table([f"batch ({device})", "seconds", "s/image", "outer iterations", "mean PSNR (dB)"], rows))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=20)
@@ -148,10 +163,15 @@ def main() -> None:
     parser.add_argument("--curve", action="store_true")
     parser.add_argument("--curve-images", type=int, default=5)
     parser.add_argument("--speed", action="store_true", help="only time single-image reconstructions")
+    parser.add_argument("--throughput", action="store_true", help="only time batched mean+covar (see --device)")
+    parser.add_argument("--device", default="cpu", help="device of --throughput (cpu, cuda)")
     args = parser.parse_args()
     set_threads()
     if args.speed:
         speed()
+        return
+    if args.throughput:
+        throughput(args.device)
         return
     settings = [(int(s.split(":")[0]), float(s.split(":")[1])) for s in args.settings]
     tuned_all = {}
