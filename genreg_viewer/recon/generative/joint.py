@@ -78,13 +78,15 @@ class JointGenerativeReconstruction(ReconMethod):
         return data + lam * decoded.energy(x, mu)
 
     @staticmethod
-    def _converged(history, energy: torch.Tensor, tolerance: float) -> bool:
-        """``E_{k-w} - E_k <= w * tolerance * |E_k|`` for every image, ``w`` = the (full) window length."""
+    def _converged(history, energy: torch.Tensor, tolerance: float) -> torch.Tensor:
+        """Per image: ``E_{k-w} - E_k <= w * tolerance * |E_k|``, ``w`` = the (full) window length."""
         if tolerance <= 0 or len(history) < history.maxlen:
-            return False
-        return bool(((history[0] - energy) <= len(history) * tolerance * energy.abs()).all())
+            return torch.zeros_like(energy, dtype=torch.bool)
+        return (history[0] - energy) <= len(history) * tolerance * energy.abs()
 
     def iterate(self, problem: Problem, params: dict[str, Any], iterations: int) -> Iterator[Step]:
+        """Block coordinate descent; an image that has converged is frozen (its x and z stay as they are), so each
+        image's result does not depend on the other images of the batch. Stops when all images have converged."""
         model = common.bundled_model(self.covariance_kind, problem.device)
         sigma = effective_sigma(problem)
         lam, mu = params["lam"], params["mu"]
@@ -95,8 +97,10 @@ class JointGenerativeReconstruction(ReconMethod):
         z_optimiser = Z_OPTIMISERS[params["z_optimiser"]](x.shape[0], params["z_step_size"], x.device)
         energy = self.objective(problem, x, decoded, lam, mu, sigma)
         history = collections.deque(maxlen=self.convergence_window)
+        active = torch.ones_like(energy, dtype=torch.bool)
         for iteration in range(1, iterations + 1):
             history.append(energy)
+            previous_x, previous_decoded, previous_energy = x, decoded, energy
             # x-update: exact minimiser of the quadratic for fixed z
             with torch.no_grad():
                 cholesky, mean = decoded.cholesky.detach(), decoded.mean.detach()
@@ -107,9 +111,14 @@ class JointGenerativeReconstruction(ReconMethod):
             # z-update: line-searched (L-BFGS or gradient) steps on the latent energy
             decoded = z_optimiser.run(model, x, decoded, mu, params["z_steps"])
             energy = self.objective(problem, x, decoded, lam, mu, sigma)
+            if not bool(active.all()):  # converged images keep their state
+                x = torch.where(active.view(-1, 1, 1, 1), x, previous_x)
+                decoded = previous_decoded.select(active, decoded)
+                energy = torch.where(active, energy, previous_energy)
+            active = active & ~self._converged(history, energy, params["tolerance"])
             extras = {"latent": decoded.z}
-            converged = self._converged(history, energy, params["tolerance"])
-            if converged or iteration == iterations:
+            if not bool(active.any()) or iteration == iterations:
+                extras["converged"] = not bool(active.any())
                 if params["posterior_samples"] > 0:
                     with torch.no_grad():
                         extras["std_map"] = posterior_std(

@@ -129,7 +129,7 @@ class GradientSteps:
                 candidate = DecodedLatent.decode(model, decoded.z + trial[:, None] * direction)
                 ok = (candidate.energy(x, mu) <= energy + self.armijo * trial * slope) & ~accepted
                 new = new.select(ok, candidate)
-                accepted |= ok
+                accepted = accepted | ok
                 if bool(accepted.all()):
                     break
                 trial = torch.where(accepted, trial, trial * 0.5)
@@ -144,7 +144,8 @@ class LBFGSSteps(GradientSteps):
     A curvature pair is formed from every two consecutive gradient evaluations. Within a call they are at the same x;
     across calls (the first gradient of a call is at the x solved for the current z) they are pairs of the reduced
     objective ``min_x E(x, z)``, whose gradient is ``lambda`` times the latent-energy gradient at that exact x
-    (envelope theorem), so with ``z_steps = 1`` this is L-BFGS on the reduced objective.
+    (envelope theorem), so with ``z_steps = 1`` this is L-BFGS on the reduced objective. Each image keeps its own
+    ring buffer of its last ``memory`` valid pairs, so its steps do not depend on the other images of the batch.
     """
 
     armijo = 1e-4
@@ -152,21 +153,37 @@ class LBFGSSteps(GradientSteps):
     def __init__(self, batch: int, step_size: float, device, memory: int = 8, **kwargs):
         super().__init__(batch, step_size, device, **kwargs)
         self.memory = memory
-        self.pairs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # (s, y, rho) with rho = 0: unused row
-        self.has_memory = torch.zeros(batch, dtype=torch.bool, device=device)
+        self.s: torch.Tensor | None = None  # (memory, B, d) ring buffers, allocated at the first pair
+        self.y: torch.Tensor | None = None
+        self.rho = torch.zeros(memory, batch, device=device)  # 0: empty slot
+        self.head = torch.zeros(batch, dtype=torch.long, device=device)  # next slot to write, per image
         self.gamma = torch.ones(batch, device=device)
         self.last: tuple[torch.Tensor, torch.Tensor] | None = None
 
+    @property
+    def has_memory(self) -> torch.Tensor:
+        return (self.rho != 0).any(0)
+
+    def _newest_first(self):
+        """``(s_j, y_j, rho_j)`` per image from the newest pair to the oldest (each ``(B, ...)``)."""
+        rows = torch.arange(self.rho.shape[1], device=self.rho.device)
+        for age in range(self.memory):
+            slot = (self.head - 1 - age) % self.memory
+            yield self.s[slot, rows], self.y[slot, rows], self.rho[slot, rows]
+
     def direction(self, grad: torch.Tensor) -> torch.Tensor:
         """``-H g`` by the two-loop recursion, ``H_0 = gamma I`` with ``gamma = s^T y / y^T y`` of the newest pair."""
+        if self.s is None:
+            return -grad
         q = grad.clone()
+        history = list(self._newest_first())
         alphas = []
-        for s, y, rho in reversed(self.pairs):
+        for s, y, rho in history:
             alpha = rho * _rowdot(s, q)
             q = q - alpha[:, None] * y
             alphas.append(alpha)
         q = q * self.gamma[:, None]
-        for (s, y, rho), alpha in zip(self.pairs, reversed(alphas)):
+        for (s, y, rho), alpha in zip(reversed(history), reversed(alphas)):
             beta = rho * _rowdot(y, q)
             q = q + (alpha - beta)[:, None] * s
         direction = -q
@@ -188,10 +205,16 @@ class LBFGSSteps(GradientSteps):
         valid = sy > _CURVATURE_EPS * s.norm(dim=1) * y.norm(dim=1)
         if not bool(valid.any()):
             return
-        rho = torch.where(valid, 1.0 / torch.where(valid, sy, torch.ones_like(sy)), torch.zeros_like(sy))
+        if self.s is None:
+            self.s = torch.zeros((self.memory, *s.shape), dtype=s.dtype, device=s.device)
+            self.y = torch.zeros_like(self.s)
+        rows = torch.arange(s.shape[0], device=s.device)[valid]
+        slots = self.head[valid]
+        self.s[slots, rows] = s[valid]
+        self.y[slots, rows] = y[valid]
+        self.rho[slots, rows] = 1.0 / sy[valid]
+        self.head = torch.where(valid, (self.head + 1) % self.memory, self.head)
         self.gamma = torch.where(valid, sy / _rowdot(y, y).clamp_min(1e-30), self.gamma)
-        self.pairs = (self.pairs + [(s, y, rho)])[-self.memory:]
-        self.has_memory = self.has_memory | valid
 
     def after_step(self, accepted: torch.Tensor, trial: torch.Tensor) -> None:
         self.step = torch.where(self.has_memory, self.step, torch.where(accepted, trial * self.grow, trial))
@@ -199,9 +222,7 @@ class LBFGSSteps(GradientSteps):
             self._forget(~accepted)
 
     def _forget(self, rows: torch.Tensor) -> None:
-        keep = (~rows).to(self.step.dtype)
-        self.pairs = [(s, y, rho * keep) for s, y, rho in self.pairs]
-        self.has_memory = self.has_memory & ~rows
+        self.rho = torch.where(rows[None], torch.zeros_like(self.rho), self.rho)
         self.gamma = torch.where(rows, torch.ones_like(self.gamma), self.gamma)
 
 
