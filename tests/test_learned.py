@@ -18,7 +18,7 @@ from genreg_viewer.physics import Measurement, mask_fingerprint, mask_from_spec,
 from genreg_viewer.recon import ParameterError, Problem, get_method, run_method
 from genreg_viewer.recon.learned import common as learned_common
 from genreg_viewer.recon.learned import varnet as varnet_module
-from genreg_viewer.recon.learned.pnp import RealDataProximal, load_denoiser, symmetrised_sampling
+from genreg_viewer.recon.learned.pnp import RealDataProximal, load_denoiser, symmetrised_sampling, tuned_table
 from genreg_viewer.training.common import HELD_OUT_SEED, held_out_images, training_images
 
 
@@ -134,6 +134,47 @@ def test_pnp_batch_equals_single_images(held_out):
 def test_pnp_rejects_denoiser_level_outside_training_range(held_out):
     with pytest.raises(ParameterError, match="trained on"):
         run_method("pnp-admm", _problem(held_out[:1]), {"denoiser_sigma": 0.002}, iterations=1)
+
+
+def test_pnp_relaxation_one_is_plain_admm(held_out):
+    problem = _problem(held_out[:1])
+    result = run_method("pnp-admm", problem, {"relaxation": 1.0, "denoiser_sigma": 0.04, "rho": 0.5}, iterations=3)
+    denoiser, _, _ = load_denoiser("dncnn", torch.device("cpu"))
+    prox = RealDataProximal(problem, 0.5)
+    z = problem.zero_filled()
+    u = torch.zeros_like(z)
+    with torch.no_grad():
+        for _ in range(3):
+            x = prox(z - u)
+            z = denoiser(x + u, 0.04)
+            u = u + x - z
+    assert torch.allclose(result.image, z, atol=1e-6)
+
+
+def test_pnp_over_relaxation_makes_faster_progress(held_out):
+    problem = _problem(held_out)
+    plain = run_method("pnp-admm", problem, {"relaxation": 1.0}, iterations=20)
+    relaxed = run_method("pnp-admm", problem, {"relaxation": 1.8}, iterations=20)
+    assert relaxed.psnr > plain.psnr + 0.1
+
+
+def test_pnp_defaults_come_from_the_nearest_tuned_setting(held_out):
+    method = get_method("pnp-admm")
+    _, config, _ = load_denoiser("dncnn", torch.device("cpu"))
+    low, high = config["sigma_range"]
+    table = tuned_table()
+    assert table
+    for entry in table:  # every tuned entry is a valid parameter set inside the denoiser's trained range
+        params = method.resolve_params(entry["params"])
+        assert low <= params["denoiser_sigma"] <= high
+    for spec, sigma in (("radial:25", 0.05), ("radial:25", 0.0125), ("radial:125", 0.05)):
+        problem = _problem(held_out[:1], spec, sigma)
+        fraction = problem.operator.sampling_fraction
+        nearest = min(table, key=lambda e: np.hypot(np.log(e["sampling_fraction"] / fraction),
+                                                    np.log(e["sigma"] / sigma)))
+        assert method.defaults_for(problem) == nearest["params"]
+        result = run_method("pnp-admm", problem, iterations=1)
+        assert {k: result.params[k] for k in nearest["params"]} == nearest["params"]
 
 
 # -------------------------------------------------------------------------------------- variational network

@@ -5,10 +5,24 @@ ADMM for ``min_x 1/2 ||A x - y||^2 + g(x)`` over real images, with the proximal 
 replaced by the denoiser ``D_s`` at noise level ``s``::
 
     x_{k+1} = argmin_x 1/2 ||A x - y||^2 + rho/2 ||x - (z_k - u_k)||^2
-    z_{k+1} = D_s(x_{k+1} + u_k)
-    u_{k+1} = u_k + x_{k+1} - z_{k+1}
+    w_{k+1} = alpha x_{k+1} + (1 - alpha) z_k                    (over-relaxation, alpha in (0, 2))
+    z_{k+1} = D_s(w_{k+1} + u_k)
+    u_{k+1} = u_k + w_{k+1} - z_{k+1}
 
 starting from ``x_0 = z_0 = Re(A^H y)``, ``u_0 = 0``; the iterate reported is ``z_k`` (the denoiser output).
+``alpha = 1`` is plain ADMM; ``alpha > 1`` is the over-relaxed ADMM of Eckstein & Bertsekas (1992), which has the
+same fixed points (``u`` stationary gives ``w = z``, hence ``x = z``). Here it matters: the unsampled k-space is
+filled only through the denoiser's residual, a small change per iteration, so plain ADMM creeps (0.3 dB per doubling
+of the iterations at 25 spokes); ``alpha = 1.8`` gains 0.3-0.4 dB at 100 iterations.
+
+``denoiser_sigma`` and ``rho`` default to a grid search on validation phantoms per setting
+(``resources/tuned/pnp.json``; the nearest setting in log sampling fraction and log sigma, as for the generative
+methods). The optimum follows the MAP reading of the splitting: the z-step is the proximal map of ``g / rho`` and a
+level-``s`` Gaussian denoiser is that of ``s^2 phi`` for a prior ``-log p = phi``, so ``g = rho s^2 phi`` against the
+data term ``1/2 ||A x - y||^2 = sigma^2 (-log likelihood)``: the prior weight ``rho s^2`` should grow with the
+measurement noise ``sigma^2`` (tuned: 0.0009 at 25 spokes and sigma 0.05, 0.00009 at sigma 0.0125) and, for a fixed
+weight, a lower level ``s`` with a larger ``rho`` (more, gentler denoising steps) does better where it converges in
+time (125 spokes).
 
 The x-step is solved exactly in k-space. Over *real* ``x`` its normal equation is
 ``(Re(A^H A) + rho I) x = Re(A^H y) + rho v`` with ``v = z_k - u_k``. For real ``x``,
@@ -25,16 +39,29 @@ does not hold for undersampled MRI; convergence is then observed rather than pro
 
 from __future__ import annotations
 
+import functools
+import json
 from typing import Any, Iterator
 
 import torch
 
 from ...models.dncnn import RealSNDnCNN
+from ...paths import RESOURCES_DIR
 from ..base import Parameter, ParameterError, Problem, ReconMethod, Step
+from ..generative.tuned import nearest_setting
 from ..registry import register
 from .common import data_objective, load_network, weights_status
 
 DEFAULT_WEIGHTS = "dncnn"
+TUNED_FILE = RESOURCES_DIR / "tuned" / "pnp.json"
+
+
+@functools.lru_cache(maxsize=1)
+def tuned_table() -> list[dict[str, Any]]:
+    """The grid-searched settings of ``resources/tuned/pnp.json``: ``[{"sampling_fraction", "sigma", "params"}]``."""
+    if not TUNED_FILE.exists():
+        return []
+    return json.loads(TUNED_FILE.read_text())["pnp-admm"]
 
 
 def symmetrised_sampling(sampling: torch.Tensor) -> torch.Tensor:
@@ -82,12 +109,15 @@ class PnPADMM(ReconMethod):
     category = "learned"
     default_iterations = 100
     parameters = (
-        Parameter("denoiser_sigma", float, 0.04,
+        Parameter("denoiser_sigma", float, 0.03,
                   "denoiser strength: the Gaussian noise level (image units, range [0, 1]) the denoiser removes "
                   "each iteration; larger = smoother", minimum=0.002, maximum=0.3, log_scale=True),
         Parameter("rho", float, 1.0,
                   "ADMM penalty rho: weight of the prior step against data consistency in the x-update "
                   "(larger = trust the denoiser more)", minimum=1e-3, maximum=1e3, log_scale=True),
+        Parameter("relaxation", float, 1.8,
+                  "ADMM over-relaxation alpha (Eckstein-Bertsekas): the denoiser sees alpha x + (1 - alpha) z + u; "
+                  "1 = plain ADMM, up to 2 = faster progress, same fixed points", minimum=0.1, maximum=1.95),
         Parameter("weights", str, DEFAULT_WEIGHTS,
                   "denoiser weights: a name in resources/weights or a path stem (from 'genreg train denoiser')"),
     )
@@ -96,6 +126,11 @@ class PnPADMM(ReconMethod):
 
     def available(self) -> tuple[bool, str]:
         return weights_status(DEFAULT_WEIGHTS, "genreg train denoiser")
+
+    def defaults_for(self, problem: Problem) -> dict[str, Any]:
+        """The tuned parameters of the nearest grid-searched setting (``resources/tuned/pnp.json``)."""
+        entry = nearest_setting(tuned_table(), problem.operator.sampling_fraction, problem.sigma)
+        return dict(entry["params"]) if entry else {}
 
     def iterate(self, problem: Problem, params: dict[str, Any], iterations: int) -> Iterator[Step]:
         denoiser, config, _ = load_denoiser(params["weights"], problem.device)
@@ -106,13 +141,15 @@ class PnPADMM(ReconMethod):
                 f"denoiser_sigma {level:g} is outside the range the denoiser was trained on ({low:g} to {high:g})"
             )
         prox = RealDataProximal(problem, params["rho"])
+        alpha = float(params["relaxation"])
         z = problem.zero_filled()
         u = torch.zeros_like(z)
         with torch.no_grad():
             for k in range(1, iterations + 1):
                 x = prox(z - u)
-                z_next = denoiser(x + u, level)
-                u = u + x - z_next
+                relaxed = alpha * x + (1.0 - alpha) * z
+                z_next = denoiser(relaxed + u, level)
+                u = u + relaxed - z_next
                 change = float(((z_next - z).flatten(1).norm(dim=1) / z.flatten(1).norm(dim=1).clamp_min(1e-12)).max())
                 z = z_next
                 yield Step(k, z, data_objective(problem, z), {"relative_change": change})
