@@ -18,7 +18,9 @@ from genreg_viewer.physics import Measurement, mask_fingerprint, mask_from_spec,
 from genreg_viewer.recon import ParameterError, Problem, get_method, run_method
 from genreg_viewer.recon.learned import common as learned_common
 from genreg_viewer.recon.learned import varnet as varnet_module
-from genreg_viewer.recon.learned.pnp import RealDataProximal, load_denoiser, symmetrised_sampling, tuned_table
+from genreg_viewer.recon.learned.pnp import TUNED_FILE as PNP_TUNED_FILE
+from genreg_viewer.recon.learned.pnp import RealDataProximal, load_denoiser, symmetrised_sampling
+from genreg_viewer.recon.tuned import tuned_table
 from genreg_viewer.training.common import HELD_OUT_SEED, held_out_images, training_images
 
 
@@ -162,7 +164,7 @@ def test_pnp_defaults_come_from_the_nearest_tuned_setting(held_out):
     method = get_method("pnp-admm")
     _, config, _ = load_denoiser("dncnn", torch.device("cpu"))
     low, high = config["sigma_range"]
-    table = tuned_table()
+    table = tuned_table(PNP_TUNED_FILE)["pnp-admm"]
     assert table
     for entry in table:  # every tuned entry is a valid parameter set inside the denoiser's trained range
         params = method.resolve_params(entry["params"])

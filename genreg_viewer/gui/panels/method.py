@@ -307,6 +307,9 @@ class MethodControls(QWidget):
 
     def _job_ended(self, job: ReconJob, record) -> None:
         what = "cancelled" if record.cancelled else "finished"
+        converged = record.info.get("converged")  # methods with a convergence test say whether it fired
+        if not record.cancelled and converged is not None:
+            what = "converged" if converged else "stopped at the iteration limit (not converged)"
         # a method may stop early once converged: a run that was not cancelled is complete
         self.run_controls.set_progress(f"{job.title} {what} after {record.iterations} iterations "
                                        f"({format_seconds(record.seconds)})",

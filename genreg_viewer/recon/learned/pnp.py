@@ -39,29 +39,18 @@ does not hold for undersampled MRI; convergence is then observed rather than pro
 
 from __future__ import annotations
 
-import functools
-import json
 from typing import Any, Iterator
 
 import torch
 
 from ...models.dncnn import RealSNDnCNN
-from ...paths import RESOURCES_DIR
 from ..base import Parameter, ParameterError, Problem, ReconMethod, Step
-from ..generative.tuned import nearest_setting
 from ..registry import register
+from ..tuned import tuned_defaults
 from .common import data_objective, load_network, weights_status
 
 DEFAULT_WEIGHTS = "dncnn"
-TUNED_FILE = RESOURCES_DIR / "tuned" / "pnp.json"
-
-
-@functools.lru_cache(maxsize=1)
-def tuned_table() -> list[dict[str, Any]]:
-    """The grid-searched settings of ``resources/tuned/pnp.json``: ``[{"sampling_fraction", "sigma", "params"}]``."""
-    if not TUNED_FILE.exists():
-        return []
-    return json.loads(TUNED_FILE.read_text())["pnp-admm"]
+TUNED_FILE = "pnp.json"  #: in resources/tuned (see :mod:`..tuned`)
 
 
 def symmetrised_sampling(sampling: torch.Tensor) -> torch.Tensor:
@@ -129,8 +118,7 @@ class PnPADMM(ReconMethod):
 
     def defaults_for(self, problem: Problem) -> dict[str, Any]:
         """The tuned parameters of the nearest grid-searched setting (``resources/tuned/pnp.json``)."""
-        entry = nearest_setting(tuned_table(), problem.operator.sampling_fraction, problem.sigma)
-        return dict(entry["params"]) if entry else {}
+        return tuned_defaults(TUNED_FILE, self.name, problem)
 
     def iterate(self, problem: Problem, params: dict[str, Any], iterations: int) -> Iterator[Step]:
         denoiser, config, _ = load_denoiser(params["weights"], problem.device)

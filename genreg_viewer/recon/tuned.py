@@ -1,0 +1,46 @@
+"""Setting-dependent default parameters found by grid search, shipped as ``resources/tuned/<file>.json``.
+
+Each file maps a method name to a list of settings ``{"sampling_fraction": f, "sigma": s, "params": {...}}`` (plus
+descriptive keys such as ``spokes``); the entry nearest the problem's setting (in log sampling fraction and log
+sigma) supplies the method's defaults. Explicit user parameters always win. ``generative.json`` is written by
+``benchmarks/bench_generative.py --tune --write-tuned``; ``pnp.json`` by the PnP grid search (see
+``resources/weights/LEARNED.md``).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+from typing import Any
+
+from ..paths import RESOURCES_DIR
+from .base import Problem
+
+TUNED_DIR = RESOURCES_DIR / "tuned"
+
+
+@functools.lru_cache(maxsize=8)
+def tuned_table(file_name: str) -> dict[str, list[dict[str, Any]]]:
+    """The whole table of ``resources/tuned/<file_name>`` (empty when the file is absent)."""
+    path = TUNED_DIR / file_name
+    if not path.exists():
+        return {}
+    return json.loads(path.read_text())
+
+
+def nearest_setting(entries: list[dict[str, Any]], fraction: float, sigma: float) -> dict[str, Any] | None:
+    """The entry closest to ``(fraction, sigma)`` in log-log distance."""
+    def distance(entry: dict[str, Any]) -> float:
+        return math.hypot(
+            math.log(max(entry["sampling_fraction"], 1e-6) / max(fraction, 1e-6)),
+            math.log(max(entry["sigma"], 1e-6) / max(sigma, 1e-6)),
+        )
+
+    return min(entries, key=distance) if entries else None
+
+
+def tuned_defaults(file_name: str, method: str, problem: Problem) -> dict[str, Any]:
+    """``method``'s tuned parameters for the setting nearest ``problem``'s (empty when none is tuned)."""
+    entry = nearest_setting(tuned_table(file_name).get(method, []), problem.operator.sampling_fraction, problem.sigma)
+    return dict(entry["params"]) if entry else {}
