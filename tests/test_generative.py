@@ -210,3 +210,8 @@ def test_each_image_converges_on_its_own(use_tiny_models):
         alone = run_method("mean+covar", single, params, iterations=60)
         assert torch.allclose(alone.image, together.image[index:index + 1], atol=1e-4)
     assert together.extras["converged"] is True
+    # the std map covers every image, also those that left the working batch early
+    with_std = run_method("mean+covar", problem, dict(params, posterior_samples=4), iterations=60)
+    std = with_std.extras["std_map"]
+    assert std.shape == (2, 1, 16, 16) and torch.isfinite(std).all() and float(std.min()) > 0
+    assert torch.equal(with_std.image, together.image)

@@ -120,6 +120,12 @@ class Problem:
         """``Re(A^H y)``, the usual initialisation."""
         return self.measurement.zero_filled()
 
+    def rows(self, index: torch.Tensor) -> "Problem":
+        """The sub-problem of the images ``index`` (same operator, seed and device)."""
+        measurement = Measurement(self.y[index], self.operator, self.sigma, self.measurement.seed)
+        truth = None if self.ground_truth is None else self.ground_truth[index]
+        return Problem(measurement, truth, self.seed, self.device)
+
     def generator(self, offset: int = 0) -> torch.Generator:
         """A CPU generator seeded from the problem seed (draw on CPU, then move: same result on every device)."""
         return torch.Generator().manual_seed(int(self.seed) + offset)

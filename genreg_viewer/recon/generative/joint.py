@@ -85,49 +85,55 @@ class JointGenerativeReconstruction(ReconMethod):
         return (history[0] - energy) <= len(history) * tolerance * energy.abs()
 
     def iterate(self, problem: Problem, params: dict[str, Any], iterations: int) -> Iterator[Step]:
-        """Block coordinate descent; an image that has converged is frozen (its x and z stay as they are), so each
-        image's result does not depend on the other images of the batch. Stops when all images have converged."""
+        """Block coordinate descent on the images that have not converged yet: a converged image leaves the working
+        batch (its x and z stay as they are), so no work is spent on it and its result does not depend on the other
+        images of the batch. Stops when all images have converged or after ``iterations``."""
         model = common.bundled_model(self.covariance_kind, problem.device)
         sigma = effective_sigma(problem)
         lam, mu = params["lam"], params["mu"]
-        x = problem.zero_filled()
+        x_all = problem.zero_filled()
         with torch.no_grad():
-            z = model.encode(x)[0]
-        decoded = DecodedLatent.decode(model, z)
+            z_all = model.encode(x_all)[0]
+        work = torch.arange(x_all.shape[0], device=x_all.device)  # images still being optimised
+        sub, x = problem, x_all
+        decoded = DecodedLatent.decode(model, z_all)
         z_optimiser = Z_OPTIMISERS[params["z_optimiser"]](x.shape[0], params["z_step_size"], x.device)
-        energy = self.objective(problem, x, decoded, lam, mu, sigma)
+        energy_all = self.objective(problem, x, decoded, lam, mu, sigma)
         history = collections.deque(maxlen=self.convergence_window)
-        active = torch.ones_like(energy, dtype=torch.bool)
         for iteration in range(1, iterations + 1):
-            history.append(energy)
-            previous_x, previous_decoded, previous_energy = x, decoded, energy
+            history.append(energy_all[work])
             # x-update: exact minimiser of the quadratic for fixed z
             with torch.no_grad():
                 cholesky, mean = decoded.cholesky.detach(), decoded.mean.detach()
                 x, _ = solve_quadratic_x(
-                    problem, cholesky.precision_mul, cholesky.precision_mul(mean), x, sigma, lam,
-                    params["cg_iterations"],
+                    sub, cholesky.precision_mul, cholesky.precision_mul(mean), x, sigma, lam, params["cg_iterations"],
                 )
             # z-update: line-searched (L-BFGS or gradient) steps on the latent energy
             decoded = z_optimiser.run(model, x, decoded, mu, params["z_steps"])
-            energy = self.objective(problem, x, decoded, lam, mu, sigma)
-            if not bool(active.all()):  # converged images keep their state
-                x = torch.where(active.view(-1, 1, 1, 1), x, previous_x)
-                decoded = previous_decoded.select(active, decoded)
-                energy = torch.where(active, energy, previous_energy)
-            active = active & ~self._converged(history, energy, params["tolerance"])
-            extras = {"latent": decoded.z}
-            if not bool(active.any()) or iteration == iterations:
-                extras["converged"] = not bool(active.any())
+            energy = self.objective(sub, x, decoded, lam, mu, sigma)
+            x_all, z_all, energy_all = x_all.clone(), z_all.clone(), energy_all.clone()
+            x_all[work], z_all[work], energy_all[work] = x, decoded.z, energy
+            keep = ~self._converged(history, energy, params["tolerance"])
+            done = not bool(keep.any())
+            if not done and not bool(keep.all()):  # drop the converged images from the working batch
+                work, x = work[keep], x[keep]
+                sub = problem.rows(work)
+                decoded = DecodedLatent.decode(model, decoded.z[keep])
+                z_optimiser.restrict(keep)
+                history = collections.deque((h[keep] for h in history), maxlen=self.convergence_window)
+            extras = {"latent": z_all}
+            if done or iteration == iterations:
+                extras["converged"] = done
                 if params["posterior_samples"] > 0:
+                    final = DecodedLatent.decode(model, z_all) if x_all.shape[0] != x.shape[0] else decoded
                     with torch.no_grad():
                         extras["std_map"] = posterior_std(
-                            problem, decoded.cholesky.detach(), decoded.mean.detach(), x, sigma, lam,
+                            problem, final.cholesky.detach(), final.mean.detach(), x_all, sigma, lam,
                             params["posterior_samples"], params["cg_iterations"],
                         )
-                yield Step(iteration, x, float(energy.sum()), extras)
+                yield Step(iteration, x_all, float(energy_all.sum()), extras)
                 return
-            yield Step(iteration, x, float(energy.sum()), extras)
+            yield Step(iteration, x_all, float(energy_all.sum()), extras)
 
 
 @register

@@ -101,6 +101,10 @@ class GradientSteps:
     def direction(self, grad: torch.Tensor) -> torch.Tensor:
         return -grad
 
+    def restrict(self, keep: torch.Tensor) -> None:
+        """Keep only the images ``keep`` (a boolean mask over the current batch) from now on."""
+        self.step = self.step[keep]
+
     def first_trial(self) -> torch.Tensor:
         return self.step.clone()
 
@@ -159,6 +163,14 @@ class LBFGSSteps(GradientSteps):
         self.head = torch.zeros(batch, dtype=torch.long, device=device)  # next slot to write, per image
         self.gamma = torch.ones(batch, device=device)
         self.last: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def restrict(self, keep: torch.Tensor) -> None:
+        super().restrict(keep)
+        if self.s is not None:
+            self.s, self.y = self.s[:, keep], self.y[:, keep]
+        self.rho, self.head, self.gamma = self.rho[:, keep], self.head[keep], self.gamma[keep]
+        if self.last is not None:
+            self.last = (self.last[0][keep], self.last[1][keep])
 
     @property
     def has_memory(self) -> torch.Tensor:
