@@ -111,6 +111,7 @@ class JointGenerativeReconstruction(ReconMethod):
             # z-update: line-searched (L-BFGS or gradient) steps on the latent energy
             decoded = z_optimiser.run(model, x, decoded, mu, params["z_steps"])
             energy = self.objective(sub, x, decoded, lam, mu, sigma)
+            # fresh tensors: the previous step's image may still be shown or stored by the caller
             x_all, z_all, energy_all = x_all.clone(), z_all.clone(), energy_all.clone()
             x_all[work], z_all[work], energy_all[work] = x, decoded.z, energy
             keep = ~self._converged(history, energy, params["tolerance"])
