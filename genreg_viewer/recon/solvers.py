@@ -7,7 +7,8 @@ from typing import Callable
 import torch
 
 
-def _batch_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+def batch_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-item inner products ``<a_i, b_i>`` over all but the batch dimension, shape ``(B,)``."""
     return (a * b).flatten(1).sum(1)
 
 
@@ -27,8 +28,8 @@ def conjugate_gradient(
     x = torch.zeros_like(rhs) if x0 is None else x0.clone()
     r = rhs - apply_matrix(x) if x0 is not None else rhs.clone()
     p = r.clone()
-    rr = _batch_dot(r, r)
-    threshold = (tolerance**2) * _batch_dot(rhs, rhs).clamp_min(1e-30)
+    rr = batch_dot(r, r)
+    threshold = (tolerance**2) * batch_dot(rhs, rhs).clamp_min(1e-30)
     shape = (-1,) + (1,) * (rhs.ndim - 1)
     iterations = 0
     for iterations in range(1, max_iterations + 1):
@@ -36,12 +37,12 @@ def conjugate_gradient(
             iterations -= 1
             break
         mp = apply_matrix(p)
-        pmp = _batch_dot(p, mp)
+        pmp = batch_dot(p, mp)
         active = rr > threshold
         alpha = torch.where(active, rr / pmp.clamp_min(1e-30), torch.zeros_like(rr))
         x = x + alpha.view(shape) * p
         r = r - alpha.view(shape) * mp
-        rr_new = _batch_dot(r, r)
+        rr_new = batch_dot(r, r)
         beta = torch.where(active, rr_new / rr.clamp_min(1e-30), torch.zeros_like(rr))
         p = r + beta.view(shape) * p
         rr = rr_new

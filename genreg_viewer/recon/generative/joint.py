@@ -123,7 +123,8 @@ class JointGenerativeReconstruction(ReconMethod):
                 z_optimiser.restrict(keep)
                 history = collections.deque((h[keep] for h in history), maxlen=self.convergence_window)
             extras = {"latent": z_all}
-            if done or iteration == iterations:
+            last = done or iteration == iterations
+            if last:
                 extras["converged"] = done
                 if params["posterior_samples"] > 0:
                     final = DecodedLatent.decode(model, z_all) if x_all.shape[0] != x.shape[0] else decoded
@@ -132,9 +133,9 @@ class JointGenerativeReconstruction(ReconMethod):
                             problem, final.cholesky.detach(), final.mean.detach(), x_all, sigma, lam,
                             params["posterior_samples"], params["cg_iterations"],
                         )
-                yield Step(iteration, x_all, float(energy_all.sum()), extras)
-                return
             yield Step(iteration, x_all, float(energy_all.sum()), extras)
+            if last:
+                return
 
 
 @register

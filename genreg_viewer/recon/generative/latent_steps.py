@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import torch
 
 from ...models.cholesky import SparseCholesky
+from ..solvers import batch_dot
 
 #: curvature pairs with ``s^T y`` below this (relative to ``||s|| ||y||``) are not stored (keeps ``H`` positive definite)
 _CURVATURE_EPS = 1e-8
@@ -83,10 +84,6 @@ class DecodedLatent:
         return DecodedLatent(pick(self.z, other.z), mean, cholesky, self.leaves + other.leaves)
 
 
-def _rowdot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return (a * b).sum(1)
-
-
 class GradientSteps:
     """Backtracking gradient descent on z (the paper's z-update); the step adapts per image across calls."""
 
@@ -121,11 +118,11 @@ class GradientSteps:
         """
         if len(decoded.leaves) > self.max_graphs:  # images stuck on old graphs: start one fresh graph
             decoded = DecodedLatent.decode(model, decoded.z)
-        for index in range(count):
+        for _ in range(count):
             energy, grad = decoded.energy_and_gradient(x, mu)
             self.observe_gradient(decoded.z, grad)
             direction = self.direction(grad)
-            slope = _rowdot(grad, direction)
+            slope = batch_dot(grad, direction)
             accepted = torch.zeros_like(slope, dtype=torch.bool)
             trial = self.first_trial()
             new = decoded
@@ -191,15 +188,15 @@ class LBFGSSteps(GradientSteps):
         history = list(self._newest_first())
         alphas = []
         for s, y, rho in history:
-            alpha = rho * _rowdot(s, q)
+            alpha = rho * batch_dot(s, q)
             q = q - alpha[:, None] * y
             alphas.append(alpha)
         q = q * self.gamma[:, None]
         for (s, y, rho), alpha in zip(reversed(history), reversed(alphas)):
-            beta = rho * _rowdot(y, q)
+            beta = rho * batch_dot(y, q)
             q = q + (alpha - beta)[:, None] * s
         direction = -q
-        descent = _rowdot(grad, direction) < 0
+        descent = batch_dot(grad, direction) < 0
         if not bool(descent.all()):  # forget the memory of rows where H g is not a descent direction
             self._forget(~descent)
             direction = torch.where(descent[:, None], direction, -grad)
@@ -213,7 +210,7 @@ class LBFGSSteps(GradientSteps):
         if last is None:
             return
         s, y = z - last[0], grad - last[1]
-        sy = _rowdot(s, y)
+        sy = batch_dot(s, y)
         valid = sy > _CURVATURE_EPS * s.norm(dim=1) * y.norm(dim=1)
         if not bool(valid.any()):
             return
@@ -226,7 +223,7 @@ class LBFGSSteps(GradientSteps):
         self.y[slots, rows] = y[valid]
         self.rho[slots, rows] = 1.0 / sy[valid]
         self.head = torch.where(valid, (self.head + 1) % self.memory, self.head)
-        self.gamma = torch.where(valid, sy / _rowdot(y, y).clamp_min(1e-30), self.gamma)
+        self.gamma = torch.where(valid, sy / batch_dot(y, y).clamp_min(1e-30), self.gamma)
 
     def after_step(self, accepted: torch.Tensor, trial: torch.Tensor) -> None:
         self.step = torch.where(self.has_memory, self.step, torch.where(accepted, trial * self.grow, trial))

@@ -16,7 +16,7 @@ import torch
 from ..base import Parameter, Problem, ReconMethod, Step
 from ..registry import register
 from . import common
-from .range_search import LatentSearch, range_objective
+from .range_search import LATENT_LEARNING_RATE, LATENT_PENALTY, LatentSearch, range_objective
 
 
 @register
@@ -30,8 +30,8 @@ class Narnhofer19(ReconMethod):
     tune_grid = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3)
     parameters = (
         Parameter("z_iterations", int, 1000, "iterations of the first phase (z only)", 0, 100000),
-        Parameter("mu", float, 0.01, "weight of the latent penalty mu ||z||^2", 0.0, 1e4, log_scale=True),
-        Parameter("learning_rate", float, 0.03, "Adam learning rate on z", 1e-6, 10.0, log_scale=True),
+        LATENT_PENALTY,
+        LATENT_LEARNING_RATE,
         Parameter("weight_learning_rate", float, 1e-4, "Adam learning rate on the decoder weights", 1e-8, 1.0,
                   log_scale=True),
         Parameter("restarts", int, 1, "starts of the first phase", 1, 64),

@@ -73,6 +73,11 @@ class LatentSearch:
                 self.best_value = torch.where(improved, best_now, self.best_value)
 
 
+#: shared with :mod:`.narnhofer`, whose first phase is this range search
+LATENT_PENALTY = Parameter("mu", float, 0.01, "weight of the latent penalty mu ||z||^2", 0.0, 1e4, log_scale=True)
+LATENT_LEARNING_RATE = Parameter("learning_rate", float, 0.03, "Adam learning rate on z", 1e-6, 10.0, log_scale=True)
+
+
 @register
 class RangeSearch(ReconMethod):
     name = "range"
@@ -83,8 +88,8 @@ class RangeSearch(ReconMethod):
     tune_parameter = "mu"
     tune_grid = (0.0, 0.001, 0.01, 0.1, 1.0)
     parameters = (
-        Parameter("mu", float, 0.01, "weight of the latent penalty mu ||z||^2", 0.0, 1e4, log_scale=True),
-        Parameter("learning_rate", float, 0.03, "Adam learning rate on z", 1e-6, 10.0, log_scale=True),
+        LATENT_PENALTY,
+        LATENT_LEARNING_RATE,
         Parameter("restarts", int, 3, "number of starts (the first at the encoder mean of the adjoint)", 1, 64),
     )
 
