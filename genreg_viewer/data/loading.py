@@ -17,12 +17,17 @@ Every supported file is viewed as a stack of 2-D slices (a 2-D image is a stack 
 The default slice of a volume is the centre one, ``num_slices // 2``. Loaded slices are preprocessed with
 :func:`~genreg_viewer.data.preprocess.preprocess` (square centre crop, anti-aliased resize, [0, 1] scaling).
 Any problem is a :class:`DataError` with a message naming the file and what was expected.
+
+Sizes are checked from metadata before anything is read (HDF5 shapes and chunks, ``.npy`` headers, image headers;
+the limits are in :mod:`genreg_viewer.data.limits`), only the slice asked for is read, and HDF5 datasets stored in
+external files or assembled from other files (virtual datasets) are refused: a file may only supply its own data.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +35,7 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
+from . import limits
 from .preprocess import FASTMRI_RECON_SIZE, DataError, kspace_to_image, preprocess
 
 __all__ = [
@@ -153,6 +159,8 @@ class _SliceSource:
 def _array_source(array, path: Path, what: str, meta: dict) -> _SliceSource:
     """A NumPy array (or lazily indexable HDF5 dataset / memory map) of shape (H, W) or (slices, H, W)."""
     shape = tuple(array.shape)
+    if len(shape) in (2, 3):
+        limits.check_slice(shape[-2:], np.dtype(array.dtype).itemsize, f"{what} in {path}")
     if len(shape) == 2:
         return _SliceSource(1, False, lambda i: np.asarray(array[...]), {**meta, "volume_shape": list(shape)})
     if len(shape) == 3:
@@ -174,6 +182,40 @@ def _hdf5_datasets(h5file) -> dict:
     return found
 
 
+def _check_hdf5_dataset(dataset, name: str, path: Path) -> None:
+    """Refuse a dataset whose data lives outside ``path`` (external raw files, virtual datasets) or whose chunks
+    would have to be decompressed beyond the limits to read a slice."""
+    if dataset.external:
+        files = ", ".join(str(entry[0]) for entry in dataset.external)
+        raise DataError(f"dataset {name!r} in {path} stores its data in external files ({files}); "
+                        "only data inside the file itself is read")
+    if dataset.is_virtual:
+        raise DataError(f"dataset {name!r} in {path} is a virtual dataset mapping other files; "
+                        "only data inside the file itself is read")
+    if dataset.chunks is not None:
+        nbytes = limits.count(dataset.chunks) * dataset.dtype.itemsize
+        if nbytes > limits.MAX_SLICE_BYTES:
+            raise DataError(f"dataset {name!r} in {path} has chunks of {nbytes} bytes, more than the limit of "
+                            f"{limits.MAX_SLICE_BYTES} bytes decompressed at once")
+
+
+def _hdf5_attributes(obj) -> dict:
+    """The attributes of an HDF5 object, JSON-safe; one too large to read is summarised from its shape."""
+    attributes = {}
+    for name in obj.attrs:
+        try:
+            attr = obj.attrs.get_id(name)
+            shape = attr.shape or ()
+            nbytes = limits.count(shape) * attr.dtype.itemsize
+            if nbytes > limits.MAX_METADATA_BYTES:
+                attributes[name] = f"<array {attr.dtype} {list(shape)}>"
+            else:
+                attributes[name] = json_safe(obj.attrs[name])
+        except (OSError, TypeError, ValueError, KeyError) as exc:  # unreadable type, damaged attribute
+            attributes[name] = f"<unreadable: {exc}>"
+    return attributes
+
+
 def _describe_datasets(datasets: dict) -> str:
     if not datasets:
         return "no datasets"
@@ -184,8 +226,14 @@ def _recon_size_from_header(h5file) -> tuple[int, int] | None:
     """``encoding/reconSpace/matrixSize`` (x, y) from the ISMRMRD XML header, as fastMRI crops to it."""
     if ISMRMRD_HEADER_KEY not in h5file:
         return None
+    header = h5file[ISMRMRD_HEADER_KEY]
+    if not hasattr(header, "dtype"):  # a group, not a dataset
+        return None
+    _check_hdf5_dataset(header, ISMRMRD_HEADER_KEY, Path(h5file.filename))
+    if limits.count(header.shape or ()) * header.dtype.itemsize > limits.MAX_METADATA_BYTES:
+        return None
     try:
-        raw = h5file[ISMRMRD_HEADER_KEY][()]
+        raw = header[()]
         root = ElementTree.fromstring(raw.tobytes() if isinstance(raw, np.ndarray) else raw)
         ns = {"m": root.tag.split("}")[0].strip("{")} if root.tag.startswith("{") else {}
         prefix = "m:" if ns else ""
@@ -233,22 +281,25 @@ def _hdf5_image_key(h5file, key: str | None, path: Path) -> str:
 def _hdf5_source(h5file, key: str | None, path: Path) -> _SliceSource:
     name = _hdf5_image_key(h5file, key, path)
     dataset = h5file[name]
+    _check_hdf5_dataset(dataset, name, path)
     shape = tuple(dataset.shape)
+    attributes = _hdf5_attributes(h5file)
     meta = {
         "format": "hdf5",
         "key": name,
-        "attributes": {k: json_safe(v) for k, v in h5file.attrs.items()},
+        "attributes": attributes,
         "has_ismrmrd_header": ISMRMRD_HEADER_KEY in h5file,
     }
     for attr in ("acquisition", "patient_id", "max", "norm"):
-        if attr in h5file.attrs:
-            meta[attr] = json_safe(h5file.attrs[attr])
+        if attr in attributes:
+            meta[attr] = attributes[attr]
     if name != KSPACE_KEY:
         return _array_source(dataset, path, f"dataset {name!r}", meta)
     # raw k-space: (rows, cols), (slices, rows, cols) or (slices, coils, rows, cols)
     if len(shape) not in (2, 3, 4):
         raise DataError(f"dataset 'kspace' in {path} has shape {shape}; expected (rows, cols), (slices, rows, cols) "
                         "or (slices, coils, rows, cols)")
+    limits.check_slice(shape[1:] if len(shape) > 2 else shape, dataset.dtype.itemsize, f"dataset 'kspace' in {path}")
     recon_size = _recon_size_from_header(h5file) or FASTMRI_RECON_SIZE
     meta.update(coils=shape[1] if len(shape) == 4 else 1, recon_size=list(recon_size), volume_shape=list(shape))
     if len(shape) == 2:
@@ -257,6 +308,13 @@ def _hdf5_source(h5file, key: str | None, path: Path) -> _SliceSource:
 
 
 # ----------------------------------------------------------------------------------------------- other files
+
+
+def _check_image_frame(image, path: Path, index: int) -> None:
+    """Refuse a frame whose header declares more than :data:`~genreg_viewer.data.limits.MAX_SLICE_PIXELS` pixels
+    (Pillow has read the header only; the pixels are decoded later)."""
+    what = f"frame {index} of {path}" if index else f"image {path}"
+    limits.check_slice((image.height, image.width), 8, what)
 
 
 def _pillow_frame(image) -> np.ndarray:
@@ -270,47 +328,120 @@ def _image_source(stack: contextlib.ExitStack, path: Path) -> _SliceSource:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        image = stack.enter_context(Image.open(path))
+        with warnings.catch_warnings():  # sizes above our limit are refused just below, with our message
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = stack.enter_context(Image.open(path))  # reads the header only
+        _check_image_frame(image, path, 0)
         image.load()
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as exc:
+    except DataError:
+        raise
+    except Image.DecompressionBombError as exc:  # Pillow's own header check, above its MAX_IMAGE_PIXELS
+        raise DataError(f"image {path} is too large: {str(exc).rstrip('.')}; at most {limits.MAX_SLICE_PIXELS} pixels (8192 x 8192) "
+                        "are read per slice") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise DataError(f"could not read image file {path}: corrupt or not a {path.suffix[1:].upper()} image "
                         f"({exc})") from exc
-    frames = int(getattr(image, "n_frames", 1))
+    try:
+        frames = int(getattr(image, "n_frames", 1))
+    except (OSError, EOFError, SyntaxError, ValueError) as exc:
+        raise DataError(f"could not read image file {path}: corrupt {path.suffix[1:].upper()} image ({exc})") from exc
     meta = {"format": "image", "mode": image.mode, "width": image.width, "height": image.height, "frames": frames}
 
     def read(index: int) -> np.ndarray:
         try:
             image.seek(index)
+            _check_image_frame(image, path, index)
             return _pillow_frame(image)
-        except (OSError, EOFError, ValueError) as exc:
+        except DataError:
+            raise
+        except (OSError, EOFError, SyntaxError, ValueError) as exc:
             raise DataError(f"could not read frame {index} of {path}: {exc}") from exc
 
     return _SliceSource(frames, frames > 1, read, meta)
 
 
+@dataclass
+class NpyHeader:
+    """What a ``.npy`` header declares (nothing of the data is read)."""
+
+    shape: tuple[int, ...]
+    fortran_order: bool
+    dtype: np.dtype
+
+    @property
+    def nbytes(self) -> int:
+        return limits.count(self.shape) * self.dtype.itemsize
+
+
+def read_npy_header(fileobj, what: str) -> NpyHeader:
+    """The header of the ``.npy`` stream ``fileobj`` (positioned at its start; left just after the header).
+
+    ``DataError`` when it is not a ``.npy`` header or declares Python objects (which would need pickle)."""
+    from numpy.lib import format as npy_format
+
+    try:
+        version = npy_format.read_magic(fileobj)
+        if version == (1, 0):
+            shape, fortran_order, dtype = npy_format.read_array_header_1_0(fileobj)
+        elif version == (2, 0):
+            shape, fortran_order, dtype = npy_format.read_array_header_2_0(fileobj)
+        else:
+            raise ValueError(f"unsupported .npy format version {version[0]}.{version[1]}")
+    except (ValueError, OSError, EOFError, SyntaxError) as exc:
+        raise DataError(f"could not read {what}: not a valid .npy array ({exc})") from None
+    if dtype.hasobject:
+        raise DataError(f"{what} holds Python objects; only numeric arrays are read (no pickle)")
+    return NpyHeader(tuple(int(n) for n in shape), bool(fortran_order), dtype)
+
+
+def _check_array_header(header: NpyHeader, what: str) -> None:
+    if len(header.shape) in (2, 3):
+        limits.check_slice(header.shape[-2:], header.dtype.itemsize, what)
+
+
 def _npy_source(path: Path) -> _SliceSource:
     try:
-        array = np.load(path, mmap_mode="r", allow_pickle=False)
-    except Exception as exc:  # corrupt header, pickled objects, truncated data
+        with open(path, "rb") as f:
+            header = read_npy_header(f, f"NumPy file {path}")
+    except OSError as exc:
+        raise DataError(f"could not read NumPy file {path}: {exc}") from exc
+    _check_array_header(header, f"the array in {path}")
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)  # a memory map: only the slice read is loaded
+    except Exception as exc:  # corrupt header, truncated data
         raise DataError(f"could not read NumPy file {path}: {exc}") from exc
     return _array_source(array, path, "the array", {"format": "npy", "dtype": str(array.dtype)})
 
 
 def _npz_source(path: Path, key: str | None) -> _SliceSource:
+    import zipfile
+
+    from numpy.lib import format as npy_format
+
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {name: archive[name] for name in archive.files}
-    except Exception as exc:  # not a zip archive, pickled objects, truncated data
+        with zipfile.ZipFile(path) as archive:
+            members = {info.filename[:-4]: info.filename for info in archive.infolist()
+                       if info.filename.endswith(".npy")}
+            headers = {}
+            for name, member in members.items():
+                with archive.open(member) as f:
+                    headers[name] = read_npy_header(f, f"array {name!r} in {path}")
+            listing = ", ".join(f"{n} {h.shape}" for n, h in headers.items()) or "no arrays"
+            if key is not None and key not in headers:
+                raise DataError(f"{path} has no array {key!r}; it holds: {listing}")
+            name = key if key is not None else next((n for n, h in headers.items() if len(h.shape) in (2, 3)), None)
+            if name is None:
+                raise DataError(f"{path} has no 2-D or 3-D array; it holds: {listing}")
+            header = headers[name]
+            _check_array_header(header, f"array {name!r} in {path}")
+            limits.check_read(header.nbytes, f"array {name!r} in {path}")
+            with archive.open(members[name]) as f:
+                array = npy_format.read_array(f, allow_pickle=False)
+    except DataError:
+        raise
+    except Exception as exc:  # not a zip archive, truncated or corrupt data
         raise DataError(f"could not read NumPy archive {path}: {exc}") from exc
-    names = list(arrays)
-    listing = ", ".join(f"{n} {a.shape}" for n, a in arrays.items()) or "no arrays"
-    if key is not None and key not in names:
-        raise DataError(f"{path} has no array {key!r}; it holds: {listing}")
-    name = key if key is not None else next((n for n, a in arrays.items() if a.ndim in (2, 3)), None)
-    if name is None:
-        raise DataError(f"{path} has no 2-D or 3-D array; it holds: {listing}")
-    array = arrays[name]
-    contents = [{"name": n, "shape": list(a.shape), "dtype": str(a.dtype)} for n, a in arrays.items()]
+    contents = [{"name": n, "shape": list(h.shape), "dtype": str(h.dtype)} for n, h in headers.items()]
     meta = {"format": "npz", "key": name, "dtype": str(array.dtype), "arrays": contents}
     return _array_source(array, path, f"array {name!r}", meta)
 
@@ -387,6 +518,8 @@ def load_volume_slices(
             indices = [_check_slice_index(i, source.num_slices, source.is_volume, checked) for i in slice_indices]
         else:
             indices = list(range(source.num_slices))
+        if size is not None:
+            limits.check_read(len(indices) * size * size * 4, f"{len(indices)} slices of {checked}")
         return [_load_slice(checked, source, i, size) for i in indices]
 
 
@@ -396,7 +529,7 @@ def file_attributes(path) -> dict:
     if path.suffix.lower() not in HDF5_SUFFIXES:
         return {}
     with _open_hdf5_file(path) as h5file:
-        return {k: json_safe(v) for k, v in h5file.attrs.items()}
+        return _hdf5_attributes(h5file)
 
 
 def describe_file(path) -> dict:
@@ -430,7 +563,7 @@ def _dtype_name(dataset) -> str:
 def _describe_hdf5(path: Path, info: dict) -> None:
     with _open_hdf5_file(path) as h5file:
         datasets = _hdf5_datasets(h5file)
-        attributes = {k: json_safe(v) for k, v in h5file.attrs.items()}
+        attributes = _hdf5_attributes(h5file)
         info.update(
             format="hdf5",
             datasets=[{"name": n, "shape": list(d.shape), "dtype": _dtype_name(d)}
@@ -453,8 +586,13 @@ def _describe_hdf5(path: Path, info: dict) -> None:
         if is_slice_set and "images" in datasets:
             images = datasets["images"]
             info.update(count=int(images.shape[0]), image_size=list(images.shape[1:]))
-            if "volume" in datasets:
-                info["volumes"] = len({v for v in datasets["volume"].asstr()[...]})
+            volume = datasets.get("volume")
+            if (volume is not None and not volume.external and not volume.is_virtual
+                    and limits.count(volume.shape or ()) <= limits.MAX_METADATA_BYTES // 8):
+                try:
+                    info["volumes"] = len({v for v in volume.asstr()[...]})
+                except (OSError, TypeError, ValueError):  # not strings, or damaged
+                    pass
 
 
 def _describe_other(path: Path, info: dict) -> None:

@@ -1,0 +1,74 @@
+"""Bounds on what an input file may make the program allocate, checked from metadata before anything is read.
+
+The loaders (:mod:`genreg_viewer.data.loading`), saved sessions (:mod:`genreg_viewer.gui.session`) and the
+command line use these limits, so a small hostile file (an HDF5 dataset declaring ``(2, 40000, 40000)``, a PNG
+header claiming 100000 x 100000 pixels, a ``.npy`` header with a huge shape) is refused in milliseconds with a
+message that names the limit, instead of exhausting memory. The values are generous for real MRI: a fastMRI
+multi-coil k-space slice is 15 x 640 x 368 complex64 (28 MB); brain volumes are a few hundred MB.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable
+
+import numpy as np
+
+from .preprocess import DataError
+
+#: most pixels of one 2-D slice (8192 x 8192); every loaded slice is checked against it
+MAX_SLICE_PIXELS = 2**26
+#: most bytes read from a file for one slice (raw, e.g. all coils of a multi-coil k-space slice)
+MAX_SLICE_BYTES = 2**30
+#: most bytes read from a file at once (a whole ``.npz`` array, or all the slices one call loads)
+MAX_READ_BYTES = 4 * 2**30
+#: most bytes of small metadata read from a file (an ISMRMRD XML header, one HDF5 attribute)
+MAX_METADATA_BYTES = 16 * 2**20
+#: seeds are 64-bit signed integers (torch and numpy generators): ``0 <= seed < MAX_SEED``
+MAX_SEED = 2**63
+
+
+def count(shape: Iterable[int]) -> int:
+    """The number of elements of ``shape`` (exact, no overflow)."""
+    return math.prod(int(n) for n in shape)
+
+
+def _size(nbytes: int) -> str:
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:.3g} {unit}"
+    return f"{nbytes} bytes"
+
+
+def check_slice(shape: tuple[int, ...], itemsize: int, what: str) -> None:
+    """Refuse a slice whose last two axes exceed :data:`MAX_SLICE_PIXELS` or whose bytes (all of ``shape``, e.g.
+    coils x rows x cols) exceed :data:`MAX_SLICE_BYTES` (``DataError`` naming ``what`` and the limit)."""
+    shape = tuple(int(n) for n in shape)
+    if any(n < 0 for n in shape):
+        raise DataError(f"{what} declares a negative size {shape}")
+    pixels = count(shape[-2:])
+    if pixels > MAX_SLICE_PIXELS:
+        raise DataError(f"{what}: a slice of {' x '.join(map(str, shape[-2:]))} = {pixels} pixels exceeds the limit "
+                        f"of {MAX_SLICE_PIXELS} pixels (8192 x 8192)")
+    nbytes = count(shape) * int(itemsize)
+    if nbytes > MAX_SLICE_BYTES:
+        raise DataError(f"{what}: one slice {shape} would take {_size(nbytes)}, more than the limit of "
+                        f"{_size(MAX_SLICE_BYTES)}")
+
+
+def check_read(nbytes: int, what: str) -> None:
+    """Refuse reading ``nbytes`` at once when it exceeds :data:`MAX_READ_BYTES`."""
+    if nbytes > MAX_READ_BYTES:
+        raise DataError(f"{what} would take {_size(nbytes)}, more than the limit of {_size(MAX_READ_BYTES)} read at once")
+
+
+def check_seed(value, what: str = "seed") -> int:
+    """``value`` as an ``int`` in ``[0, 2**63)``; anything else (floats, bools, strings, out of range) is a
+    ``ValueError`` naming ``what``."""
+    if isinstance(value, np.integer):
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{what} must be an integer, got {value!r}")
+    if not 0 <= value < MAX_SEED:
+        raise ValueError(f"{what} must be between 0 and 2**63 - 1 = {MAX_SEED - 1}, got {value}")
+    return int(value)
