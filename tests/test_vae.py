@@ -240,6 +240,50 @@ def test_two_stage_training_and_resume(tmp_path):
         train_covariance(tmp_path, "diagonal", stage2, tmp_path, resume=True)
 
 
+class _Payload:
+    """Pickles into a call that writes a marker file: loading it with pickle would run code."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_crafted_checkpoint_cannot_run_code_on_resume(tmp_path):
+    from genreg_viewer.training.vae import VAETrainingSettings, train_vae
+
+    marker = tmp_path / "pwned"
+    torch.save({"identity": _Payload(marker)}, tmp_path / "vae_identity.checkpoint.pt")
+    config = VAEConfig(image_size=32, latent_dim=8, widths=(4, 8), covariance_kind="identity")
+    settings = VAETrainingSettings(data="phantom:8", held_out="phantom:2:1000000", epochs=1, batch_size=8, lr=1e-3,
+                                   seed=0, noise_std=0.01)
+    with pytest.raises(ValueError, match="unreadable"):
+        train_vae(config, settings, tmp_path, resume=True)
+    assert not marker.exists()
+
+
+def test_stage2_samples_latents_from_the_encoder_by_default(tmp_path):
+    """Paper eq. 8: z ~ q(z|x) in stage 2; ``latent="mean"`` is deterministic given the batch, "sample" is not."""
+    from genreg_viewer.training.vae import CovarianceTrainingSettings, VAETrainingSettings, train_covariance, train_vae
+
+    torch.set_num_threads(1)
+    config = VAEConfig(image_size=32, latent_dim=8, widths=(4, 8), covariance_kind="identity")
+    common = dict(data="phantom:16", held_out="phantom:4:1000000", batch_size=8, seed=0, noise_std=0.01,
+                  warmup_steps=1, lr=3e-3)
+    train_vae(config, VAETrainingSettings(**common, epochs=1), tmp_path)
+    assert CovarianceTrainingSettings(**common, epochs=1).latent == "sample"
+    losses = {}
+    for latent in ("sample", "mean"):
+        out = tmp_path / latent
+        out.mkdir()
+        train_covariance(tmp_path, "diagonal", CovarianceTrainingSettings(**common, epochs=1, latent=latent), out)
+        losses[latent] = json.loads((out / "vae_diagonal.json").read_text())["info"]["history"][0]["train_nll"]
+    assert losses["sample"] != losses["mean"]
+    with pytest.raises(ValueError, match="--latent"):
+        CovarianceTrainingSettings(**common, epochs=1, latent="mode").validate()
+
+
 def test_slice_set_held_out_split_keeps_volumes_apart(tmp_path):
     import h5py
 

@@ -56,6 +56,41 @@ def random_flips(images: torch.Tensor, generator: torch.Generator) -> torch.Tens
     return torch.where(flip[:, None, None, None], images.flip(-1), images)
 
 
+def random_geometry_and_contrast(
+    images: torch.Tensor,
+    generator: torch.Generator,
+    max_rotation_degrees: float = 8.0,
+    scale_range: tuple[float, float] = (0.9, 1.12),
+    max_shift_fraction: float = 0.05,
+    gamma_range: tuple[float, float] = (0.75, 1.35),
+) -> torch.Tensor:
+    """Augment real slices ``(B, 1, H, W)`` in [0, 1]: per image a small random rotation, zoom and shift (bilinear
+    resampling, zero outside the field of view), then a contrast change ``x -> x^gamma`` with ``log gamma``
+    uniform in ``log gamma_range``; the result is rescaled so its maximum is 1 again (images stay in [0, 1], as
+    preprocessed slices are). Parameters are drawn on the CPU from ``generator`` (device-independent)."""
+    import torch.nn.functional as F
+
+    batch = images.shape[0]
+
+    def uniform(low: float, high: float) -> torch.Tensor:
+        return low + (high - low) * torch.rand(batch, generator=generator, dtype=torch.float64)
+
+    angle = torch.deg2rad(uniform(-max_rotation_degrees, max_rotation_degrees))
+    scale = torch.exp(uniform(math.log(scale_range[0]), math.log(scale_range[1])))
+    shift = uniform(-2 * max_shift_fraction, 2 * max_shift_fraction), uniform(-2 * max_shift_fraction, 2 * max_shift_fraction)
+    gamma = torch.exp(uniform(math.log(gamma_range[0]), math.log(gamma_range[1])))
+    # output -> input sampling map: rotate, divide by the zoom, shift (normalised coordinates in [-1, 1])
+    theta = torch.zeros(batch, 2, 3, dtype=torch.float64)
+    theta[:, 0, 0], theta[:, 0, 1] = torch.cos(angle) / scale, -torch.sin(angle) / scale
+    theta[:, 1, 0], theta[:, 1, 1] = torch.sin(angle) / scale, torch.cos(angle) / scale
+    theta[:, 0, 2], theta[:, 1, 2] = shift
+    grid = F.affine_grid(theta.to(images.dtype).to(images.device), list(images.shape), align_corners=False)
+    warped = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False).clamp(0, 1)
+    warped = warped.pow(gamma.to(images.dtype).to(images.device)[:, None, None, None])
+    peak = warped.flatten(1).amax(1).clamp_min(1e-6)[:, None, None, None]
+    return warped / peak
+
+
 # ------------------------------------------------------------------------------------------------ run bookkeeping
 def seed_everything(seed: int) -> None:
     """Seed torch's and numpy's global generators (network initialisation)."""

@@ -11,14 +11,15 @@ identity covariance ``Sigma = rho I`` gets its maximum-likelihood value ``rho = 
 the training set, stored in the config (the stage-1 model saved as ``vae_identity``).
 
 Stage 2 (:func:`train_covariance`): with the encoder and mean decoder frozen (eval mode), the covariance decoder
-minimises the exact Gaussian nll of the noisy image given ``z = mu(x)`` (paper eq. 10)::
+minimises the exact Gaussian nll of the noisy image given ``z ~ q(z|x)`` (paper eqs. 8 and 10; ``latent="mean"``
+uses ``z = mu(x)`` instead)::
 
     loss = [1/2 ||L(z)^T (x~ - G(z))||^2 - sum_p l_p(z)] / n  +  lambda * mean |a(z)|,
 
 with ``a`` the relative off-diagonal weights (an optional L1 penalty), a lower learning rate and more epochs.
 
 Both stages: Adam, linear warm-up then cosine decay of the learning rate over the planned steps, random left-right
-flips, a checkpoint after every epoch (``--resume`` continues it), a held-out evaluation per epoch, a loss-curve
+flips, optionally (``augment``) a small random rotation/zoom/shift and contrast change per image, a checkpoint after every epoch (``--resume`` continues it), a held-out evaluation per epoch, a loss-curve
 PNG and the final weights with an info JSON (command, seeds, data, final losses).
 """
 
@@ -47,7 +48,15 @@ from ..models.vae import (
     save_generative_model,
 )
 from ..models.weights import WeightsError, weights_exist, weights_stem
-from .common import HELD_OUT_SEED, command_line, flip_mask, random_flips, seed_everything, set_learning_rate
+from .common import (
+    HELD_OUT_SEED,
+    command_line,
+    flip_mask,
+    random_flips,
+    random_geometry_and_contrast,
+    seed_everything,
+    set_learning_rate,
+)
 
 #: std of the Gaussian noise added to training images (and to held-out images when the nll is evaluated)
 DEFAULT_NOISE_STD = 0.01
@@ -262,6 +271,8 @@ class LoopSettings:
     seed: int
     noise_std: float
     flips: bool = True
+    #: random rotation/zoom/shift and contrast (gamma) per image (for small real data sets; phantoms need none)
+    augment: bool = False
     warmup_steps: int = 50
     final_lr_fraction: float = 0.02
     grad_clip: float = 10.0
@@ -317,8 +328,9 @@ def _load_checkpoint(run: TrainingRun, identity: dict[str, Any]) -> dict[str, An
     if not run.checkpoint.is_file():
         raise FileNotFoundError(f"--resume: no checkpoint {run.checkpoint} to resume from")
     try:
-        payload = torch.load(run.checkpoint, map_location="cpu", weights_only=False)
-    except Exception as exc:  # pickle/zip errors of a damaged file
+        # weights_only: tensors, numbers, strings and containers only -- a crafted file cannot run code
+        payload = torch.load(run.checkpoint, map_location="cpu", weights_only=True)
+    except Exception as exc:  # zip errors of a damaged file, or objects other than plain data
         raise ValueError(f"--resume: checkpoint {run.checkpoint} is unreadable: {exc}") from exc
     stored = payload.get("identity")
     if stored != identity:
@@ -458,6 +470,15 @@ def _stage_info(
     }
 
 
+def augmented(x: torch.Tensor, settings: LoopSettings, generator: torch.Generator) -> torch.Tensor:
+    """The training batch after the configured random flips and geometry/contrast augmentation."""
+    if settings.flips:
+        x = random_flips(x, generator)
+    if settings.augment:
+        x = random_geometry_and_contrast(x, generator)
+    return x
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # stage 1
 @dataclass
@@ -495,9 +516,7 @@ def train_vae(
     identity = {"stage": "vae", "config": config.to_dict(), "settings": _resumable(settings)}
 
     def batch_step(indices: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        x = images[indices.to(device)]
-        if settings.flips:
-            x = random_flips(x, generator)
+        x = augmented(images[indices.to(device)], settings, generator)
         return stage1_loss(model, noisy(x, settings.noise_std, generator), settings.sigma, generator)
 
     def evaluate() -> dict[str, float]:
@@ -531,11 +550,16 @@ class CovarianceTrainingSettings(LoopSettings):
     """Stage 2: ``l1`` weights the penalty on the relative off-diagonal weights."""
 
     l1: float = 0.0
+    #: ``"sample"``: ``z ~ q(z|x)`` per batch, as the paper's eq. 8 (the expected nll under the encoder);
+    #: ``"mean"``: ``z = mu(x)`` (how the bundled phantom weights were trained)
+    latent: str = "sample"
 
     def validate(self) -> None:
         super().validate()
         if not (self.l1 >= 0 and math.isfinite(self.l1)):
             raise ValueError(f"--l1 must be a non-negative number, got {self.l1}")
+        if self.latent not in ("sample", "mean"):
+            raise ValueError(f"--latent must be 'sample' or 'mean', got {self.latent!r}")
 
 
 def resolve_vae_stem(path: str | os.PathLike) -> Path:
@@ -597,11 +621,6 @@ def train_covariance(
         module.requires_grad_(False)
     initialise_covariance_head(model, -0.5 * math.log(base.config.identity_rho))
     images = train.images.to(device)
-    # z = mu(x) and G(z) of the clean training images (the frozen networks, eval mode); flips commute with neither,
-    # so flipped copies are encoded too
-    mus, means = latent_means(model, images)
-    if settings.flips:
-        flipped_mus, flipped_means = latent_means(model, images.flip(-1))
     identity = {"stage": "covariance", "config": config.to_dict(), "settings": _resumable(settings),
                 "base": str(base_stem.resolve())}
 
@@ -609,13 +628,13 @@ def train_covariance(
         model.covariance_decoder.train()
 
     def batch_step(indices: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        indices = indices.to(device)
-        x, mu, mean = images[indices], mus[indices], means[indices]
-        if settings.flips:
-            flip = flip_mask(indices.shape[0], generator, device)
-            x = torch.where(flip[:, None, None, None], x.flip(-1), x)
-            mu = torch.where(flip[:, None], flipped_mus[indices], mu)
-            mean = torch.where(flip[:, None, None, None], flipped_means[indices], mean)
+        x = augmented(images[indices.to(device)], settings, generator)
+        with torch.no_grad():  # the frozen encoder and mean decoder (eval mode)
+            mu, logvar = model.encode(x)
+            if settings.latent == "sample":  # z ~ q(z|x), paper eq. 8
+                eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype).to(device)
+                mu = mu + torch.exp(0.5 * logvar) * eps
+            mean = model.decode_mean(mu)
         return covariance_loss(model, noisy(x, settings.noise_std, generator), mean, mu, settings.l1)
 
     def evaluate() -> dict[str, float]:

@@ -37,6 +37,8 @@ def _common(parser: argparse.ArgumentParser, epochs: int, batch_size: int, lr: f
     parser.add_argument("--noise-std", type=float, default=DEFAULT_NOISE_STD,
                         help=f"std of the Gaussian noise added to training images (default {DEFAULT_NOISE_STD})")
     parser.add_argument("--no-flips", action="store_true", help="no random left-right flips")
+    parser.add_argument("--augment", action="store_true",
+                        help="random small rotation/zoom/shift and contrast (gamma) per image (for real slice sets)")
     parser.add_argument("--resume", action="store_true", help="continue from OUT's checkpoint of this stage")
     add_device_arguments(parser, "auto")
 
@@ -69,12 +71,14 @@ def register(subparsers) -> None:
     p.add_argument("--kind", choices=("covar", "diagonal"), default="covar", help="covariance kind (default covar)")
     p.add_argument("--neighbourhood", type=int, choices=(3, 5), default=3, help="3 (3x3, default) or 5 (5x5)")
     p.add_argument("--l1", type=float, default=0.0, help="L1 penalty weight on the off-diagonal weights (default 0)")
+    p.add_argument("--latent", choices=("sample", "mean"), default="sample",
+                   help="z ~ q(z|x) per batch as in the paper's eq. 8 (default), or z = mu(x)")
     p.set_defaults(func=run_covariance)
 
 
 def _loop_arguments(args) -> dict:
     return dict(data=args.data, held_out=args.held_out, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                seed=args.seed, noise_std=args.noise_std, flips=not args.no_flips)
+                seed=args.seed, noise_std=args.noise_std, flips=not args.no_flips, augment=args.augment)
 
 
 def run_vae(args) -> int:
@@ -96,7 +100,7 @@ def run_covariance(args) -> int:
     from .vae import CovarianceTrainingSettings, train_covariance
 
     device = device_from_arguments(args)
-    settings = CovarianceTrainingSettings(**_loop_arguments(args), l1=args.l1)
+    settings = CovarianceTrainingSettings(**_loop_arguments(args), l1=args.l1, latent=args.latent)
     stem = train_covariance(args.vae, args.kind, settings, args.out, neighbourhood=args.neighbourhood, device=device,
                             resume=args.resume, argv=sys.argv[1:])
     print(f"wrote {stem}.safetensors and {stem}.json")
