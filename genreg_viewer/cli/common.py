@@ -52,6 +52,22 @@ def add_problem_arguments(parser) -> None:
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default auto)")
 
 
+def add_weights_argument(parser) -> None:
+    """``--weights NAME_OR_FOLDER``: the weight set the methods use (see :mod:`genreg_viewer.weight_sets`)."""
+    from ..weight_sets import BUNDLED_SETS
+
+    parser.add_argument("--weights", default=None, metavar="SET",
+                        help=f"trained weights: a bundled set ({', '.join(BUNDLED_SETS)}) or a folder of weights "
+                             "(default: $GENREG_WEIGHTS or phantom)")
+
+
+def apply_weights_argument(args):
+    """Activate ``--weights`` (when given) and return the active :class:`~genreg_viewer.weight_sets.WeightSet`."""
+    from ..weight_sets import active_weight_set, use_weight_set
+
+    return use_weight_set(args.weights) if getattr(args, "weights", None) else active_weight_set()
+
+
 def parse_param_pairs(pairs: list[str] | None) -> dict[str, str]:
     """``["alpha=0.01", "constraint=box"]`` -> ``{"alpha": "0.01", "constraint": "box"}`` (values parsed later by
     the method's :class:`~genreg_viewer.recon.Parameter` declarations)."""

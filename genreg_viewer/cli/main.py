@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "phantom",
     "dataset",
     "methods",
+    "weights",
     "recon",
     "covariance",
     "train",
@@ -48,8 +49,14 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 1
+    from ..weight_sets import active_weight_set, use_weight_set
+
     try:
-        return int(args.func(args) or 0)
+        before = active_weight_set()
+        try:
+            return int(args.func(args) or 0)
+        finally:  # --weights applies to this command only (main() may be called repeatedly in one process)
+            use_weight_set(before)
     except USER_ERRORS as exc:
         print(f"genreg {args.command}: error: {exc}", file=sys.stderr)
         return 2

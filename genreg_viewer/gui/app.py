@@ -16,11 +16,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--slice", type=int, default=None, help="slice of a volume (default: the centre slice)")
     parser.add_argument("--theme", choices=("system", "light", "dark"), default=None,
                         help="colour theme (default: the last choice, else the system's)")
+    parser.add_argument("--weights", default=None, metavar="SET",
+                        help="trained weights: phantom (default), real-knee, or a folder of weights")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    if args.weights:
+        from ..weight_sets import WeightSetError, use_weight_set
+
+        try:
+            use_weight_set(args.weights)
+        except WeightSetError as exc:
+            parser.error(str(exc))
     from PyQt6.QtCore import QCoreApplication
     from PyQt6.QtWidgets import QApplication
 

@@ -86,6 +86,7 @@ class MainWindow(QMainWindow):
         self.method_panel = MethodControls(self.state, self.queue)
         self.sampling_dock = self._dock("Sampling", self.sampling, Qt.DockWidgetArea.LeftDockWidgetArea)
         self.method_dock = self._dock("Method", self.method_panel, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.method_panel.weightSetChanged.connect(self.covariance.reset_model)
 
         self._build_status_bar()
         self._connect()

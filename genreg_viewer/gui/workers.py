@@ -73,6 +73,7 @@ class ReconJob:
     cancel: threading.Event = field(default_factory=threading.Event)
     method_instance: ReconMethod | None = None  #: a method object to run instead of ``get_method(method)``
     image_version: int = 0  #: :attr:`ExperimentState.image_version` when queued (a newer image drops the result)
+    weight_set: Any = None  #: the :class:`~genreg_viewer.weight_sets.WeightSet` chosen when queued (None: active)
 
     def report_every(self) -> int:
         """Report about 200 times per run (metrics are computed at every report)."""
@@ -138,7 +139,8 @@ class ReconWorker(QObject):
 
         try:
             method = job.method_instance or get_method(job.method)
-            problem = Problem(job.measurement, job.ground_truth, seed=job.seed, device=job.device)
+            problem = Problem(job.measurement, job.ground_truth, seed=job.seed, device=job.device,
+                              weight_set=job.weight_set)
             result = run_method(method, problem, job.params, job.iterations, cancel=job.cancel,
                                 callback=on_state, report_every=job.report_every())
             record = RunRecord.from_result(result, job.job_id, job.title, job.setting)

@@ -394,9 +394,10 @@ def flow_from_weights(stem: str | os.PathLike, device: str | torch.device = "cpu
 
 
 def bundled_flow_stem() -> Path:
-    from ..paths import WEIGHTS_DIR
+    """The flow of the active weight set (or its fallback)."""
+    from ..weight_sets import find_weights
 
-    return WEIGHTS_DIR / BUNDLED_NAME
+    return find_weights(BUNDLED_NAME)[0]
 
 
 def bundled_flow_available() -> tuple[bool, str]:

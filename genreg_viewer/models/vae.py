@@ -374,12 +374,12 @@ def model_from_weights(path_stem: str | os.PathLike, device: str | torch.device 
 def load_generative_model(
     kind: str = "covar", directory: str | os.PathLike | None = None, device: str | torch.device = "cpu"
 ) -> GenerativeModel:
-    """Load the model of covariance ``kind`` from ``directory`` (default: the bundled ``resources/weights``):
-    ``directory/vae_<kind>.{safetensors,json}``; eval mode, ``requires_grad = False``."""
-    from ..paths import WEIGHTS_DIR
+    """Load the model of covariance ``kind`` from ``directory`` (default: the active weight set, see
+    :mod:`genreg_viewer.weight_sets`): ``directory/vae_<kind>.{safetensors,json}``; eval mode, frozen."""
+    from ..weight_sets import weights_dir
 
-    folder = Path(directory) if directory is not None else WEIGHTS_DIR
-    stem = folder / model_file_name(kind)
+    stem = (Path(directory) if directory is not None else weights_dir(model_file_name(kind))) / model_file_name(kind)
+    folder = stem.parent
     if not weights_exist(stem):
         raise WeightsError(
             f"no {kind!r} VAE weights in {folder} (expected {stem.name}.safetensors and {stem.name}.json); "
@@ -393,13 +393,14 @@ def load_generative_model(
 
 def bundled_model_available(kind: str, directory: str | os.PathLike | None = None) -> tuple[bool, str]:
     """``(True, "")`` when the weights of ``kind`` are present (with their base file), else ``(False, why)``."""
-    from ..paths import WEIGHTS_DIR
+    from ..weight_sets import weights_dir
 
-    folder = Path(directory) if directory is not None else WEIGHTS_DIR
     try:
-        stem = folder / model_file_name(kind)
+        name = model_file_name(kind)
     except ValueError as exc:
         return False, str(exc)
+    folder = Path(directory) if directory is not None else weights_dir(name)
+    stem = folder / name
     if not weights_exist(stem):
         return False, f"no bundled {kind!r} VAE weights ({stem.name}.safetensors/.json) in {folder}"
     try:

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ..physics import Measurement
+from ..weight_sets import WeightSet, active_weight_set
 
 
 class ParameterError(ValueError):
@@ -48,16 +49,14 @@ class Parameter:
                 else:
                     parsed = bool(value)
             elif self.kind is int:
-                parsed = int(float(value)) if isinstance(value, str) else int(value)
-                if isinstance(value, str) and float(value) != parsed:
-                    raise ValueError(value)
+                parsed = _parse_int(value)
             elif self.kind is float:
                 parsed = float(value)
                 if not math.isfinite(parsed):
                     raise ValueError(value)
             else:
                 parsed = str(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise ParameterError(f"parameter {self.name!r} expects {self.kind.__name__}, got {value!r}") from None
         if self.choices is not None and parsed not in self.choices:
             raise ParameterError(f"parameter {self.name!r} must be one of {list(self.choices)}, got {parsed!r}")
@@ -81,16 +80,40 @@ class Parameter:
         }
 
 
+def _parse_int(value: Any) -> int:
+    """An integer from an ``int``, an integral finite float or text such as ``"12"``/``"1e3"`` (``ValueError`` for
+    ``inf``, ``nan``, ``1e400``, ``2.5``, ``True``)."""
+    if isinstance(value, bool):
+        raise ValueError(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            return int(text)
+        except ValueError:
+            pass
+    number = float(value)  # text such as "1e3", floats
+    if not math.isfinite(number) or number != int(number):
+        raise ValueError(value)
+    return int(number)
+
+
 @dataclass
 class Problem:
-    """What a method reconstructs from: the measurement, optionally the ground truth, the device and a seed."""
+    """What a method reconstructs from: the measurement, optionally the ground truth, the device, a seed and the
+    weight set whose trained networks and tuned defaults the methods use (see :mod:`genreg_viewer.weight_sets`;
+    default: the active set when the problem is made)."""
 
     measurement: Measurement
     ground_truth: torch.Tensor | None = None  #: real ``(B, 1, H, W)`` in [0, 1], only for metrics and tuning
     seed: int = 0
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    weight_set: WeightSet | None = None
 
     def __post_init__(self) -> None:
+        if self.weight_set is None:
+            self.weight_set = active_weight_set()
         self.device = torch.device(self.device)
         if self.measurement.y.device != self.device:
             self.measurement = self.measurement.to(self.device)
@@ -124,7 +147,7 @@ class Problem:
         """The sub-problem of the images ``index`` (same operator, seed and device)."""
         measurement = Measurement(self.y[index], self.operator, self.sigma, self.measurement.seed)
         truth = None if self.ground_truth is None else self.ground_truth[index]
-        return Problem(measurement, truth, self.seed, self.device)
+        return Problem(measurement, truth, self.seed, self.device, self.weight_set)
 
     def generator(self, offset: int = 0) -> torch.Generator:
         """A CPU generator seeded from the problem seed (draw on CPU, then move: same result on every device)."""

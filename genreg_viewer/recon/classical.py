@@ -185,8 +185,11 @@ class TotalVariation(ReconMethod):
     step_ratio = 2.0  #: tau / sigma (tau sigma ||K||^2 = 1); 2 converges fastest on the knee phantoms
 
     def defaults_for(self, problem: Problem) -> dict[str, Any]:
-        """``alpha`` for the problem's noise level: :func:`default_alpha`."""
-        return {"alpha": default_alpha(problem.sigma)}
+        """``alpha`` tuned for the active weight set's image domain (``tuned/classical.json``, e.g. real knees)
+        for the nearest setting; otherwise :func:`default_alpha` of the problem's noise level (phantom-tuned)."""
+        from .tuned import tuned_defaults
+
+        return tuned_defaults("classical.json", self.name, problem) or {"alpha": default_alpha(problem.sigma)}
 
     def iterate(self, problem: Problem, params: dict[str, Any], iterations: int) -> Iterator[Step]:
         alpha, tolerance = params["alpha"], params["tolerance"]

@@ -14,19 +14,27 @@ import json
 import math
 from typing import Any
 
+from pathlib import Path
+
 from ..paths import RESOURCES_DIR
+from ..weight_sets import WeightSet, tuned_file
 from .base import Problem
 
 TUNED_DIR = RESOURCES_DIR / "tuned"
 
 
-@functools.lru_cache(maxsize=8)
-def tuned_table(file_name: str) -> dict[str, list[dict[str, Any]]]:
-    """The whole table of ``resources/tuned/<file_name>`` (empty when the file is absent)."""
-    path = TUNED_DIR / file_name
+@functools.lru_cache(maxsize=16)
+def _read_table(path: Path, mtime_ns: int) -> dict[str, list[dict[str, Any]]]:
+    return json.loads(path.read_text())
+
+
+def tuned_table(file_name: str, weight_set: WeightSet | None = None) -> dict[str, list[dict[str, Any]]]:
+    """The whole table ``<file_name>`` of the weight set's (default: the active one's) ``tuned/`` folder, else of
+    ``resources/tuned`` (empty when neither exists)."""
+    path = tuned_file(file_name, weight_set)
     if not path.exists():
         return {}
-    return json.loads(path.read_text())
+    return _read_table(path, path.stat().st_mtime_ns)
 
 
 def nearest_setting(entries: list[dict[str, Any]], fraction: float, sigma: float) -> dict[str, Any] | None:
@@ -42,5 +50,5 @@ def nearest_setting(entries: list[dict[str, Any]], fraction: float, sigma: float
 
 def tuned_defaults(file_name: str, method: str, problem: Problem) -> dict[str, Any]:
     """``method``'s tuned parameters for the setting nearest ``problem``'s (empty when none is tuned)."""
-    entry = nearest_setting(tuned_table(file_name).get(method, []), problem.operator.sampling_fraction, problem.sigma)
+    entry = nearest_setting(tuned_table(file_name, problem.weight_set).get(method, []), problem.operator.sampling_fraction, problem.sigma)
     return dict(entry["params"]) if entry else {}

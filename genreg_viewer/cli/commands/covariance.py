@@ -16,6 +16,7 @@ import torch
 from ...data.loading import load_image
 from ...fileio import atomic_path
 from ...render import save_correlation_png
+from ..common import add_weights_argument, apply_weights_argument
 
 
 def _pixel(text: str) -> tuple[int, int]:
@@ -30,7 +31,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("covariance", help="correlation/covariance row of the learned covariance at a pixel")
     p.add_argument("image", help="image file (fastMRI .h5, PNG/TIFF/JPEG, .npy/.npz)")
     p.add_argument("--model", default="covar", choices=("covar", "diagonal", "identity"), help="bundled VAE kind")
-    p.add_argument("--weights", default=None, help="folder with vae_<kind>.safetensors/.json (default: bundled)")
+    add_weights_argument(p)
     p.add_argument("--pixel", required=True, help="ROW,COL of the pixel")
     p.add_argument("--kind", default="correlation", choices=("correlation", "covariance"))
     p.add_argument("--slice", type=int, default=None, help="slice of a volume (default: centre)")
@@ -45,8 +46,9 @@ def run(args) -> int:
     from ...models.vae import load_generative_model
 
     row, col = _pixel(args.pixel)
+    weight_set = apply_weights_argument(args)
     loaded = load_image(args.image, slice_index=args.slice, key=args.key)
-    model = load_generative_model(args.model, directory=args.weights)
+    model = load_generative_model(args.model)
     size = model.config.image_size
     if loaded.image.shape != (size, size):
         loaded = load_image(args.image, slice_index=args.slice, size=size, key=args.key)
@@ -67,7 +69,7 @@ def run(args) -> int:
         shown = values if args.kind == "correlation" else values / max(np.abs(values).max(), 1e-30)
         save_correlation_png(shown, args.png, (row, col), f"{args.kind} row at ({row}, {col}), {args.model}")
     summary = {
-        "model": args.model, "kind": args.kind, "pixel": [row, col], "value_at_pixel": float(values[row, col]),
+        "model": args.model, "weights": weight_set.name, "kind": args.kind, "pixel": [row, col], "value_at_pixel": float(values[row, col]),
         "min": float(values.min()), "max": float(values.max()), "seconds": round(seconds, 5),
         "encode_seconds": round(encoded - start, 5), "out": args.out, "png": args.png,
     }

@@ -18,7 +18,14 @@ import torch
 from ...fileio import atomic_path
 from ...recon import ParameterError, ReconResult, get_method, run_method, tune_parameter
 from ...render import save_grey_png
-from ..common import ProblemSetup, add_problem_arguments, build_problem, parse_param_pairs
+from ..common import (
+    ProblemSetup,
+    add_problem_arguments,
+    add_weights_argument,
+    apply_weights_argument,
+    build_problem,
+    parse_param_pairs,
+)
 
 #: progress reports (each with PSNR/SSIM) per run, at most
 PROGRESS_REPORTS = 20
@@ -30,6 +37,7 @@ def register(subparsers) -> None:
     p.add_argument("--method", default="tv", help="reconstruction method (see 'genreg methods'; default tv)")
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                    help="method parameter, repeatable (e.g. --param alpha=0.01)")
+    add_weights_argument(p)
     p.add_argument("--iters", type=int, default=None, help="iterations (default: the method's)")
     p.add_argument("--tune", action="store_true",
                    help="grid-search the method's main parameter for the best PSNR (needs a ground truth) first")
@@ -128,6 +136,7 @@ def run(args) -> int:
         torch.set_num_threads(args.threads)
     if args.iters is not None and args.iters < 1:
         raise ValueError(f"--iters must be at least 1, got {args.iters}")
+    weight_set = apply_weights_argument(args)
     method = _method(args.method)
     ok, why = method.available()
     if not ok:
@@ -141,7 +150,8 @@ def run(args) -> int:
         overrides = {**overrides, tuning["parameter"]: tuning["best"]}
     result = _run_with_progress(method, setup, overrides, args.iters, args.json)
 
-    summary = {**result.summary(), **setup.info, "out": args.out, "png": args.png}
+    summary = {**result.summary(), **setup.info, "out": args.out, "png": args.png,
+               "weights": {"name": weight_set.name, "data": weight_set.data, "terms": weight_set.terms}}
     if tuning is not None:
         summary["tuning"] = tuning
     if args.out:

@@ -41,11 +41,14 @@ from ..widgets.controls import compact_combo, wrapped_label
 from ..widgets.image_view import DIVERGING, SEQUENTIAL, ImageView, em
 from ..workers import WorkerThread
 
+from ...weight_sets import active_weight_set
+
 MODEL_KIND = "covar"
 
 
 def load_covariance_model():
-    """The bundled structured-covariance VAE (``WeightsError``, a ``ValueError``, when it is missing)."""
+    """The structured-covariance VAE of the active weight set (``WeightsError``, a ``ValueError``, when it is
+    missing)."""
     from ...models.vae import load_generative_model
 
     return load_generative_model(kind=MODEL_KIND)
@@ -223,7 +226,10 @@ class CovariancePanel(QWidget):
         if isinstance(key, str) and key.startswith("run:"):
             record = self.state.result(int(key[4:]))
             if record is not None:
-                return key, record.image, covariance_latent(record), record.arrays.get("std_map")
+                # a latent belongs to the weights it was found with: after a switch of weight set, encode instead
+                same_weights = record.setting.get("weights", active_weight_set().name) == active_weight_set().name
+                latent = covariance_latent(record) if same_weights else None
+                return key, record.image, latent, record.arrays.get("std_map")
         return "", None, None, None
 
     def _latest_inspectable_key(self) -> str | None:
@@ -352,6 +358,12 @@ class CovariancePanel(QWidget):
             self._row_busy = False
         self.status_label.setText("Covariance computation failed")
         self.errorOccurred.emit("Covariance inspector", message)
+
+    def reset_model(self, *_args) -> None:
+        """Forget the loaded model (the weight set changed): the next source is decoded by the new one."""
+        self.model, self.model_error, self._loading = None, None, False
+        self._source_shown = None
+        self._source_changed()
 
     def showEvent(self, event) -> None:  # noqa: N802 (Qt API)
         super().showEvent(event)

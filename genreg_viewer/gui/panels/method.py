@@ -29,6 +29,7 @@ from PyQt6.QtWidgets import (
 
 from ...device import default_device
 from ...recon import ParameterError, ReconMethod, all_methods
+from ...weight_sets import BUNDLED_SETS, WeightSetError, active_weight_set, resolve_weight_set, use_weight_set
 from ..state import ExperimentState, describe_setting
 from ..widgets.controls import RunControls, button_row, compact_combo, group_box, note_label, push_button
 from ..widgets.image_view import ImageView, em
@@ -64,6 +65,7 @@ class MethodControls(QWidget):
 
     errorOccurred = pyqtSignal(str, str)
     statusMessage = pyqtSignal(str)
+    weightSetChanged = pyqtSignal(str)  #: the name of the newly chosen weight set
 
     def __init__(self, state: ExperimentState, queue: ReconQueue, parent: QWidget | None = None):
         super().__init__(parent)
@@ -116,6 +118,10 @@ class MethodControls(QWidget):
         for label, device in device_choices():
             self.device_combo.addItem(label, device)
         form.addRow("Device", self.device_combo)
+        self.weights_combo = compact_combo(QComboBox())
+        self._fill_weight_sets()
+        self.weights_combo.currentIndexChanged.connect(self._weight_set_chosen)
+        form.addRow("Weights", self.weights_combo)
         layout.addLayout(form)
         self.run_controls = RunControls("Run", self.run, self.cancel,
                                         "Queue a run of this method with these parameters (Ctrl+R)",
@@ -134,6 +140,60 @@ class MethodControls(QWidget):
             push_button("Cancel all", self.queue.cancel_all,
                         "Cancel the running method and empty the queue (Shift+Esc)")))
         return box
+
+    def _fill_weight_sets(self) -> None:
+        """The bundled weight sets that are installed (and the active one, when it is a folder of its own)."""
+        active = active_weight_set()
+        combo = self.weights_combo
+        combo.blockSignals(True)
+        combo.clear()
+        for name in BUNDLED_SETS:
+            try:
+                weight_set = resolve_weight_set(name)
+            except WeightSetError:
+                continue
+            combo.addItem(f"{name}", name)
+            combo.setItemData(combo.count() - 1, self._weights_tooltip(weight_set), Qt.ItemDataRole.ToolTipRole)
+        if combo.findData(active.name) < 0:
+            combo.addItem(active.name, str(active.folder))
+            combo.setItemData(combo.count() - 1, self._weights_tooltip(active), Qt.ItemDataRole.ToolTipRole)
+        index = combo.findData(active.name)
+        combo.setCurrentIndex(index if index >= 0 else combo.count() - 1)
+        combo.setToolTip(self._weights_tooltip(active))
+        combo.blockSignals(False)
+
+    @staticmethod
+    def _weights_tooltip(weight_set) -> str:
+        lines = [weight_set.description or f"weights in {weight_set.folder}"]
+        if weight_set.data:
+            lines.append(f"Trained on: {weight_set.data}")
+        if weight_set.terms:
+            lines.append(f"Terms: {weight_set.terms}")
+        if weight_set.fallback:
+            lines.append(f"Networks it lacks come from: {weight_set.fallback}")
+        return "\n".join(lines)
+
+    def select_weight_set(self, spec: str) -> None:
+        """Use the weight set ``spec`` (a bundled name or a folder) for the next runs; raises ``WeightSetError``."""
+        chosen = use_weight_set(spec)
+        self._fill_weight_sets()
+        self._populate_methods()
+        self.weightSetChanged.emit(chosen.name)
+        self.statusMessage.emit(f"Weights: {chosen.name}" + (f" ({chosen.data})" if chosen.data else ""))
+
+    def _weight_set_chosen(self, *_args) -> None:
+        spec = self.weights_combo.currentData()
+        if spec is None or spec == active_weight_set().name:
+            return
+        current = self._current.name if self._current else None
+        try:
+            self.select_weight_set(spec)
+        except WeightSetError as exc:
+            self.errorOccurred.emit("Cannot use these weights", str(exc))
+            self._fill_weight_sets()
+            return
+        if current:
+            self.select_method(current)
 
     # --------------------------------------------------------------------- API
     def current_method(self) -> ReconMethod | None:
@@ -172,9 +232,16 @@ class MethodControls(QWidget):
             "edited": sorted(self.form.edited),
             "iterations": self.iterations_spin.value(),
             "device": self.device_combo.currentData(),
+            "weights": active_weight_set().name,
         }
 
     def restore_settings(self, settings: dict) -> None:
+        weights = settings.get("weights")
+        if isinstance(weights, str) and weights in BUNDLED_SETS and weights != active_weight_set().name:
+            try:
+                self.select_weight_set(weights)
+            except WeightSetError as exc:
+                self.errorOccurred.emit("Cannot use the session's weights", str(exc))
         if settings.get("method") and self.select_method(settings["method"]):
             edited = set(settings.get("edited", []))
             params = settings.get("params", {})
@@ -202,8 +269,9 @@ class MethodControls(QWidget):
             measurement=problem.measurement,
             ground_truth=problem.ground_truth,
             seed=problem.seed,
-            setting=self.state.setting(),
+            setting={**self.state.setting(), "weights": active_weight_set().name},
             image_version=self.state.image_version,
+            weight_set=active_weight_set(),
         )
 
     def run(self) -> None:

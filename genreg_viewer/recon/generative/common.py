@@ -19,16 +19,27 @@ def effective_sigma(problem: Problem) -> float:
 
 
 @functools.lru_cache(maxsize=8)
-def _cached_model(kind: str, device: str):
+def _cached_model(kind: str, device: str, folder: str):
     from ...models.vae import load_generative_model
 
-    return load_generative_model(kind, device=device)
+    return load_generative_model(kind, directory=folder, device=device)
 
 
-def bundled_model(kind: str, device: torch.device):
-    """The bundled generative model of covariance ``kind`` on ``device`` (loaded once per process, eval mode,
-    parameters frozen). Callers must not modify it."""
-    return _cached_model(kind, str(device))
+def bundled_model(kind: str, device: torch.device, weight_set=None):
+    """The generative model of covariance ``kind`` from ``weight_set`` (default: the active one; or its fallback)
+    on ``device`` (loaded once per process and folder, eval mode, parameters frozen). Callers must not modify it."""
+    from ...models.vae import model_file_name
+    from ...weight_sets import weights_dir
+
+    return _cached_model(kind, str(device), str(weights_dir(model_file_name(kind), weight_set)))
+
+
+def model_weights_note(kind: str, weight_set=None) -> str:
+    """Which weight set supplies the model of ``kind`` (for a run's notes)."""
+    from ...models.vae import model_file_name
+    from ...weight_sets import find_weights, weights_note
+
+    return weights_note(find_weights(model_file_name(kind), weight_set)[0], weight_set)
 
 
 def model_available(kind: str) -> tuple[bool, str]:

@@ -88,7 +88,7 @@ class JointGenerativeReconstruction(ReconMethod):
         """Block coordinate descent on the images that have not converged yet: a converged image leaves the working
         batch (its x and z stay as they are), so no work is spent on it and its result does not depend on the other
         images of the batch. Stops when all images have converged or after ``iterations``."""
-        model = common.bundled_model(self.covariance_kind, problem.device)
+        model = common.bundled_model(self.covariance_kind, problem.device, problem.weight_set)
         sigma = effective_sigma(problem)
         lam, mu = params["lam"], params["mu"]
         x_all = problem.zero_filled()
@@ -126,6 +126,7 @@ class JointGenerativeReconstruction(ReconMethod):
             last = done or iteration == iterations
             if last:
                 extras["converged"] = done
+                extras["weights"] = common.model_weights_note(self.covariance_kind, problem.weight_set)
                 if params["posterior_samples"] > 0:
                     final = DecodedLatent.decode(model, z_all) if x_all.shape[0] != x.shape[0] else decoded
                     with torch.no_grad():

@@ -41,7 +41,7 @@ class Narnhofer19(ReconMethod):
         return common.model_available("identity")
 
     def iterate(self, problem: Problem, params: dict[str, Any], iterations: int) -> Iterator[Step]:
-        model = common.bundled_model("identity", problem.device)
+        model = common.bundled_model("identity", problem.device, problem.weight_set)
         search = LatentSearch(model, problem, params["restarts"], params["mu"], params["learning_rate"])
         phase_one = min(params["z_iterations"], iterations)
         for iteration in range(1, phase_one + 1):

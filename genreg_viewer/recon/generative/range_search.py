@@ -97,7 +97,7 @@ class RangeSearch(ReconMethod):
         return common.model_available("identity")
 
     def iterate(self, problem: Problem, params: dict[str, Any], iterations: int) -> Iterator[Step]:
-        model = common.bundled_model("identity", problem.device)
+        model = common.bundled_model("identity", problem.device, problem.weight_set)
         search = LatentSearch(model, problem, params["restarts"], params["mu"], params["learning_rate"])
         for iteration in range(1, iterations + 1):
             search.step()

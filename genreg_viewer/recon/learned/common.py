@@ -9,17 +9,18 @@ from typing import Callable
 import torch
 
 from ...models.weights import WeightsError, load_state_into, load_weights, weights_exist, weights_paths, weights_stem
-from ...paths import WEIGHTS_DIR
+from ...weight_sets import find_weights
 
 
 def resolve_weights(name: str) -> Path:
-    """A bare name (``dncnn``) means ``resources/weights/NAME``; anything with a folder or suffix is a path."""
+    """A bare name (``dncnn``) means ``NAME`` in the active weight set (or its fallback, normally
+    ``resources/weights``); anything with a folder or suffix is a path."""
     text = str(name).strip()
     if not text:
         raise WeightsError("no weights file given")
     path = Path(text).expanduser()
     if path.parent == Path(".") and not path.suffix:
-        path = WEIGHTS_DIR / text
+        path = find_weights(text)[0]
     return weights_stem(path)
 
 

@@ -21,7 +21,7 @@ import torch
 
 from ...models.varnet import VariationalNetwork
 from ...models.weights import WeightsError, read_weights_json
-from ...paths import WEIGHTS_DIR
+from ...weight_sets import active_weight_set, weight_set_chain
 from ...physics import mask_fingerprint
 from ..base import Parameter, ParameterError, Problem, ReconMethod, Step
 from ..registry import register
@@ -48,7 +48,9 @@ class TrainedSetting:
 
 def trained_settings(folder=None) -> list[TrainedSetting]:
     """The variational networks found as ``varnet-*.json`` in the weights folder (unreadable files are skipped)."""
-    folder = WEIGHTS_DIR if folder is None else folder
+    if folder is None:  # the active weight set, else the first fallback that has any
+        folders = [s.folder for s in weight_set_chain()]
+        folder = next((f for f in folders if any(f.glob("varnet-*.json"))), folders[0])
     settings = []
     for meta in sorted(folder.glob("varnet-*.json")):
         stem = meta.with_suffix("")
@@ -66,7 +68,7 @@ def trained_settings(folder=None) -> list[TrainedSetting]:
 def nearest_setting(problem: Problem, settings: list[TrainedSetting]) -> tuple[TrainedSetting, float]:
     """The trained setting nearest to the problem's mask and noise level, and its distance."""
     if not settings:
-        raise WeightsError(f"no variational network weights (varnet-*.json) in {WEIGHTS_DIR}; "
+        raise WeightsError(f"no variational network weights (varnet-*.json) in the weight set {active_weight_set().name!r}; "
                            "train one with 'genreg train varnet --mask SPEC --noise SIGMA'")
     fraction = problem.operator.sampling_fraction
     fingerprint = mask_fingerprint(problem.operator.mask)
@@ -96,7 +98,7 @@ class VariationalNetworkMethod(ReconMethod):
     def available(self) -> tuple[bool, str]:
         if trained_settings():
             return True, ""
-        return False, (f"no variational network weights (varnet-*.json) in {WEIGHTS_DIR}; "
+        return False, (f"no variational network weights (varnet-*.json) in the weight set {active_weight_set().name!r}; "
                        "train one with 'genreg train varnet --mask SPEC --noise SIGMA'")
 
     def choose(self, problem: Problem, requested: str) -> tuple[str, str, bool, float | None]:

@@ -52,7 +52,7 @@ class LatentGenerator:
 @torch.no_grad()
 def vae_generator(problem: Problem, kind: str) -> LatentGenerator:
     """The bundled VAE's mean decoder; start at the encoder's ``q(z | Re(A^H y))``."""
-    model = common.bundled_model(kind, problem.device)
+    model = common.bundled_model(kind, problem.device, problem.weight_set)
     mean, logvar = model.encode(problem.zero_filled())
     return LatentGenerator(model.decode_mean, mean.shape[1], mean, torch.exp(0.5 * logvar))
 

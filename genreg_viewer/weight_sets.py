@@ -1,0 +1,200 @@
+"""Weight sets: which trained networks (and which tuned defaults) the methods use.
+
+A weight set is a folder of ``NAME.safetensors`` + ``NAME.json`` files, optionally with ``weightset.json``
+(``{"name", "description", "data", "terms", "fallback"}``), a ``NOTICE`` and a ``tuned/`` folder of tuned default
+parameters (same format as ``resources/tuned``). Two sets are bundled:
+
+* ``phantom`` (``resources/weights``): every network, trained on synthetic knee phantoms; the default;
+* ``real-knee`` (``resources/weights/real-knee``): the structured-covariance VAE trained on real knee MRI (MRNet,
+  research-use terms, see its ``NOTICE``), with defaults tuned on real validation slices. Networks it does not hold
+  come from its ``fallback`` set (``phantom``), and a run says so.
+
+``--weights NAME_OR_FOLDER`` (CLI) and the app's weight-set picker call :func:`use_weight_set`; ``GENREG_WEIGHTS``
+sets the initial one. Loaders ask :func:`find_weights` for a file stem at call time, so switching sets takes effect
+for the next run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .paths import RESOURCES_DIR
+
+DEFAULT_SET = "phantom"
+BUNDLED_SETS: dict[str, Path] = {
+    "phantom": RESOURCES_DIR / "weights",
+    "real-knee": RESOURCES_DIR / "weights" / "real-knee",
+}
+MANIFEST = "weightset.json"
+
+
+class WeightSetError(ValueError):
+    """An unknown weight-set name or a folder that is not a weight set."""
+
+
+@dataclass(frozen=True)
+class WeightSet:
+    """A folder of trained networks and what they were trained on."""
+
+    name: str
+    folder: Path
+    description: str = ""
+    data: str = ""
+    terms: str = ""
+    fallback: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def tuned_dir(self) -> Path:
+        return self.folder / "tuned"
+
+    @property
+    def notice(self) -> Path | None:
+        path = self.folder / "NOTICE"
+        return path if path.is_file() else None
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-friendly summary (``genreg weights --json``, ``genreg recon --json``)."""
+        return {"name": self.name, "folder": str(self.folder), "description": self.description, "data": self.data,
+                "terms": self.terms, "fallback": self.fallback,
+                "notice": str(self.notice) if self.notice else None,
+                "networks": sorted(p.stem for p in self.folder.glob("*.safetensors"))}
+
+
+def _read_manifest(folder: Path, name: str) -> WeightSet:
+    manifest = folder / MANIFEST
+    if not manifest.is_file():
+        return WeightSet(name, folder, fallback=None if name == DEFAULT_SET else DEFAULT_SET)
+    try:
+        document = json.loads(manifest.read_text())
+        if not isinstance(document, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as exc:
+        raise WeightSetError(f"{manifest} is not a readable weight-set description: {exc}") from exc
+    fallback = document.get("fallback", None if name == DEFAULT_SET else DEFAULT_SET)
+    if fallback is not None and fallback not in BUNDLED_SETS:
+        raise WeightSetError(f"{manifest}: fallback must be one of {', '.join(BUNDLED_SETS)}, got {fallback!r}")
+    return WeightSet(str(document.get("name", name)), folder, str(document.get("description", "")),
+                     str(document.get("data", "")), str(document.get("terms", "")), fallback,
+                     {k: v for k, v in document.items() if k not in ("name", "description", "data", "terms", "fallback")})
+
+
+def resolve_weight_set(spec: str | os.PathLike | None) -> WeightSet:
+    """A bundled set's name (``phantom``, ``real-knee``) or a folder of weights."""
+    if spec is None or str(spec).strip() == "":
+        spec = os.environ.get("GENREG_WEIGHTS") or DEFAULT_SET
+    text = str(spec).strip()
+    if text in BUNDLED_SETS:
+        folder = BUNDLED_SETS[text]
+        if not folder.is_dir():
+            raise WeightSetError(f"the bundled weight set {text!r} is missing ({folder} not found)")
+        return _read_manifest(folder, text)
+    folder = Path(text).expanduser()
+    if not folder.is_dir():
+        raise WeightSetError(f"unknown weight set {text!r}: give one of {', '.join(BUNDLED_SETS)} or a folder of "
+                             "weights (NAME.safetensors + NAME.json)")
+    if not any(folder.glob("*.safetensors")):
+        raise WeightSetError(f"{folder} holds no weights (NAME.safetensors + NAME.json)")
+    resolved = folder.resolve()
+    for name, bundled in BUNDLED_SETS.items():
+        if bundled.is_dir() and bundled.resolve() == resolved:
+            return _read_manifest(bundled, name)
+    return _read_manifest(folder, folder.name)
+
+
+_LOCK = threading.Lock()
+_ACTIVE: WeightSet | None = None
+
+
+def active_weight_set() -> WeightSet:
+    """The weight set the methods use now (initially ``GENREG_WEIGHTS`` or ``phantom``)."""
+    global _ACTIVE
+    with _LOCK:
+        if _ACTIVE is None:
+            _ACTIVE = resolve_weight_set(None)
+        return _ACTIVE
+
+
+def use_weight_set(spec: str | os.PathLike | WeightSet | None) -> WeightSet:
+    """Make ``spec`` the active weight set (the next runs load their networks and tuned defaults from it)."""
+    global _ACTIVE
+    chosen = spec if isinstance(spec, WeightSet) else resolve_weight_set(spec)
+    with _LOCK:
+        _ACTIVE = chosen
+    return chosen
+
+
+def weight_set_chain(weight_set: WeightSet | None = None) -> list[WeightSet]:
+    """The set (default: the active one) followed by its fallbacks."""
+    weight_set = weight_set or active_weight_set()
+    chain, seen = [weight_set], {weight_set.folder}
+    while chain[-1].fallback is not None:
+        nxt = resolve_weight_set(chain[-1].fallback)
+        if nxt.folder in seen:
+            break
+        chain.append(nxt)
+        seen.add(nxt.folder)
+    return chain
+
+
+def find_weights(name: str, weight_set: WeightSet | None = None) -> tuple[Path, WeightSet]:
+    """The stem ``FOLDER/name`` in the active set, else in its fallback; ``(stem, the set it came from)``. When no
+    set holds it, the active set's stem is returned (loaders then say it is missing)."""
+    weight_set = weight_set or active_weight_set()
+    for candidate in weight_set_chain(weight_set):
+        stem = candidate.folder / name
+        if stem.with_suffix(".safetensors").is_file() and stem.with_suffix(".json").is_file():
+            return stem, candidate
+    return weight_set.folder / name, weight_set
+
+
+def weights_dir(kind_file: str | None = None, weight_set: WeightSet | None = None) -> Path:
+    """The folder holding ``kind_file`` (a stem name) in ``weight_set`` (default: the active set) or its fallback;
+    the set's own folder when ``kind_file`` is None."""
+    if kind_file is None:
+        return (weight_set or active_weight_set()).folder
+    return find_weights(kind_file, weight_set)[0].parent
+
+
+def tuned_file(file_name: str, weight_set: WeightSet | None = None) -> Path:
+    """The tuned-defaults table ``file_name`` of ``weight_set`` (default: the active set; ``FOLDER/tuned/``), else
+    the bundled ``resources/tuned`` one."""
+    own = (weight_set or active_weight_set()).tuned_dir / file_name
+    return own if own.is_file() else RESOURCES_DIR / "tuned" / file_name
+
+
+def weights_note(stem: Path, weight_set: WeightSet | None = None) -> str:
+    """``"real-knee"`` or ``"phantom (real-knee has no vae_x)"``: which set a loaded network came from, for run
+    notes."""
+    active = weight_set or active_weight_set()
+    try:
+        same = stem.parent.resolve() == active.folder.resolve()
+    except OSError:
+        same = False
+    if same:
+        return active.name
+    for name, folder in BUNDLED_SETS.items():
+        if folder.is_dir() and stem.parent.resolve() == folder.resolve():
+            return f"{name} ({active.name} has no {stem.name})"
+    return str(stem.parent)
+
+
+__all__ = [
+    "BUNDLED_SETS",
+    "DEFAULT_SET",
+    "WeightSet",
+    "WeightSetError",
+    "active_weight_set",
+    "find_weights",
+    "resolve_weight_set",
+    "tuned_file",
+    "use_weight_set",
+    "weight_set_chain",
+    "weights_dir",
+    "weights_note",
+]
