@@ -24,6 +24,10 @@ class ParameterError(ValueError):
     """A method parameter that is unknown or out of range."""
 
 
+#: integer parameters are 64-bit: ``|value| < 2**63``
+INT_PARAMETER_LIMIT = 2**63
+
+
 @dataclass(frozen=True)
 class Parameter:
     """A declared method parameter: the GUI builds a form from it, the CLI parses ``--param name=value``."""
@@ -57,7 +61,10 @@ class Parameter:
             else:
                 parsed = str(value)
         except (TypeError, ValueError, OverflowError):
-            raise ParameterError(f"parameter {self.name!r} expects {self.kind.__name__}, got {value!r}") from None
+            shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+            expected = {int: "int (a whole number, |value| < 2**63)", float: "float (a finite number)"}.get(
+                self.kind, self.kind.__name__)
+            raise ParameterError(f"parameter {self.name!r} expects {expected}, got {shown}") from None
         if self.choices is not None and parsed not in self.choices:
             raise ParameterError(f"parameter {self.name!r} must be one of {list(self.choices)}, got {parsed!r}")
         if self.minimum is not None and parsed < self.minimum:
@@ -81,22 +88,30 @@ class Parameter:
 
 
 def _parse_int(value: Any) -> int:
-    """An integer from an ``int``, an integral finite float or text such as ``"12"``/``"1e3"`` (``ValueError`` for
-    ``inf``, ``nan``, ``1e400``, ``2.5``, ``True``)."""
+    """An integer from an ``int``, a finite float (truncated, as ``int()`` does) or text such as ``"12"`` or
+    ``"1e3"`` that names a whole number; ``ValueError`` for ``inf``, ``nan``, ``1e400``, ``"2.5"``, booleans and
+    anything outside the 64-bit range."""
     if isinstance(value, bool):
         raise ValueError(value)
     if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, str):
+        parsed = int(value)
+    elif isinstance(value, str):
         text = value.strip()
         try:
-            return int(text)
+            parsed = int(text)
         except ValueError:
-            pass
-    number = float(value)  # text such as "1e3", floats
-    if not math.isfinite(number) or number != int(number):
+            number = float(text)
+            if not math.isfinite(number) or number != int(number):
+                raise ValueError(value) from None
+            parsed = int(number)
+    else:
+        number = float(value)
+        if not math.isfinite(number):
+            raise ValueError(value)
+        parsed = int(number)
+    if not -INT_PARAMETER_LIMIT < parsed < INT_PARAMETER_LIMIT:
         raise ValueError(value)
-    return int(number)
+    return parsed
 
 
 @dataclass
