@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..data.limits import check_seed
 from ..data.loading import load_image
 from ..data.preprocess import DataError
 from ..device import resolve_device
@@ -48,7 +49,8 @@ def add_problem_arguments(parser) -> None:
                              f"(default {DEFAULT_MASK}; with --kspace the data's non-zero pattern)")
     parser.add_argument("--noise", type=float, default=DEFAULT_NOISE, metavar="SIGMA",
                         help=f"std of the real and imaginary k-space noise (default {DEFAULT_NOISE})")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the noise, random masks and methods (default 0)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the noise, random masks and methods, 0 <= SEED < 2**63 (default 0)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default auto)")
 
 
@@ -191,5 +193,6 @@ def build_problem(args) -> ProblemSetup:
         raise ValueError("give an IMAGE (ground truth to simulate from) or --kspace FILE (measured data)")
     if args.noise < 0 or not np.isfinite(args.noise):
         raise ValueError(f"--noise must be a finite number >= 0, got {args.noise}")
+    args.seed = check_seed(args.seed, "--seed")
     device = resolve_device(args.device)
     return _measured_problem(args, device) if args.kspace is not None else _simulated_problem(args, device)
