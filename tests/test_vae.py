@@ -375,3 +375,22 @@ def test_bundled_covar_samples_are_structured(bundled_models, held_out_phantoms)
         correlations[kind] = lag_one_correlation(residuals)
     assert abs(correlations["diagonal"]) < 0.03
     assert correlations["covar"] > LAG_ONE_THRESHOLD
+
+
+def test_paper_layout_matches_the_paper():
+    """Decoder from an 8x8x256 map through up-blocks of 512/256/128/64 channels to 128x128 (Duff et al. 2023);
+    the encoder halves 128 -> 8 through 64/128/256/512 channels."""
+    from genreg_viewer.models.vae import PAPER_COARSE_CHANNELS, PAPER_DECODER_WIDTHS, PAPER_WIDTHS
+
+    config = VAEConfig(widths=PAPER_WIDTHS, decoder_widths=PAPER_DECODER_WIDTHS,
+                       coarse_channels=PAPER_COARSE_CHANNELS, patch=1, dropout=0.1, covariance_kind="covar")
+    model = GenerativeModel(config)
+    decoder = model.mean_decoder
+    assert config.coarse_size == 8 and decoder.head.out_features == 256 * 8 * 8
+    assert [block.conv_in.out_channels for block in decoder.blocks] == [512, 256, 128, 64]
+    assert [block.conv_in.out_channels for block in model.encoder.blocks] == [64, 128, 256, 512]
+    with torch.no_grad():
+        assert model.eval().decode_mean(torch.zeros(1, config.latent_dim)).shape == (1, 1, 128, 128)
+    assert VAEConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(ValueError, match="decoder_widths"):
+        VAEConfig(widths=(4, 8), decoder_widths=(8,))

@@ -23,8 +23,8 @@ training when configured):
   ``L_qp = exp(l_p) a_qp`` (``a`` = raw output), so that ``(L^T r)_p = exp(l_p) (r_p + sum_q a_qp r_q)``: a
   conditional autoregression whose coefficients do not depend on the noise level.
 
-Sizes: the paper's layout (``PAPER_WIDTHS``, ``patch = 1``: stem and output at full resolution, five levels) is for
-GPU users; the slim default (``SLIM_WIDTHS``, ``patch = 4``: levels at 32, 16, 8 and 4 pixels) trains on a 2-core
+Sizes: the paper's layout (``PAPER_WIDTHS`` 64/128/256/512 with ``PAPER_DECODER_WIDTHS`` 512/256/128/64 from an
+8x8x256 map, ``patch = 1``: stem and output at full resolution, dropout; about 24 M parameters) is for GPU users; the slim default (``SLIM_WIDTHS``, ``patch = 4``: levels at 32, 16, 8 and 4 pixels) trains on a 2-core
 CPU in about 15 minutes and is what ``resources/weights`` ships. Full-resolution 3x3 convs with few channels are
 memory-bound on a CPU; the patch stem and sub-pixel output give ~4x more training steps per minute (after 4 minutes
 of training on phantoms: 18.8 dB held-out PSNR against 16.5 dB for a five-level full-resolution layout).
@@ -57,7 +57,12 @@ PATCHES = (1, 2, 4)
 #: three resolution levels) and a paper-sized layout for GPU users (full-resolution stem and output, five levels)
 SLIM_WIDTHS: tuple[int, ...] = (32, 64, 128)
 SLIM_PATCH = 4
-PAPER_WIDTHS: tuple[int, ...] = (32, 64, 128, 256, 256)
+#: the paper's layout (Duff et al. 2023, appendix): encoder levels 64/128/256/512 down to 8x8, decoder from an 8x8x256
+#: map through up-blocks of 512/256/128/64 channels to 128x128, full-resolution stem and output, dropout
+PAPER_WIDTHS: tuple[int, ...] = (64, 128, 256, 512)
+PAPER_DECODER_WIDTHS: tuple[int, ...] = (512, 256, 128, 64)
+PAPER_COARSE_CHANNELS = 256
+PAPER_DROPOUT = 0.1
 PAPER_PATCH = 1
 #: tensors of the encoder and mean decoder (shared between the kinds of one trained VAE)
 BASE_PREFIXES = ("encoder.", "mean_decoder.")
@@ -74,11 +79,15 @@ class VAEConfig(JsonConfig):
     """Architecture and covariance settings of a :class:`GenerativeModel` (stored in the weights JSON)."""
 
     label = "VAE"
-    tuple_fields = ("widths",)
+    tuple_fields = ("widths", "decoder_widths")
 
     image_size: int = 128
     latent_dim: int = 100
     widths: tuple[int, ...] = SLIM_WIDTHS
+    #: channels after each decoder up-block, coarse to fine (empty: the encoder's widths mirrored)
+    decoder_widths: tuple[int, ...] = ()
+    #: channels of the coarse map the decoder's linear head produces (0: ``widths[-1]``)
+    coarse_channels: int = 0
     #: dropout probability after every residual block while training. The paper uses dropout; the slim model
     #: underfits its phantom training set (held-out error = training error), so it defaults to none.
     dropout: float = 0.0
@@ -92,6 +101,7 @@ class VAEConfig(JsonConfig):
 
     def __post_init__(self) -> None:
         self.widths = tuple(self.widths)
+        self.decoder_widths = tuple(self.decoder_widths)
         self.validate()
 
     def validate(self) -> None:
@@ -100,6 +110,12 @@ class VAEConfig(JsonConfig):
             raise ValueError(f"latent_dim must be a positive integer, got {self.latent_dim!r}")
         if not self.widths or not all(is_integer(w) and w > 0 for w in self.widths):
             raise ValueError(f"widths must be a non-empty list of positive integers, got {list(self.widths)!r}")
+        if self.decoder_widths and (len(self.decoder_widths) != len(self.widths)
+                                    or not all(is_integer(w) and w > 0 for w in self.decoder_widths)):
+            raise ValueError(f"decoder_widths must be empty or {len(self.widths)} positive integers (one per "
+                             f"up-block), got {list(self.decoder_widths)!r}")
+        if not is_integer(self.coarse_channels) or self.coarse_channels < 0:
+            raise ValueError(f"coarse_channels must be a non-negative integer, got {self.coarse_channels!r}")
         if self.patch not in PATCHES:
             raise ValueError(f"patch must be one of {PATCHES}, got {self.patch!r}")
         if not isinstance(self.batch_norm, bool):
@@ -128,6 +144,13 @@ class VAEConfig(JsonConfig):
     def coarse_size(self) -> int:
         """Side of the coarsest feature map: ``image_size / (patch * 2^len(widths))``."""
         return self.image_size // (self.patch * 2 ** len(self.widths))
+
+    @property
+    def decoder_channels(self) -> tuple[int, tuple[int, ...]]:
+        """``(coarse map channels, channels after each up-block coarse -> fine)``."""
+        coarse = self.coarse_channels or self.widths[-1]
+        ups = self.decoder_widths or tuple(self.widths[-2::-1]) + (self.widths[0],)
+        return coarse, ups
 
     @property
     def off_diagonals(self) -> int:
@@ -217,13 +240,11 @@ class Decoder(nn.Module):
 
     def __init__(self, config: VAEConfig, out_channels: int) -> None:
         super().__init__()
-        widths = config.widths
         self.coarse = config.coarse_size
-        self.coarse_channels = widths[-1]
+        self.coarse_channels, targets = config.decoder_channels
         self.patch = config.patch
-        self.head = nn.Linear(config.latent_dim, widths[-1] * self.coarse**2)
-        targets = list(widths[-2::-1]) + [widths[0]]  # channels after each up block, coarse -> fine
-        blocks, channels = [], widths[-1]
+        self.head = nn.Linear(config.latent_dim, self.coarse_channels * self.coarse**2)
+        blocks, channels = [], self.coarse_channels
         for width in targets:
             blocks.append(ResidualBlock(channels, width, "up", config.dropout, config.batch_norm))
             channels = width
@@ -351,8 +372,10 @@ def save_generative_model(
     prefixes = BASE_PREFIXES if base is not None else ()
     if base is not None:
         base_model_config = read_weights_json(base)["config"]
-        mine = {k: v for k, v in config.items() if k in ("image_size", "latent_dim", "widths")}
-        theirs = {k: base_model_config.get(k) for k in mine}
+        mine = {k: v for k, v in config.items()
+                if k in ("image_size", "latent_dim", "widths", "decoder_widths", "coarse_channels", "patch")}
+        base_config = VAEConfig.from_dict({k: v for k, v in base_model_config.items() if k != "model"}).to_dict()
+        theirs = {k: base_config[k] for k in mine}
         if mine != theirs:
             raise WeightsError(f"base weights {weights_stem(base)} have architecture {theirs}, this model {mine}")
         if model.config.dropout != base_model_config.get("dropout"):
@@ -416,6 +439,9 @@ def bundled_model_available(kind: str, directory: str | os.PathLike | None = Non
 __all__ = [
     "BASE_PREFIXES",
     "COVARIANCE_KINDS",
+    "PAPER_COARSE_CHANNELS",
+    "PAPER_DECODER_WIDTHS",
+    "PAPER_DROPOUT",
     "PAPER_PATCH",
     "PAPER_WIDTHS",
     "SLIM_PATCH",

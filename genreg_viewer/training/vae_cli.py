@@ -14,7 +14,15 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..models.vae import PAPER_PATCH, PAPER_WIDTHS, SLIM_PATCH, SLIM_WIDTHS
+from ..models.vae import (
+    PAPER_COARSE_CHANNELS,
+    PAPER_DECODER_WIDTHS,
+    PAPER_DROPOUT,
+    PAPER_PATCH,
+    PAPER_WIDTHS,
+    SLIM_PATCH,
+    SLIM_WIDTHS,
+)
 from .cli_arguments import add_device_arguments, device_from_arguments, int_list
 
 
@@ -52,7 +60,9 @@ def register(subparsers) -> None:
     _common(p, epochs=24, batch_size=16, lr=2e-3)
     p.add_argument("--widths", type=_widths, default=SLIM_WIDTHS,
                    help=f"channels per resolution level: 'slim' {','.join(map(str, SLIM_WIDTHS))} (default), "
-                        f"'paper' {','.join(map(str, PAPER_WIDTHS))} (with --patch {PAPER_PATCH}), or a comma list")
+                        f"'paper' (the paper's layout: encoder {','.join(map(str, PAPER_WIDTHS))}, decoder from "
+                        f"8x8x{PAPER_COARSE_CHANNELS} through {','.join(map(str, PAPER_DECODER_WIDTHS))}, patch "
+                        f"{PAPER_PATCH}, dropout {PAPER_DROPOUT}), or a comma list")
     p.add_argument("--patch", type=int, choices=(1, 2, 4), default=None,
                    help=f"stem stride and sub-pixel output factor (default {SLIM_PATCH}; {PAPER_PATCH} with "
                         "--widths paper): 1 = full-resolution stem and output")
@@ -86,8 +96,12 @@ def run_vae(args) -> int:
     from .vae import VAETrainingSettings, train_vae
 
     device = device_from_arguments(args)
-    extra = {} if args.dropout is None else {"dropout": args.dropout}
-    patch = args.patch if args.patch is not None else (PAPER_PATCH if args.widths == PAPER_WIDTHS else SLIM_PATCH)
+    paper = args.widths == PAPER_WIDTHS
+    extra: dict = {"decoder_widths": PAPER_DECODER_WIDTHS, "coarse_channels": PAPER_COARSE_CHANNELS,
+                   "dropout": PAPER_DROPOUT} if paper else {}
+    if args.dropout is not None:
+        extra["dropout"] = args.dropout
+    patch = args.patch if args.patch is not None else (PAPER_PATCH if paper else SLIM_PATCH)
     config = VAEConfig(widths=args.widths, latent_dim=args.latent_dim, patch=patch,
                        batch_norm=not args.no_batch_norm, covariance_kind="identity", **extra)
     settings = VAETrainingSettings(**_loop_arguments(args), sigma=args.sigma)
