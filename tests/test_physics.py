@@ -1,3 +1,5 @@
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -65,10 +67,134 @@ def test_radial_coverage_matches_reference(spokes, percent):
     assert round(100 * radial_mask(spokes).mean(), 1) == percent
 
 
-def test_radial_symmetry_and_centre():
-    m = radial_mask(4, (128, 128))
-    assert m[64, 64]
-    assert m[64, 64:].all() and m[64:, 64].all()  # spokes at 0 and 90 degrees reach the edge
+# --- radial masks against the exact geometry -------------------------------------------------------------------
+# A radial mask is the set of pixels (c_r + floor(r sin t), c_c + floor(r cos t)) for t = 2 pi k / N and r = 0, 1, ...
+# Two independent checks: (1) the same rasterisation in 50-digit arithmetic; (2) the symmetries of the spoke set, which
+# a floored rasterisation inherits as follows. A symmetry of the angles that negates a coordinate v maps the pixel
+# index floor(v) to floor(-v) = -1 - floor(v) when v is not an integer (a mirror about the pixel corner at the
+# centre, i.e. np.flipud on an even side) but to -floor(v) when v is an integer. By Niven's theorem r sin t is an
+# integer (r > 0) only where sin t is 0, +-1/2 or +-1, i.e. at multiples of 30 degrees; those "integer points" are
+# computed below with integer arithmetic and left out of the mirror comparison (and must themselves be sampled).
+# Swapping the coordinates (t -> 90 deg - t, a symmetry when 4 | N) maps pixels exactly: the mask is its own
+# transpose about the centre pixel. A quarter turn about the centre pixel is NOT a symmetry once generic spokes are
+# present (N = 8: the 45-degree spoke floors to (f, f), the 135-degree one to (f, -f - 1)).
+
+# sin(m * 30 deg) = a / 2 + b * sqrt(3) / 2, as (a, b), for m = 0..11
+_SIN_30 = [(0, 0), (1, 0), (0, 1), (2, 0), (0, 1), (1, 0), (0, 0), (-1, 0), (0, -1), (-2, 0), (0, -1), (-1, 0)]
+
+
+def _floor_30(r: int, m: int, cosine: bool) -> int:
+    """floor(r sin(m * 30 deg)) (or of the cosine), exactly, with integer arithmetic."""
+    a, b = _SIN_30[(m + 3) % 12 if cosine else m % 12]
+    if b == 0 or r == 0:
+        return (r * a) // 2
+    half = math.isqrt(3 * r * r) // 2  # floor(r sqrt(3) / 2); r sqrt(3) / 2 is irrational for r > 0
+    return half if b > 0 else -half - 1
+
+
+def _integer_points(spokes: int, shape, axis: int) -> np.ndarray:
+    """Pixels of the spoke points whose ``axis`` coordinate (0: row offset r sin t, 1: column offset r cos t) is an
+    integer: the centre and the points of spokes at multiples of 30 degrees where r sin t (r cos t) is whole."""
+    h, w = shape
+    out = np.zeros(shape, dtype=bool)
+    out[h // 2, w // 2] = True
+    for k in range(spokes):
+        if (12 * k) % spokes:
+            continue  # not a multiple of 30 degrees: r sin t and r cos t are irrational for r > 0
+        m = 12 * k // spokes
+        a, b = _SIN_30[(m + 3) % 12 if axis else m]
+        if b:
+            continue  # the coordinate is +-r sqrt(3) / 2
+        for r in range(1, h + w):
+            if (r * a) % 2 == 0:
+                row, col = h // 2 + _floor_30(r, m, False), w // 2 + _floor_30(r, m, True)
+                if 0 <= row < h and 0 <= col < w:
+                    out[row, col] = True
+    return out
+
+
+def _check_mirror(mask: np.ndarray, integer_points: np.ndarray, axis: int) -> None:
+    """``mask`` is symmetric under the pixel-corner mirror of ``axis`` (index i -> 2 c - 1 - i, c = size // 2) away
+    from the integer points and their mirror images; the integer points are sampled."""
+    assert mask[integer_points].all()
+    m, e = np.moveaxis(mask, axis, 0), np.moveaxis(integer_points, axis, 0)
+    c = m.shape[0] // 2
+    lo, hi = max(0, 2 * c - m.shape[0]), min(m.shape[0], 2 * c)  # rows whose mirror image is on the grid
+    m, e = m[lo:hi], e[lo:hi]
+    compare = ~(e | e[::-1])
+    assert (m == m[::-1])[compare].all(), "mask not mirror-symmetric"
+
+
+def _check_transpose(mask: np.ndarray) -> None:
+    """``mask[c_r + a, c_c + b] == mask[c_r + b, c_c + a]`` wherever both pixels exist."""
+    h, w = mask.shape
+    n = min(h // 2, w // 2)  # offsets -n .. n'-1 exist along both axes
+    n_hi = min(h - h // 2, w - w // 2)
+    block = mask[h // 2 - n : h // 2 + n_hi, w // 2 - n : w // 2 + n_hi]
+    assert (block == block.T).all(), "mask not symmetric under swapping rows and columns"
+
+
+def check_radial_symmetries(mask: np.ndarray, spokes: int) -> None:
+    h, w = mask.shape
+    assert mask[h // 2, w // 2:].all()  # the 0-degree spoke is exactly the half-row right of the centre
+    _check_mirror(mask, _integer_points(spokes, mask.shape, 0), 0)  # t -> -t: every N
+    if spokes % 2 == 0:
+        assert mask[h // 2].all()  # 0 and 180 degrees
+        _check_mirror(mask, _integer_points(spokes, mask.shape, 1), 1)  # t -> 180 deg - t
+    if spokes % 4 == 0:
+        assert mask[:, w // 2].all()  # 90 and 270 degrees: exactly the centre column
+        _check_transpose(mask)  # t -> 90 deg - t
+
+
+@pytest.mark.parametrize("shape", [(128, 128), (97, 130)])
+def test_radial_masks_have_the_symmetries_of_exact_spokes(shape):
+    for spokes in range(1, 65):
+        check_radial_symmetries(radial_mask(spokes, shape), spokes)
+    assert radial_mask(1, shape).sum() == shape[1] - shape[1] // 2  # one spoke: the half-row, nothing else
+
+
+def _exact_radial_mask(spokes: int, shape) -> np.ndarray:
+    """The radial rasterisation in 50-digit arithmetic: each sin t, cos t as a 160-bit fixed-point integer, so
+    floor(r sin t) is exact unless r sin t lies within 2^-100 of an integer; such points must be the integer
+    points of multiples of 30 degrees (asserted) and are taken as that integer."""
+    mpmath = pytest.importorskip("mpmath")
+    h, w = shape
+    bits = 160
+    one, tol = 1 << bits, 1 << (bits - 100)
+    mask = np.zeros(shape, dtype=bool)
+    with mpmath.workdps(50):
+        for k in range(spokes):
+            t = 2 * mpmath.pi * k / spokes
+            fixed = [int(mpmath.floor(f(t) * one)) for f in (mpmath.sin, mpmath.cos)]
+            for r in range(int(math.hypot(h, w) / 2) + 3):
+                offsets = []
+                for value in fixed:
+                    scaled = r * value  # r * sin t * 2^bits, exact to within r
+                    low = scaled >> bits
+                    frac = scaled - (low << bits)
+                    if frac <= tol * (r + 1) or one - frac <= tol * (r + 1):
+                        assert (12 * k) % spokes == 0 or r == 0, (spokes, k, r)
+                        low = (scaled + one // 2) >> bits  # the nearest integer
+                    offsets.append(low)
+                row, col = h // 2 + offsets[0], w // 2 + offsets[1]
+                if 0 <= row < h and 0 <= col < w:
+                    mask[row, col] = True
+    return mask
+
+
+@pytest.mark.parametrize("shape", [(128, 128), (97, 130)])
+def test_radial_masks_match_a_high_precision_rasterisation(shape):
+    for spokes in list(range(1, 65)) + [125]:
+        assert (radial_mask(spokes, shape) == _exact_radial_mask(spokes, shape)).all(), spokes
+
+
+def test_cli_radial_12_mask_is_symmetric(tmp_path):
+    assert cli_main(["mask", "radial:12", "--out", str(tmp_path / "mask.npy")]) == 0
+    mask = np.load(tmp_path / "mask.npy")
+    assert mask.shape == (128, 128) and (mask == mask.T).all()  # 12 spokes: 4 | 12, transposition about (64, 64)
+    assert mask[64].all() and mask[:, 64].all()
+    check_radial_symmetries(mask, 12)
+    assert (mask == _exact_radial_mask(12, (128, 128))).all()
 
 
 def test_golden_and_random_and_cartesian():

@@ -82,36 +82,74 @@ def _check_fraction(value, low_open: bool, what: str) -> float:
     return number
 
 
-def _spokes_mask(angles: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Rasterise half-lines from the centre at ``angles`` (radians).
+def _spoke_directions(spokes: int) -> np.ndarray:
+    """``(sin t, cos t)`` for ``t = 2 pi k / spokes``, ``k = 0 .. spokes-1``, as a ``(spokes, 2)`` float64 array
+    with the symmetries of the exact values.
+
+    Each angle is reduced with integer arithmetic to ``phi = (pi/2) j / spokes`` in ``[0, pi/4]``; ``sin phi`` and
+    ``cos phi`` are evaluated once there and the quadrant and octant reflections only swap and negate them. So spokes
+    related by a reflection or a quarter turn get bit-identical magnitudes, and the angles whose sine or cosine is
+    rational (by Niven's theorem only multiples of 30 degrees: 0, 1/2, 1) get those values exactly: the 270-degree
+    spoke has cosine 0, not ``cos(3 pi / 2) = -1.8e-16``, which used to put it in two different columns.
+    """
+    directions = np.empty((spokes, 2), dtype=np.float64)
+    for k in range(spokes):
+        quadrant, rem = divmod(4 * k, spokes)  # angle = quadrant * 90 deg + (pi/2) rem / spokes
+        swap = 2 * rem > spokes  # in the upper half of the quadrant: phi = 90 deg - angle
+        j = spokes - rem if swap else rem
+        if j == 0:
+            s, c = 0.0, 1.0
+        elif 3 * j == spokes:  # 30 degrees
+            s, c = 0.5, math.sqrt(3.0) / 2
+        elif 2 * j == spokes:  # 45 degrees
+            s = c = math.sqrt(0.5)
+        else:
+            phi = (math.pi / 2) * j / spokes
+            s, c = math.sin(phi), math.cos(phi)
+        if swap:
+            s, c = c, s
+        # rotate (sin, cos) by quarter turns: +90 deg maps (s, c) to (c, -s)
+        directions[k] = ((s, c), (c, -s), (-s, -c), (-c, s))[quadrant]
+    return directions
+
+
+def _spokes_mask(directions: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Rasterise half-lines from the centre along unit ``directions`` (rows of ``(sin t, cos t)``).
 
     As in the paper's reference operator: the radius steps 0, 1, 2, ... out to the corners and each point
     ``(c_r + r sin t, c_c + r cos t)`` is floored to the grid. At 128x128 this gives 2.1% coverage for 5 spokes,
-    10.2% for 25, 17.9% for 45 and 45.0% for 125 (``tests/test_masks.py`` pins these numbers).
+    10.2% for 25, 17.9% for 45 and 45.0% for 125 (``tests/test_physics.py`` pins these numbers). The offsets
+    ``r sin t`` and ``r cos t`` are floored before the integer centre is added, so a spoke and its mirror image
+    (negated offsets) floor consistently: ``floor(-v) = -floor(v) - 1`` for every non-integer float ``v``.
     """
     h, w = shape
     cr, cc = h // 2, w // 2
     radius = np.arange(int(math.ceil(math.hypot(h, w) / 2)) + 2, dtype=np.float64)
     mask = np.zeros(shape, dtype=bool)
-    for t in np.asarray(angles, dtype=np.float64):
-        rows = np.floor(cr + radius * math.sin(t)).astype(np.int64)
-        cols = np.floor(cc + radius * math.cos(t)).astype(np.int64)
+    for s, c in np.asarray(directions, dtype=np.float64):
+        rows = cr + np.floor(radius * s).astype(np.int64)
+        cols = cc + np.floor(radius * c).astype(np.int64)
         inside = (rows >= 0) & (rows < h) & (cols >= 0) & (cols < w)
         mask[rows[inside], cols[inside]] = True
     return mask
 
 
 def radial_mask(spokes: int, shape: tuple[int, int] = (128, 128)) -> np.ndarray:
-    """``spokes`` (``1..MAX_SPOKES``) equally spaced half-lines from the centre at angles ``2 pi k / spokes``."""
+    """``spokes`` (``1..MAX_SPOKES``) equally spaced half-lines from the centre at angles ``2 pi k / spokes``.
+
+    The rasterisation is that of the exact angles (see :func:`_spoke_directions`): the mask has the symmetries of the
+    spoke set (mirror rows for every count, mirror columns for even counts, transposition for counts divisible by 4).
+    """
     spokes = _check_spokes(spokes, "radial")
-    return _spokes_mask(2 * np.pi * np.arange(spokes) / spokes, check_mask_shape(shape))
+    return _spokes_mask(_spoke_directions(spokes), check_mask_shape(shape))
 
 
 def golden_angle_mask(spokes: int, shape: tuple[int, int] = (128, 128)) -> np.ndarray:
     """``spokes`` (``1..MAX_SPOKES``) half-lines at angles ``k * 137.5 deg`` (golden-angle ordering: any prefix is
     near-uniform)."""
     spokes = _check_spokes(spokes, "golden-angle")
-    return _spokes_mask(GOLDEN_ANGLE * np.arange(spokes), check_mask_shape(shape))
+    angles = GOLDEN_ANGLE * np.arange(spokes)
+    return _spokes_mask(np.stack([np.sin(angles), np.cos(angles)], axis=1), check_mask_shape(shape))
 
 
 def cartesian_mask(
