@@ -1,0 +1,51 @@
+"""The weight-set picker of the Method panel: choosing a set changes what runs use and what the runs record."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from genreg_viewer.weight_sets import active_weight_set, resolve_weight_set, use_weight_set
+
+from gui_helpers import run_and_wait  # noqa: E402
+
+pytest_plugins = ["gui_helpers"]
+
+
+@pytest.fixture
+def folder_set(tmp_path):
+    """A weight set of its own: the phantom stage-1 VAE copied into a folder (the rest comes from its fallback)."""
+    before = active_weight_set()
+    folder = tmp_path / "my-weights"
+    folder.mkdir()
+    for suffix in (".safetensors", ".json"):
+        shutil.copy(resolve_weight_set("phantom").folder / f"vae_identity{suffix}", folder)
+    yield folder
+    use_weight_set(before)
+
+
+def test_picker_switches_the_set_and_runs_record_it(window, qtbot, errors, folder_set):
+    panel = window.method_panel
+    combo = panel.weights_combo
+    assert combo.findData("phantom") >= 0
+    panel.select_weight_set(str(folder_set))
+    assert active_weight_set().name == "my-weights" and combo.currentText() == "my-weights"
+    assert str(folder_set) in combo.toolTip() and "come from: phantom" in combo.toolTip()
+    panel.select_method("tv")
+    panel.iterations_spin.setValue(30)
+    run_and_wait(qtbot, window, 1, errors)
+    assert window.state.results[-1].setting["weights"] == "my-weights"
+    # choosing the bundled set in the combo box activates it, and the method stays selected
+    combo.setCurrentIndex(combo.findData("phantom"))
+    assert active_weight_set().name == "phantom" and panel.current_method().name == "tv"
+    run_and_wait(qtbot, window, 2, errors)
+    assert window.state.results[-1].setting["weights"] == "phantom"
+    assert window.method_panel.settings()["weights"] == "phantom"
+
+
+def test_covariance_panel_forgets_its_model_when_the_set_changes(window, folder_set):
+    panel = window.covariance
+    panel.model, panel.model_error = object(), "stale"
+    window.method_panel.select_weight_set(str(folder_set))
+    assert panel.model is None and panel.model_error is None
