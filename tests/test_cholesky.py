@@ -1,5 +1,6 @@
 """Sparse-Cholesky covariance operations checked against dense matrices built from the definition."""
 
+import functools
 import math
 
 import numpy as np
@@ -127,21 +128,47 @@ def test_solves_broadcast_and_keep_dtype():
     torch.testing.assert_close(factor.mul_transpose(solved.double()), b.double(), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("k,height,width", SHAPES)
-def test_covariance_correlation_and_variance_match_dense(k, height, width):
-    factor = random_factor(k, height, width, seed=9, scale=0.3)
+def chain_factor(k, height, width, seed=0):
+    """Strongly correlated factors: weight -+exp(l) on the (1, 0) neighbour makes each column a random walk (item 0,
+    correlations up to +0.95) or an alternating one (item 1, down to -0.95); small random other weights."""
+    gen = torch.Generator().manual_seed(seed)
+    offsets = neighbour_offsets(k)
+    log_diag = 0.1 * torch.randn(2, 1, height, width, generator=gen, dtype=torch.float64)
+    off_diag = 0.02 * torch.randn(2, len(offsets), height, width, generator=gen, dtype=torch.float64)
+    below = offsets.index((1, 0))
+    off_diag[0, below] = -torch.exp(log_diag[0, 0])
+    off_diag[1, below] = torch.exp(log_diag[1, 0])
+    return SparseCholesky(log_diag, off_diag, k)
+
+
+def dense_correlation(sigma):
+    deviation = np.sqrt(np.diag(sigma))
+    return sigma / np.outer(deviation, deviation)
+
+
+FACTORS = [(functools.partial(random_factor, scale=0.3), k, h, w) for k, h, w in SHAPES]
+FACTORS += [(chain_factor, k, 8, 8) for k in (3, 5)]
+
+
+@pytest.mark.parametrize("build,k,height,width", FACTORS)
+def test_covariance_correlation_and_variance_match_dense(build, k, height, width):
+    """Every pixel's covariance and correlation row and the variance map against ``inv(L L^T)`` of the dense ``L``
+    built from the parameterisation (float64); the chain factors reach correlations of +-0.95, where the code's
+    clipping to [-1, 1] and its exact 1 at the pixel could hide an error."""
+    factor = build(k, height, width, seed=9)
     for index in range(2):
         sigma = dense_covariance(factor, index).numpy()
-        variance = np.diag(sigma)
-        np.testing.assert_allclose(factor.variance_map(index).ravel(), variance, rtol=1e-10)
-        for row, col in [(0, 0), (2, 3), (height - 1, width - 1), (height - 1, 0)]:
-            i = row * width + col
+        correlation = dense_correlation(sigma)
+        if build is chain_factor:
+            off_pixel = correlation - np.eye(len(sigma))
+            assert off_pixel.max() > 0.9 if index == 0 else off_pixel.min() < -0.9
+        np.testing.assert_allclose(factor.variance_map(index).ravel(), np.diag(sigma), rtol=1e-10)
+        for i in range(height * width):
+            row, col = divmod(i, width)
             np.testing.assert_allclose(factor.covariance_row(row, col, index).ravel(), sigma[i], rtol=1e-10,
-                                       atol=1e-12)
-            correlation = factor.correlation_row(row, col, index)
-            assert correlation[row, col] == 1.0
-            np.testing.assert_allclose(correlation.ravel(), sigma[i] / np.sqrt(variance[i] * variance), atol=1e-10)
-            assert np.abs(correlation).max() <= 1.0
+                                       atol=1e-12 * sigma[i, i])
+            np.testing.assert_allclose(factor.correlation_row(row, col, index).ravel(), correlation[i], rtol=0,
+                                       atol=1e-10)
 
 
 def test_samples_have_the_model_covariance():
@@ -195,7 +222,10 @@ def test_full_size_row_inverts_the_precision(k):
         back = factor.precision_mul(torch.from_numpy(covariance)[None, None])
         assert (back - unit).abs().max() < 1e-10
         assert abs(variance[row, col] - covariance[row, col]) < 1e-12 * variance[row, col]
-        assert factor.correlation_row(row, col)[row, col] == 1.0
+        # the correlation formula at full size (its inputs are checked here against the precision and on small
+        # images against the dense inverse)
+        expected = covariance / np.sqrt(covariance[row, col] * variance)
+        np.testing.assert_allclose(factor.correlation_row(row, col), expected, rtol=1e-9, atol=1e-12)
 
 
 def test_identity_and_from_channels():
