@@ -16,6 +16,7 @@ import torch
 from PyQt6.QtCore import QObject, pyqtSignal
 
 from .. import metrics
+from ..data.limits import check_seed
 from ..physics import Measurement, MRIOperator, simulate_measurement
 from ..physics.masks import MaskError, as_mask_array
 from ..recon import Problem, ReconResult
@@ -123,6 +124,39 @@ def describe_setting(setting: dict[str, Any]) -> str:
     return " · ".join(p for p in parts if p)
 
 
+def _checked_image(image) -> np.ndarray:
+    image = np.asarray(image, dtype=np.float32)
+    if image.ndim != 2:
+        raise ValueError(f"the ground truth must be a 2-D image, got shape {image.shape}")
+    if not np.isfinite(image).all():
+        raise ValueError("the image contains NaN or infinite values")
+    return image
+
+
+def _checked_noise(sigma, seed) -> tuple[float, int]:
+    if isinstance(sigma, bool) or not isinstance(sigma, (int, float, np.number)) or not np.isfinite(sigma) \
+            or sigma < 0:
+        raise ValueError(f"noise sigma must be a finite non-negative number, got {sigma!r}")
+    return float(sigma), check_seed(seed, "the noise seed")
+
+
+def _kspace_log_magnitude(image: np.ndarray) -> np.ndarray:
+    k = MRIOperator.centred(torch.fft.fft2(torch.from_numpy(image).to(torch.complex64), norm="ortho"))
+    return np.log1p(k.abs().numpy()).astype(np.float32)
+
+
+def _simulated(image, mask, sigma, seed) -> tuple:
+    """``(measurement, adjoint, measured_log_magnitude, error)`` of ``image`` under ``mask`` and the noise."""
+    if image is None:
+        return None, None, None, "no image loaded"
+    if not mask.any():
+        return None, None, None, "the mask is empty: draw or choose a pattern that samples k-space"
+    measurement = simulate_measurement(image, mask, sigma, seed)
+    adjoint = measurement.zero_filled()[0, 0].numpy().astype(np.float32)
+    y = MRIOperator.centred(measurement.y)[0, 0]
+    return measurement, adjoint, np.log1p(y.abs().numpy()).astype(np.float32), None
+
+
 class ExperimentState(QObject):
     """The ground truth, the mask, the noise, the simulated measurement and the list of finished runs."""
 
@@ -153,11 +187,7 @@ class ExperimentState(QObject):
     # ------------------------------------------------------------------ setters
     def set_image(self, image: np.ndarray, info: ImageInfo) -> None:
         """Use ``image`` (H, W) in [0, 1] as the ground truth; runs of the previous image are dropped."""
-        image = np.asarray(image, dtype=np.float32)
-        if image.ndim != 2:
-            raise ValueError(f"the ground truth must be a 2-D image, got shape {image.shape}")
-        if not np.isfinite(image).all():
-            raise ValueError("the image contains NaN or infinite values")
+        image = _checked_image(image)
         if image.shape != self.shape:  # the sampling panel rebuilds its pattern for the new size
             self.shape = image.shape
             self.mask = np.ones(image.shape, dtype=bool)
@@ -165,11 +195,46 @@ class ExperimentState(QObject):
         self.image = image
         self.image_info = info
         self.image_version += 1
-        k = MRIOperator.centred(torch.fft.fft2(torch.from_numpy(image).to(torch.complex64), norm="ortho"))
-        self.kspace_log_magnitude = np.log1p(k.abs().numpy()).astype(np.float32)
+        self.kspace_log_magnitude = _kspace_log_magnitude(image)
         self.clear_results()
         self.imageChanged.emit()
         self._simulate()
+
+    def restore(self, image: np.ndarray, info: ImageInfo, mask, mask_spec: str, sigma: float, seed: int,
+                records: list[RunRecord] = ()) -> None:
+        """Replace everything at once (a restored session): every argument is checked and the measurement
+        simulated before any attribute changes, so an error leaves the state exactly as it was; the signals
+        (``resultsCleared``, ``imageChanged``, ``measurementChanged``, one ``resultAdded`` per record) follow."""
+        image = _checked_image(image)
+        mask = as_mask_array(mask)
+        if mask.shape != image.shape:
+            raise MaskError(f"the mask has shape {mask.shape} but the image is {image.shape}")
+        sigma, seed = _checked_noise(sigma, seed)
+        records = list(records)
+        for record in records:
+            if np.shape(record.image) != image.shape:
+                raise ValueError(f"run {record.run_id} has an image of shape {np.shape(record.image)}, "
+                                 f"the ground truth is {image.shape}")
+        kspace = _kspace_log_magnitude(image)
+        simulated = _simulated(image, mask, sigma, seed)
+        had_results = bool(self.results)
+        self.shape = image.shape
+        self.image, self.image_info, self.kspace_log_magnitude = image, info, kspace
+        restored_mask = self.mask = mask.copy()
+        self.mask_spec = mask_spec
+        self.sigma, self.seed = sigma, seed
+        (self.measurement, self.adjoint, self.measured_log_magnitude, self.measurement_error) = simulated
+        self.image_version += 1
+        self.results = []
+        if had_results:
+            self.resultsCleared.emit()
+        self.imageChanged.emit()
+        if self.mask is not restored_mask or self.mask_spec != mask_spec:  # a panel re-applied its own pattern
+            self.mask, self.mask_spec = restored_mask, mask_spec
+            (self.measurement, self.adjoint, self.measured_log_magnitude, self.measurement_error) = simulated
+        self.measurementChanged.emit()
+        for record in records:
+            self.add_result(record)
 
     def set_mask(self, mask, spec: str = CUSTOM_MASK_SPEC) -> None:
         mask = as_mask_array(mask)
@@ -180,26 +245,12 @@ class ExperimentState(QObject):
         self._simulate()
 
     def set_noise(self, sigma: float, seed: int) -> None:
-        if not np.isfinite(sigma) or sigma < 0:
-            raise ValueError(f"noise sigma must be a finite non-negative number, got {sigma}")
-        self.sigma = float(sigma)
-        self.seed = int(seed)
+        self.sigma, self.seed = _checked_noise(sigma, seed)
         self._simulate()
 
     def _simulate(self) -> None:
-        self.measurement = None
-        self.adjoint = None
-        self.measured_log_magnitude = None
-        self.measurement_error = None
-        if self.image is None:
-            self.measurement_error = "no image loaded"
-        elif not self.mask.any():
-            self.measurement_error = "the mask is empty: draw or choose a pattern that samples k-space"
-        else:
-            self.measurement = simulate_measurement(self.image, self.mask, self.sigma, self.seed)
-            self.adjoint = self.measurement.zero_filled()[0, 0].numpy().astype(np.float32)
-            y = MRIOperator.centred(self.measurement.y)[0, 0]
-            self.measured_log_magnitude = np.log1p(y.abs().numpy()).astype(np.float32)
+        (self.measurement, self.adjoint, self.measured_log_magnitude, self.measurement_error) = _simulated(
+            self.image, self.mask, self.sigma, self.seed)
         self.measurementChanged.emit()
 
     # ------------------------------------------------------------------ queries
