@@ -59,7 +59,8 @@ def check_slice(shape: tuple[int, ...], itemsize: int, what: str) -> None:
 def check_read(nbytes: int, what: str) -> None:
     """Refuse reading ``nbytes`` at once when it exceeds :data:`MAX_READ_BYTES`."""
     if nbytes > MAX_READ_BYTES:
-        raise DataError(f"{what} would take {_size(nbytes)}, more than the limit of {_size(MAX_READ_BYTES)} read at once")
+        raise DataError(f"{what} would take {_size(nbytes)}, more than the limit of {_size(MAX_READ_BYTES)} "
+                        "read at once")
 
 
 def check_seed(value, what: str = "seed") -> int:

@@ -336,8 +336,8 @@ def _image_source(stack: contextlib.ExitStack, path: Path) -> _SliceSource:
     except DataError:
         raise
     except Image.DecompressionBombError as exc:  # Pillow's own header check, above its MAX_IMAGE_PIXELS
-        raise DataError(f"image {path} is too large: {str(exc).rstrip('.')}; at most {limits.MAX_SLICE_PIXELS} pixels (8192 x 8192) "
-                        "are read per slice") from None
+        raise DataError(f"image {path} is too large: {str(exc).rstrip('.')}; at most {limits.MAX_SLICE_PIXELS} "
+                        "pixels (8192 x 8192) are read per slice") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise DataError(f"could not read image file {path}: corrupt or not a {path.suffix[1:].upper()} image "
                         f"({exc})") from exc
