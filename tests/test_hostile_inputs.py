@@ -303,6 +303,20 @@ def test_an_h5_bundle_with_external_storage_is_refused(qapp, tmp_path):
         sessions.read_bundle(path)
 
 
+def test_an_h5_bundle_with_a_link_to_another_file_is_refused(qapp, tmp_path):
+    state = make_state(qapp)
+    path = tmp_path / "session.h5"
+    sessions.write_bundle(path, sessions.make_bundle(state, "session", {}))
+    other = tmp_path / "other.h5"
+    with h5py.File(other, "w") as f:
+        f.create_dataset("data", data=np.zeros((SIDE, SIDE), np.float32))
+    with h5py.File(path, "a") as f:
+        del f["ground_truth"]
+        f["ground_truth"] = h5py.ExternalLink(str(other), "data")
+    with pytest.raises(SessionError, match="or a link"):
+        sessions.read_bundle(path)
+
+
 @pytest.mark.parametrize("case", ["gui: 5", "region: [1]", "psnr: high", "seed 2**64"])
 def test_the_app_shows_one_dialog_and_keeps_its_state(window, errors, saved, case):
     _, folder = saved

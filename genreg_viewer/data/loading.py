@@ -224,7 +224,9 @@ def _describe_datasets(datasets: dict) -> str:
 
 def _recon_size_from_header(h5file) -> tuple[int, int] | None:
     """``encoding/reconSpace/matrixSize`` (x, y) from the ISMRMRD XML header, as fastMRI crops to it."""
-    if ISMRMRD_HEADER_KEY not in h5file:
+    import h5py
+
+    if not isinstance(h5file.get(ISMRMRD_HEADER_KEY, getlink=True), h5py.HardLink):  # absent, or a link elsewhere
         return None
     header = h5file[ISMRMRD_HEADER_KEY]
     if not hasattr(header, "dtype"):  # a group, not a dataset

@@ -307,6 +307,8 @@ def _read_h5(path: Path, total: list[int]) -> Bundle:
         names = _listed_names(meta)
         datasets = {}
         for name in names:
+            if not isinstance(f.get(name, getlink=True), h5py.HardLink):  # absent, or a link to elsewhere
+                raise SessionError(f"the array {name!r} is missing (or a link)")
             dataset = f.get(name)
             if not isinstance(dataset, h5py.Dataset):
                 raise SessionError(f"the array {name!r} is missing")
