@@ -1,12 +1,12 @@
 """The generative methods with the bundled VAE weights on held-out phantoms (25 radial spokes, sigma 0.05)."""
 
-import numpy as np
 import pytest
 import torch
 
 from genreg_viewer.data.phantom import phantom_batch
 from genreg_viewer.physics import radial_mask, simulate_measurement
 from genreg_viewer.recon import Problem, get_method, run_method
+from genreg_viewer.recon.generative import common
 
 
 @pytest.fixture(scope="module")
@@ -33,15 +33,16 @@ def test_mean_covar_beats_adjoint_and_reports_uncertainty(problem, adjoint_psnr)
     assert all(b <= a * (1 + 1e-6) for a, b in zip(objectives, objectives[1:]))
     std = result.extras["std_map"]
     assert std.shape == (2, 1, 128, 128) and torch.isfinite(std).all() and float(std.min()) > 0
-    # the posterior is most certain where k-space constrains it: the mean std is well below the noise-free range
-    assert float(std.mean()) < 0.2
+    # the values themselves are checked against the dense posterior on small images
+    # (test_generative.py::test_std_map_matches_the_dense_posterior)
 
 
 def test_range_search_lies_in_the_range_and_beats_adjoint(problem, adjoint_psnr):
     result = run_method("range", problem, {"restarts": 2}, iterations=60)
     assert result.psnr > adjoint_psnr
-    model_image = result.image
-    assert np.isfinite(model_image.numpy()).all()
+    with torch.no_grad():  # the image is the generator's output at the returned latent
+        decoded = common.bundled_model("identity", torch.device("cpu")).decode_mean(result.extras["latent"])
+    torch.testing.assert_close(result.image, decoded, rtol=0, atol=1e-5)
 
 
 def test_mean_covar_defaults_run_to_convergence(problem):
