@@ -137,8 +137,10 @@ def _spokes_mask(directions: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 def radial_mask(spokes: int, shape: tuple[int, int] = (128, 128)) -> np.ndarray:
     """``spokes`` (``1..MAX_SPOKES``) equally spaced half-lines from the centre at angles ``2 pi k / spokes``.
 
-    The rasterisation is that of the exact angles (see :func:`_spoke_directions`): the mask has the symmetries of the
-    spoke set (mirror rows for every count, mirror columns for even counts, transposition for counts divisible by 4).
+    The rasterisation is that of the exact angles (see :func:`_spoke_directions`), so the mask inherits the symmetries
+    of the spoke set: ``t -> -t`` for every count, ``t -> 180 deg - t`` for even counts and ``t -> 90 deg - t``
+    (transposition about the centre pixel) for counts divisible by 4; ``tests/test_physics.py`` derives how the floor
+    maps each of them onto pixels.
     """
     spokes = _check_spokes(spokes, "radial")
     return _spokes_mask(_spoke_directions(spokes), check_mask_shape(shape))
