@@ -39,7 +39,7 @@ class LinearDecoder(torch.nn.Module):
 
 
 def use_model(monkeypatch, model):
-    monkeypatch.setattr(common, "bundled_model", lambda kind, device: model.to(device))
+    monkeypatch.setattr(common, "bundled_model", lambda kind, device, weight_set=None: model.to(device))
     monkeypatch.setattr(common, "model_available", lambda kind: (True, ""))
 
 
