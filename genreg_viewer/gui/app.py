@@ -2,12 +2,20 @@
 
 Without ``FILE`` the window opens on the bundled sample slice (or the knee phantom), ready to press Run.
 ``FILE`` may be a fastMRI ``.h5`` volume, an image, a ``.npy`` array or a saved session (file or folder).
+
+Closing the window cancels the running work and quits. A worker thread still inside one long operation
+(loading a model, one iteration of a slow method) after :data:`EXIT_WAIT_MS` does not keep the process alive: its
+result is not needed, so the process exits without waiting for it (``os._exit`` after saving the settings).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+
+#: after the event loop ends, how long to wait for worker threads before exiting without them
+EXIT_WAIT_MS = 1000
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,11 +39,12 @@ def main(argv: list[str] | None = None) -> int:
             use_weight_set(args.weights)
         except WeightSetError as exc:
             parser.error(str(exc))
-    from PyQt6.QtCore import QCoreApplication
+    from PyQt6.QtCore import QCoreApplication, Qt
     from PyQt6.QtWidgets import QApplication
 
     from .main_window import MainWindow
     from .theme import theme_manager
+    from .workers import running_threads, wait_for_threads
 
     QCoreApplication.setOrganizationName("genreg-viewer")
     QCoreApplication.setApplicationName("genreg-viewer")
@@ -46,8 +55,17 @@ def main(argv: list[str] | None = None) -> int:
     themes.set_mode(args.theme or str(window.settings.value("theme", "system")))
     if args.file is not None and not window.open_path(args.file, args.slice):
         window.open_default_image()
+    window.closed.connect(app.quit, Qt.ConnectionType.QueuedConnection)
     window.show()
-    return app.exec()
+    code = app.exec()
+    if not wait_for_threads(EXIT_WAIT_MS):
+        print(f"genreg-viewer: not waiting for the background work still running ({', '.join(running_threads())})",
+              file=sys.stderr)
+        window.settings.sync()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)  # a QThread still running at interpreter exit would abort the process
+    return code
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Sequence
 
-from PyQt6.QtCore import QSettings, Qt
+from PyQt6.QtCore import QSettings, Qt, pyqtSignal
 from PyQt6.QtGui import QAction, QActionGroup, QKeySequence
 from PyQt6.QtWidgets import (
     QDockWidget,
@@ -34,11 +34,13 @@ from .sources import IMAGE_FILTER, default_image, load_image_file, phantom_image
 from .state import CUSTOM_MASK_SPEC, ExperimentState, describe_setting
 from .theme import THEME_MODES, theme_manager
 from .widgets.image_view import em
-from .workers import ReconJob, ReconQueue
+from .workers import ReconJob, ReconQueue, wait_for_threads
 
 MAX_RECENT = 8
 MASK_FILTER = "Masks (*.png *.npy);;PNG image (*.png);;NumPy array (*.npy)"
 USER_ERRORS = (ValueError, RuntimeError, OSError, KeyError)
+#: how long closing the window waits for the background threads to stop (all of them together)
+SHUTDOWN_WAIT_MS = 2000
 
 
 def _scrolling(widget: QWidget) -> QScrollArea:
@@ -53,6 +55,9 @@ def _scrolling(widget: QWidget) -> QScrollArea:
 
 class MainWindow(QMainWindow):
     """genreg-viewer's window. ``settings`` (QSettings) holds recent files, theme and geometry."""
+
+    #: emitted once the window has closed and its background work was cancelled (``app.main`` quits on it)
+    closed = pyqtSignal()
 
     def __init__(self, settings: QSettings | None = None, open_default: bool = True):
         super().__init__()
@@ -451,7 +456,10 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event) -> None:  # noqa: N802
         self.settings.setValue("geometry", self.saveGeometry())
         self.settings.setValue("windowState", self.saveState())
-        self.queue.shutdown()
-        self.covariance.shutdown()
-        self.sweep.shutdown()
+        # cancel everything first, then wait for all threads together; workers' late signals are dropped
+        self.queue.shutdown(0)
+        self.covariance.shutdown(0)
+        self.sweep.shutdown(0)
+        wait_for_threads(SHUTDOWN_WAIT_MS)
         super().closeEvent(event)
+        self.closed.emit()

@@ -4,6 +4,11 @@ Each worker is a ``QObject`` moved to its own ``QThread``; the GUI talks to it o
 the event loop never blocks. Reconstructions run through :func:`genreg_viewer.recon.run_method` with a
 ``threading.Event`` as ``cancel``: the runner checks it between iterations, so Cancel stops within one
 iteration. Progress reaches the GUI at most every ``PROGRESS_INTERVAL`` seconds (plus the final state).
+
+Shutdown (the window closing) is two steps: every owner's ``shutdown(wait_ms=0)`` cancels its work, asks its thread
+to quit and from then on drops the signals its worker still sends (a cancelled run reports its last state late);
+then :func:`wait_for_threads` waits for all of them with one deadline. A thread stuck in a long operation does not
+keep the application alive: :func:`genreg_viewer.gui.app.main` exits without it (see there).
 """
 
 from __future__ import annotations
@@ -42,18 +47,33 @@ def start_thread(name: str) -> QThread:
 
 
 def stop_thread(thread: QThread, timeout_ms: int = 10_000) -> bool:
-    """Stop ``thread``'s event loop after its current task; True when it ended within ``timeout_ms``."""
+    """Stop ``thread``'s event loop after its current task; True when it ended within ``timeout_ms`` (0: ask it
+    to stop and do not wait)."""
     thread.quit()
-    ended = thread.wait(timeout_ms)
+    ended = thread.wait(timeout_ms) if timeout_ms > 0 else thread.isFinished()
     if ended:
         _THREADS.discard(thread)
     return ended
 
 
+def wait_for_threads(timeout_ms: int) -> bool:
+    """Ask every running worker thread to quit and wait for them, ``timeout_ms`` in all (not per thread); True
+    when none is left running."""
+    deadline = time.monotonic() + timeout_ms / 1000
+    for thread in list(_THREADS):
+        left_ms = max(0, int((deadline - time.monotonic()) * 1000))
+        stop_thread(thread, left_ms)
+    return not _THREADS
+
+
+def running_threads() -> list[str]:
+    """Names of the worker threads still running."""
+    return sorted(thread.objectName() for thread in _THREADS if thread.isRunning())
+
+
 @atexit.register
 def _stop_threads() -> None:
-    for thread in list(_THREADS):
-        stop_thread(thread)
+    wait_for_threads(10_000)
 
 
 @dataclass
@@ -164,6 +184,7 @@ class ReconQueue(QObject):
         super().__init__(parent)
         self.pending: list[ReconJob] = []
         self.current: ReconJob | None = None
+        self.closed = False  #: after :meth:`shutdown`: no new jobs, and the worker's late signals are dropped
         try:  # ops called off the main thread are much faster with few intra-op threads (see the function)
             configure_background_threads()
         except ValueError as exc:
@@ -184,6 +205,8 @@ class ReconQueue(QObject):
         return self.current is not None or bool(self.pending)
 
     def submit(self, job: ReconJob) -> None:
+        if self.closed:
+            return
         self.pending.append(job)
         self._dispatch.emit(job)
         self.queueChanged.emit()
@@ -214,12 +237,17 @@ class ReconQueue(QObject):
         self.cancel_current()
         self.queueChanged.emit()
 
-    def shutdown(self, timeout_ms: int = 5000) -> None:
+    def shutdown(self, timeout_ms: int = 5000) -> bool:
+        """Cancel every job, stop listening to the worker and stop its thread (waiting ``timeout_ms``, 0: not at
+        all); True when the thread has ended."""
         self.cancel_all()
-        stop_thread(self._thread, timeout_ms)
+        self.closed = True
+        return stop_thread(self._thread, timeout_ms)
 
     # ------------------------------------------------------------ worker events
     def _find(self, job_id: int) -> ReconJob | None:
+        if self.closed:  # a cancelled job reports late, after the window has gone
+            return None
         if self.current is not None and self.current.job_id == job_id:
             return self.current
         return next((j for j in self.pending if j.job_id == job_id), None)
@@ -234,11 +262,13 @@ class ReconQueue(QObject):
         self.jobStarted.emit(job)
 
     def _on_progress(self, job_id: int, update: ProgressUpdate) -> None:
-        if self.current is not None and self.current.job_id == job_id:
+        if not self.closed and self.current is not None and self.current.job_id == job_id:
             self.jobProgress.emit(self.current, update)
 
     def _done(self, job_id: int) -> ReconJob | None:
         job = self._find(job_id)
+        if job is None:
+            return None
         if job is self.current:
             self.current = None
         self.queueChanged.emit()
@@ -255,7 +285,8 @@ class ReconQueue(QObject):
             self.jobFailed.emit(job, message)
 
     def _on_skipped(self, job_id: int) -> None:
-        self.queueChanged.emit()
+        if not self.closed:
+            self.queueChanged.emit()
 
 
 class FunctionWorker(QObject):
@@ -287,48 +318,51 @@ class FunctionWorker(QObject):
 
 
 class WorkerThread(QObject):
-    """A ``FunctionWorker`` on its own ``QThread``; ``submit`` is safe to call from the GUI thread."""
+    """A ``FunctionWorker`` on its own ``QThread``; ``submit`` is safe to call from the GUI thread. ``done`` and
+    ``failed`` are relayed from the worker until :meth:`shutdown`."""
+
+    done = pyqtSignal(str, object)
+    failed = pyqtSignal(str, str)
 
     def __init__(self, name: str, parent: QObject | None = None):
         super().__init__(parent)
+        self.closed = False
         self.thread = start_thread(name)
         self.worker = FunctionWorker()
         self.worker.moveToThread(self.thread)
-        self.done = self.worker.done
-        self.failed = self.worker.failed
+        self.worker.done.connect(self._relay_done)
+        self.worker.failed.connect(self._relay_failed)
 
     def submit(self, tag: str, function: Callable[[], Any]) -> None:
-        self.worker.submit(tag, function)
+        if not self.closed:
+            self.worker.submit(tag, function)
 
-    def shutdown(self, timeout_ms: int = 5000) -> None:
-        stop_thread(self.thread, timeout_ms)
+    def shutdown(self, timeout_ms: int = 5000) -> bool:
+        self.closed = True
+        return stop_thread(self.thread, timeout_ms)
+
+    def _relay_done(self, tag: str, result: Any) -> None:
+        if not self.closed:
+            self.done.emit(tag, result)
+
+    def _relay_failed(self, tag: str, message: str) -> None:
+        if not self.closed:
+            self.failed.emit(tag, message)
 
 
-class SweepWorker(QObject):
-    """Runs a :class:`~genreg_viewer.gui.sweeps.SweepSpec` on its own thread, one point at a time."""
+class _SweepRunner(QObject):
+    """The thread side of :class:`SweepWorker`."""
 
-    point = pyqtSignal(object)  # SweepPoint
-    finished = pyqtSignal(bool)  # cancelled
+    point = pyqtSignal(object)
+    finished = pyqtSignal(bool)
     failed = pyqtSignal(str)
-    _start = pyqtSignal(object)
 
-    def __init__(self, parent: QObject | None = None):
+    def __init__(self, cancel: threading.Event):
         super().__init__()
-        self.cancel = threading.Event()
-        self.thread = start_thread("sweep")
-        self.moveToThread(self.thread)
-        self._start.connect(self._run)
-
-    def start(self, spec) -> None:
-        self.cancel.clear()
-        self._start.emit(spec)
-
-    def shutdown(self, timeout_ms: int = 5000) -> None:
-        self.cancel.set()
-        stop_thread(self.thread, timeout_ms)
+        self.cancel = cancel
 
     @pyqtSlot(object)
-    def _run(self, spec) -> None:
+    def run(self, spec) -> None:
         from .sweeps import run_sweep
 
         try:
@@ -338,3 +372,48 @@ class SweepWorker(QObject):
             self.failed.emit(report_exception(exc))
             return
         self.finished.emit(self.cancel.is_set())
+
+
+class SweepWorker(QObject):
+    """Runs a :class:`~genreg_viewer.gui.sweeps.SweepSpec` on its own thread, one point at a time; its signals
+    are relayed until :meth:`shutdown`."""
+
+    point = pyqtSignal(object)  # SweepPoint
+    finished = pyqtSignal(bool)  # cancelled
+    failed = pyqtSignal(str)
+    _start = pyqtSignal(object)
+
+    def __init__(self, parent: QObject | None = None):
+        super().__init__(parent)
+        self.cancel = threading.Event()
+        self.closed = False
+        self.thread = start_thread("sweep")
+        self._runner = _SweepRunner(self.cancel)
+        self._runner.moveToThread(self.thread)
+        self._start.connect(self._runner.run)
+        self._runner.point.connect(self._relay_point)
+        self._runner.finished.connect(self._relay_finished)
+        self._runner.failed.connect(self._relay_failed)
+
+    def start(self, spec) -> None:
+        if self.closed:
+            return
+        self.cancel.clear()
+        self._start.emit(spec)
+
+    def shutdown(self, timeout_ms: int = 5000) -> bool:
+        self.cancel.set()
+        self.closed = True
+        return stop_thread(self.thread, timeout_ms)
+
+    def _relay_point(self, point) -> None:
+        if not self.closed:
+            self.point.emit(point)
+
+    def _relay_finished(self, cancelled: bool) -> None:
+        if not self.closed:
+            self.finished.emit(cancelled)
+
+    def _relay_failed(self, message: str) -> None:
+        if not self.closed:
+            self.failed.emit(message)

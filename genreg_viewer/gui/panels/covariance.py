@@ -210,8 +210,9 @@ class CovariancePanel(QWidget):
         prepared, count, seed = self.prepared, self.count_spin.value(), self.seed_spin.value()
         self.worker.submit(f"samples:{self._token}", lambda: _samples(prepared, count, seed))
 
-    def shutdown(self) -> None:
-        self.worker.shutdown()
+    def shutdown(self, timeout_ms: int = 5000) -> bool:
+        """Stop the worker (waiting up to ``timeout_ms``; 0: not at all); its late results are dropped."""
+        return self.worker.shutdown(timeout_ms)
 
     # ---------------------------------------------------------------- internals
     def _source(self) -> tuple[str, np.ndarray | None, np.ndarray | None, np.ndarray | None]:

@@ -217,8 +217,9 @@ class SweepPanel(QWidget):
             self.worker.cancel.set()
             self.run_controls.set_progress("Cancelling…")
 
-    def shutdown(self) -> None:
-        self.worker.shutdown()
+    def shutdown(self, timeout_ms: int = 5000) -> bool:
+        """Stop the worker (waiting up to ``timeout_ms``; 0: not at all); its late results are dropped."""
+        return self.worker.shutdown(timeout_ms)
 
     # ------------------------------------------------------------------ events
     def _axis_changed(self, *_args) -> None:
