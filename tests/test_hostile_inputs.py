@@ -486,3 +486,69 @@ def test_cli_refuses_a_huge_hdf5_volume(capsys, tmp_path):
                          compression="gzip")
     err = cli_error(capsys, ["recon", str(path), "--method", "adjoint", "--device", "cpu"])
     assert "exceeds the limit" in err
+
+
+# ------------------------------------------------------------------------------------------------ sizes asked for
+def test_cli_refuses_a_huge_slice_set_size_before_writing(capsys, tmp_path):
+    out = tmp_path / "out" / "set.h5"
+    for fmt in (["--slices-near-centre", "8"], ["--format", "mrnet"]):
+        err = cli_error(capsys, ["dataset", "build", str(tmp_path), str(out), "--size", "100000", *fmt])
+        assert "--size 100000 exceeds the limit of 8192 pixels a side" in err
+    assert not (tmp_path / "out").exists() and list(tmp_path.iterdir()) == []  # no temp file left
+
+
+@pytest.mark.parametrize("args", [
+    ["phantom:4", "--held-out", "phantom:999999999999"],
+    ["phantom:999999"],
+    ["phantom:4", "--held-out", "phantom:" + "9" * 40],
+])
+def test_cli_refuses_huge_phantom_sets_up_front(capsys, tmp_path, args):
+    start = time.perf_counter()
+    err = cli_error(capsys, ["train", "vae", *args, "--out", str(tmp_path / "run"), "--epochs", "1",
+                             "--device", "cpu"])
+    assert "more than the limit of 4 GiB" in err and "phantom:" in err
+    assert time.perf_counter() - start < 5 and not (tmp_path / "run").exists()
+
+
+def test_phantom_stacks_and_slice_sets_are_bounded(tmp_path):
+    from genreg_viewer.data.dataset import load_slice_set
+    from genreg_viewer.data.phantom import phantom_batch
+
+    with pytest.raises(DataError, match="limit of 4 GiB"):
+        phantom_batch(10**12, 0)
+    path = tmp_path / "set.h5"
+    with h5py.File(path, "w") as f:  # a tiny file declaring 10**6 compressed 128x128 images
+        f.create_dataset("images", shape=(10**6, 128, 128), dtype="f4", chunks=(1, 128, 128), compression="gzip")
+    with pytest.raises(DataError, match="limit of 4 GiB") as info:
+        load_slice_set(path)
+    one_line(info.value)
+    with pytest.raises(DataError, match="8192 pixels a side"):
+        limits.check_side(8193)
+    assert limits.check_side(8192) == 8192
+
+
+def test_kspace_and_mask_headers_are_checked_before_loading(tmp_path):
+    from genreg_viewer.cli.common import load_kspace
+    from genreg_viewer.physics import MaskError, load_mask
+
+    with pytest.raises(DataError, match="exceeds the limit") as info:
+        load_kspace(npy_header_only(tmp_path / "k.npy", (3, 100000, 100000), descr="<c8"))
+    one_line(info.value)
+    with pytest.raises(DataError, match="complex"):
+        load_kspace(npy_header_only(tmp_path / "real.npy", (64, 64)))
+    with pytest.raises(DataError, match="cannot read k-space"):  # the header promises data that is not there
+        load_kspace(npy_header_only(tmp_path / "short.npy", (64, 64), descr="<c8"))
+    archive = tmp_path / "k.npz"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("kspace.npy", npy_header_only(tmp_path / "m.npy", (50000, 50000), descr="<c8").read_bytes())
+    with pytest.raises(DataError, match="exceeds the limit"):
+        load_kspace(archive)
+    good = tmp_path / "good.npz"
+    np.savez(good, other=np.zeros(3), kspace=np.ones((2, 8, 8), np.complex128))
+    assert load_kspace(good).shape == (8, 8) and load_kspace(good).dtype == np.complex64
+    for path, match in ((npy_header_only(tmp_path / "mask.npy", (100000, 100000), descr="|b1"), "4096"),
+                        (npy_header_only(tmp_path / "mask3.npy", (2, 64, 64), descr="|b1"), "2-D"),
+                        (png_header_only(tmp_path / "mask.png", 5000, 5000), "4096")):
+        with pytest.raises(MaskError, match=match) as info:
+            load_mask(path)
+        assert str(path) in one_line(info.value)

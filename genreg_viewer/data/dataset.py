@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ..fileio import atomic_path
+from . import limits
 from .loading import SLICE_SET_FORMAT, file_attributes, load_volume_slices
 from .preprocess import MIN_SIDE, RESAMPLE_FILTER, DataError
 
@@ -73,6 +74,7 @@ def _check_build_arguments(slices_near_centre: int, size: int, out_path: Path) -
         raise DataError(f"--slices-near-centre must be a positive integer, got {slices_near_centre!r}")
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < MIN_SIDE:
         raise DataError(f"--size must be an integer of at least {MIN_SIDE}, got {size!r}")
+    limits.check_side(size, "--size")
     if out_path.suffix.lower() not in (".h5", ".hdf5"):
         raise DataError(f"the slice set is an HDF5 file; name it with .h5, got {out_path}")
     if out_path.is_dir():
@@ -173,7 +175,9 @@ def _open_slice_set(path: str | os.PathLike):
 def load_slice_set(path: str | os.PathLike) -> np.ndarray:
     """All images of a slice set, ``float32 (N, H, W)`` in [0, 1]."""
     with _open_slice_set(path) as h5file:
-        images = np.asarray(h5file["images"][...], dtype=np.float32)
+        dataset = h5file["images"]
+        limits.check_images(dataset.shape[0], dataset.shape[1:], f"slice set {path}")
+        images = np.asarray(dataset[...], dtype=np.float32)
     if not np.isfinite(images).all():
         raise DataError(f"slice set {path} contains NaN or infinite values")
     return images

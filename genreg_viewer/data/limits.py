@@ -20,7 +20,8 @@ from .preprocess import DataError
 MAX_SLICE_PIXELS = 2**26
 #: most bytes read from a file for one slice (raw, e.g. all coils of a multi-coil k-space slice)
 MAX_SLICE_BYTES = 2**30
-#: most bytes read from a file at once (a whole ``.npz`` array, or all the slices one call loads)
+#: most bytes read from a file at once (a whole ``.npz`` array, all the slices one call loads, a slice set) or made
+#: at once (a set of training phantoms)
 MAX_READ_BYTES = 4 * 2**30
 #: most bytes of small metadata read from a file (an ISMRMRD XML header, one HDF5 attribute)
 MAX_METADATA_BYTES = 16 * 2**20
@@ -34,7 +35,7 @@ def count(shape: Iterable[int]) -> int:
 
 
 def _size(nbytes: int) -> str:
-    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+    for unit, scale in (("PiB", 2**50), ("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
         if nbytes >= scale:
             return f"{nbytes / scale:.3g} {unit}"
     return f"{nbytes} bytes"
@@ -57,10 +58,39 @@ def check_slice(shape: tuple[int, ...], itemsize: int, what: str) -> None:
 
 
 def check_read(nbytes: int, what: str) -> None:
-    """Refuse reading ``nbytes`` at once when it exceeds :data:`MAX_READ_BYTES`."""
+    """Refuse reading (or making) ``nbytes`` at once when it exceeds :data:`MAX_READ_BYTES`."""
     if nbytes > MAX_READ_BYTES:
         raise DataError(f"{what} would take {_size(nbytes)}, more than the limit of {_size(MAX_READ_BYTES)} "
-                        "read at once")
+                        "at once")
+
+
+def max_side() -> int:
+    """The largest side of a square slice within :data:`MAX_SLICE_PIXELS` (8192)."""
+    return math.isqrt(MAX_SLICE_PIXELS)
+
+
+def check_side(side, what: str = "--size") -> int:
+    """``side`` (an image side asked for, e.g. a resize target) as an ``int`` at most :func:`max_side`; a
+    ``DataError`` naming ``what`` otherwise (checked before any image of that side is allocated)."""
+    if isinstance(side, np.integer):
+        side = int(side)
+    if isinstance(side, bool) or not isinstance(side, int) or side < 1:
+        raise DataError(f"{what} must be a positive integer, got {side!r}")
+    if side > max_side():
+        raise DataError(f"{what} {side} exceeds the limit of {max_side()} pixels a side "
+                        f"({MAX_SLICE_PIXELS} pixels a slice)")
+    return side
+
+
+def check_images(count: int, shape: tuple[int, int], what: str, itemsize: int = 4) -> None:
+    """Refuse a stack of ``count`` images of ``shape`` (float32 unless ``itemsize``) larger than the limits: each
+    image as :func:`check_slice`, all together as :func:`check_read` (``DataError`` naming ``what``)."""
+    count = int(count)
+    if count < 0:
+        raise DataError(f"{what}: a negative number of images ({count})")
+    check_slice(shape, itemsize, what)
+    check_read(count * math.prod(int(n) for n in shape) * int(itemsize),
+               f"{what} ({count} images of {' x '.join(str(int(n)) for n in shape)})")
 
 
 def check_seed(value, what: str = "seed") -> int:

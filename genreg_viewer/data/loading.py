@@ -401,12 +401,39 @@ def _check_array_header(header: NpyHeader, what: str) -> None:
         limits.check_slice(header.shape[-2:], header.dtype.itemsize, what)
 
 
-def _npy_source(path: Path) -> _SliceSource:
+def read_npy_file_header(path: str | os.PathLike) -> NpyHeader:
+    """The header of the ``.npy`` file ``path`` (:func:`read_npy_header`; an unreadable file is a ``DataError``)."""
     try:
         with open(path, "rb") as f:
-            header = read_npy_header(f, f"NumPy file {path}")
+            return read_npy_header(f, f"NumPy file {path}")
     except OSError as exc:
         raise DataError(f"could not read NumPy file {path}: {exc}") from exc
+
+
+def read_npz_headers(archive, path: str | os.PathLike) -> dict[str, tuple[str, NpyHeader]]:
+    """``{array name: (member name, header)}`` of every array of the open ``.npz`` ``zipfile.ZipFile`` ``archive``
+    (only the headers are read)."""
+    members = {info.filename[:-4]: info.filename for info in archive.infolist() if info.filename.endswith(".npy")}
+    headers = {}
+    for name, member in members.items():
+        with archive.open(member) as f:
+            headers[name] = (member, read_npy_header(f, f"array {name!r} in {path}"))
+    return headers
+
+
+def read_npz_array(archive, member: str, header: NpyHeader, what: str) -> np.ndarray:
+    """The array ``member`` of ``archive`` after checking its ``header`` against the limits (each 2-D slice and
+    the whole array, which a ``.npz`` member cannot be memory-mapped)."""
+    from numpy.lib import format as npy_format
+
+    _check_array_header(header, what)
+    limits.check_read(header.nbytes, what)
+    with archive.open(member) as f:
+        return npy_format.read_array(f, allow_pickle=False)
+
+
+def _npy_source(path: Path) -> _SliceSource:
+    header = read_npy_file_header(path)
     _check_array_header(header, f"the array in {path}")
     try:
         array = np.load(path, mmap_mode="r", allow_pickle=False)  # a memory map: only the slice read is loaded
@@ -418,27 +445,17 @@ def _npy_source(path: Path) -> _SliceSource:
 def _npz_source(path: Path, key: str | None) -> _SliceSource:
     import zipfile
 
-    from numpy.lib import format as npy_format
-
     try:
         with zipfile.ZipFile(path) as archive:
-            members = {info.filename[:-4]: info.filename for info in archive.infolist()
-                       if info.filename.endswith(".npy")}
-            headers = {}
-            for name, member in members.items():
-                with archive.open(member) as f:
-                    headers[name] = read_npy_header(f, f"array {name!r} in {path}")
+            found = read_npz_headers(archive, path)
+            headers = {n: h for n, (_, h) in found.items()}
             listing = ", ".join(f"{n} {h.shape}" for n, h in headers.items()) or "no arrays"
             if key is not None and key not in headers:
                 raise DataError(f"{path} has no array {key!r}; it holds: {listing}")
             name = key if key is not None else next((n for n, h in headers.items() if len(h.shape) in (2, 3)), None)
             if name is None:
                 raise DataError(f"{path} has no 2-D or 3-D array; it holds: {listing}")
-            header = headers[name]
-            _check_array_header(header, f"array {name!r} in {path}")
-            limits.check_read(header.nbytes, f"array {name!r} in {path}")
-            with archive.open(members[name]) as f:
-                array = npy_format.read_array(f, allow_pickle=False)
+            array = read_npz_array(archive, found[name][0], headers[name], f"array {name!r} in {path}")
     except DataError:
         raise
     except Exception as exc:  # not a zip archive, truncated or corrupt data

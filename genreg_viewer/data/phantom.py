@@ -31,6 +31,8 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from . import limits
+
 __all__ = ["KneeAnatomy", "knee_phantom", "phantom_batch", "phantom_grid", "sample_anatomy", "to_uint8"]
 
 #: internal rendering resolution = OVERSAMPLE * output size (reduced with an anti-aliasing filter)
@@ -490,6 +492,7 @@ def phantom_batch(count: int, seed: int, size: int = 128) -> np.ndarray:
     if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or int(count) < 0:
         raise ValueError(f"phantom count must be a non-negative integer, got {count!r}")
     seed, size = _check_seed(seed), _check_size(size)
+    limits.check_images(int(count), (size, size), f"{int(count)} phantoms")
     out = np.empty((int(count), size, size), np.float32)
     for i in range(int(count)):
         out[i] = knee_phantom(seed + i, size)

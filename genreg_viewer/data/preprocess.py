@@ -94,6 +94,10 @@ def preprocess(image2d, size: int | None = 128) -> np.ndarray:
     """
     if size is not None and (isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < MIN_SIDE):
         raise DataError(f"size must be an integer of at least {MIN_SIDE} (or None for no resize), got {size!r}")
+    if size is not None:
+        from .limits import check_side  # (limits imports DataError from here)
+
+        check_side(size, "size")
     array = as_real_image(image2d)
     if size is not None:
         array = centre_crop_square(array)

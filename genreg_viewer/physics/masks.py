@@ -211,24 +211,43 @@ def as_mask_array(mask) -> np.ndarray:
     return array
 
 
+def _check_file_shape(shape, path: Path) -> None:
+    try:
+        check_mask_shape(shape)
+    except MaskError as exc:
+        raise MaskError(f"mask {path}: {exc}") from None
+
+
 def load_mask(path: str | Path, shape: tuple[int, int] | None = None) -> np.ndarray:
     """Load a mask from ``.png``/image (non-black pixels are sampled) or ``.npy`` (non-zero entries are sampled).
 
     The file stores the mask centred (DC in the middle), as ``save_mask`` writes it.
     """
+    from ..data.loading import read_npy_file_header
+    from ..data.preprocess import DataError
+
     path = Path(path)
     if not path.exists():
         raise MaskError(f"mask file not found: {path}")
+    if path.is_dir():
+        raise MaskError(f"{path} is a folder, not a mask file")
     try:
-        if path.suffix.lower() == ".npy":
+        if path.suffix.lower() == ".npy":  # the header is checked before the data is read
+            header = read_npy_file_header(path)
+            if len(header.shape) != 2:
+                raise MaskError(f"mask {path} must be a 2-D array, got shape {header.shape}")
+            _check_file_shape(header.shape, path)
             array = np.load(path, allow_pickle=False)
         else:
             from PIL import Image
 
             with Image.open(path) as img:
+                _check_file_shape((img.height, img.width), path)  # from the header, before decoding
                 array = np.asarray(img.convert("L")) > 127
     except MaskError:
         raise
+    except DataError as exc:
+        raise MaskError(str(exc)) from None
     except Exception as exc:  # corrupt file, unsupported format
         raise MaskError(f"could not read mask file {path}: {exc}") from exc
     mask = as_mask_array(array)

@@ -37,6 +37,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from ..data import limits
 from ..fileio import atomic_path
 from ..models.vae import (
     COVARIANCE_KINDS,
@@ -96,6 +97,14 @@ def _phantom_spec(spec: str) -> tuple[int, int] | None:
     return count, seed
 
 
+def _check_phantom_count(spec: str | None, size: int) -> None:
+    """Refuse ``phantom:N`` whose images would exceed the limits of :mod:`genreg_viewer.data.limits` (a
+    ``DataError`` naming ``spec``), before any is made."""
+    phantom = _phantom_spec(spec) if spec is not None else None
+    if phantom is not None:
+        limits.check_images(phantom[0], (size, size), spec)
+
+
 def load_image_set(spec: str, size: int = 128) -> ImageSet:
     """``phantom:N[:SEED]`` (synthetic knee phantoms with seeds ``SEED .. SEED+N-1``) or a slice-set ``.h5`` file
     from ``genreg dataset build``; every image must be ``size x size``."""
@@ -103,6 +112,7 @@ def load_image_set(spec: str, size: int = 128) -> ImageSet:
     if phantom is not None:
         from ..data.phantom import phantom_batch
 
+        _check_phantom_count(spec, size)
         array = phantom_batch(phantom[0], phantom[1], size=size)
     else:
         from ..data.dataset import load_slice_set
@@ -123,6 +133,8 @@ def training_and_held_out(data: str, held_out: str | None, held_out_count: int =
     phantom = _phantom_spec(data)
     if phantom is not None and phantom[0] + phantom[1] > HELD_OUT_SEED:
         raise ValueError(f"training phantom seeds must stay below {HELD_OUT_SEED} (held out for evaluation); got {data!r}")
+    for spec in (data, held_out):  # both bounded before either is made
+        _check_phantom_count(spec, size)
     if held_out is not None:
         return load_image_set(data, size), load_image_set(held_out, size)
     if phantom is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
+from ...data import limits
 from ...data.dataset import ANY_ACQUISITION, DEFAULT_ACQUISITION, build_slice_set
 from ...data.mrnet import MRNET_PLANES
 from ...data.preprocess import DataError
@@ -42,6 +43,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    limits.check_side(args.size, "--size")  # before any volume is scanned or a file is created
     if args.format == "mrnet":
         return run_mrnet(args)
     if args.slices_near_centre is None:

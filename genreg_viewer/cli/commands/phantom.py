@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ...data import limits
 from ...fileio import atomic_write
 
 
@@ -52,6 +53,8 @@ def run(args) -> int:
         raise ValueError(f"--size must be between 16 and 2048 pixels, got {args.size}")
     if args.grid is not None and Path(args.grid).suffix.lower() != ".png":
         raise ValueError(f"--grid must name a .png file, got {args.grid!r}")
+    if args.grid is not None:  # the grid holds every phantom in memory
+        limits.check_images(args.count, (args.size, args.size), "--grid")
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out must be a folder, but {out} is a file")
