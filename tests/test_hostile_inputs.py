@@ -15,6 +15,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+import torch
 
 from genreg_viewer.cli.main import main
 from genreg_viewer.data import limits
@@ -552,3 +553,72 @@ def test_kspace_and_mask_headers_are_checked_before_loading(tmp_path):
         with pytest.raises(MaskError, match=match) as info:
             load_mask(path)
         assert str(path) in one_line(info.value)
+
+
+# ------------------------------------------------------------------------------------------------ diverging training
+def test_cli_vae_with_an_absurd_learning_rate_stops_and_writes_nothing(capsys, tmp_path):
+    out = tmp_path / "run"
+    assert main(["train", "vae", "phantom:4", "--held-out", "phantom:2:1000000", "--lr", "1e30", "--epochs", "1",
+                 "--widths", "4,8", "--latent-dim", "4", "--out", str(out), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err  # progress lines, then the error as the last line
+    assert "Traceback" not in err
+    assert "genreg train: error: training diverged at vae epoch 1" in err.splitlines()[-1] and "lower --lr" in err
+    assert not out.exists() or not list(out.glob("*.safetensors")) and not list(out.glob("*.checkpoint.pt"))
+
+
+class _Tiny(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(4, 1)
+        self.norm = torch.nn.BatchNorm1d(4)
+
+    def forward(self, x):
+        return self.linear(self.norm(x))
+
+
+def _tiny_loss(model):
+    x = torch.linspace(-1, 1, 32).view(8, 4)
+    return lambda: model(x).square().mean()
+
+
+@pytest.mark.parametrize("case", ["nan-loss", "nan-parameter", "last-step", "skipped-to-the-end"])
+def test_every_step_trainer_stops_on_non_finite_values(case):
+    from genreg_viewer.training.common import TrainingDiverged, train_steps
+
+    torch.manual_seed(0)
+    model = _Tiny()
+    loss, kwargs = _tiny_loss(model), dict(steps=5, minutes=None, learning_rate=1e-3, log=lambda _: None)
+    if case == "nan-loss":
+        loss = (lambda base=loss: base() * float("nan"))
+    elif case == "nan-parameter":  # e.g. a rescaling after the step that divides by zero
+        kwargs["after_step"] = lambda: model.linear.weight.data.fill_(float("inf"))
+    elif case == "last-step":  # the one step makes the weights huge; only the model's next output shows it
+        kwargs.update(steps=1, learning_rate=1e30)
+    else:  # a trainer that tolerates a few non-finite losses but ends on them
+        calls = iter(range(100))
+        loss, kwargs["max_non_finite"] = (lambda base=loss: base() * (1 if next(calls) < 2 else float("nan"))), 5
+    where = {"nan-loss": "step 1:", "nan-parameter": "step 1:.*linear.weight", "last-step": "the end of training",
+             "skipped-to-the-end": "the end of training"}[case]
+    with pytest.raises(TrainingDiverged, match=f"training diverged.*{where}.*lower --lr") as info:
+        train_steps(model, loss, **kwargs)
+    one_line(info.value)
+
+
+def test_non_finite_weights_are_never_written(tmp_path):
+    from genreg_viewer.models.weights import WeightsError, save_weights
+
+    model = _Tiny()
+    model.norm.running_var[0] = float("nan")
+    with pytest.raises(WeightsError, match="NaN or infinite.*norm.running_var"):
+        save_weights(model, tmp_path / "m", {"kind": "tiny"})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_varnet_activation_passes_nan_through_instead_of_indexing_out_of_range():
+    from genreg_viewer.models.varnet import RBFActivation
+
+    activation = RBFActivation(4)
+    z = torch.zeros(1, 4, 2, 2)
+    z[0, 1, 0, 0] = float("nan")
+    out = activation(z)
+    assert torch.isnan(out[0, 1, 0, 0]) and torch.isfinite(out).sum() == 15

@@ -60,7 +60,9 @@ def _locate(z: torch.Tensor, knots: int, lo: float, h: float) -> tuple[torch.Ten
     """Flat table index ``c * knots + k`` of the knot left of each ``z`` (channel ``c`` = dim 1) and the
     fractional position in ``[0, 1]`` inside that interval."""
     position = ((z - lo) / h).clamp(0, knots - 1)
-    left = position.floor().clamp(max=knots - 2)
+    # a NaN input gets a valid index (NaN as an integer would index out of the table) and a NaN fraction, so the
+    # output is NaN as well and training stops with a clear error instead of an IndexError
+    left = position.nan_to_num(0.0).floor().clamp(max=knots - 2)
     channel_offset = torch.arange(z.shape[1], device=z.device).view(1, -1, 1, 1) * knots
     return left.long() + channel_offset, position - left
 

@@ -90,6 +90,11 @@ def save_weights(
 
     tensor_path, meta_path = weights_paths(stem)
     state = _state_dict_of(module)
+    bad = [name for name, t in state.items()
+           if (t.is_floating_point() or t.is_complex()) and not bool(t.isfinite().all())]
+    if bad:  # the loaders refuse them anyway; a diverged training run must not leave such a file behind
+        raise WeightsError(f"not writing {tensor_path}: {len(bad)} tensor(s) hold NaN or infinite values "
+                           f"({', '.join(bad[:3])})")
     base_entry = None
     if base is not None:
         base_tensor_path, _ = weights_paths(base)

@@ -130,6 +130,43 @@ def set_learning_rate(optimizer: torch.optim.Optimizer, value: float) -> None:
         group["lr"] = value
 
 
+class TrainingDiverged(RuntimeError):
+    """Training produced a non-finite loss, parameter, buffer or evaluation figure; nothing is written."""
+
+
+def _non_finite_tensors(module: torch.nn.Module) -> list[str]:
+    tensors = [(name, t) for name, t in module.state_dict().items() if t.is_floating_point() or t.is_complex()]
+    if not tensors:
+        return []
+    finite = torch.stack([torch.isfinite(t).all() for _, t in tensors])  # one device sync for all of them
+    if bool(finite.all()):
+        return []
+    return [name for (name, _), ok in zip(tensors, finite.tolist()) if not ok]
+
+
+def check_finite(where: str, *, loss: torch.Tensor | float | None = None, module: torch.nn.Module | None = None,
+                 values: dict[str, Any] | None = None) -> None:
+    """Stop training (:class:`TrainingDiverged`, one line naming ``where``) when the ``loss``, a parameter or buffer
+    of ``module`` (e.g. batch-norm statistics) or one of the numbers in ``values`` (held-out figures) is NaN or
+    infinite. The training loops (:func:`train_steps`, ``vae.run_epochs``) call it after every step, before
+    anything is saved, so a diverged run writes no weights."""
+    problem = None
+    if isinstance(loss, torch.Tensor):
+        loss = float(loss.detach())
+    if loss is not None and not math.isfinite(loss):
+        problem = f"the loss became {loss}"
+    elif module is not None:
+        bad = _non_finite_tensors(module)
+        if bad:
+            problem = f"{len(bad)} parameter tensor(s) became NaN or infinite ({', '.join(bad[:3])})"
+    if problem is None and values:
+        bad = [k for k, v in values.items() if isinstance(v, (int, float)) and not math.isfinite(v)]
+        if bad:
+            problem = f"the evaluation gave {', '.join(f'{k}={values[k]}' for k in bad[:3])}"
+    if problem is not None:
+        raise TrainingDiverged(f"training diverged at {where}: {problem}; lower --lr (nothing was written)")
+
+
 # ------------------------------------------------------------------------------------------- step-budget training
 @dataclass
 class StepTrainingConfig:
@@ -227,8 +264,10 @@ def train_steps(
     :meth:`TrainingBudget.learning_rate` (warm-up, cosine decay), backward, optional gradient-norm clipping to
     ``max_grad_norm``, the Adam step, ``after_step()``.
     The reported loss is the moving average ``r <- (1 - smoothing) r + smoothing loss``, logged every ``log_every``
-    steps as ``step N LOSS_LABEL r elapsed Ts``. With ``max_non_finite`` a non-finite loss skips the update (the step
-    still counts) and more than ``max_non_finite`` of them raise ``RuntimeError``.
+    steps as ``step N LOSS_LABEL r elapsed Ts``. A non-finite loss raises :class:`TrainingDiverged`; with
+    ``max_non_finite`` it skips the update instead (the step still counts) and more than ``max_non_finite`` of them
+    raise. A non-finite parameter or buffer after a step raises (:func:`check_finite`), and so does a non-finite
+    loss of the trained model (in eval mode, no gradients) on one more batch after the last step.
     """
     optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
     budget = TrainingBudget(steps, minutes)
@@ -237,10 +276,13 @@ def train_steps(
     while not budget.exhausted(step):
         model.train()
         loss = batch_loss()
-        if max_non_finite is not None and not torch.isfinite(loss):
+        if not torch.isfinite(loss):
+            if max_non_finite is None:
+                check_finite(f"step {step + 1}", loss=loss)
             outcome.skipped += 1
             if outcome.skipped > max_non_finite:
-                raise RuntimeError(f"training diverged (more than {max_non_finite} non-finite losses); lower --lr")
+                raise TrainingDiverged(f"training diverged: more than {max_non_finite} non-finite losses by step "
+                                       f"{step + 1}; lower --lr (nothing was written)")
             step += 1
             continue
         set_learning_rate(optimizer, budget.learning_rate(learning_rate, step))
@@ -251,11 +293,16 @@ def train_steps(
         optimizer.step()
         if after_step is not None:
             after_step()
+        check_finite(f"step {step + 1}", module=model)
         running = loss.item() if running is None else (1 - smoothing) * running + smoothing * loss.item()
         step += 1
         if step % log_every == 0:
             outcome.curve.append([step, round(running, 4)])
             log(f"step {step} {loss_label} {running:.{loss_digits}f} elapsed {budget.elapsed:.0f}s")
+    # the last update can break the model before any loss shows it: one more batch, without changing the model
+    model.eval()
+    with torch.no_grad():
+        check_finite(f"the end of training (step {step})", loss=batch_loss())
     outcome.steps, outcome.final_loss = step, running
     return outcome
 

@@ -51,6 +51,7 @@ from ..models.vae import (
 from ..models.weights import WeightsError, weights_exist, weights_stem
 from .common import (
     HELD_OUT_SEED,
+    check_finite,
     command_line,
     flip_mask,
     random_flips,
@@ -423,19 +424,20 @@ def run_epochs(
             step = epoch * steps_per_epoch + i
             set_learning_rate(optimizer, settings.learning_rate(step, total_steps))
             losses = batch_step(order[i * settings.batch_size:(i + 1) * settings.batch_size], generator)
-            if not torch.isfinite(losses["loss"]):
-                raise RuntimeError(f"{stage_label}: the loss became {float(losses['loss'])} at epoch {epoch + 1}, "
-                                   f"batch {i + 1}; lower --lr or raise --noise-std")
+            where = f"{stage_label} epoch {epoch + 1}, batch {i + 1}"
+            check_finite(where, loss=losses["loss"])
             optimizer.zero_grad(set_to_none=True)
             losses["loss"].backward()
             torch.nn.utils.clip_grad_norm_(parameters, settings.grad_clip)
             optimizer.step()
+            check_finite(where, module=trainable)
             for key, value in losses.items():
                 sums[key] = sums.get(key, 0.0) + float(value.detach())
             bar.set_postfix({k: f"{v / (i + 1):.4g}" for k, v in sums.items()}, refresh=False)
         bar.close()
         record = {"epoch": epoch + 1, **{f"train_{k}": v / steps_per_epoch for k, v in sums.items()}}
         record.update({f"held_out_{k}": v for k, v in evaluate().items()})
+        check_finite(f"{stage_label} epoch {epoch + 1}", values=record)  # before the checkpoint is written
         seconds += time.perf_counter() - started
         record["seconds"] = round(seconds, 1)
         history.append(record)
