@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 import torch
 
@@ -12,14 +13,35 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+#: the device names :func:`resolve_device` accepts
+DEVICE_NAMES = "cpu, cuda, cuda:N, mps or auto"
+_DEVICE_PATTERN = re.compile(r"cpu|cuda(:\d{1,4})?|mps")
+
+
 def resolve_device(name: str | torch.device | None) -> torch.device:
-    """Turn ``None``/``"auto"``/``"cpu"``/``"cuda"``/``"cuda:1"`` into a device, with a clear error
-    when CUDA is asked for but not available."""
-    if name is None or (isinstance(name, str) and name in ("", "auto")):
+    """Turn ``None``/``"auto"``/``"cpu"``/``"cuda"``/``"cuda:1"``/``"mps"`` into a device, with a clear error
+    for any other name (``meta``, ``cuda:x``, ...) and when the device asked for is not available."""
+    if name is None or (isinstance(name, str) and name.strip().lower() == "auto"):
         return default_device()
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("CUDA was requested but no CUDA device is available; use --device cpu")
+    if isinstance(name, torch.device):
+        device = name
+    else:
+        text = str(name).strip().lower()
+        if not _DEVICE_PATTERN.fullmatch(text):
+            shown = repr(name) if len(str(name)) <= 40 else repr(str(name)[:40] + "...")
+            raise ValueError(f"unknown device {shown}; use {DEVICE_NAMES}")
+        device = torch.device(text)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError("CUDA was requested but no CUDA device is available; use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"there is no CUDA device {device.index} ({torch.cuda.device_count()} visible); "
+                             f"use cuda:0 .. cuda:{torch.cuda.device_count() - 1}")
+    elif device.type == "mps":
+        if not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+            raise ValueError("MPS (Apple GPU) was requested but is not available; use --device cpu")
+    elif device.type != "cpu":
+        raise ValueError(f"unknown device {str(device)!r}; use {DEVICE_NAMES}")
     return device
 
 

@@ -19,12 +19,21 @@ def _read_umask() -> int:
 _UMASK = _read_umask()
 
 
+def _mode_for(target: Path) -> int:
+    """The permission bits of the file ``target`` replaces, or the default for a new file."""
+    try:
+        return os.stat(target).st_mode & 0o777  # not set-user-ID and the like
+    except OSError:  # no file yet (or unreadable metadata): normal permissions
+        return 0o666 & ~_UMASK
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path`` atomically.
 
     A crash or exception while writing leaves any existing file at ``path`` untouched. The temporary name keeps
-    ``path``'s suffix (or ``suffix``) so that libraries choosing a format by extension still work.
+    ``path``'s suffix (or ``suffix``) so that libraries choosing a format by extension still work. A replaced file
+    keeps its permission bits (a private 0600 output stays private); a new one gets the usual ``0666 & ~umask``.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -33,7 +42,7 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     tmp = Path(tmp_name)
     try:
         yield tmp
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file normal permissions
+        os.chmod(tmp, _mode_for(target))  # mkstemp creates 0600
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -50,3 +59,30 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def check_writable(path: str | os.PathLike, what: str = "output") -> Path:
+    """Refuse, before any long computation, an output ``path`` that :func:`atomic_path` could not write: an existing
+    folder, a read-only existing file, a folder on the way that is a file, or a folder that is not writable (tried
+    with a temporary file, so read-only file systems are caught too). ``ValueError`` naming ``what``."""
+    if not str(path).strip():
+        raise ValueError(f"{what} is empty; give a file name")
+    target = Path(path)
+    if target.is_dir():
+        raise ValueError(f"{what} {str(target)!r} is a folder; give a file name")
+    if target.exists() and not os.access(target, os.W_OK):
+        raise ValueError(f"{what} {target} is read-only")
+    folder = target.absolute().parent
+    while not folder.exists() and folder != folder.parent:  # atomic_path creates the missing folders
+        folder = folder.parent
+    if not folder.is_dir():
+        raise ValueError(f"cannot write {what} {target}: {folder} is not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".genreg-write-test.", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise ValueError(f"cannot write {what} {target}: the folder {folder} is not writable "
+                         f"({exc.strerror or exc})") from None
+    return target
+

@@ -6,6 +6,7 @@ allocated, so the module runs in seconds."""
 from __future__ import annotations
 
 import json
+import os
 import struct
 import time
 import zipfile
@@ -197,7 +198,8 @@ MALFORMED = {
     "seed -1": (lambda meta: meta.__setitem__("seed", -1), "seed must be between"),
     "seed 1.5": (lambda meta: meta.__setitem__("seed", 1.5), "seed must be an integer"),
     "sigma text": (lambda meta: meta.__setitem__("sigma", "x"), "sigma must be a number"),
-    "sigma negative": (lambda meta: meta.__setitem__("sigma", -1), "sigma must be >= 0"),
+    "sigma negative": (lambda meta: meta.__setitem__("sigma", -1), "sigma must be between 0 and 10"),
+    "sigma 1e6": (lambda meta: meta.__setitem__("sigma", 1e6), "sigma must be between 0 and 10"),
     "tab huge": (lambda meta: meta["gui"].__setitem__("tab", 10**30), "gui.tab must be between"),
     "title 5": (_set_run("title", 5), "title must be a string"),
     "run_id huge": (_set_run("run_id", 2**40), "run_id must be between"),
@@ -622,3 +624,118 @@ def test_varnet_activation_passes_nan_through_instead_of_indexing_out_of_range()
     z[0, 1, 0, 0] = float("nan")
     out = activation(z)
     assert torch.isnan(out[0, 1, 0, 0]) and torch.isfinite(out).sum() == 15
+
+
+# ------------------------------------------------------------------------------------------------ minor CLI cases
+@pytest.mark.parametrize("args", [["mask", "", "--out", "m.png"], ["mask", "  ", "--out", "m.png"],
+                                  ["recon", "IMAGE", "--mask", "", "--method", "adjoint", "--device", "cpu"]])
+def test_an_empty_mask_spec_is_refused(capsys, image_file, tmp_path, monkeypatch, args):
+    monkeypatch.chdir(tmp_path)
+    err = cli_error(capsys, [str(image_file) if a == "IMAGE" else a for a in args])
+    assert "the mask spec is empty" in err and "directory" not in err
+    assert not (tmp_path / "m.png").exists()
+
+
+@pytest.mark.parametrize("noise", ["1e6", "-1", "nan", "inf", "10.5"])
+def test_cli_noise_out_of_range_names_the_noise(capsys, image_file, noise):
+    err = cli_error(capsys, ["recon", str(image_file), "--method", "tv", "--device", "cpu", "--noise", noise])
+    assert "--noise must be a number between 0 and 10" in err and "alpha" not in err
+
+
+@pytest.mark.parametrize("device", ["meta", "cuda:x", "", "cpu:0", "xla", "mps:0"])
+def test_cli_unknown_devices_are_refused(capsys, image_file, device):
+    err = cli_error(capsys, ["recon", str(image_file), "--method", "adjoint", "--device", device])
+    assert "unknown device" in err and "use cpu, cuda, cuda:N, mps or auto" in err and "tensor" not in err.lower()
+
+
+def test_known_device_names_resolve():
+    from genreg_viewer.device import resolve_device
+
+    assert resolve_device("auto").type in ("cpu", "cuda") and resolve_device(" CPU ") == torch.device("cpu")
+    for name in ("cuda", "cuda:0", "mps"):  # known names: only availability can fail, with its own message
+        try:
+            resolve_device(name)
+        except ValueError as exc:
+            assert "not available" in str(exc) or "no CUDA device" in str(exc)
+
+
+def test_atomic_replace_keeps_the_mode_of_the_file_it_replaces(tmp_path):
+    from genreg_viewer.fileio import atomic_write_text
+
+    private = tmp_path / "private.txt"
+    private.write_text("old")
+    private.chmod(0o600)
+    atomic_write_text(private, "new")
+    assert private.read_text() == "new" and private.stat().st_mode & 0o777 == 0o600
+    fresh = atomic_write_text(tmp_path / "fresh.txt", "x")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert fresh.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+@pytest.fixture
+def no_reconstruction(monkeypatch):
+    """Fails the test if a reconstruction starts: output problems must be found before it."""
+    from genreg_viewer.cli.commands import recon
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the reconstruction ran before the output was checked")
+
+    monkeypatch.setattr(recon, "run_method", refuse)
+    monkeypatch.setattr(recon, "tune_parameter", refuse)
+
+
+@pytest.mark.parametrize("where", ["file-as-folder", "folder", "empty", "png-file-as-folder"])
+def test_unwritable_outputs_are_refused_before_the_reconstruction(capsys, image_file, tmp_path, no_reconstruction,
+                                                                   where):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file")
+    option, value, message = {
+        "file-as-folder": ("--out", blocker / "out.npz", "is not a folder"),
+        "folder": ("--out", tmp_path, "is a folder"),
+        "empty": ("--out", "", "--out is empty"),
+        "png-file-as-folder": ("--png", blocker / "deeper" / "x.png", "is not a folder"),
+    }[where]
+    err = cli_error(capsys, ["recon", str(image_file), "--method", "tv", "--iters", "100000", "--device", "cpu",
+                             option, str(value)])
+    assert message in err and option in err
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="permissions do not bind root")
+def test_a_read_only_output_folder_or_file_is_refused_up_front(capsys, image_file, tmp_path, no_reconstruction):
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    (folder / "old.npz").write_bytes(b"x")
+    (folder / "old.npz").chmod(0o444)
+    folder.chmod(0o555)
+    try:
+        err = cli_error(capsys, ["recon", str(image_file), "--method", "tv", "--device", "cpu",
+                                 "--out", str(folder / "new.npz")])
+        assert "is not writable" in err
+        err = cli_error(capsys, ["recon", str(image_file), "--method", "tv", "--device", "cpu",
+                                 "--out", str(folder / "old.npz")])
+        assert "read-only" in err
+    finally:
+        folder.chmod(0o755)
+
+
+def test_check_writable_probes_the_folder(tmp_path, monkeypatch):
+    """A folder where no file can be created (a read-only file system, or permissions for non-root users) is
+    found by the probe, even where os.access would say yes."""
+    import tempfile
+
+    from genreg_viewer.fileio import check_writable
+
+    def read_only(*args, **kwargs):
+        raise OSError(30, "Read-only file system")
+
+    existing = tmp_path / "old.npz"
+    existing.write_bytes(b"x")
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != existing)
+    with pytest.raises(ValueError, match="--out .*old.npz is read-only"):
+        check_writable(existing, "--out")
+    assert check_writable(tmp_path / "new" / "out.npz") == tmp_path / "new" / "out.npz"
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    with pytest.raises(ValueError, match="not writable \\(Read-only file system\\)"):
+        check_writable(tmp_path / "new" / "out.npz", "--out")
+    assert not (tmp_path / "new").exists()

@@ -27,7 +27,7 @@ from ..data.limits import check_seed
 from ..data.loading import NpyHeader, load_image, read_npy_file_header, read_npz_array, read_npz_headers
 from ..data.preprocess import DataError
 from ..device import resolve_device
-from ..physics import MaskError, Measurement, MRIOperator, mask_from_spec, simulate_measurement
+from ..physics import MaskError, Measurement, MRIOperator, check_sigma, mask_from_spec, simulate_measurement
 from ..recon import ParameterError, Problem
 
 DEFAULT_MASK = "radial:25"
@@ -52,7 +52,7 @@ def add_problem_arguments(parser) -> None:
                         help=f"std of the real and imaginary k-space noise (default {DEFAULT_NOISE})")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the noise, random masks and methods, 0 <= SEED < 2**63 (default 0)")
-    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default auto)")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto (default auto)")
 
 
 def add_weights_argument(parser) -> None:
@@ -192,7 +192,7 @@ def _measured_problem(args, device: torch.device) -> ProblemSetup:
 
 def _simulated_problem(args, device: torch.device) -> ProblemSetup:
     truth = load_image(args.image, slice_index=args.slice, size=IMAGE_SIZE, key=args.key).image
-    mask_spec = args.mask or DEFAULT_MASK
+    mask_spec = DEFAULT_MASK if args.mask is None else args.mask  # an empty --mask is an error, not the default
     mask = mask_from_spec(mask_spec, truth.shape, args.seed)
     measurement = simulate_measurement(truth, mask, args.noise, seed=args.seed, device=device)
     return _setup(Problem(measurement, truth, seed=args.seed, device=device), mask_spec, {"image": str(args.image)})
@@ -211,8 +211,7 @@ def build_problem(args) -> ProblemSetup:
     """The :class:`Problem` described by the options of :func:`add_problem_arguments`."""
     if args.image is None and args.kspace is None:
         raise ValueError("give an IMAGE (ground truth to simulate from) or --kspace FILE (measured data)")
-    if args.noise < 0 or not np.isfinite(args.noise):
-        raise ValueError(f"--noise must be a finite number >= 0, got {args.noise}")
+    args.noise = check_sigma(args.noise, "--noise")
     args.seed = check_seed(args.seed, "--seed")
     device = resolve_device(args.device)
     return _measured_problem(args, device) if args.kspace is not None else _simulated_problem(args, device)

@@ -37,6 +37,7 @@ from ..data.loading import read_npy_header
 from ..data.preprocess import DataError
 from ..fileio import atomic_path, atomic_write, atomic_write_text
 from ..physics.masks import MAX_MASK_SIDE
+from ..physics.noise import MAX_SIGMA
 from .state import ExperimentState, ImageInfo, RunRecord
 
 FORMAT_NAME = "genreg-viewer"
@@ -702,7 +703,7 @@ def check_bundle(bundle: Bundle) -> SessionContents:
     ids = [r.run_id for r in records]
     if len(set(ids)) != len(ids):
         raise SessionError("two runs have the same run_id")
-    sigma = _check.number(meta.get("sigma", 0.0), "sigma", 0.0)
+    sigma = _check.number(meta.get("sigma", 0.0), "sigma", 0.0, MAX_SIGMA)
     try:
         seed = limits.check_seed(meta.get("seed", 0), "seed")
     except ValueError as exc:

@@ -17,7 +17,7 @@ from PyQt6.QtCore import QObject, pyqtSignal
 
 from .. import metrics
 from ..data.limits import check_seed
-from ..physics import Measurement, MRIOperator, simulate_measurement
+from ..physics import Measurement, MRIOperator, check_sigma, simulate_measurement
 from ..physics.masks import MaskError, as_mask_array
 from ..recon import Problem, ReconResult
 
@@ -134,10 +134,7 @@ def _checked_image(image) -> np.ndarray:
 
 
 def _checked_noise(sigma, seed) -> tuple[float, int]:
-    if isinstance(sigma, bool) or not isinstance(sigma, (int, float, np.number)) or not np.isfinite(sigma) \
-            or sigma < 0:
-        raise ValueError(f"noise sigma must be a finite non-negative number, got {sigma!r}")
-    return float(sigma), check_seed(seed, "the noise seed")
+    return check_sigma(sigma), check_seed(seed, "the noise seed")
 
 
 def _kspace_log_magnitude(image: np.ndarray) -> np.ndarray:

@@ -16,7 +16,7 @@ from .masks import (
     random_mask,
     save_mask,
 )
-from .noise import Measurement, add_kspace_noise, simulate_measurement
+from .noise import MAX_SIGMA, Measurement, add_kspace_noise, check_sigma, simulate_measurement
 from .operator import MRIOperator
 
 __all__ = [
@@ -27,6 +27,8 @@ __all__ = [
     "Measurement",
     "MaskError",
     "add_kspace_noise",
+    "check_sigma",
+    "MAX_SIGMA",
     "cartesian_mask",
     "check_mask_save_path",
     "check_mask_shape",

@@ -26,6 +26,8 @@ GOLDEN_ANGLE = math.pi * (3.0 - math.sqrt(5.0))  # 2*pi/phi^2 ~ 137.51 degrees, 
 MAX_SPOKES = 2048
 #: largest mask side (rows or columns) accepted; a ``4096 x 4096`` mask is 16 MiB, far beyond MRI matrix sizes
 MAX_MASK_SIDE = 4096
+#: the mask specs :func:`mask_from_spec` understands, for messages
+SPEC_FORMS = "radial:N, golden:N, cartesian:CENTRE_ROWS:P, random:FRACTION, full, or a .png/.npy file"
 #: file suffixes :func:`save_mask` writes
 MASK_SAVE_SUFFIXES = (".png", ".npy")
 
@@ -298,6 +300,8 @@ def mask_from_spec(spec: str, shape: tuple[int, int] = (128, 128), seed: int = 0
     """Build a mask from a spec string (see module docstring)."""
     shape = check_mask_shape(shape)
     spec = str(spec).strip()
+    if not spec:
+        raise MaskError(f"the mask spec is empty; use {SPEC_FORMS}")
     kind, _, rest = spec.partition(":")
     kind = kind.lower()
     args = rest.split(":") if rest else []
@@ -315,7 +319,4 @@ def mask_from_spec(spec: str, shape: tuple[int, int] = (128, 128), seed: int = 0
         return np.ones(shape, dtype=bool)
     if Path(spec).suffix.lower() in (".png", ".npy", ".bmp", ".tif", ".tiff", ".jpg", ".jpeg") or Path(spec).exists():
         return load_mask(spec, shape)
-    raise MaskError(
-        f"unknown mask spec {spec!r}; use radial:N, golden:N, cartesian:CENTRE_ROWS:P, random:FRACTION, full, "
-        "or a .png/.npy file"
-    )
+    raise MaskError(f"unknown mask spec {spec!r}; use {SPEC_FORMS}")

@@ -13,6 +13,20 @@ import torch
 
 from .operator import MRIOperator
 
+#: largest noise sigma accepted: images are in [0, 1] and the FFT is orthonormal, so a k-space coefficient is at
+#: most ``sqrt(H W)`` (128 for 128 x 128) and typically far below 1; sigma = 10 already buries every one of them
+MAX_SIGMA = 10.0
+
+
+def check_sigma(sigma, what: str = "noise sigma") -> float:
+    """``sigma`` as a float in ``[0, MAX_SIGMA]``; anything else (NaN, infinite, negative, huge, not a number) is a
+    ``ValueError`` naming ``what``."""
+    if isinstance(sigma, bool) or not isinstance(sigma, (int, float, np.number)) or not np.isfinite(sigma) \
+            or not 0 <= sigma <= MAX_SIGMA:
+        raise ValueError(f"{what} must be a number between 0 and {MAX_SIGMA:g} (the std of the k-space noise of an "
+                         f"image in [0, 1]), got {sigma!r}")
+    return float(sigma)
+
 
 @dataclass
 class Measurement:
@@ -37,8 +51,7 @@ class Measurement:
 
 def add_kspace_noise(k: torch.Tensor, sampling: torch.Tensor, sigma: float, seed: int | None = 0) -> torch.Tensor:
     """Return ``k + sampling * (n_re + i n_im)`` with ``n_re, n_im ~ N(0, sigma^2)`` drawn from ``seed``."""
-    if sigma < 0 or not np.isfinite(sigma):
-        raise ValueError(f"noise sigma must be a finite non-negative number, got {sigma}")
+    sigma = check_sigma(sigma)
     if sigma == 0:
         return k * sampling
     generator = torch.Generator().manual_seed(int(seed) if seed is not None else torch.seed())

@@ -49,7 +49,7 @@ def step_budget_values(args: argparse.Namespace) -> dict[str, Any]:
 
 def add_device_arguments(parser: argparse.ArgumentParser, default: str) -> None:
     """``--device`` (default ``default``) and ``--threads``; read them back with :func:`device_from_arguments`."""
-    parser.add_argument("--device", default=default, help=f"cpu, cuda, cuda:N or auto (default {default})")
+    parser.add_argument("--device", default=default, help=f"cpu, cuda, cuda:N, mps or auto (default {default})")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ...data.loading import load_image
-from ...fileio import atomic_path
+from ...fileio import atomic_path, check_writable
 from ...render import save_correlation_png
 from ..common import add_weights_argument, apply_weights_argument
 
@@ -46,6 +46,10 @@ def run(args) -> int:
     from ...models.vae import load_generative_model
 
     row, col = _pixel(args.pixel)
+    for option in ("--out", "--png"):  # before the model is loaded and run
+        value = getattr(args, option[2:])
+        if value is not None:
+            check_writable(value, option)
     weight_set = apply_weights_argument(args)
     loaded = load_image(args.image, slice_index=args.slice, key=args.key)
     model = load_generative_model(args.model)

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ...fileio import atomic_path
+from ...fileio import atomic_path, check_writable
 from ...recon import ParameterError, ReconResult, get_method, run_method, tune_parameter
 from ...render import save_grey_png
 from ..common import (
@@ -143,6 +143,10 @@ def run(args) -> int:
         raise RuntimeError(f"method {method.name!r} is not available: {why}")
     overrides = parse_param_pairs(args.param)
     method.resolve_params(overrides)  # bad names or values fail here, before any work
+    for option in ("--out", "--png"):  # an unwritable output is reported now, not after the reconstruction
+        value = getattr(args, option[2:])
+        if value is not None:
+            check_writable(value, option)
     setup = build_problem(args)
 
     tuning = _tune(method, setup, overrides, args.iters, args.json) if args.tune else None
