@@ -739,3 +739,35 @@ def test_check_writable_probes_the_folder(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="not writable \\(Read-only file system\\)"):
         check_writable(tmp_path / "new" / "out.npz", "--out")
     assert not (tmp_path / "new").exists()
+
+
+# ------------------------------------------------------------------------------------------------ heavy sessions
+@pytest.mark.parametrize("side", [129, 1024])
+def test_a_session_larger_than_the_app_image_size_is_refused_at_once(window, errors, saved, side):
+    """Opening runs the SSIM and the comparison maps on the GUI thread; a 4096 x 4096 ground truth froze it for
+    minutes, so sessions hold images of at most the application's image size (128)."""
+    _, folder = saved
+    np.save(folder / "ground_truth.npy", np.full((side, side), 0.5, np.float32))
+    np.save(folder / "mask.npy", np.ones((side, side), bool))
+    edit_meta(folder, lambda meta: meta.__setitem__("runs", []))
+    before = snapshot(window.state)
+    start = time.perf_counter()
+    assert not window.open_path(folder)
+    assert time.perf_counter() - start < 2
+    assert len(errors) == 1 and "sides from 2 to 128 (the application's image size)" in one_line(errors[0][1])
+    assert_unchanged(window.state, before)
+
+
+def test_opening_a_session_computes_the_adjoint_scores_once(window, errors, saved, monkeypatch):
+    from genreg_viewer.gui import state as state_module
+
+    calls = []
+    ssim = state_module.metrics.ssim
+    monkeypatch.setattr(state_module.metrics, "ssim", lambda *a, **k: calls.append(1) or ssim(*a, **k))
+    _, folder = saved
+    assert window.open_path(folder) and errors == []
+    assert len(calls) == 1  # the sampling panel and the comparison panel share it
+    scores = window.state.adjoint_metrics()
+    assert len(calls) == 1 and np.isfinite(scores).all()
+    window.state.set_noise(0.03, 1)  # a new measurement: computed again
+    assert len(calls) == 2

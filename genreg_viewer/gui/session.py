@@ -14,9 +14,10 @@ restored; a *results* bundle (``kind = "results"``) is the same without them.
 Opening is in two steps: :func:`read_bundle` reads only the arrays the metadata lists, after checking each name
 (letters, digits, ``_``, ``-``: a folder bundle's files stay inside the folder) and each array's header (numeric,
 sizes within :mod:`genreg_viewer.data.limits`); :func:`check_bundle` then checks every field (types, ranges,
-shapes, seeds in ``[0, 2**63)``) before :meth:`ExperimentState.restore` replaces the state at once. A bad bundle is
-one :class:`SessionError` and changes nothing. Saving into a folder deletes only ``.npy`` files that the folder's
-previous ``session.json`` listed under valid names.
+shapes, seeds in ``[0, 2**63)``, images of at most :data:`MAX_IMAGE_SIDE` a side) before
+:meth:`ExperimentState.restore` replaces the state at once. A bad bundle is one :class:`SessionError` and changes
+nothing. Saving into a folder deletes only ``.npy`` files that the folder's previous ``session.json`` listed under
+valid names.
 """
 
 from __future__ import annotations
@@ -36,9 +37,8 @@ from ..data import limits
 from ..data.loading import read_npy_header
 from ..data.preprocess import DataError
 from ..fileio import atomic_path, atomic_write, atomic_write_text
-from ..physics.masks import MAX_MASK_SIDE
 from ..physics.noise import MAX_SIGMA
-from .state import ExperimentState, ImageInfo, RunRecord
+from .state import IMAGE_SIZE, ExperimentState, ImageInfo, RunRecord
 
 FORMAT_NAME = "genreg-viewer"
 FORMAT_VERSION = 1
@@ -59,8 +59,9 @@ MAX_RUNS = 1000
 MAX_TEXT = 10_000
 #: how deep parameters, infos and histories may nest
 MAX_JSON_DEPTH = 4
-#: largest side of a session's images (the masks' bound)
-MAX_IMAGE_SIDE = MAX_MASK_SIDE
+#: largest side of a session's images: the application's image size (opening a session recomputes the SSIM and
+#: the comparison maps on the GUI thread; a 4096 x 4096 ground truth froze it for minutes)
+MAX_IMAGE_SIDE = IMAGE_SIZE
 #: Qt passes run ids and widget values as 32-bit integers
 QT_INT_LIMIT = 2**31 - 1
 NPY_MAGIC = b"\x93NUMPY"
@@ -686,7 +687,8 @@ def check_bundle(bundle: Bundle) -> SessionContents:
         raise SessionError("the session has no ground truth image or mask")
     image = _image_array(arrays["ground_truth"], "the ground truth")
     if not 2 <= min(image.shape) or max(image.shape) > MAX_IMAGE_SIDE:
-        raise SessionError(f"the ground truth has shape {image.shape}; sides from 2 to {MAX_IMAGE_SIDE} are supported")
+        raise SessionError(f"the ground truth has shape {image.shape}; sessions hold images with sides from 2 to "
+                           f"{MAX_IMAGE_SIDE} (the application's image size)")
     if not np.isfinite(image).all():
         raise SessionError("the ground truth contains NaN or infinite values")
     mask = arrays["mask"]

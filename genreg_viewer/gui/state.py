@@ -154,6 +154,11 @@ def _simulated(image, mask, sigma, seed) -> tuple:
     return measurement, adjoint, np.log1p(y.abs().numpy()).astype(np.float32), None
 
 
+#: side of the images the application works with: files and phantoms are resized to it, and a session may hold
+#: images of at most this side (the views, the SSIM of every change and the comparison maps run on the GUI thread)
+IMAGE_SIZE = 128
+
+
 class ExperimentState(QObject):
     """The ground truth, the mask, the noise, the simulated measurement and the list of finished runs."""
 
@@ -163,7 +168,7 @@ class ExperimentState(QObject):
     resultRemoved = pyqtSignal(int)  # run_id
     resultsCleared = pyqtSignal()
 
-    def __init__(self, parent: QObject | None = None, shape: tuple[int, int] = (128, 128)):
+    def __init__(self, parent: QObject | None = None, shape: tuple[int, int] = (IMAGE_SIZE, IMAGE_SIZE)):
         super().__init__(parent)
         self.shape = shape
         self.image: np.ndarray | None = None
@@ -178,6 +183,7 @@ class ExperimentState(QObject):
         self.kspace_log_magnitude: np.ndarray | None = None  #: log(1 + |F x|), centred
         self.measured_log_magnitude: np.ndarray | None = None  #: log(1 + |y|), centred
         self.results: list[RunRecord] = []
+        self._adjoint_scores: tuple | None = None  #: (adjoint, image, scores) of the last adjoint_metrics call
         self.image_version = 0  #: increases with every new ground truth; runs of an older one are dropped
         self._next_run_id = 1
 
@@ -280,10 +286,16 @@ class ExperimentState(QObject):
         return Problem(measurement, self.ground_truth_tensor(), seed=self.seed, device=device)
 
     def adjoint_metrics(self) -> tuple[float, float] | None:
+        """PSNR and SSIM of the adjoint (clipped to [0, 1]); computed once per measurement (several panels ask)."""
         if self.adjoint is None or self.image is None:
             return None
+        cached = self._adjoint_scores
+        if cached is not None and cached[0] is self.adjoint and cached[1] is self.image:
+            return cached[2]
         clipped = np.clip(self.adjoint, 0, 1)
-        return float(metrics.psnr(clipped, self.image)[0]), float(metrics.ssim(clipped, self.image)[0])
+        scores = float(metrics.psnr(clipped, self.image)[0]), float(metrics.ssim(clipped, self.image)[0])
+        self._adjoint_scores = (self.adjoint, self.image, scores)
+        return scores
 
     def result(self, run_id: int) -> RunRecord | None:
         return next((r for r in self.results if r.run_id == run_id), None)
