@@ -12,6 +12,8 @@ import time
 
 import pytest
 
+pytest_plugins = ["gui_helpers"]  # the window and errors fixtures
+
 #: started with ``python -c``; argv[1]: the method, argv[2]: "stuck" to make the worker ignore cancellation.
 #: It closes the window one second after the run started and prints the time of the close.
 CHILD = textwrap.dedent("""
@@ -97,3 +99,20 @@ def test_closing_with_a_stuck_worker_exits(tmp_path):
     assert seconds < 5, f"exit took {seconds:.1f} s after the close\n{err}"
     assert "not waiting for the background work still running (reconstruction)" in err
     assert "Traceback" not in err, err
+
+
+def test_late_worker_signals_after_close_are_ignored(qtbot, window, errors):
+    """The cancelled run still reports its last state after the close; nothing may reach the closed window."""
+    finished = []
+    window.queue.jobFinished.connect(lambda *args: finished.append(args))
+    window.state.resultAdded.connect(lambda record: finished.append(record))
+    assert window.method_panel.select_method("tv")
+    window.method_panel.iterations_spin.setValue(1_000_000)
+    window.method_panel.run()
+    qtbot.waitUntil(lambda: window.queue.current is not None, timeout=30_000)
+    window.close()
+    assert window.queue.closed and window.covariance.worker.closed and window.sweep.worker.closed
+    qtbot.wait(300)  # the worker's late finished signal is delivered (and dropped) here
+    assert finished == [] and errors == [] and window.state.results == []
+    window.method_panel.run()  # a closed queue takes no new job
+    assert not window.queue.busy

@@ -242,6 +242,7 @@ class ReconQueue(QObject):
         all); True when the thread has ended."""
         self.cancel_all()
         self.closed = True
+        self.current = None  # cancelled; what it reports from now on is dropped
         return stop_thread(self._thread, timeout_ms)
 
     # ------------------------------------------------------------ worker events
