@@ -13,10 +13,9 @@ import torch.nn.functional as F
 from genreg_viewer.models.dncnn import RealSNConv2d, conv_operator_norm, conv_symbol_norm
 from genreg_viewer.models.unet import UNet
 from genreg_viewer.models.varnet import RBFActivation, VariationalStage, _InterpolatedRBF
-from genreg_viewer.models.weights import WeightsError
+from genreg_viewer.models.weights import WeightsError, save_weights
 from genreg_viewer.physics import Measurement, mask_fingerprint, mask_from_spec, radial_mask, simulate_measurement
 from genreg_viewer.recon import ParameterError, Problem, get_method, run_method
-from genreg_viewer.recon.learned import common as learned_common
 from genreg_viewer.recon.learned import varnet as varnet_module
 from genreg_viewer.recon.learned.pnp import TUNED_FILE as PNP_TUNED_FILE
 from genreg_viewer.recon.learned.pnp import RealDataProximal, load_denoiser, symmetrised_sampling
@@ -278,14 +277,24 @@ def test_cancellation_between_iterations(held_out):
         assert result.cancelled and result.iterations <= 4
 
 
-def test_missing_weights_are_reported(tmp_path, monkeypatch):
-    monkeypatch.setattr(learned_common, "WEIGHTS_DIR", tmp_path)
-    monkeypatch.setattr(varnet_module, "WEIGHTS_DIR", tmp_path)
-    for name, hint in (("pnp-admm", "genreg train denoiser"), ("varnet", "genreg train varnet"),
-                       ("edip", "genreg train edip")):
-        ok, why = get_method(name).available()
-        assert not ok and hint in why
-    assert get_method("dip").available() == (True, "")
+def test_missing_weights_are_reported(tmp_path):
+    """A weight set without the learned networks and without a fallback: the methods say how to train them."""
+    import json
+
+    from genreg_viewer.weight_sets import active_weight_set, use_weight_set
+
+    save_weights(torch.nn.Linear(2, 2), tmp_path / "unrelated", {"in": 2}, {})
+    (tmp_path / "weightset.json").write_text(json.dumps({"name": "bare", "fallback": None}))
+    before = active_weight_set()
+    use_weight_set(tmp_path)
+    try:
+        for name, hint in (("pnp-admm", "genreg train denoiser"), ("varnet", "genreg train varnet"),
+                           ("edip", "genreg train edip")):
+            ok, why = get_method(name).available()
+            assert not ok and hint in why
+        assert get_method("dip").available() == (True, "")
+    finally:
+        use_weight_set(before)
     with pytest.raises(WeightsError, match="not found"):
         load_denoiser(str(tmp_path / "nothing"), torch.device("cpu"))
 
