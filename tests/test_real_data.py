@@ -185,3 +185,24 @@ def test_weights_command_lists_bundled_sets(capsys):
     assert described["name"] == "phantom" and "vae_covar" in described["networks"]
     assert main(["weights"]) == 0
     assert "phantom" in capsys.readouterr().out
+
+
+def test_copy_to_half_precision_keeps_the_networks_and_repins_bases(tmp_path, capsys):
+    from genreg_viewer.models.vae import load_generative_model
+    from genreg_viewer.models.weights import read_weights_json
+
+    target = tmp_path / "half"
+    code = main(["weights", "phantom", "--copy-to", str(target), "--only", "vae_identity", "vae_covar", "--half"])
+    assert code == 0 and "vae_covar.safetensors" in capsys.readouterr().out
+    original, copied = load_generative_model("covar"), load_generative_model("covar", target)
+    assert read_weights_json(target / "vae_covar")["storage"] == "float16"
+    assert (target / "vae_identity.safetensors").stat().st_size < 0.6 * (
+        RESOURCES_DIR / "weights" / "vae_identity.safetensors").stat().st_size
+    z = torch.randn(3, original.config.latent_dim, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        mean_a, mean_b = original.decode_mean(z), copied.decode_mean(z)
+    assert copied.encoder.stem.weight.dtype == torch.float32
+    assert 0 < float((mean_a - mean_b).abs().max()) < 1e-2  # float16 rounding, nothing more
+    # a covariance decoder without its base is refused with a clear message
+    assert main(["weights", "phantom", "--copy-to", str(tmp_path / "x"), "--only", "vae_covar"]) == 2
+    assert "base weights" in capsys.readouterr().err

@@ -79,8 +79,12 @@ def save_weights(
     *,
     base: str | os.PathLike | None = None,
     base_prefixes: tuple[str, ...] = (),
+    half: bool = False,
 ) -> tuple[Path, Path]:
     """Write ``stem.safetensors`` and ``stem.json`` atomically; return their paths.
+
+    ``half=True`` stores floating-point tensors as float16 (half the bytes; loading copies them into the float32
+    networks, a relative rounding of at most 2^-11 per weight) and records ``"storage": "float16"`` in the JSON.
 
     ``config`` must be JSON-serialisable (it is what :func:`load_weights` hands back to rebuild the network). With
     ``base`` (the stem of an existing weights file in the same folder) the tensors whose names start with one of
@@ -95,6 +99,12 @@ def save_weights(
     if bad:  # the loaders refuse them anyway; a diverged training run must not leave such a file behind
         raise WeightsError(f"not writing {tensor_path}: {len(bad)} tensor(s) hold NaN or infinite values "
                            f"({', '.join(bad[:3])})")
+    if half:
+        too_large = [name for name, t in state.items()
+                     if t.is_floating_point() and bool((t.abs() > torch.finfo(torch.float16).max).any())]
+        if too_large:
+            raise WeightsError(f"not writing {tensor_path} in float16: {', '.join(too_large[:3])} exceed its range")
+        state = {name: t.half() if t.is_floating_point() else t for name, t in state.items()}
     base_entry = None
     if base is not None:
         base_tensor_path, _ = weights_paths(base)
@@ -117,6 +127,8 @@ def save_weights(
         "info": dict(info or {}),
         "tensors": {name: list(t.shape) for name, t in state.items()},
     }
+    if half:
+        document["storage"] = "float16"
     if base_entry is not None:
         document["base"] = base_entry
     try:
@@ -206,6 +218,33 @@ def load_weights(stem: str | os.PathLike, device: str | torch.device = "cpu") ->
     return state, document["config"], document["info"]
 
 
+def copy_weights_folder(source: str | os.PathLike, target: str | os.PathLike, names: list[str] | None = None,
+                        half: bool = False) -> list[Path]:
+    """Copy the weights ``names`` (default: every ``*.safetensors`` + ``.json`` pair) of folder ``source`` into
+    ``target``, optionally stored as float16, re-pinning each file's base (which must be among the copied ones) to
+    the new base file. Returns the written tensor files."""
+    source, target = Path(source), Path(target)
+    names = sorted(p.stem for p in source.glob("*" + TENSOR_SUFFIX)) if names is None else list(names)
+    documents = {name: read_weights_json(source / name) for name in names}
+    bases = {name: (doc.get("base") or {}).get("stem") for name, doc in documents.items()}
+    missing = sorted({b for b in bases.values() if b and b not in documents})
+    if missing:
+        raise WeightsError(f"copy the base weights {missing} as well (other files in {source} are built on them)")
+    target.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name in sorted(names, key=lambda n: bases[n] is not None):  # bases first: their new hash is pinned next
+        document = documents[name]
+        state, config, info = load_weights(source / name)
+        prefixes = tuple((document.get("base") or {}).get("prefixes", ()))
+        if bases[name]:
+            state = {k: v for k, v in state.items() if not k.startswith(prefixes)}
+        info = {**info, "copied_from": str(source / name)}
+        written.append(save_weights(state, target / name, config, info,
+                                    base=target / bases[name] if bases[name] else None, base_prefixes=prefixes,
+                                    half=half)[0])
+    return written
+
+
 def describe_mismatch(expected: Mapping[str, Any], found: Mapping[str, Any]) -> str:
     """Human-readable difference of two ``{name: shape}`` maps (missing, unexpected, shape)."""
     missing = sorted(set(expected) - set(found))
@@ -241,6 +280,7 @@ def load_state_into(module: torch.nn.Module, state: Mapping[str, torch.Tensor], 
 
 __all__ = [
     "WeightsError",
+    "copy_weights_folder",
     "describe_mismatch",
     "file_sha256",
     "load_state_into",

@@ -1,5 +1,7 @@
 """``genreg weights [SET] [--json]``: the bundled weight sets (or one set or folder): what each holds, the data it
-was trained on and the terms of that data."""
+was trained on and the terms of that data. ``genreg weights SET --copy-to DIR [--half] [--only NAME ...]`` copies
+its networks into another folder (bases re-pinned), optionally stored as float16 (how the bundled real-knee set was
+made from the training output)."""
 
 from __future__ import annotations
 
@@ -12,10 +14,22 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("weights", help="list the weight sets (trained networks) and their training data")
     p.add_argument("set", nargs="?", default=None, metavar="SET", help="one bundled set's name or a folder")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--copy-to", default=None, metavar="DIR", help="copy the set's networks into DIR")
+    p.add_argument("--only", nargs="+", default=None, metavar="NAME", help="with --copy-to: only these networks")
+    p.add_argument("--half", action="store_true", help="with --copy-to: store the tensors as float16")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    if args.copy_to:
+        from ...models.weights import copy_weights_folder
+
+        if not args.set:
+            raise WeightSetError("--copy-to needs the SET (a bundled name or a folder) to copy")
+        written = copy_weights_folder(resolve_weight_set(args.set).folder, args.copy_to, args.only, half=args.half)
+        for path in written:
+            print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)")
+        return 0
     names = [args.set] if args.set else list(BUNDLED_SETS)
     described = []
     for name in names:
