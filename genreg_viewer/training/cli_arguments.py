@@ -7,7 +7,7 @@ from typing import Any, Iterable
 
 import torch
 
-from .common import StepTrainingConfig
+from .common import HELD_OUT_SEED, StepTrainingConfig
 
 
 def int_list(text: str, option: str, alternatives: str = "") -> tuple[int, ...]:
@@ -23,18 +23,41 @@ def int_list(text: str, option: str, alternatives: str = "") -> tuple[int, ...]:
     return values
 
 
+def held_out_argument(text: str) -> int | str:
+    """``--held-out``: ``N`` (N held-out phantoms, seeds from :data:`HELD_OUT_SEED`) as an int, else the DATA spec."""
+    return int(text) if text.strip().isdigit() else text
+
+
+def add_data_arguments(parser: argparse.ArgumentParser, defaults: StepTrainingConfig) -> None:
+    """``--data --images --held-out --augment``: what a trainer learns from and is scored on, the same for every
+    ``genreg train`` kind of a step-budget trainer (:func:`genreg_viewer.training.common.load_training_data`)."""
+    images, held = defaults.images, defaults.DEFAULT_HELD_OUT
+    parser.add_argument("--data", default=None, metavar="DATA",
+                        help="training images: phantom:N[:SEED] (synthetic knee phantoms, seeds SEED..SEED+N-1) or a "
+                             f"slice-set .h5 from 'genreg dataset build' (default phantom:{images})")
+    parser.add_argument("--images", type=int, default=None, metavar="N",
+                        help=f"training phantoms, seeds 0..N-1: short for --data phantom:N (default {images})")
+    parser.add_argument("--held-out", type=held_out_argument, default=None, metavar="DATA",
+                        help=f"held-out images for the final scores: N (N phantoms, seeds from {HELD_OUT_SEED}), "
+                             "phantom:N[:SEED] or a slice-set .h5 (default: "
+                             f"{held} held-out phantoms for phantom data, the slice set's last whole volumes "
+                             "(about 5%% of its slices) otherwise)")
+    parser.add_argument("--augment", action="store_true",
+                        help="also a small random rotation/zoom/shift and contrast (gamma) change per training image, "
+                             "on top of the random flips (for small real slice sets)")
+
+
 def add_step_budget_arguments(parser: argparse.ArgumentParser, defaults: StepTrainingConfig, out: str) -> None:
-    """``--steps --minutes --batch --lr --images --seed --out`` of a step-budget trainer, with the ``defaults`` of its
-    config; ``out`` describes the default output stem. :func:`step_budget_values` reads them back."""
-    steps, batch, lr = defaults.steps, defaults.batch, defaults.learning_rate
-    images, seed = defaults.images, defaults.seed
+    """``--steps --minutes --batch --lr`` and the data options of :func:`add_data_arguments`, ``--seed --out`` of a
+    step-budget trainer, with the ``defaults`` of its config; ``out`` describes the default output stem.
+    :func:`step_budget_values` reads them back."""
+    steps, batch, lr, seed = defaults.steps, defaults.batch, defaults.learning_rate, defaults.seed
     parser.add_argument("--steps", type=int, default=steps, help=f"optimiser steps (default {steps})")
     parser.add_argument("--minutes", type=float, default=defaults.minutes,
                         help="stop after this many minutes (wall clock)")
     parser.add_argument("--batch", type=int, default=batch, help=f"batch size (default {batch})")
     parser.add_argument("--lr", type=float, default=lr, help=f"peak Adam learning rate (default {lr:g})")
-    parser.add_argument("--images", type=int, default=images,
-                        help=f"training phantoms (seeds 0..N-1, default {images})")
+    add_data_arguments(parser, defaults)
     parser.add_argument("--seed", type=int, default=seed,
                         help=f"seed of initialisation, batches and noise (default {seed})")
     parser.add_argument("--out", default=None, metavar="STEM",
@@ -42,9 +65,15 @@ def add_step_budget_arguments(parser: argparse.ArgumentParser, defaults: StepTra
 
 
 def step_budget_values(args: argparse.Namespace) -> dict[str, Any]:
-    """The :class:`StepTrainingConfig` fields given by the options of :func:`add_step_budget_arguments`."""
-    return dict(images=args.images, batch=args.batch, steps=args.steps, minutes=args.minutes, learning_rate=args.lr,
-                seed=args.seed)
+    """The :class:`StepTrainingConfig` fields given by the options of :func:`add_step_budget_arguments` (those left
+    out keep the config's defaults); ``ValueError`` for ``--images`` together with ``--data``."""
+    if args.images is not None and args.data is not None:
+        raise ValueError("--images N is short for --data phantom:N: give one of them, not both")
+    values = dict(batch=args.batch, steps=args.steps, minutes=args.minutes, learning_rate=args.lr, seed=args.seed,
+                  data=args.data, held_out=args.held_out, augment=args.augment)
+    if args.images is not None:
+        values["images"] = args.images
+    return values
 
 
 def add_device_arguments(parser: argparse.ArgumentParser, default: str) -> None:

@@ -1,9 +1,14 @@
 """Pieces shared by the trainers (VAE, flow, denoiser, variational network, educated DIP).
 
-Training images are synthetic knee phantoms with seeds below :data:`HELD_OUT_SEED` (the held-out evaluation images
-used by tests and benchmarks start there). The step-budget trainers (:func:`train_steps`: denoiser, variational
-network, educated DIP, flow) run for a number of steps or until a wall-clock budget is spent, whichever comes first,
-with a linear warm-up and a cosine learning-rate decay over the planned steps.
+Training data (:func:`load_image_set`, :func:`training_and_held_out`, :func:`load_training_data`) is written
+``phantom:N[:SEED]`` (synthetic knee phantoms; training seeds stay below :data:`HELD_OUT_SEED`, where the held-out
+evaluation images used by tests and benchmarks start) or the path of a slice set ``.h5`` from
+``genreg dataset build`` (real slices); every ``genreg train`` kind takes it the same way (``--data``, ``--held-out``,
+``--augment``).
+
+The step-budget trainers (:func:`train_steps`: denoiser, variational network, educated DIP, flow) run for a number of
+steps or until a wall-clock budget is spent, whichever comes first, with a linear warm-up and a cosine learning-rate
+decay over the planned steps.
 """
 
 from __future__ import annotations
@@ -13,10 +18,12 @@ import shlex
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, ClassVar, Sequence
 
 import numpy as np
 import torch
+
+from ..data import limits
 
 #: phantom seeds >= this are held out for evaluation; training uses seeds below it
 HELD_OUT_SEED = 1_000_000
@@ -43,6 +50,183 @@ def training_images(count: int, first_seed: int = 0, device: torch.device | str 
 def held_out_images(count: int, device: torch.device | str = "cpu") -> torch.Tensor:
     """The first ``count`` held-out phantoms (seeds ``HELD_OUT_SEED, HELD_OUT_SEED + 1, ...``), 128x128."""
     return phantom_images(count, HELD_OUT_SEED, device=device)
+
+
+@dataclass
+class ImageSet:
+    """Images ``(N, 1, H, W)`` float32 in [0, 1] and a description of where they came from (for the info JSON)."""
+
+    images: torch.Tensor
+    spec: str
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    @property
+    def phantoms(self) -> bool:
+        """Whether these are synthetic phantoms (``phantom:N[:SEED]``)."""
+        return _phantom_spec(self.spec) is not None
+
+
+def _phantom_spec(spec: str) -> tuple[int, int] | None:
+    """``phantom:N[:SEED]`` -> ``(N, SEED)``; ``None`` for other specs; ``ValueError`` for a malformed one."""
+    if not spec.startswith("phantom:"):
+        return None
+    parts = spec.split(":")[1:]
+    try:
+        if len(parts) not in (1, 2):
+            raise ValueError
+        count = int(parts[0])
+        seed = int(parts[1]) if len(parts) == 2 else 0
+    except ValueError:
+        raise ValueError(f"phantom data must be written phantom:N or phantom:N:SEED, got {spec!r}") from None
+    if count < 1 or seed < 0:
+        raise ValueError(f"phantom data needs N >= 1 and SEED >= 0, got {spec!r}")
+    return count, seed
+
+
+def _check_phantom_count(spec: str | None, size: int) -> None:
+    """Refuse ``phantom:N`` whose images would exceed the limits of :mod:`genreg_viewer.data.limits` (a
+    ``DataError`` naming ``spec``), before any is made."""
+    phantom = _phantom_spec(spec) if spec is not None else None
+    if phantom is not None:
+        limits.check_images(phantom[0], (size, size), spec)
+
+
+def load_image_set(spec: str, size: int = 128) -> ImageSet:
+    """``phantom:N[:SEED]`` (synthetic knee phantoms with seeds ``SEED .. SEED+N-1``) or a slice-set ``.h5`` file
+    from ``genreg dataset build``; every image must be ``size x size``."""
+    phantom = _phantom_spec(spec)
+    if phantom is not None:
+        from ..data.phantom import phantom_batch
+
+        _check_phantom_count(spec, size)
+        array = phantom_batch(phantom[0], phantom[1], size=size)
+    else:
+        from ..data.dataset import load_slice_set
+
+        array = load_slice_set(spec)
+    if array.ndim != 3 or array.shape[0] == 0 or tuple(array.shape[1:]) != (size, size):
+        raise ValueError(f"{spec}: expected a non-empty stack of {size}x{size} images, got shape {tuple(array.shape)}")
+    return ImageSet(torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).unsqueeze(1), spec)
+
+
+def training_and_held_out(data: str, held_out: str | None, held_out_count: int = 128, size: int = 128) -> tuple[ImageSet, ImageSet]:
+    """The training images and the held-out images.
+
+    Phantoms: training seeds must stay below :data:`HELD_OUT_SEED`; the default held-out set is
+    ``phantom:{held_out_count}:{HELD_OUT_SEED}``. A slice set without ``--held-out``: its last whole volumes (about
+    5% of the slices) are held out, so no volume is in both sets.
+    """
+    phantom = _phantom_spec(data)
+    if phantom is not None and phantom[0] + phantom[1] > HELD_OUT_SEED:
+        raise ValueError(f"training phantom seeds must stay below {HELD_OUT_SEED} (held out for evaluation); got {data!r}")
+    for spec in (data, held_out):  # both bounded before either is made
+        _check_phantom_count(spec, size)
+    if held_out is not None:
+        return load_image_set(data, size), load_image_set(held_out, size)
+    if phantom is not None:
+        return load_image_set(data, size), load_image_set(f"phantom:{held_out_count}:{HELD_OUT_SEED}", size)
+    from ..data.dataset import load_slice_set_sources
+
+    everything = load_image_set(data, size)
+    volumes = [volume for volume, _ in load_slice_set_sources(data)]
+    order = list(dict.fromkeys(volumes))
+    if len(order) < 2:
+        raise ValueError(f"{data} holds a single volume; pass --held-out with a separate slice set")
+    held_volumes: set[str] = set()
+    for volume in reversed(order):
+        if sum(v in held_volumes for v in volumes) >= max(1, len(volumes) // 20) or len(held_volumes) == len(order) - 1:
+            break
+        held_volumes.add(volume)
+    held = torch.tensor([v in held_volumes for v in volumes])
+    return (
+        ImageSet(everything.images[~held], f"{data} minus {len(held_volumes)} held-out volumes"),
+        ImageSet(everything.images[held], f"{data}: last {len(held_volumes)} volumes"),
+    )
+
+
+def held_out_spec(held_out: int | str | None) -> str | None:
+    """A ``--held-out`` value as a DATA spec: ``N`` (an int or a string of digits) means ``N`` held-out phantoms,
+    ``phantom:N:HELD_OUT_SEED``; a string is a DATA spec; ``None`` stays ``None`` (the default held-out set)."""
+    if held_out is None:
+        return None
+    if isinstance(held_out, bool):
+        raise ValueError(f"--held-out must be N, phantom:N[:SEED] or a slice-set .h5 file, got {held_out!r}")
+    if isinstance(held_out, (int, np.integer)) or str(held_out).strip().isdigit():
+        count = int(str(held_out).strip())
+        if count < 1:
+            raise ValueError(f"--held-out needs at least one image, got {held_out!r}")
+        return f"phantom:{count}:{HELD_OUT_SEED}"
+    if not str(held_out).strip():
+        raise ValueError("--held-out is empty")
+    return str(held_out)
+
+
+def describe_images(image_set: ImageSet, phantoms: str = "knee phantoms, seeds") -> str:
+    """``knee phantoms, seeds S..S+N-1`` for ``phantom:N:S`` (how the bundled weights' info has always named them;
+    ``phantoms`` replaces the words before the seeds), else ``SPEC (N images)``."""
+    phantom = _phantom_spec(image_set.spec)
+    if phantom is not None:
+        return f"{phantoms} {phantom[1]}..{phantom[0] + phantom[1] - 1}"
+    return f"{image_set.spec} ({len(image_set)} images)"
+
+
+@dataclass
+class TrainingData:
+    """The ``train`` and ``held_out`` images of a run, the training DATA ``spec`` as asked for and whether the
+    batches get :func:`random_geometry_and_contrast` (``augment``) on top of the flips."""
+
+    spec: str
+    train: ImageSet
+    held_out: ImageSet
+    augment: bool = False
+
+    @property
+    def phantoms(self) -> bool:
+        """Whether the training images are phantoms (``phantom:N[:SEED]``)."""
+        return self.train.phantoms
+
+    def describe(self, details: str = "") -> str:
+        """The info JSON's ``data``: :func:`describe_images` of the training set, then ``details`` (patches, flips,
+        noise, ...) and the augmentation when it is on."""
+        parts = [describe_images(self.train)] + ([details] if details else [])
+        if self.augment:
+            parts.append("random rotation/zoom/shift and contrast (gamma) per image")
+        return ", ".join(parts)
+
+    def info(self) -> dict[str, Any]:
+        """What the info JSON records besides :meth:`describe`: the specs and the image counts."""
+        return {"data_spec": self.spec, "training_images": len(self.train),
+                "held_out_data": self.held_out.spec, "held_out_images": len(self.held_out)}
+
+
+def load_training_data(config: Any, size: int = 128, report: Callable[[str], None] | None = None) -> TrainingData:
+    """The training and held-out images of a step-budget trainer's ``config``: ``config.data`` (``None``: the
+    ``config.images`` training phantoms ``phantom:images``, seeds ``0 .. images-1``, as before there was a choice)
+    and ``config.held_out`` (:func:`held_out_spec`; ``None``: ``config.DEFAULT_HELD_OUT`` held-out phantoms for
+    phantom data, the last whole volumes of a slice set otherwise; see :func:`training_and_held_out`), ``size`` a
+    side, on the CPU; progress goes to ``report`` (default :func:`log`)."""
+    report = log if report is None else report
+    spec = config.data if config.data is not None else f"phantom:{config.images}"
+    phantom = _phantom_spec(spec)
+    report(f"generating {phantom[0]} training phantoms ..." if phantom is not None else f"loading {spec} ...")
+    train, held = training_and_held_out(spec, held_out_spec(config.held_out), held_out_count=config.DEFAULT_HELD_OUT,
+                                        size=size)
+    if phantom is None:
+        report(f"{len(train)} training images ({train.spec}), {len(held)} held out ({held.spec})")
+    return TrainingData(spec, train, held, bool(config.augment))
+
+
+def augment_batch(images: torch.Tensor, generator: torch.Generator, *, flips: bool = True,
+                  augment: bool = False) -> torch.Tensor:
+    """A training batch after the random left-right ``flips`` and, with ``augment``,
+    :func:`random_geometry_and_contrast` (both drawn from ``generator``)."""
+    if flips:
+        images = random_flips(images, generator)
+    if augment:
+        images = random_geometry_and_contrast(images, generator)
+    return images
 
 
 def flip_mask(count: int, generator: torch.Generator, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -114,15 +298,21 @@ def mean_psnr(estimate: torch.Tensor, truth: torch.Tensor) -> float:
     return float(psnr(estimate.detach().clamp(0, 1), truth).mean())
 
 
-def start_run(config: Any) -> tuple[torch.Generator, torch.Tensor]:
-    """Start a phantom trainer: ``config.check()``, seed the global generators with ``config.seed`` (network
-    initialisation), and return a CPU generator seeded likewise (batches, noise) and the ``config.images`` training
-    phantoms (seeds ``0 .. images-1``, on the CPU)."""
+def in_chunks(function: Callable[[torch.Tensor], torch.Tensor], inputs: torch.Tensor, size: int = 16) -> torch.Tensor:
+    """``function`` applied to ``inputs`` ``size`` images at a time, the outputs concatenated (held-out sets of real
+    slices can be far larger than the four held-out phantoms a network sees at once by default)."""
+    return torch.cat([function(inputs[start:start + size]) for start in range(0, inputs.shape[0], size)])
+
+
+def start_run(config: Any) -> tuple[torch.Generator, TrainingData]:
+    """Start a step-budget trainer: ``config.check()``, seed the global generators with ``config.seed`` (network
+    initialisation), and return a CPU generator seeded likewise (batches, noise) and the training and held-out
+    images of :func:`load_training_data` (128x128, on the CPU; by default ``config.images`` training phantoms, seeds
+    ``0 .. images-1``, and ``config.DEFAULT_HELD_OUT`` held-out phantoms)."""
     config.check()
     seed_everything(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
-    log(f"generating {config.images} training phantoms ...")
-    return generator, training_images(config.images, 0, "cpu")
+    return generator, load_training_data(config)
 
 
 def set_learning_rate(optimizer: torch.optim.Optimizer, value: float) -> None:
@@ -170,9 +360,16 @@ def check_finite(where: str, *, loss: torch.Tensor | float | None = None, module
 # ------------------------------------------------------------------------------------------- step-budget training
 @dataclass
 class StepTrainingConfig:
-    """Data, budget and optimiser of a step-budget trainer: ``images`` training phantoms (seeds ``0 .. images-1``),
-    ``batch`` size, at most ``steps`` Adam steps or ``minutes`` of wall clock, the peak ``learning_rate`` and the
-    ``seed``. Each trainer's config extends it (and may redeclare the defaults)."""
+    """Data, budget and optimiser of a step-budget trainer: the training ``data`` (``phantom:N[:SEED]`` or a slice-set
+    ``.h5``; ``None``: ``images`` training phantoms, seeds ``0 .. images-1``), the ``held_out`` images of the final
+    scores (:func:`held_out_spec`: ``N`` held-out phantoms, a DATA spec, or ``None`` for :attr:`DEFAULT_HELD_OUT`
+    held-out phantoms with phantom data and a slice set's last whole volumes otherwise), ``augment`` (random
+    geometry and contrast on top of the flips), ``batch`` size, at most ``steps`` Adam steps or ``minutes`` of
+    wall clock, the peak ``learning_rate`` and the ``seed``. Each trainer's config extends it (and may redeclare
+    the defaults)."""
+
+    #: held-out phantoms (seeds from :data:`HELD_OUT_SEED`) when the training data are phantoms and ``held_out`` is None
+    DEFAULT_HELD_OUT: ClassVar[int] = 4
 
     images: int = 400
     batch: int = 8
@@ -180,11 +377,21 @@ class StepTrainingConfig:
     minutes: float | None = None
     learning_rate: float = 2e-3
     seed: int = 0
+    data: str | None = None
+    held_out: int | str | None = None
+    augment: bool = False
 
     def check(self) -> None:
         """Raise ``ValueError`` for settings no trainer can use."""
         if not 1 <= self.images <= HELD_OUT_SEED:
             raise ValueError(f"images must be between 1 and {HELD_OUT_SEED} (seeds >= {HELD_OUT_SEED} are held out)")
+        if self.data is not None:
+            if not isinstance(self.data, str) or not self.data.strip():
+                raise ValueError(f"--data must be phantom:N[:SEED] or a slice-set .h5 file, got {self.data!r}")
+            _phantom_spec(self.data)  # a malformed phantom spec is refused here, before anything is made
+        held = held_out_spec(self.held_out)
+        if held is not None:
+            _phantom_spec(held)
         if self.batch < 1:
             raise ValueError("batch must be at least 1")
         if self.steps < 1 or (self.minutes is not None and self.minutes <= 0):
@@ -307,13 +514,16 @@ def train_steps(
     return outcome
 
 
-def run_info(method: str, config: Any, outcome: TrainingOutcome, data: str, **results: Any) -> dict[str, Any]:
-    """The info JSON of a step-budget trainer: ``method``, ``training`` (the config dataclass, steps done, seconds,
-    a description of the ``data``), ``final_loss`` and then ``results`` (held-out scores, ...)."""
+def run_info(method: str, config: Any, outcome: TrainingOutcome, data: TrainingData, details: str = "",
+             **results: Any) -> dict[str, Any]:
+    """The info JSON of a step-budget trainer: ``method``, ``training`` (the config dataclass with ``images`` the
+    number of training images used, steps done, seconds, ``data``: :meth:`TrainingData.describe` with ``details``,
+    and :meth:`TrainingData.info`: the data specs and image counts), ``final_loss`` and then ``results`` (held-out
+    scores, ...)."""
     return {
         "method": method,
-        "training": {**asdict(config), "steps_done": outcome.steps, "seconds": round(outcome.elapsed, 1),
-                     "data": data},
+        "training": {**asdict(config), "images": len(data.train), "steps_done": outcome.steps,
+                     "seconds": round(outcome.elapsed, 1), "data": data.describe(details), **data.info()},
         "final_loss": outcome.final_loss,
         **results,
     }

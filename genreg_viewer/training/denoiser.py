@@ -1,6 +1,7 @@
 """Training the RealSN-DnCNN denoiser of PnP-ADMM (``genreg train denoiser``).
 
-Residual learning (Zhang et al. 2017; Ryu et al. 2019): for clean phantom patches ``x``, noise levels ``s`` drawn
+Residual learning (Zhang et al. 2017; Ryu et al. 2019): for clean patches ``x`` (of knee phantoms, or of a slice
+set with ``--data``), noise levels ``s`` drawn
 log-uniformly from ``[sigma_min, sigma_max]`` and ``n ~ N(0, I)``, minimise the mean of
 ``||D(x + s n, s) - x||^2 = ||R(x + s n, s) - s n||^2`` with Adam. Every convolution is spectrally normalised on
 the fly (RealSN, one power-iteration step per forward pass on 64x64 images) and after each Adam step the raw
@@ -22,7 +23,17 @@ import torch
 from ..models.dncnn import RealSNDnCNN
 from ..models.weights import save_weights
 from ..paths import WEIGHTS_DIR
-from .common import StepTrainingConfig, held_out_images, log, mean_psnr, random_flips, run_info, start_run, train_steps
+from .common import (
+    StepTrainingConfig,
+    in_chunks,
+    log,
+    mean_psnr,
+    random_flips,
+    random_geometry_and_contrast,
+    run_info,
+    start_run,
+    train_steps,
+)
 
 DEFAULT_STEM = WEIGHTS_DIR / "dncnn"
 
@@ -48,11 +59,16 @@ class DenoiserTrainingConfig(StepTrainingConfig):
             raise ValueError("channels must be positive and layers >= 2")
 
 
-def _random_patches(images: torch.Tensor, count: int, size: int, generator: torch.Generator) -> torch.Tensor:
+def _random_patches(images: torch.Tensor, count: int, size: int, generator: torch.Generator,
+                    augment: bool = False) -> torch.Tensor:
+    """``count`` random ``size x size`` patches, each flipped with probability 1/2; with ``augment`` the images they
+    are cut from first get :func:`random_geometry_and_contrast` (whole images, so that the contrast is rescaled per
+    image, not per patch)."""
     index = torch.randint(images.shape[0], (count,), generator=generator)
     rows = torch.randint(images.shape[-2] - size + 1, (count,), generator=generator)
     cols = torch.randint(images.shape[-1] - size + 1, (count,), generator=generator)
-    patches = torch.stack([images[i, :, r : r + size, c : c + size] for i, r, c in zip(index, rows, cols)])
+    sources = random_geometry_and_contrast(images[index], generator) if augment else images[index]
+    patches = torch.stack([sources[k, :, r : r + size, c : c + size] for k, (r, c) in enumerate(zip(rows, cols))])
     return random_flips(patches, generator)
 
 
@@ -70,19 +86,19 @@ def evaluate_denoiser(model: RealSNDnCNN, images: torch.Tensor, levels=(0.01, 0.
     for level in levels:
         noisy = images + level * torch.randn(images.shape, generator=generator).to(images.device)
         out[str(level)] = {"noisy_psnr": round(mean_psnr(noisy, images), 2),
-                           "denoised_psnr": round(mean_psnr(model(noisy, level), images), 2)}
+                           "denoised_psnr": round(mean_psnr(in_chunks(lambda x: model(x, level), noisy), images), 2)}
     return out
 
 
 def train_denoiser(config: DenoiserTrainingConfig, stem: str | os.PathLike = DEFAULT_STEM,
                    device: torch.device | str = "cpu") -> tuple[Path, Path]:
     """Train a RealSN-DnCNN and save it as ``stem.safetensors`` / ``stem.json``; returns the two paths."""
-    generator, images = start_run(config)
-    validation = held_out_images(4, device)
+    generator, data = start_run(config)
+    images, validation = data.train.images, data.held_out.images.to(device)
     model = RealSNDnCNN(config.layers, config.channels).to(device)
 
     def batch_loss() -> torch.Tensor:
-        clean = _random_patches(images, config.batch, config.patch, generator).to(device)
+        clean = _random_patches(images, config.batch, config.patch, generator, config.augment).to(device)
         levels = _log_uniform(config.batch, config.sigma_min, config.sigma_max, generator).to(device)
         noise = torch.randn(clean.shape, generator=generator).to(device) * levels.view(-1, 1, 1, 1)
         # loss per pixel relative to the noise variance, so that every noise level counts alike
@@ -99,8 +115,8 @@ def train_denoiser(config: DenoiserTrainingConfig, stem: str | os.PathLike = DEF
         f"bound) {[(round(a, 4), round(b, 4)) for a, b in norms]}")
     log(f"held-out PSNR (noisy -> denoised): {scores}")
     info = run_info(
-        "RealSN-DnCNN (Ryu et al. 2019), residual learning, noise level as per-layer biases", config, outcome,
-        f"knee phantoms, seeds 0..{config.images - 1}, random {config.patch}x{config.patch} patches, flips",
+        "RealSN-DnCNN (Ryu et al. 2019), residual learning, noise level as per-layer biases", config, outcome, data,
+        f"random {config.patch}x{config.patch} patches, flips",
         raw_operator_norms_128=[round(a, 4) for a, _ in norms],
         raw_operator_norm_bounds=[round(b, 4) for _, b in norms],
         held_out_psnr=scores,

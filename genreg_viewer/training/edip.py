@@ -2,9 +2,10 @@
 
 Barbano et al. (2021), "An educated warm start for deep image prior-based micro CT reconstruction": before the
 per-image DIP fit, train the network on synthetic data to map the adjoint reconstruction to the ground truth,
-minimising ``||f(Re(A^H y)) - x||^2`` with Adam. Here ``x`` are knee phantoms (training seeds) and, so that the warm
-start suits more than one acquisition, each training pair draws its radial spoke count from :data:`SPOKE_CHOICES`
-and its noise level from :data:`NOISE_CHOICES` (the DIP fit afterwards adapts the network to the actual data).
+minimising ``||f(Re(A^H y)) - x||^2`` with Adam. Here ``x`` are knee phantoms (training seeds) or the slices of a
+slice set (``--data``) and, so that the warm start suits more than one acquisition, each training pair draws its
+radial spoke count from :data:`SPOKE_CHOICES` and its noise level from :data:`NOISE_CHOICES` (the DIP fit afterwards
+adapts the network to the actual data).
 The U-Net is the one DIP uses, with a global residual connection (output = input + U-Net(input)), so that training
 starts from the identity map on the adjoint.
 """
@@ -21,7 +22,7 @@ from ..models.unet import UNet
 from ..models.weights import save_weights
 from ..paths import WEIGHTS_DIR
 from ..physics import MRIOperator, add_kspace_noise, radial_mask
-from .common import StepTrainingConfig, held_out_images, log, mean_psnr, random_flips, run_info, start_run, train_steps
+from .common import StepTrainingConfig, augment_batch, in_chunks, log, mean_psnr, run_info, start_run, train_steps
 
 DEFAULT_STEM = WEIGHTS_DIR / "edip"
 SPOKE_CHOICES = (15, 25, 35, 45, 65, 85, 125)
@@ -56,13 +57,14 @@ def adjoint_inputs(truth: torch.Tensor, operators: list[MRIOperator], sigmas: li
 def train_edip(config: EdipTrainingConfig, stem: str | os.PathLike = DEFAULT_STEM,
                device: torch.device | str = "cpu") -> tuple[Path, Path]:
     """Pretrain the eDIP U-Net and save it; returns the file paths."""
-    generator, images = start_run(config)
+    generator, data = start_run(config)
+    images = data.train.images
     operators = {s: MRIOperator(radial_mask(s), device=device) for s in config.spokes}
     model = UNet(1, tuple(config.channels), residual=True).to(device)
 
     def batch_loss() -> torch.Tensor:
         index = torch.randint(images.shape[0], (config.batch,), generator=generator)
-        truth = random_flips(images[index], generator).to(device)
+        truth = augment_batch(images[index], generator, augment=config.augment).to(device)
         spoke_index = torch.randint(len(config.spokes), (config.batch,), generator=generator)
         noise_index = torch.randint(len(config.noise), (config.batch,), generator=generator)
         spokes = [config.spokes[int(i)] for i in spoke_index]
@@ -74,18 +76,19 @@ def train_edip(config: EdipTrainingConfig, stem: str | os.PathLike = DEFAULT_STE
     outcome = train_steps(model, batch_loss, steps=config.steps, minutes=config.minutes,
                           learning_rate=config.learning_rate, loss_label="loss(MSE)", loss_digits=5)
     model.eval()
-    validation = held_out_images(4, device)
+    validation = data.held_out.images.to(device)
     scores = {}
     with torch.no_grad():
         for spokes in (25, 125):
             operator = MRIOperator(radial_mask(spokes), device=device)
             inputs = adjoint_inputs(validation, [operator] * len(validation), [0.05] * len(validation), 999)
+            network = in_chunks(model, inputs)
             scores[f"radial{spokes}-sigma0.05"] = {"adjoint_psnr": round(mean_psnr(inputs, validation), 2),
-                                                  "network_psnr": round(mean_psnr(model(inputs), validation), 2)}
+                                                  "network_psnr": round(mean_psnr(network, validation), 2)}
     log(f"trained {outcome.steps} steps in {outcome.elapsed:.0f}s; held-out PSNR {scores}")
     info = run_info(
         "educated DIP warm start (Barbano et al. 2021): U-Net mapping adjoint reconstructions to ground truth",
-        config, outcome, f"knee phantoms, seeds 0..{config.images - 1}, flips, radial masks and noise drawn per image",
+        config, outcome, data, "flips, radial masks and noise drawn per image",
         held_out_psnr=scores,
     )
     return save_weights(model, stem, model.config, info)

@@ -4,11 +4,13 @@ Loss (per image, in bits per dimension; Dinh et al. 2017, Kingma & Dhariwal 2018
 
     bpd(x~) = (-log p(x~) + D log 256) / (D log 2),      x~ = (floor(256 x) + u) / 256,  u ~ U[0, 1)^D,
 
-the dequantised code length of the 8-bit version of each phantom ``x`` (``D = H W``; ``log p`` from
+the dequantised code length of the 8-bit version of each training image ``x`` (``D = H W``; ``log p`` from
 :meth:`genreg_viewer.models.flow.Flow.log_prob`). Minimising its mean maximises a lower bound on the discrete
 log-likelihood (Theis et al. 2016). Adam with linear warm-up and cosine decay over the planned steps (or the wall-clock
-budget), gradient-norm clipping, random left-right flips; the actnorm layers are initialised from the first batch.
-Training phantoms use seeds ``0 .. images-1``; the held-out figures use seeds from 1,000,000.
+budget), gradient-norm clipping, random left-right flips (``augment``: also a small rotation/zoom/shift and contrast
+change); the actnorm layers are initialised from the first batch. Training phantoms use seeds ``0 .. images-1``; the
+held-out figures use seeds from 1,000,000; ``data`` / ``held_out`` choose a slice set instead
+(:func:`genreg_viewer.training.common.load_training_data`).
 """
 
 from __future__ import annotations
@@ -17,17 +19,19 @@ import os
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, ClassVar, Sequence
 
 import torch
 
 from ..models.flow import DEFAULT_BINS, Flow, FlowConfig, bundled_flow_stem, dequantize, save_flow
 from .common import (
-    HELD_OUT_SEED,
+    HELD_OUT_SEED,  # noqa: F401 (re-exported)
     StepTrainingConfig,
+    augment_batch,
     command_line,
-    phantom_images,
-    random_flips,
+    describe_images,
+    load_training_data,
+    phantom_images,  # noqa: F401 (tests make the held-out phantoms with it)
     seed_everything,
     train_steps,
 )
@@ -39,13 +43,15 @@ EVALUATION_SEED = 4321
 @dataclass
 class FlowTrainingSettings(StepTrainingConfig):
     """Data, optimiser and budget of :func:`train_flow` (``images``, ``batch``, ``steps``, ``minutes``,
-    ``learning_rate``, ``seed`` as in :class:`StepTrainingConfig`)."""
+    ``learning_rate``, ``seed``, ``data``, ``held_out``, ``augment`` as in :class:`StepTrainingConfig`)."""
+
+    #: held-out phantoms for the final bits/dim (seeds from 1,000,000) with phantom data and no ``held_out``
+    DEFAULT_HELD_OUT: ClassVar[int] = 32
 
     images: int = 2000
     batch: int = 16
     steps: int = 1000
     learning_rate: float = 3e-3
-    held_out: int = 32  #: held-out phantoms for the final bits/dim (seeds from 1,000,000)
     bins: int = DEFAULT_BINS
     flips: bool = True
     max_grad_norm: float = 50.0
@@ -53,8 +59,6 @@ class FlowTrainingSettings(StepTrainingConfig):
 
     def check(self) -> None:
         super().check()
-        if self.held_out < 1:
-            raise ValueError("held_out must be at least 1")
         if self.bins < 2 or self.max_grad_norm <= 0 or self.log_every < 1:
             raise ValueError("bins >= 2, max_grad_norm > 0 and log_every >= 1 are required")
 
@@ -85,17 +89,16 @@ def train_flow(
     argv: Sequence[str] | None = None,
     log: Callable[[str], None] = lambda message: print(message, flush=True),
 ) -> tuple[Path, Path]:
-    """Train a :class:`Flow` of ``config`` on phantoms and save it to ``stem`` (default the bundled
-    ``resources/weights/flow``); returns the ``(safetensors, json)`` paths."""
+    """Train a :class:`Flow` of ``config`` on ``settings.data`` (default phantoms) and save it to ``stem`` (default
+    the bundled ``resources/weights/flow``); returns the ``(safetensors, json)`` paths."""
     config.validate()
     settings.check()
     stem = Path(stem) if stem is not None else bundled_flow_stem()
     device = torch.device(device)
     seed_everything(settings.seed)
     generator = torch.Generator().manual_seed(settings.seed)
-    log(f"generating {settings.images} training and {settings.held_out} held-out phantoms ({config.image_size}px) ...")
-    images = phantom_images(settings.images, 0, config.image_size)
-    held_out = phantom_images(settings.held_out, HELD_OUT_SEED, config.image_size)
+    data = load_training_data(settings, config.image_size, report=log)
+    images, held_out = data.train.images, data.held_out.images
 
     model = Flow(config).to(device)
     first = images[torch.randperm(images.shape[0], generator=generator)[: max(settings.batch, 64)]]
@@ -108,8 +111,7 @@ def train_flow(
             order, cursor = torch.randperm(images.shape[0], generator=generator), 0
         batch = images[order[cursor:cursor + settings.batch]]
         cursor += settings.batch
-        if settings.flips:
-            batch = random_flips(batch, generator)
+        batch = augment_batch(batch, generator, flips=settings.flips, augment=settings.augment)
         x = dequantize(batch, generator, settings.bins).to(device)
         return model.bits_per_dim(x, settings.bins).mean()
 
@@ -119,15 +121,18 @@ def train_flow(
                           log=log)
     model.eval()
     held_bpd = evaluate_bits_per_dim(model, held_out, settings.bins)
+    held_kind = "phantoms" if data.held_out.phantoms else "images"
+    held_description = describe_images(data.held_out, phantoms="phantoms seeds")
     noise = torch.rand(held_out.shape, generator=torch.Generator().manual_seed(EVALUATION_SEED + 1))
     noise_bpd = evaluate_bits_per_dim(model, noise, settings.bins)
-    log(f"trained {outcome.steps} steps in {outcome.elapsed:.0f}s: held-out phantoms {held_bpd:.4f} bits/dim, "
+    log(f"trained {outcome.steps} steps in {outcome.elapsed:.0f}s: held-out {held_kind} {held_bpd:.4f} bits/dim, "
         f"uniform noise {noise_bpd:.4f} bits/dim")
     info = {
         "method": "multi-scale affine-coupling flow (RealNVP/Glow) trained by exact likelihood; prior of "
                   "Asim et al. 2020",
         "command": command_line(argv, "genreg_viewer.training.flow.train_flow"),
-        "data": f"synthetic knee phantoms, seeds 0..{settings.images - 1}, {config.image_size}x{config.image_size}",
+        "data": f"{'synthetic ' if data.phantoms else ''}{data.describe()}, {config.image_size}x{config.image_size}",
+        **data.info(),
         "settings": asdict(settings),
         "steps": outcome.steps,
         "skipped_steps": outcome.skipped,
@@ -137,7 +142,7 @@ def train_flow(
         "parameters": sum(p.numel() for p in model.parameters()),
         "train_bits_per_dim": round(outcome.final_loss, 4) if outcome.final_loss is not None else None,
         "held_out_bits_per_dim": round(held_bpd, 4),
-        "held_out": f"phantoms seeds {HELD_OUT_SEED}..{HELD_OUT_SEED + settings.held_out - 1}",
+        "held_out": held_description,
         "uniform_noise_bits_per_dim": round(noise_bpd, 4),
         "curve": outcome.curve,
         "torch": torch.__version__,

@@ -3,6 +3,7 @@
 Example (the bundled weights, see ``resources/weights/FLOW.md``)::
 
     genreg train flow --images 2000 --minutes 12 --threads 1
+    genreg train flow --data train.h5 --held-out val.h5 --augment --minutes 12 --out DIR/flow
 
 Writes ``resources/weights/flow.{safetensors,json}`` unless ``--out STEM`` says otherwise.
 """
@@ -28,12 +29,11 @@ def register(subparsers) -> None:
     config, settings = FlowConfig(), FlowTrainingSettings()
     p = subparsers.add_parser(
         "flow", help="multi-scale affine-coupling flow prior (Asim et al. 2020) by exact likelihood",
-        description="Train a RealNVP/Glow-style flow on synthetic knee phantoms by maximum likelihood (dequantised, "
-                    "bits/dim); writes STEM.safetensors and STEM.json (default resources/weights/flow).",
+        description="Train a RealNVP/Glow-style flow by maximum likelihood (dequantised, bits/dim) on synthetic knee "
+                    "phantoms (default) or a slice set (--data); writes STEM.safetensors and STEM.json (default "
+                    "resources/weights/flow).",
     )
     add_step_budget_arguments(p, settings, out="resources/weights/flow")
-    p.add_argument("--held-out", type=int, default=settings.held_out,
-                   help=f"held-out phantoms for the final bits/dim (default {settings.held_out})")
     p.add_argument("--size", type=int, default=config.image_size, help=f"image size (default {config.image_size})")
     p.add_argument("--hidden", type=lambda text: int_list(text, "--hidden"), default=config.hidden,
                    help="coupling-network width of each level, one number per level "
@@ -54,5 +54,5 @@ def run_flow(args) -> int:
     device = device_from_arguments(args)
     config = FlowConfig(image_size=args.size, hidden=args.hidden, steps_per_level=args.steps_per_level,
                         scale_bound=args.scale_bound)
-    settings = FlowTrainingSettings(held_out=args.held_out, flips=not args.no_flips, **step_budget_values(args))
+    settings = FlowTrainingSettings(flips=not args.no_flips, **step_budget_values(args))
     return report_written(train_flow(config, settings, args.out, device, argv=sys.argv[1:]))

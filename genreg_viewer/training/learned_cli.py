@@ -5,8 +5,13 @@ Examples::
     genreg train denoiser --minutes 6
     genreg train varnet --mask radial:25 --noise 0.05 --minutes 6
     genreg train edip --minutes 5
+    genreg train varnet --data train.h5 --held-out val.h5 --augment --mask radial:25 --noise 0.05 --minutes 6 \
+        --out DIR/varnet-radial25-sigma0.05
 
 Weights go to ``resources/weights/`` under the names the methods look for, unless ``--out STEM`` says otherwise.
+Training data: synthetic knee phantoms by default (``--images N`` = ``--data phantom:N``), or a slice set ``.h5``
+from ``genreg dataset build`` (``--data``, with ``--held-out`` and ``--augment``; see
+:func:`genreg_viewer.training.common.load_training_data`).
 """
 
 from __future__ import annotations

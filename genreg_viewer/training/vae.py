@@ -34,10 +34,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import numpy as np
 import torch
 
-from ..data import limits
 from ..fileio import atomic_path
 from ..models.vae import (
     COVARIANCE_KINDS,
@@ -49,15 +47,18 @@ from ..models.vae import (
     save_generative_model,
 )
 from ..models.weights import WeightsError, weights_exist, weights_stem
-from .common import (
+from .common import (  # the data helpers live in common.py, shared with the other trainers
     HELD_OUT_SEED,
+    ImageSet,
     check_finite,
     command_line,
     flip_mask,
+    load_image_set,
     random_flips,
     random_geometry_and_contrast,
     seed_everything,
     set_learning_rate,
+    training_and_held_out,
 )
 
 #: std of the Gaussian noise added to training images (and to held-out images when the nll is evaluated)
@@ -70,95 +71,6 @@ EVALUATION_NOISE_SEED = 12345
 
 # ----------------------------------------------------------------------------------------------------------------
 # data
-@dataclass
-class ImageSet:
-    """Images ``(N, 1, H, W)`` float32 in [0, 1] and a description of where they came from (for the info JSON)."""
-
-    images: torch.Tensor
-    spec: str
-
-    def __len__(self) -> int:
-        return self.images.shape[0]
-
-
-def _phantom_spec(spec: str) -> tuple[int, int] | None:
-    """``phantom:N[:SEED]`` -> ``(N, SEED)``; ``None`` for other specs; ``ValueError`` for a malformed one."""
-    if not spec.startswith("phantom:"):
-        return None
-    parts = spec.split(":")[1:]
-    try:
-        if len(parts) not in (1, 2):
-            raise ValueError
-        count = int(parts[0])
-        seed = int(parts[1]) if len(parts) == 2 else 0
-    except ValueError:
-        raise ValueError(f"phantom data must be written phantom:N or phantom:N:SEED, got {spec!r}") from None
-    if count < 1 or seed < 0:
-        raise ValueError(f"phantom data needs N >= 1 and SEED >= 0, got {spec!r}")
-    return count, seed
-
-
-def _check_phantom_count(spec: str | None, size: int) -> None:
-    """Refuse ``phantom:N`` whose images would exceed the limits of :mod:`genreg_viewer.data.limits` (a
-    ``DataError`` naming ``spec``), before any is made."""
-    phantom = _phantom_spec(spec) if spec is not None else None
-    if phantom is not None:
-        limits.check_images(phantom[0], (size, size), spec)
-
-
-def load_image_set(spec: str, size: int = 128) -> ImageSet:
-    """``phantom:N[:SEED]`` (synthetic knee phantoms with seeds ``SEED .. SEED+N-1``) or a slice-set ``.h5`` file
-    from ``genreg dataset build``; every image must be ``size x size``."""
-    phantom = _phantom_spec(spec)
-    if phantom is not None:
-        from ..data.phantom import phantom_batch
-
-        _check_phantom_count(spec, size)
-        array = phantom_batch(phantom[0], phantom[1], size=size)
-    else:
-        from ..data.dataset import load_slice_set
-
-        array = load_slice_set(spec)
-    if array.ndim != 3 or array.shape[0] == 0 or tuple(array.shape[1:]) != (size, size):
-        raise ValueError(f"{spec}: expected a non-empty stack of {size}x{size} images, got shape {tuple(array.shape)}")
-    return ImageSet(torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).unsqueeze(1), spec)
-
-
-def training_and_held_out(data: str, held_out: str | None, held_out_count: int = 128, size: int = 128) -> tuple[ImageSet, ImageSet]:
-    """The training images and the held-out images.
-
-    Phantoms: training seeds must stay below :data:`HELD_OUT_SEED`; the default held-out set is
-    ``phantom:{held_out_count}:{HELD_OUT_SEED}``. A slice set without ``--held-out``: its last whole volumes (about
-    5% of the slices) are held out, so no volume is in both sets.
-    """
-    phantom = _phantom_spec(data)
-    if phantom is not None and phantom[0] + phantom[1] > HELD_OUT_SEED:
-        raise ValueError(f"training phantom seeds must stay below {HELD_OUT_SEED} (held out for evaluation); got {data!r}")
-    for spec in (data, held_out):  # both bounded before either is made
-        _check_phantom_count(spec, size)
-    if held_out is not None:
-        return load_image_set(data, size), load_image_set(held_out, size)
-    if phantom is not None:
-        return load_image_set(data, size), load_image_set(f"phantom:{held_out_count}:{HELD_OUT_SEED}", size)
-    from ..data.dataset import load_slice_set_sources
-
-    everything = load_image_set(data, size)
-    volumes = [volume for volume, _ in load_slice_set_sources(data)]
-    order = list(dict.fromkeys(volumes))
-    if len(order) < 2:
-        raise ValueError(f"{data} holds a single volume; pass --held-out with a separate slice set")
-    held_volumes: set[str] = set()
-    for volume in reversed(order):
-        if sum(v in held_volumes for v in volumes) >= max(1, len(volumes) // 20) or len(held_volumes) == len(order) - 1:
-            break
-        held_volumes.add(volume)
-    held = torch.tensor([v in held_volumes for v in volumes])
-    return (
-        ImageSet(everything.images[~held], f"{data} minus {len(held_volumes)} held-out volumes"),
-        ImageSet(everything.images[held], f"{data}: last {len(held_volumes)} volumes"),
-    )
-
-
 def noisy(images: torch.Tensor, noise_std: float, generator: torch.Generator) -> torch.Tensor:
     """``x + n``, ``n ~ N(0, noise_std^2)`` drawn on the CPU from ``generator`` (device-independent)."""
     if noise_std <= 0:

@@ -2,9 +2,10 @@
 
 Hammernik et al. (2018): minimise the mean squared error ``1/2 ||x_T(y) - x||^2`` between the last stage's output
 and the ground truth over training pairs ``(x, y = M F x + n)``, with Adam. Here ``x`` are knee phantoms (training
-seeds), the mask is fixed (the setting) and the noise is redrawn every step. The paper used Adam with learning rate
-1e-4 and many epochs on a GPU; on a CPU budget we use 5e-3 (batch 2) with warm-up and cosine decay, which
-reaches most of the gain within a few hundred steps (resources/weights/LEARNED.md).
+seeds) or the slices of a slice set (``--data``), the mask is fixed (the setting) and the noise is redrawn every
+step. The paper used Adam with learning rate 1e-4 and many epochs on a GPU; on a CPU budget we use 5e-3 (batch 2)
+with warm-up and cosine decay, which reaches most of the gain within a few hundred steps
+(resources/weights/LEARNED.md).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from ..models.varnet import VariationalNetwork
 from ..models.weights import save_weights
 from ..paths import WEIGHTS_DIR
 from ..physics import MRIOperator, add_kspace_noise, mask_fingerprint, mask_from_spec
-from .common import StepTrainingConfig, held_out_images, log, mean_psnr, random_flips, run_info, start_run, train_steps
+from .common import StepTrainingConfig, augment_batch, in_chunks, log, mean_psnr, run_info, start_run, train_steps
 
 
 def setting_name(mask_spec: str, sigma: float) -> str:
@@ -66,7 +67,7 @@ def evaluate_varnet(model: VariationalNetwork, images: torch.Tensor, operator: M
     model.eval()
     y = _measure(images, operator, sigma, seed)
     return {"adjoint_psnr": round(mean_psnr(operator.adjoint_real(y), images), 2),
-            "varnet_psnr": round(mean_psnr(model(y, operator), images), 2)}
+            "varnet_psnr": round(mean_psnr(in_chunks(lambda chunk: model(chunk, operator), y), images), 2)}
 
 
 def train_varnet(config: VarnetTrainingConfig, stem: str | os.PathLike | None = None,
@@ -74,15 +75,15 @@ def train_varnet(config: VarnetTrainingConfig, stem: str | os.PathLike | None = 
     """Train a variational network for ``config.mask`` / ``config.noise`` and save it; returns the file paths."""
     mask = mask_from_spec(config.mask, (128, 128))
     stem = default_stem(config.mask, config.noise) if stem is None else stem
-    generator, images = start_run(config)
+    generator, data = start_run(config)
     operator = MRIOperator(mask, device=device)
-    validation = held_out_images(4, device)
+    images, validation = data.train.images, data.held_out.images.to(device)
     model = VariationalNetwork(config.stages, config.filters, config.kernel_size, config.rbf_count,
                                config.rbf_extent, seed=config.seed).to(device)
 
     def batch_loss() -> torch.Tensor:
         index = torch.randint(images.shape[0], (config.batch,), generator=generator)
-        truth = random_flips(images[index], generator).to(device)
+        truth = augment_batch(images[index], generator, augment=config.augment).to(device)
         noise_seed = int(torch.randint(2**31 - 1, (1,), generator=generator))
         y = _measure(truth, operator, config.noise, noise_seed)
         return 0.5 * (model(y, operator) - truth).square().flatten(1).sum(1).mean()
@@ -100,8 +101,8 @@ def train_varnet(config: VarnetTrainingConfig, stem: str | os.PathLike | None = 
         "noise_sigma": float(config.noise),
     }
     info = run_info(
-        "variational network (Hammernik et al. 2018), real images, supervised on one setting", config, outcome,
-        f"knee phantoms, seeds 0..{config.images - 1}, flips, fresh noise every step",
+        "variational network (Hammernik et al. 2018), real images, supervised on one setting", config, outcome, data,
+        "flips, fresh noise every step",
         held_out_psnr=scores,
         data_weights=[round(s.data_weight.item(), 4) for s in model.stages],
     )
