@@ -38,8 +38,8 @@ from genreg_viewer.weight_sets import active_weight_set, use_weight_set
 JOINT = ("mean+identity", "mean+diagonal", "mean+covar")
 DEFAULT_METHODS = ("adjoint", "tv") + JOINT
 #: starting grids (log-spaced); they grow while the optimum sits on an edge, inside these bounds
-TV_GRID = (0.005, 0.01, 0.02, 0.04)
-LAMBDA_GRID = (0.03, 0.1, 0.3, 1.0)
+TV_GRID = (0.005, 0.007, 0.01, 0.014, 0.02, 0.028, 0.04)
+LAMBDA_GRID = (0.05, 0.1, 0.2, 0.4)
 MU_GRID = (0.25, 1.0, 4.0)
 BOUNDS = {"alpha": (1e-4, 1.0), "lam": (1e-3, 100.0), "mu": (0.01, 100.0)}
 
@@ -105,12 +105,15 @@ def tune_setting(images: torch.Tensor, spokes: int, sigma: float, methods) -> di
             continue
         extra = {"posterior_samples": 0} if method in JOINT else {}
         started = time.perf_counter()
-        best, scores, where = interior_grid_search(
-            lambda params, m=method: float(method_psnr(m, problem, {**params, **extra})[0].mean()), grids)
+        def score(params: dict[str, float], m: str = method) -> float:
+            value = float(method_psnr(m, problem, {**params, **extra})[0].mean())
+            print(f"    {m} {params}: {value:.2f} dB", flush=True)
+            return value
+
+        best, scores, where = interior_grid_search(score, grids)
         tuned[method] = best
-        shown = ", ".join(f"{'/'.join(f'{v:g}' for v in k)}: {s:.2f}" for k, s in sorted(scores.items()))
         print(f"  {method}: best {best} ({max(scores.values()):.2f} dB; {where}; {len(scores)} points, "
-              f"{time.perf_counter() - started:.0f} s)\n    {shown}", flush=True)
+              f"{time.perf_counter() - started:.0f} s)", flush=True)
     return tuned
 
 
