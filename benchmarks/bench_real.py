@@ -80,10 +80,10 @@ def interior_grid_search(score: Callable[[dict[str, float]], float], grids: dict
             values, value = axes[name], best[i]
             low, high = BOUNDS[name]
             if value == values[0] and len(values) > 1 and values[0] / (values[1] / values[0]) >= low:
-                values.insert(0, values[0] / (values[1] / values[0]))
+                values.insert(0, float(f"{values[0] / (values[1] / values[0]):.3g}"))
                 grew = True
             elif value == values[-1] and len(values) > 1 and values[-1] * (values[-1] / values[-2]) <= high:
-                values.append(values[-1] * (values[-1] / values[-2]))
+                values.append(float(f"{values[-1] * (values[-1] / values[-2]):.3g}"))
                 grew = True
         if not grew:
             break
@@ -191,9 +191,10 @@ def main() -> None:
         for spokes, sigma in args.settings:
             print(f"tuning radial:{spokes}, sigma {sigma}", flush=True)
             tuned_all[(spokes, sigma)] = tune_setting(images, spokes, sigma, args.methods)
+            if args.write_tuned:  # after each setting: a long run keeps what it has found
+                write_tuned(active_weight_set().tuned_dir, {(spokes, sigma): tuned_all[(spokes, sigma)]},
+                            f"{Path(args.data).name}, {len(images)} images")
         print(json.dumps({f"{s}:{g}": t for (s, g), t in tuned_all.items()}))
-        if args.write_tuned:
-            write_tuned(active_weight_set().tuned_dir, tuned_all, f"{Path(args.data).name}, {len(images)} images")
         return
     records = []
     for spokes, sigma in args.settings:
