@@ -45,27 +45,18 @@ def register(subparsers) -> None:
 def run(args) -> int:
     limits.check_side(args.size, "--size")  # before any volume is scanned or a file is created
     if args.format == "mrnet":
-        return run_mrnet(args)
-    if args.slices_near_centre is None:
-        raise DataError("fastMRI slice sets need --slices-near-centre K (the paper's predecessor used 8)")
-    summary = build_slice_set(args.fastmri_dir, args.out, args.slices_near_centre, size=args.size,
-                              acquisition=args.acquisition, progress=not args.no_progress)
-    for name, reason in summary.skipped:
-        print(f"warning: skipped {name}: {reason}", file=sys.stderr)
-    if args.json:
-        print(json.dumps({**vars(summary), "skipped": [list(s) for s in summary.skipped]}))
+        from ...data.mrnet import build_mrnet_slice_set
+
+        text = args.planes.strip()
+        planes = MRNET_PLANES if text == "all" else tuple(p.strip() for p in text.split(",") if p.strip())
+        summary = build_mrnet_slice_set(args.fastmri_dir, args.out, planes=planes, exams=args.exams,
+                                        slices_near_centre=args.slices_near_centre, size=args.size,
+                                        progress=not args.no_progress)
     else:
-        print(summary.line())
-    return 0
-
-
-def run_mrnet(args) -> int:
-    from ...data.mrnet import build_mrnet_slice_set
-
-    planes = MRNET_PLANES if args.planes.strip() == "all" else tuple(p.strip() for p in args.planes.split(",") if p.strip())
-    summary = build_mrnet_slice_set(args.fastmri_dir, args.out, planes=planes, exams=args.exams,
-                                    slices_near_centre=args.slices_near_centre, size=args.size,
-                                    progress=not args.no_progress)
+        if args.slices_near_centre is None:
+            raise DataError("fastMRI slice sets need --slices-near-centre K (the paper's predecessor used 8)")
+        summary = build_slice_set(args.fastmri_dir, args.out, args.slices_near_centre, size=args.size,
+                                  acquisition=args.acquisition, progress=not args.no_progress)
     for name, reason in summary.skipped:
         print(f"warning: skipped {name}: {reason}", file=sys.stderr)
     if args.json:
