@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from common import (
-    TEST_SEED, VALIDATION_SEED, make_problem, markdown_table, per_image_psnr_ssim, phantoms, set_threads, timed_run,
+    TEST_SEED, VALIDATION_SEED, make_problem, markdown_table, merge_tuned, per_image_psnr_ssim, phantoms, set_threads,
+    timed_run,
 )
 
-from genreg_viewer.fileio import atomic_write_text
 from genreg_viewer.recon.generative.tuned import TUNED_FILE
 
 JOINT = ("mean+identity", "mean+diagonal", "mean+covar")
@@ -121,19 +121,7 @@ def speed(repeats: int = 3) -> None:
 
 def write_tuned(tuned_all: dict[tuple[int, float], dict[str, dict]]) -> None:
     """Merge the tuned parameters into resources/tuned (entries of other settings are kept)."""
-    from genreg_viewer.physics import radial_mask
-
-    table: dict[str, list] = json.loads(TUNED_FILE.read_text()) if TUNED_FILE.exists() else {}
-    for (spokes, sigma), tuned in tuned_all.items():
-        for method, params in tuned.items():
-            if method not in JOINT:
-                continue
-            entries = [e for e in table.get(method, []) if (e["spokes"], e["sigma"]) != (spokes, sigma)]
-            entries.append({"spokes": spokes, "sampling_fraction": float(radial_mask(spokes).mean()), "sigma": sigma,
-                            "params": params})
-            table[method] = sorted(entries, key=lambda e: (e["sigma"], e["spokes"]))
-    atomic_write_text(TUNED_FILE, json.dumps(table, indent=2) + "\n")
-    print(f"wrote {TUNED_FILE}")
+    merge_tuned(TUNED_FILE, tuned_all, JOINT)
 
 
 def throughput(device: str, batches=(1, 4, 16, 64)) -> None:

@@ -27,11 +27,9 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from common import make_problem, markdown_table, per_image_psnr_ssim, set_threads
+from common import make_problem, markdown_table, merge_tuned, per_image_psnr_ssim, set_threads
 
 from genreg_viewer.data.dataset import load_slice_set
-from genreg_viewer.fileio import atomic_write_text
-from genreg_viewer.physics import radial_mask
 from genreg_viewer.recon import run_method
 from genreg_viewer.weight_sets import active_weight_set, use_weight_set
 
@@ -41,7 +39,7 @@ DEFAULT_METHODS = ("adjoint", "tv") + JOINT
 TV_GRID = (0.005, 0.007, 0.01, 0.014, 0.02, 0.028, 0.04)
 LAMBDA_GRID = (0.05, 0.1, 0.2, 0.4)
 MU_GRID = (0.25, 1.0, 4.0)
-BOUNDS = {"alpha": (1e-4, 1.0), "lam": (1e-3, 100.0), "mu": (0.01, 100.0)}
+BOUNDS = {"alpha": (1e-4, 1.0), "lam": (1e-3, 100.0), "mu": (0.01, 1000.0)}
 
 
 def load_images(path: str, count: int | None) -> torch.Tensor:
@@ -122,19 +120,7 @@ def write_tuned(folder: Path, tuned_all: dict[tuple[int, float], dict[str, dict]
     ``tuned/``), merging with the settings already there."""
     folder.mkdir(parents=True, exist_ok=True)
     for file_name, methods in (("classical.json", ("tv",)), ("generative.json", JOINT)):
-        path = folder / file_name
-        table: dict[str, list] = json.loads(path.read_text()) if path.exists() else {}
-        for (spokes, sigma), tuned in tuned_all.items():
-            for method, params in tuned.items():
-                if method not in methods:
-                    continue
-                entries = [e for e in table.get(method, []) if (e["spokes"], e["sigma"]) != (spokes, sigma)]
-                entries.append({"spokes": spokes, "sampling_fraction": float(radial_mask(spokes).mean()),
-                                "sigma": sigma, "params": params, "tuned_on": source})
-                table[method] = sorted(entries, key=lambda e: (e["sigma"], e["spokes"]))
-        if table:
-            atomic_write_text(path, json.dumps(table, indent=2) + "\n")
-            print(f"wrote {path}")
+        merge_tuned(folder / file_name, tuned_all, methods, {"tuned_on": source})
 
 
 def evaluate_setting(images: torch.Tensor, spokes: int, sigma: float, methods) -> dict[str, Any]:

@@ -48,6 +48,28 @@ def per_image_psnr_ssim(result, problem: Problem) -> tuple[np.ndarray, np.ndarra
     return metrics.psnr(image, truth).numpy(), metrics.ssim(image, truth).numpy()
 
 
+def merge_tuned(path: Path, tuned_all: dict, methods, extra: dict | None = None) -> None:
+    """Merge ``{(spokes, sigma): {method: params}}`` for ``methods`` into the tuned-defaults table at ``path``
+    (radial settings; entries of other settings are kept; ``extra`` keys are stored with each entry)."""
+    import json
+
+    from genreg_viewer.fileio import atomic_write_text
+    from genreg_viewer.physics import radial_mask
+
+    table: dict[str, list] = json.loads(path.read_text()) if path.exists() else {}
+    for (spokes, sigma), tuned in tuned_all.items():
+        for method, params in tuned.items():
+            if method not in methods:
+                continue
+            entries = [e for e in table.get(method, []) if (e["spokes"], e["sigma"]) != (spokes, sigma)]
+            entries.append({"spokes": spokes, "sampling_fraction": float(radial_mask(spokes).mean()), "sigma": sigma,
+                            "params": params, **(extra or {})})
+            table[method] = sorted(entries, key=lambda e: (e["sigma"], e["spokes"]))
+    if table:
+        atomic_write_text(path, json.dumps(table, indent=2) + "\n")
+        print(f"wrote {path}")
+
+
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]

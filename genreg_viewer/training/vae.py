@@ -52,7 +52,6 @@ from .common import (  # the data helpers live in common.py, shared with the oth
     ImageSet,
     check_finite,
     command_line,
-    flip_mask,
     load_image_set,
     random_flips,
     random_geometry_and_contrast,
