@@ -153,11 +153,8 @@ def find_weights(name: str, weight_set: WeightSet | None = None) -> tuple[Path, 
     return weight_set.folder / name, weight_set
 
 
-def weights_dir(kind_file: str | None = None, weight_set: WeightSet | None = None) -> Path:
-    """The folder holding ``kind_file`` (a stem name) in ``weight_set`` (default: the active set) or its fallback;
-    the set's own folder when ``kind_file`` is None."""
-    if kind_file is None:
-        return (weight_set or active_weight_set()).folder
+def weights_dir(kind_file: str, weight_set: WeightSet | None = None) -> Path:
+    """The folder holding ``kind_file`` (a stem name) in ``weight_set`` (default: the active set) or its fallback."""
     return find_weights(kind_file, weight_set)[0].parent
 
 

@@ -50,5 +50,6 @@ def nearest_setting(entries: list[dict[str, Any]], fraction: float, sigma: float
 
 def tuned_defaults(file_name: str, method: str, problem: Problem) -> dict[str, Any]:
     """``method``'s tuned parameters for the setting nearest ``problem``'s (empty when none is tuned)."""
-    entry = nearest_setting(tuned_table(file_name, problem.weight_set).get(method, []), problem.operator.sampling_fraction, problem.sigma)
+    entries = tuned_table(file_name, problem.weight_set).get(method, [])
+    entry = nearest_setting(entries, problem.operator.sampling_fraction, problem.sigma)
     return dict(entry["params"]) if entry else {}
