@@ -240,6 +240,30 @@ def test_two_stage_training_and_resume(tmp_path):
         train_covariance(tmp_path, "diagonal", stage2, tmp_path, resume=True)
 
 
+def test_epochs_within_budget_counts_whole_epochs_at_the_first_pace():
+    from genreg_viewer.training.vae import epochs_within_budget
+
+    assert epochs_within_budget(60.0, 7.0, 0) == 8  # floor(60 / 7)
+    assert epochs_within_budget(60.0, 120.0, 0) == 1  # the timed epoch itself always counts
+    assert epochs_within_budget(30.0, 10.0, 5) == 8  # a resumed run adds to the epochs done before
+
+
+def test_minutes_budget_cuts_the_run_and_records_what_ran(tmp_path, monkeypatch):
+    from genreg_viewer.training import vae as vae_training
+
+    torch.set_num_threads(1)
+    clock = iter(float(t) for t in range(0, 10_000, 20))  # every perf_counter call advances 20 "seconds"
+    monkeypatch.setattr(vae_training.time, "perf_counter", lambda: next(clock))
+    config = VAEConfig(image_size=32, latent_dim=8, widths=(4, 8), dropout=0.0, covariance_kind="identity")
+    settings = vae_training.VAETrainingSettings(data="phantom:16", held_out="phantom:4:1000000", batch_size=8, seed=0,
+                                                noise_std=0.01, warmup_steps=1, epochs=50, lr=3e-3, minutes=2.0)
+    stem = vae_training.train_vae(config, settings, tmp_path, argv=["train", "vae"])
+    info = json.loads(stem.with_suffix(".json").read_text())["info"]
+    # the first epoch's wall time is a fixed number of clock ticks; 120 s / that many ticks of 20 s epochs fit
+    assert 1 < len(info["history"]) < 50
+    assert info["settings"]["epochs"] == len(info["history"]) and info["settings"]["minutes"] == 2.0
+
+
 class _Payload:
     """Pickles into a call that writes a marker file: loading it with pickle would run code."""
 

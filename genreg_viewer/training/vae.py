@@ -200,10 +200,14 @@ class LoopSettings:
     warmup_steps: int = 50
     final_lr_fraction: float = 0.02
     grad_clip: float = 10.0
+    #: wall-clock budget: after the first epoch the epoch count is cut to what fits (``None``: no budget)
+    minutes: float | None = None
 
     def validate(self) -> None:
         if self.epochs < 1:
             raise ValueError(f"--epochs must be at least 1, got {self.epochs}")
+        if self.minutes is not None and not (self.minutes > 0 and math.isfinite(self.minutes)):
+            raise ValueError(f"--minutes must be a positive number, got {self.minutes}")
         if self.batch_size < 1:
             raise ValueError(f"--batch-size must be at least 1, got {self.batch_size}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
@@ -304,6 +308,10 @@ def run_epochs(
 ) -> tuple[list[dict[str, float]], float]:
     """Adam over ``trainable``'s parameters for ``settings.epochs`` epochs of ``count`` items.
 
+    With ``settings.minutes`` the epoch count is cut, once the first epoch of this run is timed, to the number of
+    epochs that fit the budget (``settings.epochs`` is updated, so the info JSON records what ran, and the cosine
+    schedule is stretched over the new total from then on).
+
     ``batch_step(indices, generator)`` returns the batch losses (``"loss"`` is minimised). The batch order and noise of
     epoch ``e`` come from a generator seeded with ``(seed, e)``, so a resumed run continues exactly. Returns the
     per-epoch history and the training seconds.
@@ -323,7 +331,9 @@ def run_epochs(
         optimizer.load_state_dict(payload["optimizer"])
         history, first_epoch, seconds = payload["history"], payload["epoch"], payload["seconds"]
         _log(f"{stage_label}: resumed from {run.checkpoint} after epoch {first_epoch}")
-    for epoch in range(first_epoch, settings.epochs):
+    run_started = time.perf_counter()
+    epoch = first_epoch
+    while epoch < settings.epochs:
         started = time.perf_counter()
         generator = torch.Generator().manual_seed(settings.seed * 100_003 + epoch)
         order = torch.randperm(count, generator=generator)
@@ -356,13 +366,26 @@ def run_epochs(
         _save_checkpoint(run, {"identity": identity, "trainable": trainable.state_dict(),
                                "optimizer": optimizer.state_dict(), "history": history, "epoch": epoch + 1,
                                "seconds": seconds})
+        epoch += 1
+        if settings.minutes is not None and epoch == first_epoch + 1:
+            fitting = epochs_within_budget(settings.minutes * 60, time.perf_counter() - run_started, first_epoch)
+            if fitting < settings.epochs:
+                _log(f"{stage_label}: {settings.minutes:g} min allow {fitting} of {settings.epochs} epochs")
+                settings.epochs = fitting
+                total_steps = settings.epochs * steps_per_epoch
     return history, seconds
+
+
+def epochs_within_budget(budget_seconds: float, first_epoch_seconds: float, epochs_before: int) -> int:
+    """Total epochs (counting ``epochs_before`` done earlier, then one timed epoch) that fit ``budget_seconds`` of
+    this run at the first epoch's pace: ``epochs_before + max(1, floor(budget / first_epoch_seconds))``."""
+    return epochs_before + max(1, math.floor(budget_seconds / max(first_epoch_seconds, 1e-9)))
 
 
 def _resumable(settings: LoopSettings) -> dict[str, Any]:
     """The settings a checkpoint must agree with on ``--resume``: all but ``epochs`` (a run may be extended; the
     cosine schedule is then stretched over the new total)."""
-    return {k: v for k, v in asdict(settings).items() if k != "epochs"}
+    return {k: v for k, v in asdict(settings).items() if k not in ("epochs", "minutes")}
 
 
 def _stage_info(

@@ -39,6 +39,9 @@ def _common(parser: argparse.ArgumentParser, epochs: int, batch_size: int, lr: f
     parser.add_argument("--held-out", default=None, metavar="DATA",
                         help="held-out images (default: phantom:128:1000000 for phantom data, else the last volumes)")
     parser.add_argument("--epochs", type=int, default=epochs, help=f"epochs (default {epochs})")
+    parser.add_argument("--minutes", type=float, default=None,
+                        help="wall-clock budget: after the first epoch, run only the epochs that fit (the learning-rate "
+                             "schedule follows the shortened run)")
     parser.add_argument("--batch-size", type=int, default=batch_size, help=f"batch size (default {batch_size})")
     parser.add_argument("--lr", type=float, default=lr, help=f"peak Adam learning rate (default {lr:g})")
     parser.add_argument("--seed", type=int, default=0, help="seed of initialisation, batch order and noise")
@@ -88,7 +91,8 @@ def register(subparsers) -> None:
 
 def _loop_arguments(args) -> dict:
     return dict(data=args.data, held_out=args.held_out, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                seed=args.seed, noise_std=args.noise_std, flips=not args.no_flips, augment=args.augment)
+                seed=args.seed, noise_std=args.noise_std, flips=not args.no_flips, augment=args.augment,
+                minutes=args.minutes)
 
 
 def run_vae(args) -> int:
