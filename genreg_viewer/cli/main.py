@@ -26,6 +26,8 @@ COMMAND_MODULES = [
     "recon",
     "covariance",
     "train",
+    "evaluate",
+    "calibrate",
 ]
 
 
