@@ -135,6 +135,8 @@ class RunCache:
     failures: dict[tuple[str, Setting], str] = field(default_factory=dict)
     attempted: set[tuple[str, Setting]] = field(default_factory=set)  #: keys asked for since the last clear()
     log: Any = print
+    store: Path | None = None  #: optional folder keeping every run across invocations (see :meth:`stored_path`)
+    weights: str = "phantom"
 
     def available(self, method: str) -> tuple[bool, str]:
         return get_method(method).available()
@@ -147,6 +149,12 @@ class RunCache:
             return self.runs[key]
         if key in self.failures:
             return None
+        stored = self.load_stored(method, setting)
+        if stored is not None:
+            self.runs[key] = stored
+            self.log(f"  {setting.label():28s} {method:14s} PSNR {stored.psnr.mean():6.2f}  SSIM "
+                     f"{stored.ssim.mean():.3f}  ({stored.count} images, {stored.seconds:6.1f} s, from {self.store})")
+            return stored
         ok, why = self.available(method)
         if not ok:
             self.failures[key] = f"not available: {why}"
@@ -167,9 +175,38 @@ class RunCache:
         run = MethodRun(method, setting, psnr.astype(float), ssim.astype(float), seconds, int(result.iterations),
                         json_safe_params(result.params), examples, str(problem.device))
         self.runs[key] = run
+        self.save_stored(run)
         self.log(f"  {setting.label():28s} {method:14s} PSNR {psnr.mean():6.2f}  SSIM {ssim.mean():.3f}  "
                  f"({run.count} images, {seconds:6.1f} s)")
         return run
+
+
+    def stored_path(self, method: str, setting: Setting) -> Path | None:
+        """``STORE/method__mask__sigma__images-N-FIRSTSEED__weights.npz`` (the device is not part of the key)."""
+        if self.store is None:
+            return None
+        count = min(self.caps.get(method, len(self.test.seeds)), len(self.test.seeds))
+        name = (f"{method}__{setting.mask}__{setting.sigma:g}__images-{count}-{self.test.seeds[0]}__"
+                f"{self.weights}{'' if self.test.synthetic else '__real'}")
+        return self.store / (name.replace(":", "_").replace("/", "_") + ".npz")
+
+    def save_stored(self, run: MethodRun) -> None:
+        path = self.stored_path(run.method, run.setting)
+        if path is None:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        meta = json.dumps({"seconds": run.seconds, "iterations": run.iterations, "params": run.params,
+                           "device": run.device})
+        np.savez(path, psnr=run.psnr, ssim=run.ssim, examples=run.examples, meta=np.array(meta))
+
+    def load_stored(self, method: str, setting: Setting) -> MethodRun | None:
+        path = self.stored_path(method, setting)
+        if path is None or not path.is_file():
+            return None
+        with np.load(path) as data:
+            meta = json.loads(str(data["meta"]))
+            return MethodRun(method, setting, data["psnr"], data["ssim"], float(meta["seconds"]),
+                             int(meta["iterations"]), meta["params"], data["examples"], meta["device"])
 
 
 def json_safe_params(params: dict[str, Any]) -> dict[str, Any]:

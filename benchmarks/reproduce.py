@@ -363,6 +363,9 @@ def parse_arguments(argv=None) -> argparse.Namespace:
                                                                      "(default cartesian:16:0.25)")
     parser.add_argument("--quick", action="store_true", help="fewer settings: spokes 5/25/125, sigma 0.0125/0.05/0.2")
     parser.add_argument("--example", type=int, default=0, help=f"image shown in the example grids (< {KEPT_EXAMPLES})")
+    parser.add_argument("--store", default=None,
+                        help="keep every run in this folder and reuse the runs found there (resume an interrupted "
+                             "run; delete the folder when the code or the weights change)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     args = parser.parse_args(argv)
     figures = FIGURES if "all" in args.figure else tuple(dict.fromkeys(args.figure))
@@ -407,7 +410,8 @@ def main(argv=None) -> int:
         out = Path(args.out).resolve() if args.out else DEFAULT_OUT
         test = phantom_images(args.images)
     plan = Plan(args.quick, args.methods, args.add_methods, args.spokes, args.cartesian)
-    cache = RunCache(test, device, args.caps, log=lambda text: print(text, flush=True))
+    cache = RunCache(test, device, args.caps, log=lambda text: print(text, flush=True),
+                     store=Path(args.store) if args.store else None, weights=weight_set.name)
     total = len(test.seeds)
     commit = git_commit()
     print(f"{total} images ({test.source}), weights {weight_set.name}, device {device}, commit {commit}, "

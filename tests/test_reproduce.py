@@ -90,3 +90,17 @@ def test_bad_arguments_give_one_line_errors(argv, message, capsys):
 
 def test_sampled_percent_matches_the_paper_coverage():
     assert np.isclose(figures_common.sampled_percent("radial:25"), 10.2, atol=0.05)
+
+
+def test_store_resumes_without_rerunning(tmp_path, monkeypatch):
+    argv = ["--figure", "3", "--images", "2", "--methods", "adjoint", "--spokes", "12", "--store", str(tmp_path / "runs"),
+            "--threads", "1"]
+    assert reproduce.main(argv + ["--out", str(tmp_path / "first")]) == 0
+
+    def no_runs(*args, **kwargs):
+        raise AssertionError("a stored run was run again")
+
+    monkeypatch.setattr(figures_common, "run_method", no_runs)
+    assert reproduce.main(argv + ["--out", str(tmp_path / "second")]) == 0
+    first = figures_common.read_csv(tmp_path / "first" / "fig3.csv")
+    assert len(first) == 4 and first == figures_common.read_csv(tmp_path / "second" / "fig3.csv")
