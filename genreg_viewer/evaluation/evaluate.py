@@ -452,9 +452,11 @@ def run_evaluation(config: EvaluationConfig, shard: Shard | None = None, progres
     config.seed = check_seed(config.seed, "--seed")
     if config.seed > MAX_EVALUATION_SEED:
         raise ValueError(f"--seed must be at most {MAX_EVALUATION_SEED} for an evaluation, got {config.seed}")
+    if config.batch < 1:
+        raise ValueError(f"--batch must be at least 1, got {config.batch}")
+    if config.images is not None and config.images < 1:
+        raise ValueError(f"--images must be at least 1, got {config.images}")
     methods = [get_method(name) for name in parse_method_list(config.methods)]
-    if config.reference and config.reference not in [m.name for m in methods]:
-        log(f"note: the reference method {config.reference!r} is not among --methods; no paired differences")
     weight_set = use_weight_set(config.weights) if config.weights else active_weight_set()
     options = {method.name: method_options(method, config) for method in methods}
     out = Path(config.out)
@@ -465,6 +467,8 @@ def run_evaluation(config: EvaluationConfig, shard: Shard | None = None, progres
     selection = load_evaluation_images(config.data, config.images)
     mask = mask_from_spec(config.mask, tuple(selection.images.shape[-2:]), config.seed)
     device = _device_for(config.device, shard)
+    if config.reference and config.reference not in [m.name for m in methods] and shard.rank == 0:
+        log(f"note: the reference method {config.reference!r} is not among the methods; no paired differences")
     group = _ProcessGroup(shard)
     try:
         done = done_keys(out)
