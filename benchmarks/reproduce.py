@@ -285,8 +285,8 @@ def figure_10(cache: RunCache, plan: Plan, total: int, example: int):
     plt = pyplot()
     methods = [m for m in plan.cartesian_methods if any(r.method == m for r in runs)]
     columns = 2 + len(methods)
-    figure = plt.figure(figsize=(max(1.35 * columns, 9.0), 1.55 * len(settings) + 3.4), dpi=130)
-    grid = figure.add_gridspec(len(settings) + 1, columns, height_ratios=[1.0] * len(settings) + [1.9])
+    figure = plt.figure(figsize=(max(1.35 * columns, 9.0), 2.0 * len(settings) + 3.4), dpi=130)
+    grid = figure.add_gridspec(len(settings) + 1, columns, height_ratios=[1.5] * len(settings) + [1.9])
     truth = cache.test.images[example, 0].numpy()
     for row, setting in enumerate(settings):
         mask = mask_from_spec(setting.mask, truth.shape, 0)
