@@ -16,7 +16,7 @@ done, so an interrupted run keeps the finished figures.
     fig 7   ablation mean+identity / mean+diagonal / mean+covar: against spokes (sigma 0.05) and against sigma
             0.0125 .. 0.2 (25 spokes)
     fig 8   range, Narnhofer19, PnP-ADMM and mean+covar on the same images (25 spokes, sigma 0.05) with error maps
-    fig 9   the methods of fig 8 as curves against spokes and against sigma
+    fig 9   the methods of fig 8 as curves against spokes (sigma 0.05) and against sigma 0.0125/0.05/0.2
     fig 10  Cartesian sampling (16 centre rows + rows with probability 0.25, sigma 0.05): generalisation of every
             method, the generative ones included (the variational network was trained on radial masks)
 
@@ -72,8 +72,8 @@ class Plan:
         self.spokes = tuple(spokes) if spokes else ((5, 25, 125) if quick else (5, 12, 25, 45, 125))
         self.curve_sigmas = (0.05, 0.0125)  # fig 3
         self.grid_spokes = tuple(s for s in (5, 25, 45, 125) if not quick or s in self.spokes)  # fig 5
-        self.grid_sigmas = (0.2, 0.05, 0.0125)  # fig 6
-        self.noise_sigmas = (0.0125, 0.05, 0.2) if quick else (0.0125, 0.025, 0.05, 0.1, 0.2)  # figs 7 and 9
+        self.grid_sigmas = (0.2, 0.05, 0.0125)  # figs 6 and 9
+        self.noise_sigmas = (0.0125, 0.05, 0.2) if quick else (0.0125, 0.025, 0.05, 0.1, 0.2)  # fig 7
         self.comparison_spokes, self.comparison_sigma = 25, 0.05  # figs 6-9
         self.cartesian = tuple(cartesian) if cartesian else ("cartesian:16:0.25",)
         extra = tuple(m for m in (add_methods or []) if m not in MAIN_METHODS)
@@ -214,9 +214,9 @@ def figure_6(cache: RunCache, plan: Plan, total: int, example: int):
                          f"{plan.comparison_spokes} spokes", total, example, "adjoint")
 
 
-def _spokes_and_noise_curves(cache: RunCache, plan: Plan, methods, reference, total: int, title: str):
+def _spokes_and_noise_curves(cache: RunCache, plan: Plan, methods, reference, total: int, title: str, sigmas):
     spokes_settings = [radial(s, plan.comparison_sigma) for s in plan.spokes]
-    noise_settings = [radial(plan.comparison_spokes, sigma) for sigma in plan.noise_sigmas]
+    noise_settings = [radial(plan.comparison_spokes, sigma) for sigma in sigmas]
     runs = _runs_at(cache, methods + reference, spokes_settings + noise_settings)
     plt = pyplot()
     figure, axes = plt.subplots(2, 2, figsize=(9.2, 6.6), dpi=130)
@@ -228,7 +228,7 @@ def _spokes_and_noise_curves(cache: RunCache, plan: Plan, methods, reference, to
             right = [r for r in runs if r.method == method and r.setting in noise_settings]
             _curve(axes[row, 1], right, [r.setting.sigma for r in right], metric, total, dashed)
         _spokes_axis(axes[row, 0], plan.spokes)
-        _sigma_axis(axes[row, 1], plan.noise_sigmas)
+        _sigma_axis(axes[row, 1], tuple(sorted(sigmas)))
         for ax in axes[row]:
             ax.set_ylabel("PSNR (dB)" if metric == "psnr" else "SSIM")
     axes[0, 0].set_title(f"against spokes, sigma {plan.comparison_sigma:g}", fontsize=9)
@@ -242,7 +242,7 @@ def _spokes_and_noise_curves(cache: RunCache, plan: Plan, methods, reference, to
 def figure_7(cache: RunCache, plan: Plan, total: int):
     reference = ("tv",) if "tv" in plan.main else ()
     return _spokes_and_noise_curves(cache, plan, plan.ablation, reference, total,
-                                    "Fig. 7: covariance ablation (tv dashed, for reference)")
+                                    "Fig. 7: covariance ablation (tv dashed, for reference)", plan.noise_sigmas)
 
 
 def figure_8(cache: RunCache, plan: Plan, total: int, example: int):
@@ -276,7 +276,8 @@ def figure_8(cache: RunCache, plan: Plan, total: int, example: int):
 
 def figure_9(cache: RunCache, plan: Plan, total: int):
     return _spokes_and_noise_curves(cache, plan, plan.comparison, (), total,
-                                    "Fig. 9: range, Narnhofer19, PnP-ADMM and mean+covar as curves")
+                                    "Fig. 9: range, Narnhofer19, PnP-ADMM and mean+covar as curves",
+                                    plan.grid_sigmas)
 
 
 def figure_10(cache: RunCache, plan: Plan, total: int, example: int):
