@@ -1,0 +1,170 @@
+"""``genreg calibrate DATA --methods mean+covar,mean+diagonal,latent-vi --mask radial:25 --noise 0.05``.
+
+Measures how well the posterior std maps describe the actual errors on held-out images: the coverage of
+``|x - x_hat| <= k std`` for k = 1, 2, 3 (a calibrated map gives 68.3 / 95.4 / 99.7 %) and the correlation of the
+std with ``|x - x_hat|``. ``--fit-on VAL`` first fits one std scale factor per method on validation images (printed
+and measured on DATA next to the raw map), ``--write`` stores it in the weight set's ``tuned/calibration.json``,
+``--apply`` measures DATA with the stored factor. Conventions: :mod:`genreg_viewer.evaluation.calibration`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import torch
+
+from ..common import DEFAULT_MASK, DEFAULT_NOISE, add_weights_argument
+
+
+def register(subparsers) -> None:
+    from ...evaluation.calibration import STD_MAP_METHODS
+
+    p = subparsers.add_parser("calibrate", help="coverage of the posterior std maps on held-out images; fit a scale")
+    p.add_argument("data", help="held-out slice set .h5 or phantom:N[:SEED] to measure on")
+    p.add_argument("--methods", action="append", default=None, metavar="M1,M2,...",
+                   help=f"methods with a std map (default {','.join(STD_MAP_METHODS)})")
+    p.add_argument("--mask", default=DEFAULT_MASK, metavar="SPEC", help=f"sampling mask (default {DEFAULT_MASK})")
+    p.add_argument("--noise", type=float, default=DEFAULT_NOISE, metavar="SIGMA",
+                   help=f"k-space noise std (default {DEFAULT_NOISE})")
+    p.add_argument("--seed", type=int, default=0, help="noise seed (image i: SEED * 2**32 + i, as genreg evaluate)")
+    p.add_argument("--images", type=int, default=None, metavar="N", help="N images evenly spaced through DATA")
+    p.add_argument("--fit-on", default=None, metavar="VAL",
+                   help="validation slice set or phantom:N:SEED to fit the std scale factor on (never the test set)")
+    p.add_argument("--fit-images", type=int, default=None, metavar="N", help="N images evenly spaced through VAL")
+    p.add_argument("--write", action="store_true", help="with --fit-on: store the factors in the weight set's tuned/")
+    p.add_argument("--apply", action="store_true", help="also measure DATA with the stored factors")
+    p.add_argument("--batch", type=int, default=8, metavar="B", help="images per method call (default 8)")
+    p.add_argument("--param", action="append", default=[], metavar="[METHOD:]NAME=VALUE",
+                   help="method parameter, repeatable (e.g. posterior_samples=32)")
+    add_weights_argument(p)
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default auto)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
+    p.add_argument("--report", default=None, metavar="JSON", help="write every number (and the curves) as JSON")
+    p.add_argument("--png", default=None, metavar="PNG", help="write the calibration plot")
+    p.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def _progress(total: int, enabled: bool):
+    if not enabled:
+        return None, None
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, unit="img", desc="calibrate", file=sys.stderr, dynamic_ncols=True)
+    return bar, bar.update
+
+
+def run(args) -> int:
+    from ...device import resolve_device
+    from ...evaluation import calibration as cal
+    from ...evaluation.evaluate import load_evaluation_images, parse_method_list, parse_method_params
+    from ...fileio import atomic_write_text, check_writable
+    from ...physics import check_sigma, mask_from_spec
+    from ...recon import get_method
+    from ...weight_sets import active_weight_set, use_weight_set
+
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f"--threads must be at least 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    weight_set = use_weight_set(args.weights) if args.weights else active_weight_set()
+    methods = parse_method_list(args.methods or list(cal.STD_MAP_METHODS))
+    params = parse_method_params(args.param, methods)
+    for name in methods:
+        get_method(name).resolve_params(params[name])
+    if args.write and not args.fit_on:
+        raise ValueError("--write stores a factor fitted with --fit-on VAL; give --fit-on")
+    sigma = check_sigma(args.noise, "--noise")
+    for option in ("report", "png"):
+        if getattr(args, option):
+            check_writable(getattr(args, option), f"--{option}")
+    stored: dict[str, float] = {}
+    if args.apply:
+        for name in methods:
+            scale = cal.stored_scale(name, args.mask, sigma, weight_set)
+            if scale is None and not args.fit_on:
+                raise ValueError(f"--apply: {cal.calibration_path(weight_set)} has no factor for {name} at "
+                                 f"{args.mask}, sigma {sigma}; fit one with --fit-on VAL --write")
+            if scale is not None:
+                stored[name] = scale
+    device = resolve_device(args.device)
+    test = load_evaluation_images(args.data, args.images)
+    mask = mask_from_spec(args.mask, tuple(test.images.shape[-2:]), args.seed)
+    validation = load_evaluation_images(args.fit_on, args.fit_images) if args.fit_on else None
+    total = len(methods) * (len(test.indices) + (len(validation.indices) if validation is not None else 0))
+    bar, update = _progress(total, not (args.quiet or args.json))
+    report: dict = {"data": args.data, "images": len(test.indices), "mask": args.mask, "sigma": sigma,
+                    "seed": args.seed, "weights": weight_set.name, "fit_on": args.fit_on, "methods": {}, "notes": []}
+    try:
+        for name in methods:
+            entry: dict = {}
+            scale = stored.get(name)
+            if validation is not None:
+                run_val = cal.run_with_std_maps(name, validation, mask, sigma, args.seed, args.batch, device,
+                                                params[name], update)
+                z = cal.standardised_errors(run_val.truth, run_val.estimate, run_val.std)
+                scale = cal.fit_scale(z)
+                entry["validation"] = {
+                    "images": len(validation.indices), "fitted_scale": scale,
+                    "raw": cal.calibration_report(run_val.truth, run_val.estimate, run_val.std).to_dict(),
+                    "scaled": cal.calibration_report(run_val.truth, run_val.estimate, run_val.std, scale).to_dict()}
+                if args.write:
+                    fitted_on = f"{validation.data_name}, {len(validation.indices)} images"
+                    path = cal.write_calibration({name: {
+                        "mask": args.mask, "sigma": sigma, "scale": round(scale, 4), "fitted_on": fitted_on,
+                        "params": {k: v for k, v in run_val.params.items() if isinstance(v, (int, float, str, bool))},
+                        "validation_raw": _curve(entry["validation"]["raw"]),
+                        "validation_scaled": _curve(entry["validation"]["scaled"])}}, weight_set)
+                    report["notes"].append(f"{name}: std scale {scale:.3g} fitted on {fitted_on}, written to {path}")
+            run_test = cal.run_with_std_maps(name, test, mask, sigma, args.seed, args.batch, device, params[name],
+                                             update)
+            entry["params"] = {k: v for k, v in run_test.params.items() if isinstance(v, (int, float, str, bool))}
+            entry["seconds_per_image"] = run_test.seconds / len(test.indices)
+            entry["raw"] = cal.calibration_report(run_test.truth, run_test.estimate, run_test.std).to_dict()
+            if scale is not None:
+                entry["scaled"] = cal.calibration_report(run_test.truth, run_test.estimate, run_test.std,
+                                                         scale).to_dict()
+                source = "fitted on --fit-on" if validation is not None else \
+                    f"stored in {cal.calibration_path(weight_set)}"
+                report["notes"].append(f"{name}: std maps also measured multiplied by {scale:.3g} ({source})")
+            report["methods"][name] = entry
+    finally:
+        if bar is not None:
+            bar.close()
+    if args.report:
+        atomic_write_text(args.report, json.dumps(report, indent=1) + "\n")
+    if args.png:
+        cal.plot_calibration([(f"{test.data_name}, {args.mask}, sigma {sigma:g}", report)], args.png)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(_table(report))
+        for note in report["notes"]:
+            print(f"note: {note}")
+    return 0
+
+
+def _curve(report: dict) -> dict:
+    return {"k": report["curve_k"], "coverage": report["curve_coverage"], "coverage_k123": report["coverage"]}
+
+
+def _table(report: dict) -> str:
+    from ...evaluation.calibration import gaussian_coverage
+
+    header = "| method | std | images | k = 1 | k = 2 | k = 3 | corr(std, \\|err\\|) | RMSE | RMS std |"
+    lines = [header, "|" + "---|" * 9,
+             f"| Gaussian (calibrated) | | | {100 * gaussian_coverage(1):.1f} % | {100 * gaussian_coverage(2):.1f} % | "
+             f"{100 * gaussian_coverage(3):.1f} % | | | |"]
+    for name, entry in report["methods"].items():
+        for label in ("raw", "scaled"):
+            if label not in entry:
+                continue
+            r = entry[label]
+            what = "raw" if label == "raw" else f"x {r['scale']:.3g}"
+            lines.append(f"| {name} | {what} | {r['images']} | {100 * r['coverage']['1']:.1f} % | "
+                         f"{100 * r['coverage']['2']:.1f} % | {100 * r['coverage']['3']:.1f} % | "
+                         f"{r['correlation']:.2f} ({r['correlation_per_image']:.2f}/image) | {r['rmse']:.4f} | "
+                         f"{r['rms_std']:.4f} |")
+    return "\n".join(lines)

@@ -1,0 +1,281 @@
+"""Calibration of the posterior std maps (``extras['std_map']``) of mean+covar, mean+diagonal and latent-vi.
+
+A std map ``s`` of a reconstruction ``x_hat`` claims that the error ``e = x - x_hat`` of each pixel is roughly
+Gaussian with std ``s``. For a calibrated map the empirical coverage
+
+    C(k) = fraction of pixels with |x - x_hat| <= k s
+
+equals the Gaussian's ``P(|Z| <= k) = erf(k / sqrt 2)``: 68.27 %, 95.45 %, 99.73 % for k = 1, 2, 3. Below the curve
+the std is too small (over-confident), above it too large. :func:`calibration_report` measures ``C(k)`` for
+k = 1, 2, 3 and on a fine grid (the calibration plot), and the Pearson correlation of ``s`` with ``|e|`` (pooled over
+every pixel of every image, and the mean of the per-image correlations): whether the map at least points at where
+the errors are.
+
+A miscalibrated map can be rescaled by one factor ``c`` (``s -> c s``). :func:`fit_scale` picks the ``c`` that
+minimises ``sum_{k=1,2,3} (C_c(k) - erf(k / sqrt 2))^2`` over a fine log grid, on *validation* images; the factor is
+stored per method and setting in the weight set's ``tuned/calibration.json`` (:func:`write_calibration`) and applied
+only when asked (``genreg calibrate --apply``, :func:`stored_scale`); a run that applies it says so in its notes.
+
+What the maps are: mean+covar / mean+diagonal report the std of the Gaussian ``p(x | y, z*)`` at the optimal latent
+``z*`` (perturb-and-MAP samples, :mod:`genreg_viewer.recon.generative.posterior`), which ignores the uncertainty
+of ``z`` and inherits the tuned ``lambda`` (chosen for PSNR, not for calibration); latent-vi the spread of ``G(z)``
+over its variational posterior ``q(z)``. ``x_hat`` is the reconstruction as the method returns it (not clipped).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+#: the methods that return ``extras['std_map']``
+STD_MAP_METHODS = ("mean+covar", "mean+diagonal", "latent-vi")
+#: the k of the headline coverage figures
+HEADLINE_KS = (1.0, 2.0, 3.0)
+#: the k grid of the calibration curve
+CURVE_KS = tuple(round(0.1 * i, 1) for i in range(0, 41))
+#: the file in a weight set's ``tuned/`` folder that holds the fitted scale factors
+CALIBRATION_FILE = "calibration.json"
+
+
+def gaussian_coverage(k: float) -> float:
+    """``P(|Z| <= k)`` for a standard normal ``Z``: ``erf(k / sqrt 2)``."""
+    return math.erf(k / math.sqrt(2.0))
+
+
+def _as_array(values) -> np.ndarray:
+    if isinstance(values, torch.Tensor):
+        values = values.detach().cpu().double().numpy()
+    return np.asarray(values, dtype=np.float64)
+
+
+def standardised_errors(truth, estimate, std, scale: float = 1.0) -> np.ndarray:
+    """``|x - x_hat| / (scale * s)`` for every pixel, flattened (float64). A zero std gives 0 for a zero error and
+    ``inf`` otherwise."""
+    truth, estimate, std = (_as_array(a) for a in (truth, estimate, std))
+    if not truth.shape == estimate.shape == std.shape:
+        raise ValueError(f"truth, estimate and std must have one shape, got {truth.shape}, {estimate.shape}, "
+                         f"{std.shape}")
+    if not np.isfinite(std).all() or (std < 0).any():
+        raise ValueError("the std map must be finite and non-negative")
+    if not scale > 0:
+        raise ValueError(f"the scale factor must be positive, got {scale}")
+    error = np.abs(truth - estimate).ravel()
+    scaled = scale * std.ravel()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = error / scaled
+    z[(scaled == 0) & (error == 0)] = 0.0
+    return z
+
+
+def coverage(z: np.ndarray, ks: Sequence[float]) -> list[float]:
+    """The fraction of standardised errors ``z`` that are ``<= k``, for each ``k``."""
+    ordered = np.sort(np.asarray(z, dtype=np.float64).ravel())
+    if ordered.size == 0:
+        raise ValueError("no pixels to measure the coverage on")
+    return [float(np.searchsorted(ordered, k, side="right") / ordered.size) for k in ks]
+
+
+def pearson(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson's correlation of two arrays (NaN when one is constant)."""
+    a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
+    a, b = a - a.mean(), b - b.mean()
+    denominator = math.sqrt(float((a * a).sum()) * float((b * b).sum()))
+    return float((a * b).sum() / denominator) if denominator > 0 else float("nan")
+
+
+@dataclass
+class CalibrationReport:
+    """Coverage and correlation of a std map on some images (see the module docstring)."""
+
+    images: int
+    pixels: int
+    scale: float  #: the factor the std was multiplied by before measuring (1: the raw map)
+    coverage: dict[str, float]  #: ``"1"``, ``"2"``, ``"3"`` -> empirical C(k)
+    nominal: dict[str, float]  #: the Gaussian's P(|Z| <= k)
+    correlation: float  #: Pearson(std, |error|), all pixels pooled
+    correlation_per_image: float  #: mean over images of Pearson(std, |error|)
+    rmse: float  #: root mean squared error of x_hat
+    rms_std: float  #: root mean square of the (scaled) std: equals rmse for a calibrated map on average
+    curve_k: list[float] = field(default_factory=lambda: list(CURVE_KS))
+    curve_coverage: list[float] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def calibration_report(truth, estimate, std, scale: float = 1.0) -> CalibrationReport:
+    """Measure the calibration of ``scale * std`` for ``estimate`` against ``truth`` (arrays ``(B, 1, H, W)`` or any
+    shape with the images along the first axis)."""
+    z = standardised_errors(truth, estimate, std, scale)
+    truth_a, estimate_a, std_a = (_as_array(a) for a in (truth, estimate, std))
+    error = np.abs(truth_a - estimate_a)
+    per_image = [pearson(std_a[i], error[i]) for i in range(error.shape[0])]
+    per_image = [value for value in per_image if math.isfinite(value)]
+    return CalibrationReport(
+        images=int(error.shape[0]), pixels=int(z.size), scale=float(scale),
+        coverage={f"{k:g}": value for k, value in zip(HEADLINE_KS, coverage(z, HEADLINE_KS))},
+        nominal={f"{k:g}": gaussian_coverage(k) for k in HEADLINE_KS},
+        correlation=pearson(std_a, error),
+        correlation_per_image=float(np.mean(per_image)) if per_image else float("nan"),
+        rmse=float(np.sqrt(np.mean(error**2))), rms_std=float(scale * np.sqrt(np.mean(std_a**2))),
+        curve_coverage=coverage(z, CURVE_KS),
+    )
+
+
+def fit_scale(z: np.ndarray, ks: Sequence[float] = HEADLINE_KS) -> float:
+    """The factor ``c`` that minimises ``sum_k (C(z <= k c) - erf(k / sqrt 2))^2`` (``z``: standardised errors of
+    the raw map), searched on 4001 log-spaced values between 1e-3 and 1e3; among equally good values (the coverage is
+    a step function) the geometric middle of the best run is taken."""
+    ordered = np.sort(np.asarray(z, dtype=np.float64).ravel())
+    if ordered.size == 0:
+        raise ValueError("no pixels to fit a scale on")
+    scales = np.logspace(-3, 3, 4001)
+    targets = np.array([gaussian_coverage(k) for k in ks])
+    covered = np.stack([np.searchsorted(ordered, k * scales, side="right") / ordered.size for k in ks], axis=1)
+    loss = ((covered - targets) ** 2).sum(axis=1)
+    best = np.flatnonzero(loss <= loss.min() + 1e-15)
+    run_end = best[0]
+    while run_end + 1 < len(scales) and loss[run_end + 1] <= loss.min() + 1e-15:
+        run_end += 1
+    return float(math.sqrt(scales[best[0]] * scales[run_end]))
+
+
+# --------------------------------------------------------------------------------------------- running the methods
+@dataclass
+class StdMapRun:
+    """Ground truth, reconstruction and std map of some images for one method (CPU float32 ``(N, 1, H, W)``)."""
+
+    method: str
+    truth: torch.Tensor
+    estimate: torch.Tensor
+    std: torch.Tensor
+    params: dict[str, Any]
+    seconds: float
+
+
+def run_with_std_maps(method_name: str, selection, mask: np.ndarray, sigma: float, seed: int, batch: int = 8,
+                      device: torch.device | str = "cpu", params: dict[str, Any] | None = None,
+                      progress=None) -> StdMapRun:
+    """Run ``method_name`` (one of :data:`STD_MAP_METHODS`, or any method returning ``extras['std_map']``) on the
+    images of ``selection`` (an :class:`~genreg_viewer.evaluation.evaluate.EvaluationImages`), in batches, with the
+    measurements of ``genreg evaluate`` (per-image noise seeds)."""
+    from ..recon import run_method
+    from .evaluate import batches, make_batch_problem
+
+    estimates, stds = [], []
+    used: dict[str, Any] = {}
+    start = time.perf_counter()
+    for positions in batches(len(selection.indices), batch):
+        index = torch.as_tensor(list(positions))
+        problem = make_batch_problem(selection.images[index], selection.indices[list(positions)], mask, sigma, seed,
+                                     device)
+        result = run_method(method_name, problem, params or {})
+        if "std_map" not in result.extras:
+            raise ValueError(f"method {method_name!r} returned no std map (extras['std_map']); use one of "
+                             f"{', '.join(STD_MAP_METHODS)} with posterior samples > 0")
+        estimates.append(result.image.float())
+        stds.append(result.extras["std_map"].float())
+        used = result.params
+        if progress is not None:
+            progress(len(positions))
+    return StdMapRun(method_name, selection.images.float(), torch.cat(estimates), torch.cat(stds), used,
+                     time.perf_counter() - start)
+
+
+# -------------------------------------------------------------------------------------------------- stored scales
+def calibration_path(weight_set=None) -> Path:
+    from ..weight_sets import active_weight_set
+
+    return (weight_set or active_weight_set()).tuned_dir / CALIBRATION_FILE
+
+
+def read_calibration(weight_set=None) -> dict[str, list[dict[str, Any]]]:
+    """The stored calibration table of a weight set (empty when it has none)."""
+    path = calibration_path(weight_set)
+    if not path.is_file():
+        return {}
+    try:
+        table = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: not a readable calibration table ({exc})") from None
+    if not isinstance(table, dict):
+        raise ValueError(f"{path}: expected a JSON object of method -> entries")
+    return table
+
+
+def stored_entry(method: str, mask: str, sigma: float, weight_set=None) -> dict[str, Any] | None:
+    """The stored calibration entry of ``method`` for exactly this mask spec and sigma, or None."""
+    for entry in read_calibration(weight_set).get(method, []):
+        if entry.get("mask") == mask and math.isclose(float(entry.get("sigma", -1)), float(sigma), rel_tol=1e-9):
+            return entry
+    return None
+
+
+def stored_scale(method: str, mask: str, sigma: float, weight_set=None) -> float | None:
+    """The fitted std scale factor of ``method`` at ``mask``/``sigma`` in the weight set, or None."""
+    entry = stored_entry(method, mask, sigma, weight_set)
+    return None if entry is None else float(entry["scale"])
+
+
+def write_calibration(entries: dict[str, dict[str, Any]], weight_set=None) -> Path:
+    """Merge ``{method: entry}`` (each entry with ``mask``, ``sigma``, ``scale`` and what it was fitted on) into the
+    weight set's ``tuned/calibration.json`` (an entry of the same method, mask and sigma is replaced)."""
+    from ..fileio import atomic_write_text
+
+    table = read_calibration(weight_set)
+    for method, entry in entries.items():
+        kept = [e for e in table.get(method, []) if not (e.get("mask") == entry["mask"] and math.isclose(
+            float(e.get("sigma", -1)), float(entry["sigma"]), rel_tol=1e-9))]
+        table[method] = sorted(kept + [entry], key=lambda e: (str(e["mask"]), float(e["sigma"])))
+    path = calibration_path(weight_set)
+    atomic_write_text(path, json.dumps(table, indent=2) + "\n")
+    return path
+
+
+# ------------------------------------------------------------------------------------------------------------ plot
+def plot_calibration(panels: Sequence[tuple[str, dict[str, Any]]], path) -> Path:
+    """Write a calibration plot (PNG): one panel per ``(title, report)`` (a ``genreg calibrate --report`` object),
+    the empirical coverage ``C(k)`` of each method's raw (solid) and scaled (dashed) std map against the Gaussian
+    coverage ``erf(k / sqrt 2)`` over k = 0 .. 4, with k = 1, 2, 3 marked; the diagonal is a calibrated map."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+
+    from ..fileio import atomic_path
+
+    figure = Figure(figsize=(4.2 * len(panels), 4.2), dpi=110)
+    axes = figure.subplots(1, len(panels), squeeze=False)[0]
+    colours = {"mean+covar": "tab:red", "mean+diagonal": "tab:blue", "latent-vi": "tab:green"}
+    for ax, (title, report) in zip(axes, panels):
+        ax.plot([0, 1], [0, 1], color="0.6", linewidth=1, label="calibrated")
+        for name, entry in report["methods"].items():
+            colour = colours.get(name)
+            for label, style in (("raw", "-"), ("scaled", "--")):
+                if label not in entry:
+                    continue
+                curve = entry[label]
+                nominal = [gaussian_coverage(k) for k in curve["curve_k"]]
+                text = name if label == "raw" else f"{name} x {curve['scale']:.2g}"
+                line, = ax.plot(nominal, curve["curve_coverage"], style, color=colour, linewidth=1.5, label=text)
+                ax.plot([gaussian_coverage(float(k)) for k in curve["coverage"]], list(curve["coverage"].values()),
+                        "o", color=line.get_color(), markersize=3.5)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_aspect("equal")
+        ax.set_xlabel("Gaussian coverage P(|Z| <= k)")
+        ax.set_ylabel("empirical coverage of |x - x_hat| <= k std")
+        ax.set_title(title, fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+    figure.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        figure.savefig(tmp, format="png")
+    return Path(path)
