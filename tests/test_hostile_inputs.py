@@ -589,7 +589,7 @@ def test_every_step_trainer_stops_on_non_finite_values(case):
 
     torch.manual_seed(0)
     model = _Tiny()
-    loss, kwargs = _tiny_loss(model), dict(steps=5, minutes=None, learning_rate=1e-3, log=lambda _: None)
+    loss, kwargs = _tiny_loss(model), dict(steps=5, minutes=None, learning_rate=1e-3)
     if case == "nan-loss":
         loss = (lambda base=loss: base() * float("nan"))
     elif case == "nan-parameter":  # e.g. a rescaling after the step that divides by zero

@@ -62,6 +62,13 @@ def add_step_budget_arguments(parser: argparse.ArgumentParser, defaults: StepTra
                         help=f"seed of initialisation, batches and noise (default {seed})")
     parser.add_argument("--out", default=None, metavar="STEM",
                         help=f"output stem: writes STEM.safetensors and STEM.json (default {out})")
+    parser.add_argument("--checkpoint-every", type=int, default=defaults.checkpoint_every, metavar="N",
+                        help=f"write STEM.checkpoint.pt every N steps (default {defaults.checkpoint_every}); it is "
+                             "removed once the weights are written, unless --keep-checkpoint")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from STEM.checkpoint.pt (same options; --steps may grow)")
+    parser.add_argument("--keep-checkpoint", action="store_true",
+                        help="keep STEM.checkpoint.pt after the weights are written (to extend the run later)")
 
 
 def step_budget_values(args: argparse.Namespace) -> dict[str, Any]:
@@ -70,7 +77,8 @@ def step_budget_values(args: argparse.Namespace) -> dict[str, Any]:
     if args.images is not None and args.data is not None:
         raise ValueError("--images N is short for --data phantom:N: give one of them, not both")
     values = dict(batch=args.batch, steps=args.steps, minutes=args.minutes, learning_rate=args.lr, seed=args.seed,
-                  data=args.data, held_out=args.held_out, augment=args.augment)
+                  data=args.data, held_out=args.held_out, augment=args.augment,
+                  checkpoint_every=args.checkpoint_every)
     if args.images is not None:
         values["images"] = args.images
     return values
@@ -93,8 +101,16 @@ def device_from_arguments(args: argparse.Namespace) -> torch.device:
     return resolve_device(args.device)
 
 
+def checkpoint_values(args: argparse.Namespace) -> dict[str, bool]:
+    """``resume`` and ``keep_checkpoint`` of a step-budget trainer's function, from the command line."""
+    return {"resume": args.resume, "keep_checkpoint": args.keep_checkpoint}
+
+
 def report_written(paths: Iterable[object]) -> int:
-    """Print ``wrote PATH`` for each written file; the command's exit status (0)."""
-    for path in paths:
-        print(f"wrote {path}")
+    """Print ``wrote PATH`` for each written file (rank 0 only under ``torchrun``); the command's exit status (0)."""
+    from .distributed import is_main_process
+
+    if is_main_process():
+        for path in paths:
+            print(f"wrote {path}")
     return 0

@@ -6,24 +6,39 @@ evaluation images used by tests and benchmarks start) or the path of a slice set
 ``genreg dataset build`` (real slices); every ``genreg train`` kind takes it the same way (``--data``, ``--held-out``,
 ``--augment``).
 
-The step-budget trainers (:func:`train_steps`: denoiser, variational network, educated DIP, flow) run for a number of
-steps or until a wall-clock budget is spent, whichever comes first, with a linear warm-up and a cosine learning-rate
-decay over the planned steps.
+The step-budget trainers (:func:`train_steps`: denoiser, variational network, educated DIP, flow) run the one
+training loop (:func:`genreg_viewer.training.loop.train_loop`, shared with the VAE) for a number of steps or until a
+wall-clock budget is spent, whichever comes first, with a linear warm-up and a cosine learning-rate decay over the
+planned steps, a checkpoint every ``checkpoint_every`` steps (``--resume``) and, under ``torchrun``, data-parallel
+steps over the ranks (:mod:`genreg_viewer.training.distributed`).
 """
 
 from __future__ import annotations
 
+import inspect
 import math
+import os
 import shlex
-import sys
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Callable, ClassVar, Sequence
 
 import numpy as np
 import torch
 
 from ..data import limits
+from .distributed import DistributedContext, logger
+from .loop import (  # noqa: F401 (re-exported: the trainers and tests import them from here)
+    Checkpointing,
+    LoopOutcome,
+    Plan,
+    Schedule,
+    TrainingDiverged,
+    check_finite,
+    ensure_log_handler,
+    set_learning_rate,
+    train_loop,
+)
 
 #: phantom seeds >= this are held out for evaluation; training uses seeds below it
 HELD_OUT_SEED = 1_000_000
@@ -283,7 +298,10 @@ def seed_everything(seed: int) -> None:
 
 
 def log(message: str) -> None:
-    print(message, file=sys.stdout, flush=True)
+    """Training progress to ``logging`` (logger ``genreg_viewer.training``; stderr unless configured otherwise;
+    rank 0 only under ``torchrun``)."""
+    ensure_log_handler()
+    logger.info(message)
 
 
 def command_line(argv: Sequence[str] | None, fallback: str) -> str:
@@ -315,48 +333,6 @@ def start_run(config: Any) -> tuple[torch.Generator, TrainingData]:
     return generator, load_training_data(config)
 
 
-def set_learning_rate(optimizer: torch.optim.Optimizer, value: float) -> None:
-    for group in optimizer.param_groups:
-        group["lr"] = value
-
-
-class TrainingDiverged(RuntimeError):
-    """Training produced a non-finite loss, parameter, buffer or evaluation figure; nothing is written."""
-
-
-def _non_finite_tensors(module: torch.nn.Module) -> list[str]:
-    tensors = [(name, t) for name, t in module.state_dict().items() if t.is_floating_point() or t.is_complex()]
-    if not tensors:
-        return []
-    finite = torch.stack([torch.isfinite(t).all() for _, t in tensors])  # one device sync for all of them
-    if bool(finite.all()):
-        return []
-    return [name for (name, _), ok in zip(tensors, finite.tolist()) if not ok]
-
-
-def check_finite(where: str, *, loss: torch.Tensor | float | None = None, module: torch.nn.Module | None = None,
-                 values: dict[str, Any] | None = None) -> None:
-    """Stop training (:class:`TrainingDiverged`, one line naming ``where``) when the ``loss``, a parameter or buffer
-    of ``module`` (e.g. batch-norm statistics) or one of the numbers in ``values`` (held-out figures) is NaN or
-    infinite. The training loops (:func:`train_steps`, ``vae.run_epochs``) call it after every step, before
-    anything is saved, so a diverged run writes no weights."""
-    problem = None
-    if isinstance(loss, torch.Tensor):
-        loss = float(loss.detach())
-    if loss is not None and not math.isfinite(loss):
-        problem = f"the loss became {loss}"
-    elif module is not None:
-        bad = _non_finite_tensors(module)
-        if bad:
-            problem = f"{len(bad)} parameter tensor(s) became NaN or infinite ({', '.join(bad[:3])})"
-    if problem is None and values:
-        bad = [k for k, v in values.items() if isinstance(v, (int, float)) and not math.isfinite(v)]
-        if bad:
-            problem = f"the evaluation gave {', '.join(f'{k}={values[k]}' for k in bad[:3])}"
-    if problem is not None:
-        raise TrainingDiverged(f"training diverged at {where}: {problem}; lower --lr (nothing was written)")
-
-
 # ------------------------------------------------------------------------------------------- step-budget training
 @dataclass
 class StepTrainingConfig:
@@ -380,6 +356,8 @@ class StepTrainingConfig:
     data: str | None = None
     held_out: int | str | None = None
     augment: bool = False
+    #: steps between checkpoints (``STEM.checkpoint.pt``, removed after the weights are written unless kept)
+    checkpoint_every: int = 200
 
     def check(self) -> None:
         """Raise ``ValueError`` for settings no trainer can use."""
@@ -394,64 +372,41 @@ class StepTrainingConfig:
             _phantom_spec(held)
         if self.batch < 1:
             raise ValueError("batch must be at least 1")
+        if self.checkpoint_every < 1:
+            raise ValueError("checkpoint_every must be at least 1")
         if self.steps < 1 or (self.minutes is not None and self.minutes <= 0):
             raise ValueError("steps must be at least 1 and minutes positive")
         if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
             raise ValueError(f"learning rate must be positive, got {self.learning_rate}")
 
 
-@dataclass
-class TrainingBudget:
-    """Stop after ``steps`` optimiser steps or ``minutes`` of wall-clock time (``None``: no time limit)."""
+def step_checkpointing(config: "StepTrainingConfig", stem: str | os.PathLike, resume: bool = False) -> Checkpointing:
+    """The checkpoint of a step-budget run writing ``stem``: ``STEM.checkpoint.pt``, written every
+    ``config.checkpoint_every`` steps by rank 0; ``resume`` continues from it when every setting but ``steps``,
+    ``minutes`` and ``checkpoint_every`` agrees (so a run can be extended)."""
+    identity = {k: v for k, v in asdict(config).items() if k not in ("steps", "minutes", "checkpoint_every")}
+    from ..models.weights import weights_stem
 
-    steps: int
-    minutes: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.steps < 1:
-            raise ValueError("training needs at least one step")
-        if self.minutes is not None and self.minutes <= 0:
-            raise ValueError("the time budget must be positive")
-        self.start = time.perf_counter()
-
-    @property
-    def elapsed(self) -> float:
-        return time.perf_counter() - self.start
-
-    def exhausted(self, step: int) -> bool:
-        return step >= self.steps or (self.minutes is not None and self.elapsed >= 60 * self.minutes)
-
-    def learning_rate(self, base: float, step: int, warmup: int = 20) -> float:
-        """Linear warm-up over ``warmup`` steps, then cosine decay to ``base / 20`` at the planned end (by step count or
-        by time, whichever is further along)."""
-        progress = step / self.steps
-        if self.minutes is not None:
-            progress = max(progress, self.elapsed / (60 * self.minutes))
-        progress = min(progress, 1.0)
-        scale = 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress))
-        return base * min(1.0, (step + 1) / warmup) * scale
+    stem = weights_stem(stem)
+    return Checkpointing(stem.with_name(stem.name + ".checkpoint.pt"), {"config": identity}, resume)
 
 
-@dataclass
-class TrainingOutcome:
-    """What :func:`train_steps` did: ``steps`` taken (skipped ones included), the smoothed ``final_loss`` (``None``
-    when no step succeeded), ``skipped`` non-finite steps, the logged ``curve`` ``[[step, smoothed loss], ...]`` and the
-    ``budget`` (its clock keeps running: ``elapsed`` is the time since training started)."""
+def generator_state(generator: torch.Generator) -> tuple[Callable[[], dict[str, Any]], Callable[[dict[str, Any]], None]]:
+    """``state()`` / ``load_state()`` for :func:`train_loop` that save and restore ``generator`` (a resumed run then
+    draws the batches and noise the uninterrupted run would have drawn)."""
+    def state() -> dict[str, Any]:
+        return {"generator": generator.get_state()}
 
-    steps: int
-    final_loss: float | None
-    budget: TrainingBudget
-    skipped: int = 0
-    curve: list[list[float]] = field(default_factory=list)
+    def load_state(saved: dict[str, Any]) -> None:
+        if "generator" in saved:
+            generator.set_state(saved["generator"])
 
-    @property
-    def elapsed(self) -> float:
-        return self.budget.elapsed
+    return state, load_state
 
 
 def train_steps(
     model: torch.nn.Module,
-    batch_loss: Callable[[], torch.Tensor],
+    batch_loss: Callable[..., torch.Tensor],
     *,
     steps: int,
     minutes: float | None,
@@ -463,58 +418,48 @@ def train_steps(
     max_grad_norm: float | None = None,
     after_step: Callable[[], None] | None = None,
     max_non_finite: int | None = None,
-    log: Callable[[str], None] = log,
-) -> TrainingOutcome:
-    """Adam on ``model``'s parameters until ``steps`` steps or ``minutes`` are spent.
+    context: DistributedContext | None = None,
+    checkpointing: Checkpointing | None = None,
+    checkpoint_every: int | None = None,
+    state: Callable[[], dict[str, Any]] | None = None,
+    load_state: Callable[[dict[str, Any]], None] | None = None,
+) -> LoopOutcome:
+    """A step-budget run of :func:`genreg_viewer.training.loop.train_loop`: Adam on ``model``'s parameters until
+    ``steps`` steps or ``minutes`` are spent, warm-up over 20 steps, then cosine decay to ``learning_rate / 20`` at
+    step ``steps`` (or at the end of the time budget, whichever is further along).
 
-    Each step: training mode, ``loss = batch_loss()`` (on a fresh batch), learning rate from
-    :meth:`TrainingBudget.learning_rate` (warm-up, cosine decay), backward, optional gradient-norm clipping to
-    ``max_grad_norm``, the Adam step, ``after_step()``.
-    The reported loss is the moving average ``r <- (1 - smoothing) r + smoothing loss``, logged every ``log_every``
-    steps as ``step N LOSS_LABEL r elapsed Ts``. A non-finite loss raises :class:`TrainingDiverged`; with
-    ``max_non_finite`` it skips the update instead (the step still counts) and more than ``max_non_finite`` of them
-    raise. A non-finite parameter or buffer after a step raises (:func:`check_finite`), and so does a non-finite
-    loss of the trained model (in eval mode, no gradients) on one more batch after the last step.
+    ``batch_loss(step, share)`` returns the loss of a fresh global batch whose tensors went through ``share``
+    (needed under ``torchrun``); a function of no arguments is accepted in a single process. Logged every
+    ``log_every`` steps as ``step N LOSS_LABEL r elapsed Ts`` (``r`` the smoothed loss); a checkpoint every
+    ``checkpoint_every`` steps when ``checkpointing`` is given. Non-finite values raise
+    :class:`TrainingDiverged` (``max_non_finite``: that many non-finite losses are skipped first).
     """
-    optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
-    budget = TrainingBudget(steps, minutes)
-    outcome = TrainingOutcome(0, None, budget)
-    step, running = 0, None
-    while not budget.exhausted(step):
-        model.train()
-        loss = batch_loss()
-        if not torch.isfinite(loss):
-            if max_non_finite is None:
-                check_finite(f"step {step + 1}", loss=loss)
-            outcome.skipped += 1
-            if outcome.skipped > max_non_finite:
-                raise TrainingDiverged(f"training diverged: more than {max_non_finite} non-finite losses by step "
-                                       f"{step + 1}; lower --lr (nothing was written)")
-            step += 1
-            continue
-        set_learning_rate(optimizer, budget.learning_rate(learning_rate, step))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if max_grad_norm is not None:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
-        optimizer.step()
-        if after_step is not None:
-            after_step()
-        check_finite(f"step {step + 1}", module=model)
-        running = loss.item() if running is None else (1 - smoothing) * running + smoothing * loss.item()
-        step += 1
-        if step % log_every == 0:
-            outcome.curve.append([step, round(running, 4)])
-            log(f"step {step} {loss_label} {running:.{loss_digits}f} elapsed {budget.elapsed:.0f}s")
-    # the last update can break the model before any loss shows it: one more batch, without changing the model
-    model.eval()
-    with torch.no_grad():
-        check_finite(f"the end of training (step {step})", loss=batch_loss())
-    outcome.steps, outcome.final_loss = step, running
-    return outcome
+    context = context if context is not None else DistributedContext()
+    required = [p for p in inspect.signature(batch_loss).parameters.values()
+                if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if not required:
+        if context.distributed:
+            raise TypeError("under torchrun the batch loss must take (step, share) and share its batch")
+        plain = batch_loss
+        batch_loss = lambda step, share: plain()  # noqa: E731
+    period = checkpoint_every if checkpoint_every is not None else steps
+    plan = Plan(Schedule(learning_rate, warmup=20, final_fraction=0.05), period=max(1, period), budget="clock",
+                steps=steps, minutes=minutes)
+    return train_loop(
+        model, lambda step, share: {"loss": batch_loss(step, share)}, plan, context, checkpointing=checkpointing,
+        state=state, load_state=load_state, max_grad_norm=max_grad_norm, after_step=after_step,
+        max_non_finite=max_non_finite, loss_label=loss_label, loss_digits=loss_digits, log_every=log_every,
+        smoothing=smoothing,
+    )
 
 
-def run_info(method: str, config: Any, outcome: TrainingOutcome, data: TrainingData, details: str = "",
+def finish_checkpoint(checkpointing: Checkpointing, context: DistributedContext, keep: bool) -> None:
+    """After the weights are written: remove the run's checkpoint unless ``keep`` (rank 0 only)."""
+    if context.is_main and not keep:
+        checkpointing.path.unlink(missing_ok=True)
+
+
+def run_info(method: str, config: Any, outcome: LoopOutcome, data: TrainingData, details: str = "",
              **results: Any) -> dict[str, Any]:
     """The info JSON of a step-budget trainer: ``method``, ``training`` (the config dataclass with ``images`` the
     number of training images used, steps done, seconds, ``data``: :meth:`TrainingData.describe` with ``details``,

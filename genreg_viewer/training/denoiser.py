@@ -21,10 +21,12 @@ from pathlib import Path
 import torch
 
 from ..models.dncnn import RealSNDnCNN
-from ..models.weights import save_weights
+from ..models.weights import save_weights, weights_paths
 from ..paths import WEIGHTS_DIR
 from .common import (
     StepTrainingConfig,
+    finish_checkpoint,
+    generator_state,
     in_chunks,
     log,
     mean_psnr,
@@ -32,8 +34,10 @@ from .common import (
     random_geometry_and_contrast,
     run_info,
     start_run,
+    step_checkpointing,
     train_steps,
 )
+from .distributed import BatchShare, distributed_run
 
 DEFAULT_STEM = WEIGHTS_DIR / "dncnn"
 
@@ -91,35 +95,50 @@ def evaluate_denoiser(model: RealSNDnCNN, images: torch.Tensor, levels=(0.01, 0.
 
 
 def train_denoiser(config: DenoiserTrainingConfig, stem: str | os.PathLike = DEFAULT_STEM,
-                   device: torch.device | str = "cpu") -> tuple[Path, Path]:
-    """Train a RealSN-DnCNN and save it as ``stem.safetensors`` / ``stem.json``; returns the two paths."""
-    generator, data = start_run(config)
-    images, validation = data.train.images, data.held_out.images.to(device)
-    model = RealSNDnCNN(config.layers, config.channels).to(device)
+                   device: torch.device | str = "cpu", resume: bool = False,
+                   keep_checkpoint: bool = False) -> tuple[Path, Path]:
+    """Train a RealSN-DnCNN and save it as ``stem.safetensors`` / ``stem.json``; returns the two paths. Under
+    ``torchrun`` the global batch of ``config.batch`` patches is split over the ranks (rank 0 writes)."""
+    with distributed_run(device) as context:
+        context.check_batch(config.batch)
+        device = context.device
+        generator, data = start_run(config)
+        images, validation = data.train.images, data.held_out.images.to(device)
+        model = RealSNDnCNN(config.layers, config.channels).to(device)
 
-    def batch_loss() -> torch.Tensor:
-        clean = _random_patches(images, config.batch, config.patch, generator, config.augment).to(device)
-        levels = _log_uniform(config.batch, config.sigma_min, config.sigma_max, generator).to(device)
-        noise = torch.randn(clean.shape, generator=generator).to(device) * levels.view(-1, 1, 1, 1)
-        # loss per pixel relative to the noise variance, so that every noise level counts alike
-        residual = model.residual(clean + noise, levels)
-        return ((residual - noise).square().mean(dim=(1, 2, 3)) / levels.square()).mean()
+        def batch_loss(step: int, share: BatchShare) -> torch.Tensor:
+            clean = _random_patches(images, config.batch, config.patch, generator, config.augment)
+            levels = _log_uniform(config.batch, config.sigma_min, config.sigma_max, generator)
+            noise = torch.randn(clean.shape, generator=generator) * levels.view(-1, 1, 1, 1)
+            clean, levels, noise = (share(t).to(device) for t in (clean, levels, noise))
+            # loss per pixel relative to the noise variance, so that every noise level counts alike
+            residual = model.residual(clean + noise, levels)
+            return ((residual - noise).square().mean(dim=(1, 2, 3)) / levels.square()).mean()
 
-    outcome = train_steps(model, batch_loss, steps=config.steps, minutes=config.minutes,
-                          learning_rate=config.learning_rate, loss_label="loss(relative MSE)", log_every=100,
-                          smoothing=0.02, after_step=model.rescale_weights_)
-    model.eval()
-    norms = model.refresh_norms((128, 128), iterations=200)
-    scores = evaluate_denoiser(model, validation)
-    log(f"trained {outcome.steps} steps in {outcome.elapsed:.0f}s; raw operator norms (power iteration, certified "
-        f"bound) {[(round(a, 4), round(b, 4)) for a, b in norms]}")
-    log(f"held-out PSNR (noisy -> denoised): {scores}")
-    info = run_info(
-        "RealSN-DnCNN (Ryu et al. 2019), residual learning, noise level as per-layer biases", config, outcome, data,
-        f"random {config.patch}x{config.patch} patches, flips",
-        raw_operator_norms_128=[round(a, 4) for a, _ in norms],
-        raw_operator_norm_bounds=[round(b, 4) for _, b in norms],
-        held_out_psnr=scores,
-    )
-    model_config = {**model.config, "sigma_range": [config.sigma_min, config.sigma_max]}
-    return save_weights(model, stem, model_config, info)
+        checkpointing = step_checkpointing(config, stem, resume)
+        state, load_state = generator_state(generator)
+        outcome = train_steps(model, batch_loss, steps=config.steps, minutes=config.minutes,
+                              learning_rate=config.learning_rate, loss_label="loss(relative MSE)", log_every=100,
+                              smoothing=0.02, after_step=model.rescale_weights_, context=context,
+                              checkpointing=checkpointing, checkpoint_every=config.checkpoint_every, state=state,
+                              load_state=load_state)
+        model.eval()
+        norms = model.refresh_norms((128, 128), iterations=200)
+        scores = evaluate_denoiser(model, validation)
+        log(f"trained {outcome.steps} steps in {outcome.elapsed:.0f}s; raw operator norms (power iteration, "
+            f"certified bound) {[(round(a, 4), round(b, 4)) for a, b in norms]}")
+        log(f"held-out PSNR (noisy -> denoised): {scores}")
+        info = run_info(
+            "RealSN-DnCNN (Ryu et al. 2019), residual learning, noise level as per-layer biases", config, outcome,
+            data, f"random {config.patch}x{config.patch} patches, flips",
+            raw_operator_norms_128=[round(a, 4) for a, _ in norms],
+            raw_operator_norm_bounds=[round(b, 4) for _, b in norms],
+            held_out_psnr=scores,
+            processes=context.world_size,
+        )
+        model_config = {**model.config, "sigma_range": [config.sigma_min, config.sigma_max]}
+        paths = weights_paths(stem)
+        if context.is_main:
+            paths = save_weights(model, stem, model_config, info)
+            finish_checkpoint(checkpointing, context, keep_checkpoint)
+        return paths

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from .cli_arguments import (
     add_device_arguments,
+    checkpoint_values,
     add_step_budget_arguments,
     device_from_arguments,
     report_written,
@@ -66,7 +67,7 @@ def run_denoiser(args) -> int:
     device = device_from_arguments(args)
     config = DenoiserTrainingConfig(layers=args.layers, channels=args.channels, sigma_min=args.sigma_min,
                                     sigma_max=args.sigma_max, patch=args.patch, **step_budget_values(args))
-    return report_written(train_denoiser(config, args.out or DEFAULT_STEM, device))
+    return report_written(train_denoiser(config, args.out or DEFAULT_STEM, device, **checkpoint_values(args)))
 
 
 def run_varnet(args) -> int:
@@ -74,11 +75,12 @@ def run_varnet(args) -> int:
 
     device = device_from_arguments(args)
     config = VarnetTrainingConfig(mask=args.mask, noise=args.noise, stages=args.stages, **step_budget_values(args))
-    return report_written(train_varnet(config, args.out, device))
+    return report_written(train_varnet(config, args.out, device, **checkpoint_values(args)))
 
 
 def run_edip(args) -> int:
     from .edip import DEFAULT_STEM, EdipTrainingConfig, train_edip
 
     device = device_from_arguments(args)
-    return report_written(train_edip(EdipTrainingConfig(**step_budget_values(args)), args.out or DEFAULT_STEM, device))
+    config = EdipTrainingConfig(**step_budget_values(args))
+    return report_written(train_edip(config, args.out or DEFAULT_STEM, device, **checkpoint_values(args)))

@@ -19,10 +19,23 @@ import numpy as np
 import torch
 
 from ..models.varnet import VariationalNetwork
-from ..models.weights import save_weights
+from ..models.weights import save_weights, weights_paths
 from ..paths import WEIGHTS_DIR
 from ..physics import MRIOperator, add_kspace_noise, mask_fingerprint, mask_from_spec
-from .common import StepTrainingConfig, augment_batch, in_chunks, log, mean_psnr, run_info, start_run, train_steps
+from .common import (
+    StepTrainingConfig,
+    augment_batch,
+    finish_checkpoint,
+    generator_state,
+    in_chunks,
+    log,
+    mean_psnr,
+    run_info,
+    start_run,
+    step_checkpointing,
+    train_steps,
+)
+from .distributed import BatchShare, distributed_run
 
 
 def setting_name(mask_spec: str, sigma: float) -> str:
@@ -71,39 +84,54 @@ def evaluate_varnet(model: VariationalNetwork, images: torch.Tensor, operator: M
 
 
 def train_varnet(config: VarnetTrainingConfig, stem: str | os.PathLike | None = None,
-                 device: torch.device | str = "cpu") -> tuple[Path, Path]:
-    """Train a variational network for ``config.mask`` / ``config.noise`` and save it; returns the file paths."""
+                 device: torch.device | str = "cpu", resume: bool = False,
+                 keep_checkpoint: bool = False) -> tuple[Path, Path]:
+    """Train a variational network for ``config.mask`` / ``config.noise`` and save it; returns the file paths. Under
+    ``torchrun`` the global batch of ``config.batch`` images is split over the ranks (rank 0 writes)."""
     mask = mask_from_spec(config.mask, (128, 128))
     stem = default_stem(config.mask, config.noise) if stem is None else stem
-    generator, data = start_run(config)
-    operator = MRIOperator(mask, device=device)
-    images, validation = data.train.images, data.held_out.images.to(device)
-    model = VariationalNetwork(config.stages, config.filters, config.kernel_size, config.rbf_count,
-                               config.rbf_extent, seed=config.seed).to(device)
+    with distributed_run(device) as context:
+        context.check_batch(config.batch)
+        device = context.device
+        generator, data = start_run(config)
+        operator = MRIOperator(mask, device=device)
+        images, validation = data.train.images, data.held_out.images.to(device)
+        model = VariationalNetwork(config.stages, config.filters, config.kernel_size, config.rbf_count,
+                                   config.rbf_extent, seed=config.seed).to(device)
 
-    def batch_loss() -> torch.Tensor:
-        index = torch.randint(images.shape[0], (config.batch,), generator=generator)
-        truth = augment_batch(images[index], generator, augment=config.augment).to(device)
-        noise_seed = int(torch.randint(2**31 - 1, (1,), generator=generator))
-        y = _measure(truth, operator, config.noise, noise_seed)
-        return 0.5 * (model(y, operator) - truth).square().flatten(1).sum(1).mean()
+        def batch_loss(step: int, share: BatchShare) -> torch.Tensor:
+            index = torch.randint(images.shape[0], (config.batch,), generator=generator)
+            truth = augment_batch(images[index], generator, augment=config.augment).to(device)
+            noise_seed = int(torch.randint(2**31 - 1, (1,), generator=generator))
+            y = _measure(truth, operator, config.noise, noise_seed)  # the global batch's noise, then this rank's part
+            truth, y = share(truth), share(y)
+            return 0.5 * (model(y, operator) - truth).square().flatten(1).sum(1).mean()
 
-    outcome = train_steps(model, batch_loss, steps=config.steps, minutes=config.minutes,
-                          learning_rate=config.learning_rate, loss_digits=3, max_grad_norm=10.0)
-    scores = evaluate_varnet(model, validation, operator, config.noise)
-    log(f"trained {outcome.steps} steps in {outcome.elapsed:.0f}s; held-out PSNR {scores}")
-    model_config = {
-        **model.config,
-        "setting": setting_name(config.mask, config.noise),
-        "mask_spec": config.mask,
-        "mask_fingerprint": mask_fingerprint(mask),
-        "sampling_fraction": round(float(mask.mean()), 6),
-        "noise_sigma": float(config.noise),
-    }
-    info = run_info(
-        "variational network (Hammernik et al. 2018), real images, supervised on one setting", config, outcome, data,
-        "flips, fresh noise every step",
-        held_out_psnr=scores,
-        data_weights=[round(s.data_weight.item(), 4) for s in model.stages],
-    )
-    return save_weights(model, stem, model_config, info)
+        checkpointing = step_checkpointing(config, stem, resume)
+        state, load_state = generator_state(generator)
+        outcome = train_steps(model, batch_loss, steps=config.steps, minutes=config.minutes,
+                              learning_rate=config.learning_rate, loss_digits=3, max_grad_norm=10.0, context=context,
+                              checkpointing=checkpointing, checkpoint_every=config.checkpoint_every, state=state,
+                              load_state=load_state)
+        scores = evaluate_varnet(model, validation, operator, config.noise)
+        log(f"trained {outcome.steps} steps in {outcome.elapsed:.0f}s; held-out PSNR {scores}")
+        model_config = {
+            **model.config,
+            "setting": setting_name(config.mask, config.noise),
+            "mask_spec": config.mask,
+            "mask_fingerprint": mask_fingerprint(mask),
+            "sampling_fraction": round(float(mask.mean()), 6),
+            "noise_sigma": float(config.noise),
+        }
+        info = run_info(
+            "variational network (Hammernik et al. 2018), real images, supervised on one setting", config, outcome,
+            data, "flips, fresh noise every step",
+            held_out_psnr=scores,
+            data_weights=[round(s.data_weight.item(), 4) for s in model.stages],
+            processes=context.world_size,
+        )
+        paths = weights_paths(stem)
+        if context.is_main:
+            paths = save_weights(model, stem, model_config, info)
+            finish_checkpoint(checkpointing, context, keep_checkpoint)
+        return paths

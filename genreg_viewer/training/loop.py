@@ -1,0 +1,410 @@
+"""The one training loop of every ``genreg train`` kind (:func:`train_loop`).
+
+Each step ``s``: a fresh global batch and its losses from the trainer's ``batch_loss(step, share)`` (a dict with the
+minimised ``"loss"``, each a mean over this rank's share of the batch), the learning rate of :class:`Schedule`, the
+backward pass (gradients averaged over the ranks under ``torchrun``; see :mod:`.distributed`), optional gradient-norm
+clipping, the Adam step, the trainer's ``after_step()`` and a divergence check (:func:`check_finite`). The logged
+loss is the global-batch mean, smoothed ``r <- (1 - smoothing) r + smoothing loss``.
+
+Two budgets (:class:`Plan`):
+
+* ``"clock"`` (step-budget trainers: denoiser, varnet, edip, flow): stop after ``steps`` steps or ``minutes`` of wall
+  clock, whichever comes first; the cosine decay follows the larger of the two fractions spent. A *period* of
+  ``period`` steps ends with a checkpoint.
+* ``"periods"`` (the VAE's epochs): ``periods`` periods of ``period`` steps; with ``minutes`` the count is cut, once
+  the first period of this run is timed, to the whole periods that fit (the schedule follows the new total).
+
+At the end of each period: the trainer's ``evaluate()`` (held-out figures; every rank runs it), a history record
+(period means of the training losses and the held-out figures), a divergence check, and rank 0 writes the checkpoint
+(``torch.save``; read back with ``torch.load(weights_only=True)``, so a crafted file cannot run code). ``resume``
+continues from it: model, optimiser, step, history and the trainer's own state (generators, data order) from
+``state()`` / ``load_state()``; the checkpoint's ``identity`` (the settings that must not change) must match.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from ..fileio import atomic_path
+from .distributed import BatchShare, DistributedContext, EmptyShare, logger
+
+
+def ensure_log_handler() -> None:
+    """Training progress goes to ``logging`` (logger ``genreg_viewer.training``); when nothing is configured, its
+    messages (INFO and up) are written to stderr, one per line. Under ``torchrun`` only rank 0 logs INFO."""
+    if not logger.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.INFO)
+
+
+class TrainingDiverged(RuntimeError):
+    """Training produced a non-finite loss, parameter, buffer or evaluation figure; nothing is written."""
+
+
+def _non_finite_tensors(module: torch.nn.Module) -> list[str]:
+    tensors = [(name, t) for name, t in module.state_dict().items() if t.is_floating_point() or t.is_complex()]
+    if not tensors:
+        return []
+    finite = torch.stack([torch.isfinite(t).all() for _, t in tensors])  # one device sync for all of them
+    if bool(finite.all()):
+        return []
+    return [name for (name, _), ok in zip(tensors, finite.tolist()) if not ok]
+
+
+def divergence(*, loss: torch.Tensor | float | None = None, module: torch.nn.Module | None = None,
+               values: dict[str, Any] | None = None) -> str | None:
+    """What is non-finite: the ``loss``, a parameter or buffer of ``module`` (e.g. batch-norm statistics) or one
+    of the numbers in ``values`` (held-out figures); ``None`` when all are finite."""
+    if isinstance(loss, torch.Tensor):
+        loss = float(loss.detach())
+    if loss is not None and not math.isfinite(loss):
+        return f"the loss became {loss}"
+    if module is not None:
+        bad = _non_finite_tensors(module)
+        if bad:
+            return f"{len(bad)} parameter tensor(s) became NaN or infinite ({', '.join(bad[:3])})"
+    if values:
+        bad_keys = [k for k, v in values.items() if isinstance(v, (int, float)) and not math.isfinite(v)]
+        if bad_keys:
+            return f"the evaluation gave {', '.join(f'{k}={values[k]}' for k in bad_keys[:3])}"
+    return None
+
+
+def diverged(where: str, problem: str) -> TrainingDiverged:
+    return TrainingDiverged(f"training diverged at {where}: {problem}; lower --lr (nothing was written)")
+
+
+def check_finite(where: str, *, loss: torch.Tensor | float | None = None, module: torch.nn.Module | None = None,
+                 values: dict[str, Any] | None = None) -> None:
+    """Stop training (:class:`TrainingDiverged`, one line naming ``where``) when :func:`divergence` finds a problem.
+    The loop checks after every step and every evaluation, before anything is saved, so a diverged run writes no
+    weights."""
+    problem = divergence(loss=loss, module=module, values=values)
+    if problem is not None:
+        raise diverged(where, problem)
+
+
+def set_learning_rate(optimizer: torch.optim.Optimizer, value: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = value
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Linear warm-up over ``warmup`` steps, then cosine decay from ``peak`` to ``final_fraction * peak``::
+
+        lr(s, p) = peak * min(1, (s + 1) / warmup) * (f + (1 - f) (1 + cos(pi p)) / 2),   p = min(1, progress)
+    """
+
+    peak: float
+    warmup: int = 20
+    final_fraction: float = 0.05
+
+    def __call__(self, step: int, progress: float) -> float:
+        warm = min(1.0, (step + 1) / max(1, self.warmup))
+        floor = self.final_fraction
+        return self.peak * warm * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def periods_within_budget(budget_seconds: float, first_period_seconds: float, periods_before: int) -> int:
+    """Total periods (counting ``periods_before`` done earlier, then one timed period) that fit ``budget_seconds`` of
+    this run at the first period's pace: ``periods_before + max(1, floor(budget / first_period_seconds))``."""
+    return periods_before + max(1, math.floor(budget_seconds / max(first_period_seconds, 1e-9)))
+
+
+@dataclass
+class Plan:
+    """How long to train: ``budget`` ``"clock"`` (at most ``steps`` steps or ``minutes``) or ``"periods"``
+    (``periods`` periods, cut to what fits ``minutes``); ``period`` steps between evaluations and checkpoints;
+    the learning-rate ``schedule`` reaches its floor at step ``steps`` (clock) or at the last step (periods)."""
+
+    schedule: Schedule
+    period: int
+    budget: str = "clock"
+    steps: int = 0
+    periods: int = 0
+    minutes: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.budget not in ("clock", "periods"):
+            raise ValueError(f"budget must be 'clock' or 'periods', got {self.budget!r}")
+        if self.period < 1:
+            raise ValueError("a period needs at least one step")
+        if self.budget == "clock" and self.steps < 1:
+            raise ValueError("training needs at least one step")
+        if self.budget == "periods" and self.periods < 1:
+            raise ValueError("training needs at least one period")
+        if self.minutes is not None and not (self.minutes > 0 and math.isfinite(self.minutes)):
+            raise ValueError(f"the time budget must be a positive number of minutes, got {self.minutes}")
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps if self.budget == "clock" else self.periods * self.period
+
+    def progress(self, step: int, elapsed: float) -> float:
+        if self.budget == "periods":
+            return step / max(1, self.total_steps - 1)
+        progress = step / self.steps
+        if self.minutes is not None:
+            progress = max(progress, elapsed / (60 * self.minutes))
+        return progress
+
+    def finished(self, step: int, elapsed: float) -> bool:
+        if step >= self.total_steps:
+            return True
+        return self.budget == "clock" and self.minutes is not None and elapsed >= 60 * self.minutes
+
+
+@dataclass
+class Checkpointing:
+    """The checkpoint file ``path``, the ``identity`` it must match on ``--resume`` and whether to ``resume``."""
+
+    path: Path
+    identity: dict[str, Any]
+    resume: bool = False
+
+
+@dataclass
+class LoopOutcome:
+    """What :func:`train_loop` did: ``steps`` taken (skipped ones included; counting a resumed run's earlier
+    steps), the smoothed ``final_loss`` (``None`` when no step succeeded), ``skipped`` non-finite steps, the logged
+    ``curve`` ``[[step, smoothed loss], ...]``, the per-period ``history``, the training ``seconds`` (earlier runs
+    included) and the final ``plan`` (its ``periods`` cut by a time budget)."""
+
+    steps: int
+    final_loss: float | None
+    plan: Plan
+    seconds: float = 0.0
+    skipped: int = 0
+    curve: list[list[float]] = field(default_factory=list)
+    history: list[dict[str, float]] = field(default_factory=list)
+    started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds since this run's training started (its clock keeps running)."""
+        return time.perf_counter() - self.started
+
+
+def _load_checkpoint(checkpointing: Checkpointing) -> dict[str, Any]:
+    path = checkpointing.path
+    if not path.is_file():
+        raise FileNotFoundError(f"--resume: no checkpoint {path} to resume from")
+    try:
+        # weights_only: tensors, numbers, strings and containers only -- a crafted file cannot run code
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # zip errors of a damaged file, or objects other than plain data
+        raise ValueError(f"--resume: checkpoint {path} is unreadable: {exc}") from exc
+    stored = payload.get("identity") if isinstance(payload, dict) else None
+    identity = checkpointing.identity
+    if stored != identity:
+        changed = sorted(k for k in set(stored or {}) | set(identity) if (stored or {}).get(k) != identity.get(k))
+        raise ValueError(f"--resume: checkpoint {path} was made with different settings ({', '.join(changed)}); "
+                         "use the same options or a new output")
+    return payload
+
+
+def _save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def _zero_loss(trainable: torch.nn.Module) -> torch.Tensor:
+    """0, connected to every trained parameter (the contribution of a rank whose share of the batch is empty)."""
+    return sum((p.sum() * 0 for p in trainable.parameters() if p.requires_grad), torch.zeros(()))
+
+
+def train_loop(
+    trainable: torch.nn.Module,
+    batch_loss: Callable[[int, BatchShare], dict[str, torch.Tensor]],
+    plan: Plan,
+    context: DistributedContext,
+    *,
+    train_mode: Callable[[], None] | None = None,
+    evaluate: Callable[[], dict[str, float]] | None = None,
+    checkpointing: Checkpointing | None = None,
+    state: Callable[[], dict[str, Any]] | None = None,
+    load_state: Callable[[dict[str, Any]], None] | None = None,
+    max_grad_norm: float | None = None,
+    after_step: Callable[[], None] | None = None,
+    max_non_finite: int | None = None,
+    label: str = "train",
+    loss_label: str = "loss",
+    loss_digits: int = 4,
+    log_every: int | None = 20,
+    smoothing: float = 0.05,
+    progress_bar: bool = False,
+    final_check: bool = True,
+) -> LoopOutcome:
+    """Adam over ``trainable``'s parameters that require gradients, as described in the module docstring.
+
+    ``batch_loss(step, share)`` must pass every tensor of its global batch through ``share`` before the network
+    sees it (and draw its random numbers for the whole global batch, before sharing), so that every rank's
+    generators stay in step. A non-finite global loss raises :class:`TrainingDiverged`; with ``max_non_finite`` the
+    step is skipped instead (it still counts) and more than ``max_non_finite`` of them raise. ``final_check``: one
+    more batch after the last step, in eval mode without gradients, must give a finite loss (the last update can
+    break the model before any loss shows it).
+    """
+    ensure_log_handler()
+    train_mode = train_mode if train_mode is not None else trainable.train
+    parameters = [p for p in trainable.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(parameters, lr=plan.schedule.peak)
+    outcome = LoopOutcome(0, None, plan)
+    running: float | None = None
+    step, period_start_step = 0, 0
+    if checkpointing is not None and checkpointing.resume:
+        payload = _load_checkpoint(checkpointing)
+        trainable.load_state_dict(payload["trainable"])
+        for name, buffer in trainable.named_buffers():  # non-persistent buffers too (power-iteration vectors)
+            if name in payload.get("buffers", {}):
+                buffer.copy_(payload["buffers"][name])
+        optimizer.load_state_dict(payload["optimizer"])
+        step = int(payload["step"]) if "step" in payload else int(payload["epoch"]) * plan.period
+        outcome.history, outcome.seconds = list(payload["history"]), float(payload["seconds"])
+        outcome.curve, outcome.skipped = list(payload.get("curve", [])), int(payload.get("skipped", 0))
+        running = payload.get("running")
+        if load_state is not None:
+            load_state(payload.get("state", {}))
+        logger.info("%s: resumed from %s after step %d", label, checkpointing.path, step)
+    first_step = period_start_step = step
+    periods_before = step // plan.period
+    module = context.wrap(trainable)
+    sums: dict[str, float] = {}
+    keys: list[str] | None = None
+    run_started = time.perf_counter()
+    period_started = run_started
+    elapsed = 0.0  # this run's wall clock as rank 0 measured it at the end of the last step (all ranks agree)
+    bar = None
+    try:
+        while not plan.finished(step, elapsed):
+            if progress_bar and bar is None:
+                from tqdm import tqdm
+
+                remaining = min(plan.period, plan.total_steps - period_start_step)
+                bar = tqdm(total=remaining, desc=f"{label} {'epoch' if plan.budget == 'periods' else 'steps'} "
+                           f"{step // plan.period + 1}/{plan.periods or '?'}", unit="batch", mininterval=10.0,
+                           file=sys.stderr, dynamic_ncols=True, disable=not context.is_main)
+            train_mode()
+            share = context.share()
+
+            def compute() -> dict[str, torch.Tensor]:
+                try:
+                    return batch_loss(step, share)
+                except EmptyShare:
+                    zero = _zero_loss(trainable)
+                    return {key: zero for key in (keys or ["loss"])}
+
+            losses = module.run(compute)
+            keys = keys or list(losses)
+            weight = share.fraction if share.count else 0.0
+            local = torch.tensor([float(losses[k].detach()) * weight for k in keys], dtype=torch.float64)
+            where = (f"{label} epoch {step // plan.period + 1}, batch {step % plan.period + 1}"
+                     if plan.budget == "periods" else f"step {step + 1}")
+            problem = None
+            if not math.isfinite(float(local[0])):
+                problem = f"the loss became {float(local[0])}"
+            flagged = context.sum(torch.tensor([float(problem is not None)], dtype=torch.float64))
+            if float(flagged[0]) > 0:  # every rank takes the same branch
+                if max_non_finite is None:
+                    raise diverged(where, problem or "the loss became non-finite on another process")
+                outcome.skipped += 1
+                if outcome.skipped > max_non_finite:
+                    raise TrainingDiverged(f"training diverged: more than {max_non_finite} non-finite losses by step "
+                                           f"{step + 1}; lower --lr (nothing was written)")
+                optimizer.zero_grad(set_to_none=True)
+                step += 1
+                elapsed = context.from_main(time.perf_counter() - run_started)
+                continue
+            set_learning_rate(optimizer, plan.schedule(step, plan.progress(step, elapsed)))
+            optimizer.zero_grad(set_to_none=True)
+            objective = losses["loss"]
+            if context.distributed:  # DDP averages over the ranks: N (b_r / B) loss_r sums to the global mean
+                objective = objective * (weight * context.world_size)
+            objective.backward()
+            if max_grad_norm is not None:
+                torch.nn.utils.clip_grad_norm_(parameters, max_grad_norm)
+            optimizer.step()
+            if after_step is not None:
+                after_step()
+            problem = divergence(module=trainable)
+            global_losses = context.sum(torch.cat([local, torch.tensor([float(problem is not None)],
+                                                                       dtype=torch.float64)]))
+            if float(global_losses[-1]) > 0:
+                raise diverged(where, problem or "a parameter became non-finite on another process")
+            values = dict(zip(keys, global_losses[:-1].tolist()))
+            for key, value in values.items():
+                sums[key] = sums.get(key, 0.0) + value
+            loss = values["loss"]
+            running = loss if running is None else (1 - smoothing) * running + smoothing * loss
+            step += 1
+            elapsed = context.from_main(time.perf_counter() - run_started)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix({k: f"{v / (step - period_start_step):.4g}" for k, v in sums.items()}, refresh=False)
+            if log_every is not None and step % log_every == 0:
+                outcome.curve.append([step, round(running, 4)])
+                logger.info("step %d %s %.*f elapsed %.0fs", step, loss_label, loss_digits, running, elapsed)
+            if step % plan.period == 0 or plan.finished(step, elapsed):
+                if bar is not None:
+                    bar.close()
+                    bar = None
+                steps_done = step - period_start_step
+                context.broadcast_state(trainable)  # rank 0's batch-norm statistics everywhere
+                record: dict[str, float] = {"epoch" if plan.budget == "periods" else "step":
+                                            (step // plan.period if plan.budget == "periods" else step)}
+                record.update({f"train_{k}": v / max(1, steps_done) for k, v in sums.items()})
+                if evaluate is not None:
+                    record.update({f"held_out_{k}": v for k, v in evaluate().items()})
+                problem = divergence(values=record)
+                if float(context.sum(torch.tensor([float(problem is not None)], dtype=torch.float64))[0]) > 0:
+                    raise diverged(f"{label} {'epoch' if plan.budget == 'periods' else 'step'} {record.get('epoch', step)}",
+                                   problem or "the evaluation became non-finite on another process")
+                now = time.perf_counter()
+                outcome.seconds += now - period_started
+                period_started = now
+                record["seconds"] = round(outcome.seconds, 1)
+                outcome.history.append(record)
+                if plan.budget == "periods":
+                    logger.info("%s epoch %d: %s", label, record["epoch"],
+                                ", ".join(f"{k}={v:.5g}" for k, v in record.items() if k != "epoch"))
+                if checkpointing is not None and context.is_main:
+                    _save_checkpoint(checkpointing.path, {
+                        "identity": checkpointing.identity, "trainable": trainable.state_dict(),
+                        "buffers": dict(trainable.named_buffers()), "optimizer": optimizer.state_dict(),
+                        "step": step, "epoch": step // plan.period, "history": outcome.history,
+                        "seconds": outcome.seconds, "curve": outcome.curve, "skipped": outcome.skipped,
+                        "running": running, "state": state() if state is not None else {}})
+                sums, period_start_step = {}, step
+                if plan.budget == "periods" and plan.minutes is not None and step == first_step + plan.period:
+                    first = context.from_main(now - run_started)
+                    fitting = periods_within_budget(plan.minutes * 60, first, periods_before)
+                    if fitting < plan.periods:
+                        logger.info("%s: %g min allow %d of %d epochs", label, plan.minutes, fitting, plan.periods)
+                        plan.periods = fitting
+        if final_check:
+            trainable.eval()
+            with torch.no_grad():
+                try:
+                    end_losses = batch_loss(step, context.share())
+                    problem = divergence(loss=end_losses["loss"])
+                except EmptyShare:
+                    problem = None
+            if float(context.sum(torch.tensor([float(problem is not None)], dtype=torch.float64))[0]) > 0:
+                raise diverged(f"the end of training (step {step})", problem or "non-finite loss on another process")
+    finally:
+        if bar is not None:
+            bar.close()
+        module.release()
+    outcome.steps, outcome.final_loss = step, running
+    return outcome
