@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
+from collections.abc import Sequence
 
 import torch
 
@@ -45,16 +47,33 @@ def resolve_device(name: str | torch.device | None) -> torch.device:
     return device
 
 
-def background_thread_count() -> int:
-    """Torch intra-op threads for reconstructions run on a background thread (the GUI): ``GENREG_THREADS`` or 1.
+#: one intra-op thread per this many pixels of the problem (batch x height x width): below 16 slices of 128x128 one
+#: thread is used. Small ops gain little from a second thread and lose badly when the cores are busy
+#: (``benchmarks/bench_threads.py``: README, "Threads").
+PIXELS_PER_THREAD = 16 * 128 * 128
 
-    Measured on the 2-core CPU machine (PyTorch's OpenMP backend): ops called from a thread other than the main one
-    pay a large per-op parallel overhead, so a 128x128 mean+covar reconstruction took 4.2 s on a worker thread with
-    2 intra-op threads against 2.4 s with 1 (1.9 s on the main thread with 2). Larger machines may set more.
-    """
+
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _idle_cores(cores: int) -> int:
+    """Cores not busy with other work, by the one-minute load average (all of them where it is unknown)."""
+    try:
+        busy = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return cores
+    return max(1, min(cores, int(cores - busy + 0.5)))
+
+
+def thread_count_from_environment() -> int | None:
+    """``GENREG_THREADS`` as a positive integer, or ``None`` when it is not set (a clear error for bad text)."""
     value = os.environ.get("GENREG_THREADS", "").strip()
     if not value:
-        return 1
+        return None
     try:
         count = int(value)
     except ValueError:
@@ -64,8 +83,47 @@ def background_thread_count() -> int:
     return count
 
 
+def default_thread_count(shape: Sequence[int] | None = None) -> int:
+    """Torch intra-op threads for a problem of ``shape`` (e.g. ``(B, 1, H, W)``; ``None``: one slice).
+
+    ``GENREG_THREADS`` when set; otherwise ``min(ceil(pixels / PIXELS_PER_THREAD), usable cores, idle cores)`` with
+    idle cores = usable cores - the one-minute load average (rounded, at least 1). OpenMP threads spin at barriers:
+    with a second thread on a busy core every op waits for a time slice, so TV on one 128x128 slice took 18 s with
+    2 threads against 0.5 s with 1 on a 2-core machine running other work, and small problems gain little from a
+    second thread even on idle cores. Measured by ``benchmarks/bench_threads.py`` (README, "Threads").
+    """
+    configured = thread_count_from_environment()
+    if configured is not None:
+        return configured
+    pixels = 128 * 128 if shape is None else max(1, math.prod(int(n) for n in shape))
+    wanted = max(1, math.ceil(pixels / PIXELS_PER_THREAD)) if pixels > PIXELS_PER_THREAD else 1
+    cores = _usable_cores()
+    return max(1, min(wanted, cores, _idle_cores(cores)))
+
+
+def configure_threads(threads: int | None = None, shape: Sequence[int] | None = None) -> int:
+    """Set torch's (process-wide) intra-op thread count: ``threads`` (``--threads``) when given, else
+    :func:`default_thread_count` for ``shape``. Returns the count; a clear error for a count below 1."""
+    if threads is None:
+        count = default_thread_count(shape)
+    else:
+        count = int(threads)
+        if count < 1:
+            raise ValueError(f"--threads must be at least 1, got {threads}")
+    if torch.get_num_threads() != count:
+        torch.set_num_threads(count)
+    return count
+
+
+def background_thread_count() -> int:
+    """Threads for reconstructions run on a background thread (the app): :func:`default_thread_count` of one slice.
+
+    Ops called from a thread other than the main one pay a larger per-op parallel overhead, so one slice runs on
+    one thread there unless ``GENREG_THREADS`` says otherwise.
+    """
+    return default_thread_count(None)
+
+
 def configure_background_threads() -> int:
     """Set torch's (process-wide) intra-op thread count for background reconstructions; returns it."""
-    count = background_thread_count()
-    torch.set_num_threads(count)
-    return count
+    return configure_threads(None, None)

@@ -33,3 +33,50 @@ def test_cuda_request_without_cuda_is_a_clear_error():
     with pytest.raises(ValueError, match="no CUDA device"):
         resolve_device("cuda")
     assert resolve_device("auto") == torch.device("cpu")
+
+
+def _machine(monkeypatch, cores: int, load: float) -> None:
+    import os
+
+    from genreg_viewer import device
+
+    monkeypatch.delenv("GENREG_THREADS", raising=False)
+    monkeypatch.setattr(device, "_usable_cores", lambda: cores)
+    monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
+
+
+def test_one_slice_gets_one_thread_even_on_an_idle_machine(monkeypatch):
+    from genreg_viewer.device import default_thread_count
+
+    _machine(monkeypatch, cores=8, load=0.0)
+    assert default_thread_count((1, 1, 128, 128)) == 1
+    assert default_thread_count(None) == 1
+
+
+def test_large_batches_use_the_idle_cores_only(monkeypatch):
+    from genreg_viewer.device import PIXELS_PER_THREAD, default_thread_count
+
+    batch = 4 * PIXELS_PER_THREAD // (128 * 128)  # four threads' worth of pixels
+    _machine(monkeypatch, cores=8, load=0.0)
+    assert default_thread_count((batch, 1, 128, 128)) == 4
+    _machine(monkeypatch, cores=2, load=0.0)
+    assert default_thread_count((batch, 1, 128, 128)) == 2  # no more than the usable cores
+    _machine(monkeypatch, cores=2, load=1.2)
+    assert default_thread_count((batch, 1, 128, 128)) == 1  # the other core is busy: a second thread would wait
+    _machine(monkeypatch, cores=8, load=5.6)
+    assert default_thread_count((batch, 1, 128, 128)) == 2
+
+
+def test_environment_and_explicit_count_override_the_default(monkeypatch):
+    from genreg_viewer.device import configure_threads, default_thread_count
+
+    before = torch.get_num_threads()
+    _machine(monkeypatch, cores=8, load=0.0)
+    monkeypatch.setenv("GENREG_THREADS", "3")
+    try:
+        assert default_thread_count((1, 1, 128, 128)) == 3
+        assert configure_threads(2, (1, 1, 128, 128)) == 2 and torch.get_num_threads() == 2
+        with pytest.raises(ValueError, match="--threads must be at least 1"):
+            configure_threads(0)
+    finally:
+        torch.set_num_threads(before)

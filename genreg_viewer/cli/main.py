@@ -51,9 +51,11 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 1
+    from ..device import configure_threads
     from ..weight_sets import active_weight_set, use_weight_set
 
     try:
+        configure_threads()  # one slice's default (GENREG_THREADS wins); commands that know the size refine it
         before = active_weight_set()
         try:
             return int(args.func(args) or 0)

@@ -13,8 +13,8 @@ import sys
 from typing import Any
 
 import numpy as np
-import torch
 
+from ...device import configure_threads
 from ...fileio import atomic_path, check_writable
 from ...recon import ParameterError, ReconResult, get_method, run_method, tune_parameter
 from ...render import save_grey_png
@@ -41,7 +41,9 @@ def register(subparsers) -> None:
     p.add_argument("--iters", type=int, default=None, help="iterations (default: the method's)")
     p.add_argument("--tune", action="store_true",
                    help="grid-search the method's main parameter for the best PSNR (needs a ground truth) first")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for torch (default: from the problem size and the machine's load; "
+                        "GENREG_THREADS sets it too)")
     p.add_argument("--out", default=None, help="write image, ground truth, adjoint, mask, params, history as .npz")
     p.add_argument("--png", default=None, help="write the reconstruction as an 8-bit PNG (values clipped to [0, 1])")
     p.add_argument("--json", action="store_true", help="print one JSON object (no progress bar)")
@@ -130,10 +132,8 @@ def _print_summary(summary: dict[str, Any]) -> None:
 
 
 def run(args) -> int:
-    if args.threads is not None:
-        if args.threads < 1:
-            raise ValueError(f"--threads must be at least 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"--threads must be at least 1, got {args.threads}")
     if args.iters is not None and args.iters < 1:
         raise ValueError(f"--iters must be at least 1, got {args.iters}")
     weight_set = apply_weights_argument(args)
@@ -148,6 +148,7 @@ def run(args) -> int:
         if value is not None:
             check_writable(value, option)
     setup = build_problem(args)
+    configure_threads(args.threads, tuple(setup.problem.y.shape))
 
     tuning = _tune(method, setup, overrides, args.iters, args.json) if args.tune else None
     if tuning is not None:
