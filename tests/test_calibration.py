@@ -144,3 +144,29 @@ def test_apply_without_a_stored_factor_is_a_clear_error(private_weight_set, caps
 def test_write_needs_fit_on(capsys):
     assert main(["calibrate", "phantom:1:1000000", "--write", "--quiet"]) == 2
     assert "--fit-on" in capsys.readouterr().err
+
+
+def test_the_covariance_tab_plots_the_stored_curves(private_weight_set, qtbot):
+    """The app's calibration plot draws the raw and scaled validation curves of the active weight set."""
+    pytest.importorskip("PyQt6")
+    from genreg_viewer.gui.calibration_plot import CalibrationPlot
+    from genreg_viewer.weight_sets import active_weight_set, use_weight_set
+
+    weight_set = resolve_weight_set(private_weight_set)
+    curve = {"k": [0.0, 1.0, 2.0], "coverage": [0.0, 0.9, 0.99], "coverage_k123": {"1": 0.9}}
+    cal.write_calibration({"mean+diagonal": {"mask": "radial:25", "sigma": 0.05, "scale": 0.56, "fitted_on": "val",
+                                             "validation_raw": curve, "validation_scaled": curve}}, weight_set)
+    before = active_weight_set()
+    try:
+        use_weight_set(weight_set)
+        widget = CalibrationPlot()
+        qtbot.addWidget(widget)
+        widget.toggle.setChecked(True)
+        assert widget.curves == [("mean+diagonal", "radial:25", 0.05, "raw"), ("mean+diagonal", "radial:25", 0.05,
+                                                                               "scaled")]
+        assert "val" in widget.note.text()
+        (private_weight_set / "tuned" / "calibration.json").unlink()
+        widget.refresh()
+        assert widget.curves == [] and "No calibration stored" in widget.note.text()
+    finally:
+        use_weight_set(before)

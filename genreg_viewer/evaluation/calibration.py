@@ -191,9 +191,16 @@ def run_with_std_maps(method_name: str, selection, mask: np.ndarray, sigma: floa
 
 # -------------------------------------------------------------------------------------------------- stored scales
 def calibration_path(weight_set=None) -> Path:
-    from ..weight_sets import active_weight_set
+    """``tuned/calibration.json`` of the weight set (default: the active one); the bundled phantom set keeps its
+    tuned tables in ``resources/tuned/``. A set never reads another set's factors."""
+    from ..paths import RESOURCES_DIR
+    from ..weight_sets import BUNDLED_SETS, DEFAULT_SET, active_weight_set
 
-    return (weight_set or active_weight_set()).tuned_dir / CALIBRATION_FILE
+    weight_set = weight_set or active_weight_set()
+    default = BUNDLED_SETS[DEFAULT_SET]
+    if weight_set.name == DEFAULT_SET and default.is_dir() and weight_set.folder.resolve() == default.resolve():
+        return RESOURCES_DIR / "tuned" / CALIBRATION_FILE
+    return weight_set.tuned_dir / CALIBRATION_FILE
 
 
 def read_calibration(weight_set=None) -> dict[str, list[dict[str, Any]]]:

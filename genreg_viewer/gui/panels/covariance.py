@@ -148,6 +148,9 @@ class CovariancePanel(QWidget):
         state.resultAdded.connect(self._result_added)
         state.measurementChanged.connect(self._measurement_changed)
         self._refresh_sources()
+        from ..calibration_plot import add_calibration_plot  # std-map calibration curves (genreg calibrate)
+
+        self.calibration_plot = add_calibration_plot(self, layout)
 
     # ------------------------------------------------------------------ toolbar
     def _toolbar(self) -> QToolBar:
