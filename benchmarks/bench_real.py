@@ -5,10 +5,12 @@
     # evaluate the shipped defaults on a held-out *test* slice set
     python benchmarks/bench_real.py --data TEST.h5 --weights real-knee
 
-Slice sets come from ``genreg dataset build`` (fastMRI ``.h5`` volumes, or ``--format mrnet``). For each setting
-(``--settings SPOKES:SIGMA ...``, radial masks) the script prints, per method, mean ± std PSNR and SSIM over the
-images, the paired PSNR difference to TV (mean ± standard error) and on how many images the method beats TV, as a
-markdown table, then one JSON line with every number.
+Slice sets come from ``genreg dataset build`` (fastMRI ``.h5`` volumes, or ``--format mrnet``). The evaluation is
+``genreg evaluate`` (:mod:`genreg_viewer.evaluation.evaluate`: per-image noise seeds, batches of ``--batch``, rows
+in ``--out``, resumable; under ``torchrun`` one shard per process): for each setting (``--settings SPOKES:SIGMA ...``,
+radial masks) the script prints, per method, mean ± std PSNR and SSIM over the images, the paired PSNR difference to
+TV (mean ± standard error) and on how many images the method beats TV, as a markdown table, then one JSON line with
+every number.
 
 Tuning is a grid search for the best mean PSNR whose grids grow until every optimum is interior (or a bound is
 reached; the report says where each optimum sits). Never tune on the test split.
@@ -19,7 +21,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import math
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -30,6 +31,7 @@ import torch
 from common import make_problem, markdown_table, merge_tuned, per_image_psnr_ssim, set_threads
 
 from genreg_viewer.data.dataset import load_slice_set
+from genreg_viewer.evaluation.evaluate import EvaluationConfig, run_evaluation
 from genreg_viewer.recon import run_method
 from genreg_viewer.weight_sets import active_weight_set, use_weight_set
 
@@ -123,30 +125,31 @@ def write_tuned(folder: Path, tuned_all: dict[tuple[int, float], dict[str, dict]
         merge_tuned(folder / file_name, tuned_all, methods, {"tuned_on": source})
 
 
-def evaluate_setting(images: torch.Tensor, spokes: int, sigma: float, methods) -> dict[str, Any]:
-    problem = make_problem(images, f"radial:{spokes}", sigma, seed=0)
-    per_method: dict[str, dict[str, Any]] = {}
-    for method in methods:
-        params = {"posterior_samples": 0} if method in JOINT else {}
-        psnr, ssim, seconds = method_psnr(method, problem, params)
-        per_method[method] = {"psnr": psnr, "ssim": ssim, "seconds": seconds / len(images)}
-        print(f"  {method}: {psnr.mean():.2f} dB ({seconds / len(images):.2f} s/image)", flush=True)
-    reference = per_method.get("tv")
-    rows, record = [], {"spokes": spokes, "sigma": sigma, "images": len(images), "methods": {}}
-    for method, values in per_method.items():
-        psnr, ssim = values["psnr"], values["ssim"]
-        entry = {"psnr_mean": float(psnr.mean()), "psnr_std": float(psnr.std()), "ssim_mean": float(ssim.mean()),
-                 "ssim_std": float(ssim.std()), "seconds_per_image": values["seconds"]}
+def evaluate_setting(data: str, images: int | None, spokes: int, sigma: float, methods, out: Path, batch: int,
+                     device: str, weights: str) -> dict[str, Any]:
+    """One setting through ``genreg evaluate`` (:func:`genreg_viewer.evaluation.evaluate.run_evaluation`): rows go
+    to ``out`` (resumable), the summary is printed as the README's table and returned as a record."""
+    config = EvaluationConfig(data=data, methods=list(methods), out=out, mask=f"radial:{spokes}", sigma=sigma, seed=0,
+                              images=images, batch=batch, device=device, weights=weights, reference="tv")
+    run = run_evaluation(config, progress=False, log=lambda text: print(f"  {text}", flush=True))
+    if run.summary is None:  # a rank other than 0 under torchrun
+        return {}
+    summary = run.summary
+    rows, record = [], {"spokes": spokes, "sigma": sigma, "images": len({r["image"] for r in run.rows}),
+                        "methods": {}}
+    for method, entry in summary["methods"].items():
+        record["methods"][method] = {
+            "psnr_mean": entry["psnr_mean"], "psnr_std": entry["psnr_std"], "ssim_mean": entry["ssim_mean"],
+            "ssim_std": entry["ssim_std"], "seconds_per_image": entry["seconds_per_image"],
+            **({"diff_vs_tv": entry["diff_vs_reference"], "diff_se": entry["diff_se"],
+                "wins_vs_tv": entry["wins_vs_reference"]} if "diff_vs_reference" in entry else {})}
         diff_text = wins_text = ""
-        if reference is not None and method != "tv":
-            diff = psnr - reference["psnr"]
-            se = float(diff.std(ddof=1) / math.sqrt(len(diff))) if len(diff) > 1 else float("nan")
-            entry.update({"diff_vs_tv": float(diff.mean()), "diff_se": se, "wins_vs_tv": int((diff > 0).sum())})
-            diff_text = f"{diff.mean():+.2f} ± {se:.2f}"
-            wins_text = f"{int((diff > 0).sum())}/{len(diff)}"
-        record["methods"][method] = entry
-        rows.append([f"{spokes} spokes, sigma {sigma}", method, f"{psnr.mean():.2f} ± {psnr.std():.2f}",
-                     f"{ssim.mean():.3f} ± {ssim.std():.3f}", diff_text, wins_text, f"{values['seconds']:.2f}"])
+        if "diff_vs_reference" in entry:
+            diff_text = f"{entry['diff_vs_reference']:+.2f} ± {entry['diff_se']:.2f}"
+            wins_text = f"{entry['wins_vs_reference']}/{entry['paired_images']}"
+        rows.append([f"{spokes} spokes, sigma {sigma}", method, f"{entry['psnr_mean']:.2f} ± {entry['psnr_std']:.2f}",
+                     f"{entry['ssim_mean']:.3f} ± {entry['ssim_std']:.3f}", diff_text, wins_text,
+                     f"{entry['seconds_per_image']:.2f}"])
     print(markdown_table(["setting", "method", "PSNR (dB)", "SSIM", "PSNR - TV (± s.e.)", "beats TV", "s/image"],
                          rows), flush=True)
     return record
@@ -167,12 +170,16 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=None, help="use N images evenly spaced through the set")
     parser.add_argument("--tune", action="store_true", help="grid-search TV alpha and lambda/mu (validation data!)")
     parser.add_argument("--write-tuned", action="store_true", help="with --tune: write into the weight set's tuned/")
+    parser.add_argument("--out", type=Path, default=Path("runs/bench_real.csv"),
+                        help="evaluation: the genreg-evaluate results CSV (rows there are reused; default %(default)s)")
+    parser.add_argument("--batch", type=int, default=16, help="evaluation: images per method call (default 16)")
+    parser.add_argument("--device", default="cpu", help="evaluation: cpu, cuda or auto (default cpu)")
     args = parser.parse_args()
     set_threads()
     weight_set = use_weight_set(args.weights)
-    images = load_images(args.data, args.images)
-    print(f"{len(images)} images from {args.data}; weights {weight_set.name} ({weight_set.folder})", flush=True)
     if args.tune:
+        images = load_images(args.data, args.images)
+        print(f"{len(images)} images from {args.data}; weights {weight_set.name} ({weight_set.folder})", flush=True)
         tuned_all = {}
         for spokes, sigma in args.settings:
             print(f"tuning radial:{spokes}, sigma {sigma}", flush=True)
@@ -185,8 +192,9 @@ def main() -> None:
     records = []
     for spokes, sigma in args.settings:
         print(f"radial:{spokes}, sigma {sigma}", flush=True)
-        records.append(evaluate_setting(images, spokes, sigma, args.methods))
-    print(json.dumps({"data": args.data, "weights": weight_set.name, "settings": records}))
+        records.append(evaluate_setting(args.data, args.images, spokes, sigma, args.methods, args.out, args.batch,
+                                        args.device, args.weights))
+    print(json.dumps({"data": args.data, "weights": weight_set.name, "out": str(args.out), "settings": records}))
 
 
 if __name__ == "__main__":
