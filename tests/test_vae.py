@@ -240,14 +240,6 @@ def test_two_stage_training_and_resume(tmp_path):
         train_covariance(tmp_path, "diagonal", stage2, tmp_path, resume=True)
 
 
-def test_epochs_within_budget_counts_whole_epochs_at_the_first_pace():
-    from genreg_viewer.training.vae import epochs_within_budget
-
-    assert epochs_within_budget(60.0, 7.0, 0) == 8  # floor(60 / 7)
-    assert epochs_within_budget(60.0, 120.0, 0) == 1  # the timed epoch itself always counts
-    assert epochs_within_budget(30.0, 10.0, 5) == 8  # a resumed run adds to the epochs done before
-
-
 def test_minutes_budget_cuts_the_run_and_records_what_ran(tmp_path, monkeypatch):
     from genreg_viewer.training import vae as vae_training
 

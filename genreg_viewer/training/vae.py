@@ -308,9 +308,9 @@ def run_epochs(
 ) -> tuple[list[dict[str, float]], float]:
     """Adam over ``trainable``'s parameters for ``settings.epochs`` epochs of ``count`` items.
 
-    With ``settings.minutes`` the epoch count is cut, once the first epoch of this run is timed, to the number of
-    epochs that fit the budget (``settings.epochs`` is updated, so the info JSON records what ran, and the cosine
-    schedule is stretched over the new total from then on).
+    With ``settings.minutes`` the epoch count is cut to the epochs that fit the budget, estimated after the first
+    and (at its steady pace) the second epoch of this run; ``settings.epochs`` is updated, so the info JSON records
+    what ran, and the cosine schedule follows the new total from then on.
 
     ``batch_step(indices, generator)`` returns the batch losses (``"loss"`` is minimised). The batch order and noise of
     epoch ``e`` come from a generator seeded with ``(seed, e)``, so a resumed run continues exactly. Returns the
@@ -332,6 +332,7 @@ def run_epochs(
         history, first_epoch, seconds = payload["history"], payload["epoch"], payload["seconds"]
         _log(f"{stage_label}: resumed from {run.checkpoint} after epoch {first_epoch}")
     run_started = time.perf_counter()
+    original_epochs = settings.epochs
     epoch = first_epoch
     while epoch < settings.epochs:
         started = time.perf_counter()
@@ -367,19 +368,21 @@ def run_epochs(
                                "optimizer": optimizer.state_dict(), "history": history, "epoch": epoch + 1,
                                "seconds": seconds})
         epoch += 1
-        if settings.minutes is not None and epoch == first_epoch + 1:
-            fitting = epochs_within_budget(settings.minutes * 60, time.perf_counter() - run_started, first_epoch)
-            if fitting < settings.epochs:
-                _log(f"{stage_label}: {settings.minutes:g} min allow {fitting} of {settings.epochs} epochs")
+        if settings.minutes is not None and epoch - first_epoch in (1, 2):
+            # after the first epoch (which carries start-up costs: CUDA context, cuDNN autotuning) and again after
+            # the second, at its steady pace, so a budget on a GPU is not cut short by the slow first epoch
+            elapsed = time.perf_counter() - run_started
+            pace = elapsed if epoch - first_epoch == 1 else time.perf_counter() - started
+            fitting = epoch + max(0, math.floor((settings.minutes * 60 - elapsed) / max(pace, 1e-9)))
+            if epoch - first_epoch == 1:
+                fitting = max(fitting, epoch + 1)  # always time a second epoch
+            fitting = min(fitting, original_epochs)
+            if fitting != settings.epochs:
+                _log(f"{stage_label}: {settings.minutes:g} min allow {fitting} of {original_epochs} epochs")
                 settings.epochs = fitting
                 total_steps = settings.epochs * steps_per_epoch
     return history, seconds
 
-
-def epochs_within_budget(budget_seconds: float, first_epoch_seconds: float, epochs_before: int) -> int:
-    """Total epochs (counting ``epochs_before`` done earlier, then one timed epoch) that fit ``budget_seconds`` of
-    this run at the first epoch's pace: ``epochs_before + max(1, floor(budget / first_epoch_seconds))``."""
-    return epochs_before + max(1, math.floor(budget_seconds / max(first_epoch_seconds, 1e-9)))
 
 
 def _resumable(settings: LoopSettings) -> dict[str, Any]:
