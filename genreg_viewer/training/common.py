@@ -20,7 +20,6 @@ import math
 import os
 import shlex
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any, Callable, ClassVar, Sequence
 
 import numpy as np
@@ -126,7 +125,8 @@ def load_image_set(spec: str, size: int = 128) -> ImageSet:
     return ImageSet(torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).unsqueeze(1), spec)
 
 
-def training_and_held_out(data: str, held_out: str | None, held_out_count: int = 128, size: int = 128) -> tuple[ImageSet, ImageSet]:
+def training_and_held_out(data: str, held_out: str | None, held_out_count: int = 128,
+                          size: int = 128) -> tuple[ImageSet, ImageSet]:
     """The training images and the held-out images.
 
     Phantoms: training seeds must stay below :data:`HELD_OUT_SEED`; the default held-out set is
@@ -135,7 +135,8 @@ def training_and_held_out(data: str, held_out: str | None, held_out_count: int =
     """
     phantom = _phantom_spec(data)
     if phantom is not None and phantom[0] + phantom[1] > HELD_OUT_SEED:
-        raise ValueError(f"training phantom seeds must stay below {HELD_OUT_SEED} (held out for evaluation); got {data!r}")
+        raise ValueError(f"training phantom seeds must stay below {HELD_OUT_SEED} (held out for evaluation); "
+                         f"got {data!r}")
     for spec in (data, held_out):  # both bounded before either is made
         _check_phantom_count(spec, size)
     if held_out is not None:
@@ -276,7 +277,8 @@ def random_geometry_and_contrast(
 
     angle = torch.deg2rad(uniform(-max_rotation_degrees, max_rotation_degrees))
     scale = torch.exp(uniform(math.log(scale_range[0]), math.log(scale_range[1])))
-    shift = uniform(-2 * max_shift_fraction, 2 * max_shift_fraction), uniform(-2 * max_shift_fraction, 2 * max_shift_fraction)
+    shift = (uniform(-2 * max_shift_fraction, 2 * max_shift_fraction),
+             uniform(-2 * max_shift_fraction, 2 * max_shift_fraction))
     gamma = torch.exp(uniform(math.log(gamma_range[0]), math.log(gamma_range[1])))
     # output -> input sampling map: rotate, divide by the zoom, shift (normalised coordinates in [-1, 1])
     theta = torch.zeros(batch, 2, 3, dtype=torch.float64)
@@ -391,7 +393,9 @@ def step_checkpointing(config: "StepTrainingConfig", stem: str | os.PathLike, re
     return Checkpointing(stem.with_name(stem.name + ".checkpoint.pt"), {"config": identity}, resume)
 
 
-def generator_state(generator: torch.Generator) -> tuple[Callable[[], dict[str, Any]], Callable[[dict[str, Any]], None]]:
+def generator_state(
+    generator: torch.Generator,
+) -> tuple[Callable[[], dict[str, Any]], Callable[[dict[str, Any]], None]]:
     """``state()`` / ``load_state()`` for :func:`train_loop` that save and restore ``generator`` (a resumed run then
     draws the batches and noise the uninterrupted run would have drawn)."""
     def state() -> dict[str, Any]:

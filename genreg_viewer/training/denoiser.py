@@ -44,6 +44,9 @@ DEFAULT_STEM = WEIGHTS_DIR / "dncnn"
 
 @dataclass
 class DenoiserTrainingConfig(StepTrainingConfig):
+    """:class:`StepTrainingConfig` plus the network (``layers``, ``channels``), the training noise range
+    ``[sigma_min, sigma_max]`` and the ``patch`` size."""
+
     layers: int = 6
     channels: int = 32
     sigma_min: float = 0.005
@@ -89,8 +92,9 @@ def evaluate_denoiser(model: RealSNDnCNN, images: torch.Tensor, levels=(0.01, 0.
     out = {}
     for level in levels:
         noisy = images + level * torch.randn(images.shape, generator=generator).to(images.device)
+        denoised = in_chunks(lambda x, s=level: model(x, s), noisy)
         out[str(level)] = {"noisy_psnr": round(mean_psnr(noisy, images), 2),
-                           "denoised_psnr": round(mean_psnr(in_chunks(lambda x: model(x, level), noisy), images), 2)}
+                           "denoised_psnr": round(mean_psnr(denoised, images), 2)}
     return out
 
 

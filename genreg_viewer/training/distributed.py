@@ -13,8 +13,9 @@ over its ``b_r`` items; the loop back-propagates ``N (b_r / B) loss_r`` and DDP 
 ranks, so the update is the gradient of ``sum_r (b_r / B) loss_r``, the mean over the global batch: the same step
 as one process with batch ``B``, up to float rounding. Batch norm is the exception: under DDP on CUDA it becomes
 ``SyncBatchNorm`` (statistics over the global batch, as in one process); on the CPU (gloo) PyTorch has no
-``SyncBatchNorm``, so each rank normalises with its own share's statistics (a small, documented difference; the
-running statistics of rank 0 are kept).
+``SyncBatchNorm``, so each rank normalises with its own share's statistics and the result differs from one process
+(a warning says so; rank 0's running statistics are kept). Networks without batch norm (the denoiser, variational
+network, U-Net, flow, a VAE with ``--no-batch-norm``) match one process up to float rounding on any backend.
 
 Only rank 0 logs, writes checkpoints, weights and plots; every rank evaluates the held-out images (so that all
 take the same decisions) and all meet at a barrier before the process group is closed.
@@ -48,7 +49,7 @@ def is_main_process() -> bool:
     return os.environ.get("RANK", "0").strip() in ("", "0")
 
 
-class EmptyShare(Exception):
+class EmptyShareError(Exception):
     """This rank's share of a global batch is empty (fewer items than ranks); the loop then contributes zero."""
 
 
@@ -74,7 +75,7 @@ class BatchShare:
         if self.world_size == 1:
             return tensor
         if stop == start:
-            raise EmptyShare
+            raise EmptyShareError
         return tensor[start:stop]
 
     @property
@@ -203,10 +204,10 @@ class ParallelModule:
                 if context.device.type == "cuda":
                     _swap_batch_norm(trainable, to_sync=True)
                     self.synced_batch_norm = True
-                else:
-                    logger.warning("batch norm under gloo (CPU): each of the %d processes normalises with its own "
-                                   "share of the batch (SyncBatchNorm needs CUDA); results differ slightly from one "
-                                   "process", context.world_size)
+                elif context.is_main:
+                    logger.warning("batch norm under gloo (CPU): each of the %d processes normalises with the "
+                                   "statistics of its own share of the batch (SyncBatchNorm needs CUDA), so the "
+                                   "result differs from a one-process run", context.world_size)
             device_ids = [context.device.index] if context.device.type == "cuda" else None
             self.ddp = DistributedDataParallel(self.holder, device_ids=device_ids, find_unused_parameters=False)
 

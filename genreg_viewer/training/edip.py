@@ -45,6 +45,9 @@ DIP_CHANNELS = (16, 32, 64)  #: the U-Net used by DIP and eDIP
 
 @dataclass
 class EdipTrainingConfig(StepTrainingConfig):
+    """:class:`StepTrainingConfig` plus the U-Net ``channels`` and the radial ``spokes`` and ``noise`` levels drawn
+    per training image."""
+
     channels: tuple[int, ...] = DIP_CHANNELS
     spokes: tuple[int, ...] = SPOKE_CHOICES
     noise: tuple[float, ...] = NOISE_CHOICES

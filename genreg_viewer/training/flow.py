@@ -149,7 +149,8 @@ def train_flow(
             "method": "multi-scale affine-coupling flow (RealNVP/Glow) trained by exact likelihood; prior of "
                       "Asim et al. 2020",
             "command": command_line(argv, "genreg_viewer.training.flow.train_flow"),
-            "data": f"{'synthetic ' if data.phantoms else ''}{data.describe()}, {config.image_size}x{config.image_size}",
+            "data": (f"{'synthetic ' if data.phantoms else ''}{data.describe()}, "
+                     f"{config.image_size}x{config.image_size}"),
             **data.info(),
             "settings": asdict(settings),
             "steps": outcome.steps,

@@ -23,6 +23,7 @@ continues from it: model, optimiser, step, history and the trainer's own state (
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import sys
@@ -34,7 +35,7 @@ from typing import Any, Callable
 import torch
 
 from ..fileio import atomic_path
-from .distributed import BatchShare, DistributedContext, EmptyShare, logger
+from .distributed import BatchShare, DistributedContext, EmptyShareError, logger
 
 
 def ensure_log_handler() -> None:
@@ -48,7 +49,7 @@ def ensure_log_handler() -> None:
         logger.setLevel(logging.INFO)
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(RuntimeError):  # noqa: N818 (public name since the first trainers)
     """Training produced a non-finite loss, parameter, buffer or evaluation figure; nothing is written."""
 
 
@@ -102,9 +103,10 @@ def set_learning_rate(optimizer: torch.optim.Optimizer, value: float) -> None:
 
 @dataclass(frozen=True)
 class Schedule:
-    """Linear warm-up over ``warmup`` steps, then cosine decay from ``peak`` to ``final_fraction * peak``::
+    """Linear warm-up over ``warmup`` steps, then cosine decay from ``peak`` to ``final_fraction * peak``.
 
-        lr(s, p) = peak * min(1, (s + 1) / warmup) * (f + (1 - f) (1 + cos(pi p)) / 2),   p = min(1, progress)
+    ``lr(s, p) = peak * min(1, (s + 1) / warmup) * (f + (1 - f) (1 + cos(pi p)) / 2)`` with ``p = min(1, progress)``
+    and ``f = final_fraction``.
     """
 
     peak: float
@@ -225,6 +227,16 @@ def _zero_loss(trainable: torch.nn.Module) -> torch.Tensor:
     return sum((p.sum() * 0 for p in trainable.parameters() if p.requires_grad), torch.zeros(()))
 
 
+def _share_loss(batch_loss: Callable[[int, BatchShare], dict[str, torch.Tensor]], trainable: torch.nn.Module,
+                step: int, share: BatchShare, keys: list[str] | None) -> dict[str, torch.Tensor]:
+    """``batch_loss(step, share)``, or zeros connected to the parameters when this rank's share is empty."""
+    try:
+        return batch_loss(step, share)
+    except EmptyShareError:
+        zero = _zero_loss(trainable)
+        return {key: zero for key in (keys or ["loss"])}
+
+
 def train_loop(
     trainable: torch.nn.Module,
     batch_loss: Callable[[int, BatchShare], dict[str, torch.Tensor]],
@@ -297,15 +309,7 @@ def train_loop(
                            file=sys.stderr, dynamic_ncols=True, disable=not context.is_main)
             train_mode()
             share = context.share()
-
-            def compute() -> dict[str, torch.Tensor]:
-                try:
-                    return batch_loss(step, share)
-                except EmptyShare:
-                    zero = _zero_loss(trainable)
-                    return {key: zero for key in (keys or ["loss"])}
-
-            losses = module.run(compute)
+            losses = module.run(functools.partial(_share_loss, batch_loss, trainable, step, share, keys))
             keys = keys or list(losses)
             weight = share.fraction if share.count else 0.0
             local = torch.tensor([float(losses[k].detach()) * weight for k in keys], dtype=torch.float64)
@@ -324,7 +328,8 @@ def train_loop(
                                            f"{step + 1}; lower --lr (nothing was written)")
                 optimizer.zero_grad(set_to_none=True)
                 step += 1
-                elapsed = context.from_main(time.perf_counter() - run_started)
+                if plan.budget == "clock":
+                    elapsed = context.from_main(time.perf_counter() - run_started)
                 continue
             set_learning_rate(optimizer, plan.schedule(step, plan.progress(step, elapsed)))
             optimizer.zero_grad(set_to_none=True)
@@ -348,7 +353,8 @@ def train_loop(
             loss = values["loss"]
             running = loss if running is None else (1 - smoothing) * running + smoothing * loss
             step += 1
-            elapsed = context.from_main(time.perf_counter() - run_started)
+            if plan.budget == "clock" or (log_every is not None and step % log_every == 0):
+                elapsed = context.from_main(time.perf_counter() - run_started)
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix({k: f"{v / (step - period_start_step):.4g}" for k, v in sums.items()}, refresh=False)
@@ -368,7 +374,8 @@ def train_loop(
                     record.update({f"held_out_{k}": v for k, v in evaluate().items()})
                 problem = divergence(values=record)
                 if float(context.sum(torch.tensor([float(problem is not None)], dtype=torch.float64))[0]) > 0:
-                    raise diverged(f"{label} {'epoch' if plan.budget == 'periods' else 'step'} {record.get('epoch', step)}",
+                    unit = "epoch" if plan.budget == "periods" else "step"
+                    raise diverged(f"{label} {unit} {record.get('epoch', step)}",
                                    problem or "the evaluation became non-finite on another process")
                 now = time.perf_counter()
                 outcome.seconds += now - period_started
@@ -398,7 +405,7 @@ def train_loop(
                 try:
                     end_losses = batch_loss(step, context.share())
                     problem = divergence(loss=end_losses["loss"])
-                except EmptyShare:
+                except EmptyShareError:
                     problem = None
             if float(context.sum(torch.tensor([float(problem is not None)], dtype=torch.float64))[0]) > 0:
                 raise diverged(f"the end of training (step {step})", problem or "non-finite loss on another process")

@@ -50,6 +50,9 @@ def default_stem(mask_spec: str, sigma: float) -> Path:
 
 @dataclass
 class VarnetTrainingConfig(StepTrainingConfig):
+    """:class:`StepTrainingConfig` plus the setting (``mask`` spec, k-space ``noise`` sigma) and the network
+    (``stages``, ``filters`` of ``kernel_size``, ``rbf_count`` activations over ``[-rbf_extent, rbf_extent]``)."""
+
     mask: str = "radial:25"
     noise: float = 0.05
     stages: int = 10
