@@ -4,14 +4,17 @@ A weight set is a folder of ``NAME.safetensors`` + ``NAME.json`` files, optional
 (``{"name", "description", "data", "terms", "fallback"}``), a ``NOTICE`` and a ``tuned/`` folder of tuned default
 parameters (same format as ``resources/tuned``). Two sets are bundled:
 
-* ``phantom`` (``resources/weights``): every network, trained on synthetic knee phantoms; the default;
+* ``phantom`` (``resources/weights``): every network, trained on synthetic knee phantoms;
 * ``real-knee`` (``resources/weights/real-knee``): the structured-covariance VAE trained on real knee MRI (MRNet,
   research-use terms, see its ``NOTICE``), with defaults tuned on real validation slices. Networks it does not hold
   come from its ``fallback`` set (``phantom``), and a run says so.
 
-``--weights NAME_OR_FOLDER`` (CLI) and the app's weight-set picker call :func:`use_weight_set`; ``GENREG_WEIGHTS``
-sets the initial one. Loaders ask :func:`find_weights` for a file stem at call time, so switching sets takes effect
-for the next run.
+The default is ``auto``: each image gets the set that was trained for its kind, :func:`weight_set_for` --
+``phantom`` for synthetic phantoms (the bundled samples, ``genreg phantom`` files named ``knee_phantom_*``,
+``phantom:N`` specs) and ``real-knee`` for everything else (scans a user loads). ``--weights NAME_OR_FOLDER``
+(CLI), the app's weight-set picker and ``GENREG_WEIGHTS`` choose one set for every image instead
+(:func:`use_weight_set`; ``auto`` returns to the default). Loaders ask :func:`find_weights` for a file stem at call
+time, so switching sets takes effect for the next run.
 """
 
 from __future__ import annotations
@@ -25,7 +28,12 @@ from typing import Any
 
 from .paths import RESOURCES_DIR
 
+#: the set for synthetic images, for contexts with no image, and the fallback of other sets
 DEFAULT_SET = "phantom"
+#: the set :func:`weight_set_for` gives real scans in ``auto`` mode
+REAL_SCAN_SET = "real-knee"
+#: the mode in which each image gets the set trained for its kind
+AUTO = "auto"
 BUNDLED_SETS: dict[str, Path] = {
     "phantom": RESOURCES_DIR / "weights",
     "real-knee": RESOURCES_DIR / "weights" / "real-knee",
@@ -85,10 +93,11 @@ def _read_manifest(folder: Path, name: str) -> WeightSet:
 
 
 def resolve_weight_set(spec: str | os.PathLike | None) -> WeightSet:
-    """A bundled set's name (``phantom``, ``real-knee``) or a folder of weights."""
-    if spec is None or str(spec).strip() == "":
-        spec = os.environ.get("GENREG_WEIGHTS") or DEFAULT_SET
-    text = str(spec).strip()
+    """A bundled set's name (``phantom``, ``real-knee``) or a folder of weights (``None``/empty: ``phantom``)."""
+    text = str(spec).strip() if spec is not None else ""
+    text = text or DEFAULT_SET
+    if text == AUTO:
+        raise WeightSetError("'auto' is a mode, not a set: use use_weight_set('auto') or weight_set_for(image)")
     if text in BUNDLED_SETS:
         folder = BUNDLED_SETS[text]
         if not folder.is_dir():
@@ -96,7 +105,7 @@ def resolve_weight_set(spec: str | os.PathLike | None) -> WeightSet:
         return _read_manifest(folder, text)
     folder = Path(text).expanduser()
     if not folder.is_dir():
-        raise WeightSetError(f"unknown weight set {text!r}: give one of {', '.join(BUNDLED_SETS)} or a folder of "
+        raise WeightSetError(f"unknown weight set {text!r}: give auto, one of {', '.join(BUNDLED_SETS)} or a folder of "
                              "weights (NAME.safetensors + NAME.json)")
     if not any(folder.glob("*.safetensors")):
         raise WeightSetError(f"{folder} holds no weights (NAME.safetensors + NAME.json)")
@@ -109,24 +118,72 @@ def resolve_weight_set(spec: str | os.PathLike | None) -> WeightSet:
 
 _LOCK = threading.Lock()
 _ACTIVE: WeightSet | None = None
+_AUTO: bool | None = None  # None: not decided yet (GENREG_WEIGHTS is read on first use)
+
+
+def _initialise() -> None:
+    """Read ``GENREG_WEIGHTS`` once (unset, empty or ``auto``: auto mode). Call with ``_LOCK`` held."""
+    global _ACTIVE, _AUTO
+    if _AUTO is None:
+        spec = (os.environ.get("GENREG_WEIGHTS") or AUTO).strip()
+        _AUTO = spec == AUTO
+        _ACTIVE = resolve_weight_set(DEFAULT_SET if _AUTO else spec)
+
+
+def is_auto() -> bool:
+    """True while each image gets the set trained for its kind (the default; see :func:`weight_set_for`)."""
+    with _LOCK:
+        _initialise()
+        return bool(_AUTO)
 
 
 def active_weight_set() -> WeightSet:
-    """The weight set the methods use now (initially ``GENREG_WEIGHTS`` or ``phantom``)."""
-    global _ACTIVE
+    """The chosen weight set; in auto mode the ``phantom`` set, for contexts with no image (an image's own set is
+    :func:`weight_set_for`)."""
     with _LOCK:
-        if _ACTIVE is None:
-            _ACTIVE = resolve_weight_set(None)
+        _initialise()
+        assert _ACTIVE is not None
         return _ACTIVE
 
 
 def use_weight_set(spec: str | os.PathLike | WeightSet | None) -> WeightSet:
-    """Make ``spec`` the active weight set (the next runs load their networks and tuned defaults from it)."""
-    global _ACTIVE
-    chosen = spec if isinstance(spec, WeightSet) else resolve_weight_set(spec)
+    """Choose ``spec`` for every image (the next runs load their networks and tuned defaults from it); ``"auto"``
+    (or ``None``) returns to auto mode. Returns the set now active for images without a source."""
+    global _ACTIVE, _AUTO
+    auto = spec is None or (not isinstance(spec, WeightSet) and str(spec).strip() == AUTO)
+    chosen = resolve_weight_set(DEFAULT_SET) if auto else (spec if isinstance(spec, WeightSet) else resolve_weight_set(spec))
     with _LOCK:
-        _ACTIVE = chosen
+        _ACTIVE, _AUTO = chosen, auto
     return chosen
+
+
+def is_synthetic_source(source: str | os.PathLike | None) -> bool:
+    """Whether ``source`` names a synthetic phantom: a ``phantom:...`` spec, a file in the bundled samples folder
+    or a ``genreg phantom`` file (``knee_phantom_*``). ``None`` (no image) counts as synthetic."""
+    if source is None:
+        return True
+    text = str(source).strip()
+    if text.startswith("phantom:") or Path(text).name.startswith("knee_phantom_"):
+        return True
+    try:
+        return Path(text).expanduser().resolve().parent == (RESOURCES_DIR / "samples").resolve()
+    except OSError:
+        return False
+
+
+def weight_set_for(source: str | os.PathLike | None) -> WeightSet:
+    """The weight set for an image from ``source`` (a path or spec): the chosen set, or in auto mode ``phantom``
+    for synthetic phantoms (:func:`is_synthetic_source`) and ``real-knee`` for real scans."""
+    return weight_set_choice(source)[0]
+
+
+def weight_set_choice(source: str | os.PathLike | None) -> tuple[WeightSet, str]:
+    """:func:`weight_set_for` and why, in words (``"auto: real scan"``, ``"auto: synthetic phantom"``, ``"chosen"``)."""
+    if not is_auto():
+        return active_weight_set(), "chosen"
+    if is_synthetic_source(source):
+        return resolve_weight_set(DEFAULT_SET), "auto: synthetic phantom"
+    return resolve_weight_set(REAL_SCAN_SET), "auto: real scan"
 
 
 def weight_set_chain(weight_set: WeightSet | None = None) -> list[WeightSet]:
@@ -182,16 +239,22 @@ def weights_note(stem: Path, weight_set: WeightSet | None = None) -> str:
 
 
 __all__ = [
+    "AUTO",
     "BUNDLED_SETS",
+    "REAL_SCAN_SET",
     "DEFAULT_SET",
     "WeightSet",
     "WeightSetError",
     "active_weight_set",
     "find_weights",
+    "is_auto",
+    "is_synthetic_source",
     "resolve_weight_set",
     "tuned_file",
     "use_weight_set",
     "weight_set_chain",
+    "weight_set_choice",
+    "weight_set_for",
     "weights_dir",
     "weights_note",
 ]

@@ -22,9 +22,12 @@ from genreg_viewer.weight_sets import (
     WeightSetError,
     active_weight_set,
     find_weights,
+    is_auto,
     resolve_weight_set,
     tuned_file,
     use_weight_set,
+    weight_set_choice,
+    weight_set_for,
 )
 
 
@@ -117,7 +120,7 @@ def test_augmentation_keeps_range_and_is_seeded():
 # ------------------------------------------------------------------------------------------------- weight sets
 @pytest.fixture
 def restore_weight_set():
-    before = active_weight_set()
+    before = None if is_auto() else active_weight_set()  # None: auto mode
     yield
     use_weight_set(before)
 
@@ -140,6 +143,47 @@ def test_weight_set_resolution_and_errors(tmp_path, restore_weight_set):
     with pytest.raises(WeightSetError, match="holds no weights"):
         resolve_weight_set(tmp_path / "empty")
     assert main(["recon", "--weights", "no-such-set"]) == 2
+
+
+def test_auto_mode_gives_real_scans_the_real_knee_set_and_phantoms_the_phantom_set(tmp_path, restore_weight_set):
+    use_weight_set("auto")
+    sample = RESOURCES_DIR / "samples" / "knee_phantom_000.npy"
+    scan = tmp_path / "scan.npy"
+    shutil.copy(sample, scan)  # same pixels, but a file the user brings: treated as a real scan
+    assert is_auto() and active_weight_set().name == "phantom"  # contexts without an image
+    assert weight_set_choice(sample) == (resolve_weight_set("phantom"), "auto: synthetic phantom")
+    assert weight_set_for("phantom:8:1000000").name == "phantom"
+    assert weight_set_for(tmp_path / "knee_phantom_017.npy").name == "phantom"  # `genreg phantom` output
+    assert weight_set_choice(scan) == (resolve_weight_set("real-knee"), "auto: real scan")
+    assert weight_set_for(tmp_path / "file1000000.h5").name == "real-knee"
+    use_weight_set("phantom")  # a chosen set applies to every image
+    assert not is_auto() and weight_set_choice(scan) == (resolve_weight_set("phantom"), "chosen")
+    use_weight_set("auto")
+    assert weight_set_for(scan).name == "real-knee"
+    with pytest.raises(WeightSetError, match="a mode, not a set"):
+        resolve_weight_set("auto")
+
+
+def test_auto_mode_follows_genreg_weights_and_the_cli(tmp_path, capsys, monkeypatch, restore_weight_set):
+    import genreg_viewer.weight_sets as weight_sets
+
+    scan = tmp_path / "scan.npy"
+    np.save(scan, phantom_batch(1, 1_000_002)[0])
+    use_weight_set("auto")
+    assert main(["recon", str(scan), "--method", "adjoint", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)["weights"]
+    assert summary["name"] == "real-knee" and summary["chosen"] == "auto: real scan" and "MRNet" in summary["terms"]
+    assert main(["recon", str(scan), "--method", "adjoint", "--json", "--weights", "phantom"]) == 0
+    assert json.loads(capsys.readouterr().out)["weights"] == {**summary, "name": "phantom", "chosen": "chosen",
+                                                             "data": resolve_weight_set("phantom").data,
+                                                             "terms": resolve_weight_set("phantom").terms}
+    assert is_auto()  # --weights applied to that command only
+    monkeypatch.setenv("GENREG_WEIGHTS", "phantom")
+    monkeypatch.setattr(weight_sets, "_AUTO", None)  # as in a new process
+    assert not is_auto() and weight_set_for(scan).name == "phantom"
+    monkeypatch.setenv("GENREG_WEIGHTS", "auto")
+    monkeypatch.setattr(weight_sets, "_AUTO", None)
+    assert is_auto() and weight_set_for(scan).name == "real-knee"
 
 
 def test_folder_set_falls_back_to_phantom_and_carries_its_tuned_defaults(tmp_path, restore_weight_set):

@@ -29,6 +29,7 @@ from ..data.preprocess import DataError
 from ..device import resolve_device
 from ..physics import MaskError, Measurement, MRIOperator, check_sigma, mask_from_spec, simulate_measurement
 from ..recon import ParameterError, Problem
+from ..weight_sets import weight_set_for
 
 DEFAULT_MASK = "radial:25"
 DEFAULT_NOISE = 0.05
@@ -60,12 +61,14 @@ def add_weights_argument(parser) -> None:
     from ..weight_sets import BUNDLED_SETS
 
     parser.add_argument("--weights", default=None, metavar="SET",
-                        help=f"trained weights: a bundled set ({', '.join(BUNDLED_SETS)}) or a folder of weights "
-                             "(default: $GENREG_WEIGHTS or phantom)")
+                        help=f"trained weights: auto, a bundled set ({', '.join(BUNDLED_SETS)}) or a folder of "
+                             "weights (default: $GENREG_WEIGHTS or auto = phantom for synthetic phantoms, real-knee "
+                             "for real scans)")
 
 
 def apply_weights_argument(args):
-    """Activate ``--weights`` (when given) and return the active :class:`~genreg_viewer.weight_sets.WeightSet`."""
+    """Activate ``--weights`` (when given; ``auto`` included) and return the active
+    :class:`~genreg_viewer.weight_sets.WeightSet` (in auto mode an image's own set is ``weight_set_for(image)``)."""
     from ..weight_sets import active_weight_set, use_weight_set
 
     return use_weight_set(args.weights) if getattr(args, "weights", None) else active_weight_set()
@@ -187,7 +190,8 @@ def _measured_problem(args, device: torch.device) -> ProblemSetup:
         print(f"warning: the zero-filled image of {args.kspace} peaks at {zero_filled_max:.3g}; the methods expect "
               "an image scaled to about [0, 1]", file=sys.stderr)
     info = {"kspace": str(args.kspace), "image": args.image}
-    return _setup(Problem(measurement, truth, seed=args.seed, device=device), mask_spec, info)
+    return _setup(Problem(measurement, truth, seed=args.seed, device=device, weight_set=weight_set_for(args.kspace)),
+                  mask_spec, info)
 
 
 def _simulated_problem(args, device: torch.device) -> ProblemSetup:
@@ -195,7 +199,8 @@ def _simulated_problem(args, device: torch.device) -> ProblemSetup:
     mask_spec = DEFAULT_MASK if args.mask is None else args.mask  # an empty --mask is an error, not the default
     mask = mask_from_spec(mask_spec, truth.shape, args.seed)
     measurement = simulate_measurement(truth, mask, args.noise, seed=args.seed, device=device)
-    return _setup(Problem(measurement, truth, seed=args.seed, device=device), mask_spec, {"image": str(args.image)})
+    return _setup(Problem(measurement, truth, seed=args.seed, device=device, weight_set=weight_set_for(args.image)),
+                  mask_spec, {"image": str(args.image)})
 
 
 def _setup(problem: Problem, mask_spec: str, info: dict) -> ProblemSetup:

@@ -52,11 +52,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 1
     from ..device import configure_threads
-    from ..weight_sets import active_weight_set, use_weight_set
+    from ..weight_sets import active_weight_set, is_auto, use_weight_set
 
     try:
         configure_threads()  # one slice's default (GENREG_THREADS wins); commands that know the size refine it
-        before = active_weight_set()
+        before = None if is_auto() else active_weight_set()  # None restores auto mode
         try:
             return int(args.func(args) or 0)
         finally:  # --weights applies to this command only (main() may be called repeatedly in one process)

@@ -50,9 +50,13 @@ def run(args) -> int:
         value = getattr(args, option[2:])
         if value is not None:
             check_writable(value, option)
-    weight_set = apply_weights_argument(args)
+    from ...models.vae import model_file_name
+    from ...weight_sets import weight_set_for, weights_dir
+
+    apply_weights_argument(args)
+    weight_set = weight_set_for(args.image)  # --weights, or in auto mode the set trained for this image's kind
     loaded = load_image(args.image, slice_index=args.slice, key=args.key)
-    model = load_generative_model(args.model)
+    model = load_generative_model(args.model, weights_dir(model_file_name(args.model), weight_set))
     size = model.config.image_size
     if loaded.image.shape != (size, size):
         loaded = load_image(args.image, slice_index=args.slice, size=size, key=args.key)

@@ -132,11 +132,13 @@ def _print_summary(summary: dict[str, Any]) -> None:
 
 
 def run(args) -> int:
+    from ...weight_sets import weight_set_choice
+
     if args.threads is not None and args.threads < 1:
         raise ValueError(f"--threads must be at least 1, got {args.threads}")
     if args.iters is not None and args.iters < 1:
         raise ValueError(f"--iters must be at least 1, got {args.iters}")
-    weight_set = apply_weights_argument(args)
+    apply_weights_argument(args)
     method = _method(args.method)
     ok, why = method.available()
     if not ok:
@@ -148,6 +150,7 @@ def run(args) -> int:
         if value is not None:
             check_writable(value, option)
     setup = build_problem(args)
+    weight_set = setup.problem.weight_set  # --weights, or in auto mode the set trained for this image's kind
     configure_threads(args.threads, tuple(setup.problem.y.shape))
 
     tuning = _tune(method, setup, overrides, args.iters, args.json) if args.tune else None
@@ -156,7 +159,8 @@ def run(args) -> int:
     result = _run_with_progress(method, setup, overrides, args.iters, args.json)
 
     summary = {**result.summary(), **setup.info, "out": args.out, "png": args.png,
-               "weights": {"name": weight_set.name, "data": weight_set.data, "terms": weight_set.terms}}
+               "weights": {"name": weight_set.name, "data": weight_set.data, "terms": weight_set.terms,
+                           "chosen": weight_set_choice(args.image if args.kspace is None else args.kspace)[1]}}
     if tuning is not None:
         summary["tuning"] = tuning
     if args.out:
