@@ -102,3 +102,24 @@ def test_a_batch_smaller_than_the_process_count_is_refused(tmp_path):
 
     with pytest.raises(ValueError, match="smaller than the 2 processes"):
         DistributedContext(rank=0, world_size=2).check_batch(1)
+
+
+def test_sync_batch_norm_swap_keeps_the_parameters_and_statistics():
+    """On CUDA the loop trains BatchNorm layers as SyncBatchNorm and swaps them back afterwards: the same parameter
+    and buffer tensors throughout, so the saved model is the trained one (the swap itself needs no GPU)."""
+    from genreg_viewer.models.vae import GenerativeModel, VAEConfig
+    from genreg_viewer.training.distributed import _swap_batch_norm
+
+    model = GenerativeModel(VAEConfig(image_size=32, latent_dim=4, widths=(4, 8), covariance_kind="identity"))
+    before = {name: tensor for name, tensor in model.state_dict(keep_vars=True).items()}
+    norms = sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    assert norms > 0
+    _swap_batch_norm(model, to_sync=True)
+    assert sum(isinstance(m, torch.nn.SyncBatchNorm) for m in model.modules()) == norms
+    assert not any(type(m) is torch.nn.BatchNorm2d for m in model.modules())
+    with torch.no_grad():
+        next(m for m in model.modules() if isinstance(m, torch.nn.SyncBatchNorm)).running_mean.add_(1.0)
+    _swap_batch_norm(model, to_sync=False)
+    after = model.state_dict(keep_vars=True)
+    assert after.keys() == before.keys() and all(after[k] is before[k] for k in before)
+    assert sum(type(m) is torch.nn.BatchNorm2d for m in model.modules()) == norms
