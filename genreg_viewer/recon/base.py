@@ -24,6 +24,10 @@ class ParameterError(ValueError):
     """A method parameter that is unknown or out of range."""
 
 
+#: words of parameter names written for people (see :meth:`Parameter.display_label`)
+LABEL_WORDS = {"lam": "λ", "mu": "μ", "alpha": "α", "gamma": "γ", "rho": "ρ", "sigma": "σ", "cg": "CG",
+               "tv": "TV", "mc": "Monte Carlo", "init": "initialisation"}
+
 #: integer parameters are 64-bit: ``|value| < 2**63``
 INT_PARAMETER_LIMIT = 2**63
 
@@ -40,6 +44,18 @@ class Parameter:
     maximum: float | None = None
     choices: tuple | None = None
     log_scale: bool = False  #: GUI spin boxes step multiplicatively; tuning grids are log-spaced
+    label: str = ""  #: what people read in forms and tables (default: :meth:`display_label` from the name)
+
+    def display_label(self) -> str:
+        """``label``, else the name in words: ``lam`` -> ``λ``, ``cg_iterations`` -> ``CG iterations``,
+        ``z_step_size`` -> ``z step size`` (Greek letters and abbreviations from :data:`LABEL_WORDS`)."""
+        if self.label:
+            return self.label
+        words = [LABEL_WORDS.get(word, word) for word in self.name.split("_")]
+        first = words[0]
+        if first.isascii() and first.islower() and len(first) > 1:  # an ordinary word starts with a capital
+            words[0] = first[:1].upper() + first[1:]
+        return " ".join(words)
 
     def parse(self, value: Any) -> Any:
         """Convert ``value`` (text or number) to this parameter's type and check its range."""
@@ -77,6 +93,7 @@ class Parameter:
         """JSON-friendly description (``genreg methods --json``)."""
         return {
             "name": self.name,
+            "label": self.display_label(),
             "type": self.kind.__name__,
             "default": self.default,
             "minimum": self.minimum,
