@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -75,20 +74,4 @@ def ssim(x, target, data_range: float = 1.0, window: int = 11, sigma: float = 1.
     return s_map.flatten(1).mean(1)
 
 
-def summary(x, target) -> dict[str, float]:
-    """Mean PSNR (range 1), fastMRI PSNR, SSIM and NMSE over a batch, as plain floats."""
-    return {
-        "psnr": float(psnr(x, target).mean()),
-        "psnr_fastmri": float(psnr_fastmri(x, target).mean()),
-        "ssim": float(ssim(x, target).mean()),
-        "nmse": float(nmse(x, target).mean()),
-    }
-
-
-def to_numpy_image(x) -> np.ndarray:
-    """First image of a batch as a 2-D float32 numpy array."""
-    t = _as_batch(x)
-    return t[0, 0].cpu().numpy().astype(np.float32)
-
-
-__all__ = ["mse", "psnr", "psnr_fastmri", "nmse", "ssim", "summary", "to_numpy_image"]
+__all__ = ["mse", "psnr", "psnr_fastmri", "nmse", "ssim"]

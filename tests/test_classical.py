@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from genreg_viewer.physics import MRIOperator, radial_mask, simulate_measurement
+from genreg_viewer.physics import radial_mask, simulate_measurement
 from genreg_viewer.recon import ParameterError, Problem, get_method, run_method
 from genreg_viewer.recon import tv_ops
 from genreg_viewer.recon.classical import default_alpha
@@ -78,7 +78,7 @@ def test_real_gram_matches_operator(shape):
     generator = torch.Generator().manual_seed(1)
     mask = radial_mask(9, shape)
     measurement = simulate_measurement(torch.rand(2, 1, *shape, generator=generator), mask, 0.1, seed=3)
-    data = tv_ops.RealGram(measurement.operator, measurement.y)
+    data = measurement.operator.data_term(measurement.y)
     operator, y = measurement.operator, measurement.y
     x = torch.rand(2, 1, *shape, generator=generator)
     torch.testing.assert_close(data.normal(x), operator.normal_real(x), atol=1e-5, rtol=0)
@@ -88,13 +88,6 @@ def test_real_gram_matches_operator(shape):
     tau = 0.7
     proximal = data.prox(tau)(v)
     torch.testing.assert_close(proximal - v + tau * data.gradient(proximal), torch.zeros_like(v), atol=1e-5, rtol=0)
-
-
-def test_conjugate_symmetric_sampling_values():
-    mask = radial_mask(25)
-    d = tv_ops.conjugate_symmetric_sampling(MRIOperator(mask).sampling)
-    assert set(torch.unique(d).tolist()) == {0.0, 0.5, 1.0}  # odd spoke count: many k sampled without -k
-    assert float(d[0, 0]) == 1.0  # DC is its own mirror
 
 
 # ------------------------------------------------------------------------------------------------- lsq
@@ -115,7 +108,7 @@ def test_unconstrained_lsq_reaches_the_least_squares_solution(small_problem):
     the gradient Re(A^H(Ax - y)) vanishes."""
     problem = small_problem
     result = run_method("lsq", problem, {"constraint": "none"}, iterations=30)
-    data = tv_ops.RealGram(problem.operator, problem.y)
+    data = problem.operator.data_term(problem.y)
     gradient = data.gradient(result.image)
     assert float(gradient.norm()) < 1e-3 * float(data.rhs.norm())
 

@@ -14,11 +14,11 @@ from genreg_viewer.models.dncnn import RealSNConv2d, conv_operator_norm, conv_sy
 from genreg_viewer.models.unet import UNet
 from genreg_viewer.models.varnet import RBFActivation, VariationalStage, _InterpolatedRBF
 from genreg_viewer.models.weights import WeightsError, save_weights
-from genreg_viewer.physics import Measurement, mask_fingerprint, mask_from_spec, radial_mask, simulate_measurement
+from genreg_viewer.physics import Measurement, mask_fingerprint, mask_from_spec, simulate_measurement
 from genreg_viewer.recon import ParameterError, Problem, get_method, run_method
 from genreg_viewer.recon.learned import varnet as varnet_module
 from genreg_viewer.recon.learned.pnp import TUNED_FILE as PNP_TUNED_FILE
-from genreg_viewer.recon.learned.pnp import RealDataProximal, load_denoiser, symmetrised_sampling
+from genreg_viewer.recon.learned.pnp import load_denoiser
 from genreg_viewer.recon.tuned import tuned_table
 from genreg_viewer.training.common import HELD_OUT_SEED, held_out_images, training_images
 
@@ -92,27 +92,7 @@ def test_bundled_denoiser_layers_are_non_expansive():
 
 
 # --------------------------------------------------------------------------------------------- PnP-ADMM
-def test_pnp_x_step_solves_real_normal_equation_exactly(held_out):
-    problem = _problem(held_out, "radial:25")  # 25 spokes: the mask is not point-symmetric
-    prox = RealDataProximal(problem, rho=0.7)
-    v = torch.rand(held_out.shape, generator=torch.Generator().manual_seed(0))
-    x = prox(v)
-    assert x.dtype == torch.float32 and x.shape == held_out.shape
-    assert float(prox.normal_residual(x, v).max()) < 1e-5
-    # the real part of the complex solution does not solve the problem over real images
-    sampling = problem.operator.sampling
-    naive = torch.fft.ifft2((problem.y + 0.7 * torch.fft.fft2(v.to(torch.complex64), norm="ortho")) / (sampling + 0.7),
-                            norm="ortho").real
-    assert float(prox.normal_residual(naive, v).max()) > 1e-3
-
-
-def test_symmetrised_sampling_is_even():
-    sampling = torch.from_numpy(np.fft.ifftshift(radial_mask(25)).astype(np.float32))
-    sym = symmetrised_sampling(sampling)
-    mirrored = torch.roll(torch.flip(sym, (-2, -1)), (1, 1), (-2, -1))
-    assert torch.equal(sym, mirrored)
-    assert set(torch.unique(sym).tolist()) <= {0.0, 0.5, 1.0}
-    assert float(sym.sum()) == pytest.approx(float(sampling.sum()))
+# the exact x-step (RealLeastSquares.prox_l2) is tested against dense and autograd oracles in test_operator.py
 
 
 def test_pnp_admm_beats_adjoint(held_out):
@@ -141,12 +121,12 @@ def test_pnp_relaxation_one_is_plain_admm(held_out):
     problem = _problem(held_out[:1])
     result = run_method("pnp-admm", problem, {"relaxation": 1.0, "denoiser_sigma": 0.04, "rho": 0.5}, iterations=3)
     denoiser, _, _ = load_denoiser("dncnn", torch.device("cpu"))
-    prox = RealDataProximal(problem, 0.5)
+    data = problem.operator.data_term(problem.y)
     z = problem.zero_filled()
     u = torch.zeros_like(z)
     with torch.no_grad():
         for _ in range(3):
-            x = prox(z - u)
+            x = data.prox_l2(z - u, 0.5)
             z = denoiser(x + u, 0.04)
             u = u + x - z
     assert torch.allclose(result.image, z, atol=1e-6)

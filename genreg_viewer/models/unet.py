@@ -14,6 +14,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+#: the U-Net channels per level used by DIP and eDIP (``UNet(1, DIP_CHANNELS)``)
+DIP_CHANNELS = (16, 32, 64)
+
 
 def _block(in_channels: int, out_channels: int, stride: int = 1) -> nn.Sequential:
     return nn.Sequential(
@@ -29,7 +32,7 @@ class UNet(nn.Module):
     Input ``(B, in_channels, H, W)``, output ``(B, 1, H, W)`` (a linear final ``1 x 1`` conv, no clipping). With
     ``residual`` (one input channel only) the output is ``input + network(input)``: the form used when the input is
     already an image estimate (educated DIP's adjoint input), not for DIP's random code; the last layer then starts at
-zero, so the untrained network is the identity.
+    zero, so the untrained network is the identity.
     """
 
     def __init__(self, in_channels: int = 1, channels: tuple[int, ...] = (16, 32, 64), skip_channels: int = 4,

@@ -17,19 +17,21 @@ from .masks import (
     save_mask,
 )
 from .noise import MAX_SIGMA, Measurement, add_kspace_noise, check_sigma, simulate_measurement
-from .operator import MRIOperator
+from .operator import MRIOperator, RealLeastSquares, conjugate_symmetric_sampling
 
 __all__ = [
     "MASK_SAVE_SUFFIXES",
     "MAX_MASK_SIDE",
     "MAX_SPOKES",
     "MRIOperator",
+    "RealLeastSquares",
     "Measurement",
     "MaskError",
     "add_kspace_noise",
     "check_sigma",
     "MAX_SIGMA",
     "cartesian_mask",
+    "conjugate_symmetric_sampling",
     "check_mask_save_path",
     "check_mask_shape",
     "golden_angle_mask",

@@ -2,9 +2,10 @@
 
 All three solve for a *real* image ``x`` ``(B, 1, H, W)`` from ``y = A x + n`` with ``A = M F``. For real ``x`` the
 data term ``1/2 ||A x - y||^2`` has the Gram operator ``Re(A^H A) = F^H D F`` with ``D(k) = (M(k) + M(-k)) / 2``
-(:class:`~genreg_viewer.recon.tv_ops.RealGram`): it is *not* the projection ``A^H A`` (a coefficient whose mirror
-``-k`` is unsampled has ``D = 1/2``), and the constraint set (``box``: ``[0, 1]``, ``nonnegative``: ``x >= 0``,
-``none``) couples sampled and unsampled frequencies. Both make the iterative methods differ from the adjoint.
+(:class:`~genreg_viewer.physics.operator.RealLeastSquares`): it is *not* the projection ``A^H A`` (a coefficient
+whose mirror ``-k`` is unsampled has ``D = 1/2``), and the constraint set (``box``: ``[0, 1]``, ``nonnegative``:
+``x >= 0``, ``none``) couples sampled and unsampled frequencies. Both make the iterative methods differ
+from the adjoint.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import torch
 from . import tv_ops
 from .base import Parameter, Problem, ReconMethod, Step
 from .registry import register
+from .solvers import batch_dot
 
 #: ``constraint`` parameter values and the interval each one keeps the pixels in
 CONSTRAINTS: dict[str, tuple[float, float]] = {
@@ -30,10 +32,6 @@ CONSTRAINT_PARAMETER = Parameter(
     "pixel constraint: box = values in [0, 1], nonnegative = values >= 0, none = unconstrained",
     choices=tuple(CONSTRAINTS),
 )
-
-
-def _batch_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return (a * b).flatten(1).sum(1)
 
 
 def _norms(x: torch.Tensor) -> torch.Tensor:
@@ -98,15 +96,15 @@ class LeastSquares(ReconMethod):
 
     def iterate(self, problem: Problem, params: dict[str, Any], iterations: int) -> Iterator[Step]:
         lower, upper = CONSTRAINTS[params["constraint"]]
-        data = tv_ops.RealGram(problem.operator, problem.y)
+        data = problem.operator.data_term(problem.y)
         x = torch.zeros_like(data.rhs)
         objective = data.value(x)
         for iteration in range(1, iterations + 1):
             gradient = data.gradient(x)
             blocked = ((x <= lower) & (gradient > 0)) | ((x >= upper) & (gradient < 0))
             free = torch.where(blocked, torch.zeros_like(gradient), gradient)
-            curvature = _batch_dot(free, data.normal(free))
-            free_norm = _batch_dot(free, free)
+            curvature = batch_dot(free, data.normal(free))
+            free_norm = batch_dot(free, free)
             step = torch.where(curvature > 0, free_norm / curvature.clamp_min(1e-30), torch.ones_like(free_norm))
             step = _per_image(step.clamp(1.0, 1e6))
             accepted = torch.zeros_like(objective, dtype=torch.bool)
@@ -114,7 +112,7 @@ class LeastSquares(ReconMethod):
             for _ in range(self.max_backtracks):
                 trial = (x - step * gradient).clamp(lower, upper)
                 trial_objective = data.value(trial)
-                sufficient = trial_objective <= objective + self.armijo_constant * _batch_dot(gradient, trial - x)
+                sufficient = trial_objective <= objective + self.armijo_constant * batch_dot(gradient, trial - x)
                 newly = sufficient & ~accepted
                 candidate = torch.where(_per_image(newly), trial, candidate)
                 candidate_objective = torch.where(newly, trial_objective, candidate_objective)
@@ -195,7 +193,7 @@ class TotalVariation(ReconMethod):
         alpha, tolerance = params["alpha"], params["tolerance"]
         lower, upper = CONSTRAINTS[params["constraint"]]
         constrained = params["constraint"] != "none"
-        data = tv_ops.RealGram(problem.operator, problem.y)
+        data = problem.operator.data_term(problem.y)
         norm = math.sqrt(tv_ops.GRADIENT_NORM_SQUARED + (1.0 if constrained else 0.0))
         tau, sigma = self.step_ratio / norm, 1.0 / (self.step_ratio * norm)
         rho = self.relaxation

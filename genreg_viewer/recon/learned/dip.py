@@ -27,8 +27,7 @@ from typing import Any, Iterator
 
 import torch
 
-from ...models.unet import UNet
-from ...training.edip import DIP_CHANNELS
+from ...models.unet import DIP_CHANNELS, UNet
 from ..base import Parameter, Problem, ReconMethod, Step
 from ..classical import default_alpha
 from ..registry import register

@@ -24,13 +24,10 @@ measurement noise ``sigma^2`` (tuned: 0.0009 at 25 spokes and sigma 0.05, 0.0000
 weight, a lower level ``s`` with a larger ``rho`` (more, gentler denoising steps) does better where it converges in
 time (125 spokes).
 
-The x-step is solved exactly in k-space. Over *real* ``x`` its normal equation is
-``(Re(A^H A) + rho I) x = Re(A^H y) + rho v`` with ``v = z_k - u_k``. For real ``x``,
-``Re(F^H M F x) = F^H M_s F x`` with the symmetrised mask ``M_s(k) = (M(k) + M(-k)) / 2`` (values 0, 1/2, 1),
-because ``conj(F^H M F x) = F^H M(-.) F x``. Hence ``x = F^H [F(Re(A^H y) + rho v) / (M_s + rho)]``, which is real
-(the numerator is Hermitian-symmetric and the denominator even); its imaginary round-off is dropped. Taking the real
-part of the complex solution ``F^H[(y + rho F v)/(M + rho)]`` instead would not solve the real problem when the mask
-is not point-symmetric (e.g. an odd number of radial spokes).
+The x-step is the data term's exact proximal map over *real* images, ``x = prox_l2(v, rho)`` with ``v = z_k - u_k``
+(:meth:`~genreg_viewer.physics.operator.RealLeastSquares.prox_l2`): the normal equation
+``(Re(A^H A) + rho I) x = Re(A^H y) + rho v`` is diagonal in k-space, ``x = F^H [F(Re(A^H y) + rho v) / (D + rho)]``
+with the conjugate-symmetrised mask ``D(k) = (M(k) + M(-k)) / 2``.
 
 RealSN (spectral normalisation of every convolution's operator norm) makes the denoiser residual ``I - D``
 non-expansive, the condition in Ryu et al.'s convergence theorem (their strong-convexity assumption on the data term
@@ -51,34 +48,6 @@ from .common import data_objective, load_network, weights_status
 
 DEFAULT_WEIGHTS = "dncnn"
 TUNED_FILE = "pnp.json"  #: in resources/tuned (see :mod:`..tuned`)
-
-
-def symmetrised_sampling(sampling: torch.Tensor) -> torch.Tensor:
-    """``M_s(k) = (M(k) + M(-k)) / 2`` for a DC-at-index-0 sampling pattern (``-k`` taken modulo the size)."""
-    mirrored = torch.roll(torch.flip(sampling, dims=(-2, -1)), shifts=(1, 1), dims=(-2, -1))
-    return 0.5 * (sampling + mirrored)
-
-
-class RealDataProximal:
-    """``v -> argmin_{x real} 1/2 ||A x - y||^2 + rho/2 ||x - v||^2``, exactly, by one FFT pair."""
-
-    def __init__(self, problem: Problem, rho: float):
-        if rho <= 0:
-            raise ParameterError(f"rho must be positive, got {rho}")
-        self.rho = float(rho)
-        self.operator = problem.operator
-        self.data_rhs = problem.operator.adjoint_real(problem.y)  # Re(A^H y)
-        self.denominator = symmetrised_sampling(problem.operator.sampling.to(problem.y.device)) + self.rho
-
-    def __call__(self, v: torch.Tensor) -> torch.Tensor:
-        spectrum = torch.fft.fft2(self.data_rhs + self.rho * v, norm="ortho") / self.denominator
-        return torch.fft.ifft2(spectrum, norm="ortho").real
-
-    def normal_residual(self, x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """``||(Re(A^H A) + rho I) x - (Re(A^H y) + rho v)|| / ||Re(A^H y) + rho v||`` per batch item."""
-        rhs = self.data_rhs + self.rho * v
-        lhs = self.operator.normal_real(x) + self.rho * x
-        return (lhs - rhs).flatten(1).norm(dim=1) / rhs.flatten(1).norm(dim=1).clamp_min(1e-30)
 
 
 def _build_denoiser(config: dict) -> RealSNDnCNN:
@@ -128,13 +97,13 @@ class PnPADMM(ReconMethod):
             raise ParameterError(
                 f"denoiser_sigma {level:g} is outside the range the denoiser was trained on ({low:g} to {high:g})"
             )
-        prox = RealDataProximal(problem, params["rho"])
+        data, rho = problem.operator.data_term(problem.y), params["rho"]
         alpha = float(params["relaxation"])
         z = problem.zero_filled()
         u = torch.zeros_like(z)
         with torch.no_grad():
             for k in range(1, iterations + 1):
-                x = prox(z - u)
+                x = data.prox_l2(z - u, rho)
                 relaxed = alpha * x + (1.0 - alpha) * z
                 z_next = denoiser(relaxed + u, level)
                 u = u + relaxed - z_next

@@ -68,8 +68,9 @@ def trained_settings(folder=None) -> list[TrainedSetting]:
 def nearest_setting(problem: Problem, settings: list[TrainedSetting]) -> tuple[TrainedSetting, float]:
     """The trained setting nearest to the problem's mask and noise level, and its distance."""
     if not settings:
-        raise WeightsError(f"no variational network weights (varnet-*.json) in the weight set {active_weight_set().name!r}; "
-                           "train one with 'genreg train varnet --mask SPEC --noise SIGMA'")
+        raise WeightsError("no variational network weights (varnet-*.json) in the weight set "
+                           f"{active_weight_set().name!r}; train one with "
+                           "'genreg train varnet --mask SPEC --noise SIGMA'")
     fraction = problem.operator.sampling_fraction
     fingerprint = mask_fingerprint(problem.operator.mask)
     scored = [(s.distance(fraction, fingerprint, problem.sigma), s) for s in settings]
@@ -98,8 +99,8 @@ class VariationalNetworkMethod(ReconMethod):
     def available(self) -> tuple[bool, str]:
         if trained_settings():
             return True, ""
-        return False, (f"no variational network weights (varnet-*.json) in the weight set {active_weight_set().name!r}; "
-                       "train one with 'genreg train varnet --mask SPEC --noise SIGMA'")
+        return False, ("no variational network weights (varnet-*.json) in the weight set "
+                       f"{active_weight_set().name!r}; train one with 'genreg train varnet --mask SPEC --noise SIGMA'")
 
     def choose(self, problem: Problem, requested: str) -> tuple[str, str, bool, float | None]:
         """``(setting name, weights stem, exact match, distance)`` for the request."""
