@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One-stop set-up and launch for genreg-viewer.
 #   scripts/dev.sh app [FILE]      install what is missing, then start the desktop application
-#   scripts/dev.sh test [ARGS...]  install what is missing (with test extras), then run the test suite
+#   scripts/dev.sh test [ARGS...]  install what is missing (with test extras), then ruff, mypy and the test suite
 #   scripts/dev.sh install         only install
 # Uses $PYTHON (default python3). Torch: if none is installed, `pip install torch==2.13.0` is used, which picks a
 # local CPU wheel where pip is configured with one (as on the project's CI machines) and the regular (CUDA-enabled
@@ -51,7 +51,13 @@ case "$cmd" in
   test)
     install "[test]"
     export QT_QPA_PLATFORM=${QT_QPA_PLATFORM:-offscreen}
-    exec "$PYTHON" -m pytest -q "$@"
+    # lint and type checks first (configured in pyproject.toml); the tests run whatever they say, and the
+    # command fails if any of the three failed
+    status=0
+    echo "ruff check"; "$PYTHON" -m ruff check . || status=1
+    echo "mypy"; "$PYTHON" -m mypy || status=1
+    "$PYTHON" -m pytest -q "$@" || status=$?
+    exit "$status"
     ;;
   *) echo "usage: scripts/dev.sh app [FILE] | test [PYTEST ARGS] | install" >&2; exit 2 ;;
 esac
