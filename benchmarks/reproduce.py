@@ -367,6 +367,8 @@ def parse_arguments(argv=None) -> argparse.Namespace:
     parser.add_argument("--store", default=None,
                         help="keep every run in this folder and reuse the runs found there (resume an interrupted "
                              "run; delete the folder when the code or the weights change)")
+    parser.add_argument("--summary", action="store_true",
+                        help="run nothing: print each figure's CSV in --out as a markdown table (mean ± s.e.)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     args = parser.parse_args(argv)
     figures = FIGURES if "all" in args.figure else tuple(dict.fromkeys(args.figure))
@@ -393,8 +395,33 @@ def parse_arguments(argv=None) -> argparse.Namespace:
     return args
 
 
+def summarise(folder: Path, figures) -> None:
+    """Mean ± standard error of PSNR and SSIM per setting and method, from the CSVs in ``folder``."""
+    from figures_common import read_csv
+
+    for name in figures:
+        path = folder / f"fig{name}.csv"
+        if not path.is_file():
+            print(f"fig {name}: no {path}")
+            continue
+        groups: dict[tuple[str, str, str], list[tuple[float, float]]] = {}
+        for row in read_csv(path):
+            groups.setdefault((row["mask"], row["sigma"], row["method"]), []).append(
+                (float(row["psnr"]), float(row["ssim"])))
+        print(f"\nfig {name} ({path})\n")
+        print("| mask | sigma | method | images | PSNR (dB) | SSIM |\n|---|---|---|---|---|---|")
+        for (mask, sigma, method), values in groups.items():
+            psnr, ssim = np.array(values).T
+            error = (lambda v: v.std(ddof=1) / math.sqrt(len(v)) if len(v) > 1 else 0.0)
+            print(f"| {mask} | {sigma} | {method} | {len(values)} | {psnr.mean():.2f} ± {error(psnr):.2f} | "
+                  f"{ssim.mean():.3f} ± {error(ssim):.3f} |")
+
+
 def main(argv=None) -> int:
     args = parse_arguments(argv)
+    if args.summary:
+        summarise(Path(args.out).resolve() if args.out else DEFAULT_OUT, args.figures)
+        return 0
     torch.set_num_threads(max(1, args.threads))
     device = resolve_device(args.device)
     weight_set = use_weight_set(args.weights)

@@ -104,3 +104,13 @@ def test_store_resumes_without_rerunning(tmp_path, monkeypatch):
     assert reproduce.main(argv + ["--out", str(tmp_path / "second")]) == 0
     first = figures_common.read_csv(tmp_path / "first" / "fig3.csv")
     assert len(first) == 4 and first == figures_common.read_csv(tmp_path / "second" / "fig3.csv")
+
+
+def test_summary_reads_the_csv(tmp_path, capsys):
+    rows = [{"figure": "fig8", "mask": "radial:25", "sampled_percent": "10.2", "sigma": "0.05", "method": "tv",
+             "image": i, "image_seed": 1_000_000 + i, "psnr": psnr, "ssim": 0.5, "seconds_per_image": 1,
+             "batch_images": 2, "iterations": 3, "device": "cpu", "params": "{}"} for i, psnr in enumerate((20.0, 22.0))]
+    figures_common.write_csv(tmp_path / "fig8.csv", rows)
+    assert reproduce.main(["--summary", "--figure", "8", "--out", str(tmp_path)]) == 0
+    # mean 21, standard error std(ddof=1)/sqrt(2) = 1.414/1.414 = 1
+    assert "| radial:25 | 0.05 | tv | 2 | 21.00 ± 1.00 | 0.500 ± 0.000 |" in capsys.readouterr().out
