@@ -105,7 +105,7 @@ def tune_setting(images: torch.Tensor, spokes: int, sigma: float, methods) -> di
             continue
         extra = {"posterior_samples": 0} if method in JOINT else {}
         started = time.perf_counter()
-        def score(params: dict[str, float], m: str = method) -> float:
+        def score(params: dict[str, float], m: str = method, extra: dict = extra) -> float:
             value = float(method_psnr(m, problem, {**params, **extra})[0].mean())
             print(f"    {m} {params}: {value:.2f} dB", flush=True)
             return value

@@ -89,7 +89,8 @@ def _read_manifest(folder: Path, name: str) -> WeightSet:
         raise WeightSetError(f"{manifest}: fallback must be one of {', '.join(BUNDLED_SETS)}, got {fallback!r}")
     return WeightSet(str(document.get("name", name)), folder, str(document.get("description", "")),
                      str(document.get("data", "")), str(document.get("terms", "")), fallback,
-                     {k: v for k, v in document.items() if k not in ("name", "description", "data", "terms", "fallback")})
+                     {k: v for k, v in document.items()
+                      if k not in ("name", "description", "data", "terms", "fallback")})
 
 
 def resolve_weight_set(spec: str | os.PathLike | None) -> WeightSet:
@@ -151,7 +152,10 @@ def use_weight_set(spec: str | os.PathLike | WeightSet | None) -> WeightSet:
     (or ``None``) returns to auto mode. Returns the set now active for images without a source."""
     global _ACTIVE, _AUTO
     auto = spec is None or (not isinstance(spec, WeightSet) and str(spec).strip() == AUTO)
-    chosen = resolve_weight_set(DEFAULT_SET) if auto else (spec if isinstance(spec, WeightSet) else resolve_weight_set(spec))
+    if auto:
+        chosen = resolve_weight_set(DEFAULT_SET)
+    else:
+        chosen = spec if isinstance(spec, WeightSet) else resolve_weight_set(spec)
     with _LOCK:
         _ACTIVE, _AUTO = chosen, auto
     return chosen

@@ -92,7 +92,8 @@ def test_grid_layout():
 
 def test_cli_writes_npy_png_and_grid(tmp_path, capsys):
     out = tmp_path / "phantoms"
-    assert main(["phantom", "--count", "2", "--seed", "5", "--out", str(out), "--grid", str(tmp_path / "grid.png")]) == 0
+    grid = str(tmp_path / "grid.png")
+    assert main(["phantom", "--count", "2", "--seed", "5", "--out", str(out), "--grid", grid]) == 0
     for seed in (5, 6):
         stored = np.load(out / f"knee_phantom_{seed:03d}.npy")
         assert stored.dtype == np.float32

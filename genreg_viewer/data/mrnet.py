@@ -39,6 +39,8 @@ MIN_MEAN_INTENSITY = 0.02
 
 @dataclass(frozen=True)
 class MRNetVolume:
+    """One MRNet volume: exam number, plane (axial, coronal, sagittal) and its ``.npy`` file."""
+
     exam: int
     plane: str
     path: Path
@@ -113,6 +115,8 @@ def load_mrnet_stack(path: Path) -> np.ndarray:
 
 @dataclass
 class MRNetSummary:
+    """What a built MRNet slice set holds (printed by ``genreg dataset build --format mrnet``)."""
+
     path: str
     num_images: int
     num_volumes: int

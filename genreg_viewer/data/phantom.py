@@ -93,7 +93,8 @@ class KneeAnatomy:
     show_lcl: bool
     show_itb: bool
     # soft tissue: leg outline (centre, half-widths at the joint, widening towards the top / bottom edge),
-    # subcutaneous fat thickness, a fibrous septum in the fat (depth as a fraction of the fat, opacity), muscle ends per quadrant (distance from the joint line, slope, curvature) in the order
+    # subcutaneous fat thickness, a fibrous septum in the fat (depth as a fraction of the fat, opacity), muscle
+    # ends per quadrant (distance from the joint line, slope, curvature) in the order
     # (upper medial, upper lateral, lower medial, lower lateral), fat plane between muscle and bone,
     # intermuscular septa (u positions), small flow voids in the fat (u, v, radius)
     body_centre: float
@@ -125,70 +126,70 @@ class KneeAnatomy:
 def sample_anatomy(rng: np.random.Generator) -> KneeAnatomy:
     """Draw one :class:`KneeAnatomy` from ``rng``; always the same number of draws, so the textures drawn after it
     do not depend on which optional structures were chosen."""
-    U = rng.uniform
-    offset = (U(0.24, 0.3), U(0.23, 0.29))
-    radii = ((U(0.21, 0.27), U(0.18, 0.24)), (U(0.2, 0.26), U(0.17, 0.23)))
+    uniform = rng.uniform
+    offset = (uniform(0.24, 0.3), uniform(0.23, 0.29))
+    radii = ((uniform(0.21, 0.27), uniform(0.18, 0.24)), (uniform(0.2, 0.26), uniform(0.17, 0.23)))
     outer = 0.5 * (offset[0] + radii[0][0] + offset[1] + radii[1][0])
-    fibula = (U(0.1, 0.24), U(0.07, 0.1), U(0.1, 0.15), U(0.05, 0.1))
-    show_fibula, show_lcl, show_itb = U(size=3) < (0.7, 0.7, 0.6)
+    fibula = (uniform(0.1, 0.24), uniform(0.07, 0.1), uniform(0.1, 0.15), uniform(0.05, 0.1))
+    show_fibula, show_lcl, show_itb = uniform(size=3) < (0.7, 0.7, 0.6)
     n_vessels = int(rng.integers(0, 5))
-    vessel_draws = U(size=(4, 3))
+    vessel_draws = uniform(size=(4, 3))
     vessels = tuple((2 * du - 1, 2 * dv - 1, 0.012 + 0.014 * dr) for du, dv, dr in vessel_draws[:n_vessels])
     return KneeAnatomy(
-        angle=U(-7, 7),
-        scale=U(0.9, 1.07),
-        shift=(U(-0.05, 0.05), U(-0.07, 0.07)),
-        mirror=bool(U() < 0.5),
-        joint_level=U(-0.06, 0.1),
-        cartilage_femur=U(0.022, 0.036),
-        cartilage_tibia=U(0.02, 0.032),
-        joint_gap=U(0.0, 0.012),
-        femur_centre=U(-0.03, 0.03),
-        femur_shaft_halfwidth=U(0.24, 0.31),
-        femur_flare=U(0.4, 0.75),
+        angle=uniform(-7, 7),
+        scale=uniform(0.9, 1.07),
+        shift=(uniform(-0.05, 0.05), uniform(-0.07, 0.07)),
+        mirror=bool(uniform() < 0.5),
+        joint_level=uniform(-0.06, 0.1),
+        cartilage_femur=uniform(0.022, 0.036),
+        cartilage_tibia=uniform(0.02, 0.032),
+        joint_gap=uniform(0.0, 0.012),
+        femur_centre=uniform(-0.03, 0.03),
+        femur_shaft_halfwidth=uniform(0.24, 0.31),
+        femur_flare=uniform(0.4, 0.75),
         condyle_offset=offset,
         condyle_radii=radii,
-        condyle_drop=(U(0.0, 0.015), U(-0.015, 0.005)),
-        notch_halfwidth=U(0.11, 0.15),
-        notch_height=U(0.17, 0.3),
-        tibia_centre=U(-0.03, 0.03),
-        plateau_halfwidth=outer + U(-0.01, 0.05),
-        tibia_shaft_halfwidth=U(0.2, 0.27),
-        tibia_flare=U(0.4, 0.75),
-        plateau_dip=(U(0.0, 0.025), U(-0.015, 0.01)),
-        spine_height=(U(0.04, 0.09), U(0.03, 0.08)),
+        condyle_drop=(uniform(0.0, 0.015), uniform(-0.015, 0.005)),
+        notch_halfwidth=uniform(0.11, 0.15),
+        notch_height=uniform(0.17, 0.3),
+        tibia_centre=uniform(-0.03, 0.03),
+        plateau_halfwidth=outer + uniform(-0.01, 0.05),
+        tibia_shaft_halfwidth=uniform(0.2, 0.27),
+        tibia_flare=uniform(0.4, 0.75),
+        plateau_dip=(uniform(0.0, 0.025), uniform(-0.015, 0.01)),
+        spine_height=(uniform(0.04, 0.09), uniform(0.03, 0.08)),
         fibula=fibula if show_fibula else None,
-        cortex=U(0.011, 0.017),
-        cortex_shaft=U(0.02, 0.045),
-        physis=(U(0.3, 0.45), U(0.2, 0.3)),
-        physis_wave=(U(0.005, 0.02), U(0.005, 0.02)),
-        meniscus_height=(U(0.06, 0.1), U(0.05, 0.09)),
-        meniscus_inner=(U(-0.03, 0.04), U(-0.03, 0.04)),
-        ligament_width=U(0.01, 0.018),
+        cortex=uniform(0.011, 0.017),
+        cortex_shaft=uniform(0.02, 0.045),
+        physis=(uniform(0.3, 0.45), uniform(0.2, 0.3)),
+        physis_wave=(uniform(0.005, 0.02), uniform(0.005, 0.02)),
+        meniscus_height=(uniform(0.06, 0.1), uniform(0.05, 0.09)),
+        meniscus_inner=(uniform(-0.03, 0.04), uniform(-0.03, 0.04)),
+        ligament_width=uniform(0.01, 0.018),
         show_lcl=bool(show_lcl),
         show_itb=bool(show_itb),
-        body_centre=U(-0.05, 0.05),
-        body_halfwidth=(U(0.8, 1.0), U(0.8, 1.0)),
-        body_widening=(U(0.0, 0.12), U(-0.08, 0.06)),
-        fat_thickness=(U(0.05, 0.14), U(0.04, 0.12)),
-        fat_strands=(U(0.3, 0.7), U(0.2, 0.6)),
-        muscle_end=tuple((U(0.06, 0.38), U(-0.5, 0.6), U(-0.8, 1.2)) for _ in range(4)),
-        muscle_fat_plane=U(-0.01, 0.012),
-        septa=tuple(float(s) for s in U(0.32, 0.72, 4) * np.array([-1, -1, 1, 1])),
+        body_centre=uniform(-0.05, 0.05),
+        body_halfwidth=(uniform(0.8, 1.0), uniform(0.8, 1.0)),
+        body_widening=(uniform(0.0, 0.12), uniform(-0.08, 0.06)),
+        fat_thickness=(uniform(0.05, 0.14), uniform(0.04, 0.12)),
+        fat_strands=(uniform(0.3, 0.7), uniform(0.2, 0.6)),
+        muscle_end=tuple((uniform(0.06, 0.38), uniform(-0.5, 0.6), uniform(-0.8, 1.2)) for _ in range(4)),
+        muscle_fat_plane=uniform(-0.01, 0.012),
+        septa=tuple(float(s) for s in uniform(0.32, 0.72, 4) * np.array([-1, -1, 1, 1])),
         vessels=vessels,
-        fat=U(0.85, 1.0),
-        marrow=U(0.74, 0.94),
-        muscle=U(0.24, 0.38),
-        cartilage=U(0.48, 0.64),
-        fluid=U(0.25, 0.5),
-        dark=U(0.03, 0.09),
-        ligament=U(0.05, 0.14),
-        notch_fat=U(0.3, 0.55),
-        marrow_texture=U(0.04, 0.09),
-        marrow_patches=U(0.0, 0.12),
-        muscle_texture=U(0.04, 0.09),
+        fat=uniform(0.85, 1.0),
+        marrow=uniform(0.74, 0.94),
+        muscle=uniform(0.24, 0.38),
+        cartilage=uniform(0.48, 0.64),
+        fluid=uniform(0.25, 0.5),
+        dark=uniform(0.03, 0.09),
+        ligament=uniform(0.05, 0.14),
+        notch_fat=uniform(0.3, 0.55),
+        marrow_texture=uniform(0.04, 0.09),
+        marrow_patches=uniform(0.0, 0.12),
+        muscle_texture=uniform(0.04, 0.09),
         bias=tuple(rng.normal([0.0, 0.0, 0.08, 0.0, 0.0], [0.18, 0.15, 0.1, 0.1, 0.08])),
-        noise=U(0.012, 0.035),
+        noise=uniform(0.012, 0.035),
     )
 
 
@@ -377,7 +378,8 @@ def _render(a: KneeAnatomy, rng: np.random.Generator, n: int) -> np.ndarray:
     fat_in = np.where(u < a.body_centre, a.fat_thickness[0], a.fat_thickness[1]) * (1.0 + 0.3 * mid)
     fascia = skin + fat_in
     muscle = _smax(_smax(fascia, _muscle_zone(a, u, v, 0.06 * low + 0.03 * mid), 0.2), a.muscle_fat_plane - bone, 0.02)
-    canvas.paint(canvas.coverage(muscle), a.muscle * (1.0 + a.muscle_texture * streaks + 0.06 * mid + 0.1 * np.tanh(2.0 * low)))
+    canvas.paint(canvas.coverage(muscle),
+                 a.muscle * (1.0 + a.muscle_texture * streaks + 0.06 * mid + 0.1 * np.tanh(2.0 * low)))
     for i, position in enumerate(a.septa):  # bright intermuscular septa: wavy lines, roughly along the leg
         septum = np.abs(u - ct - position - 0.05 * (low if i % 2 else mid)) - 0.005
         canvas.paint(canvas.coverage(np.maximum(septum, muscle + 0.01)) * 0.8, a.fat)
@@ -400,7 +402,8 @@ def _render(a: KneeAnatomy, rng: np.random.Generator, n: int) -> np.ndarray:
     canvas.paint(canvas.coverage(np.minimum.reduce(ligaments)), a.ligament)
 
     # joint fluid between the articular surfaces, notch fat and the cruciate ligaments
-    joint = np.maximum.reduce([-femur, -tibia, femur + tibia - a.cartilage_femur - a.cartilage_tibia - a.joint_gap - 0.02,
+    joint = np.maximum.reduce([-femur, -tibia,
+                               femur + tibia - a.cartilage_femur - a.cartilage_tibia - a.joint_gap - 0.02,
                                np.abs(u - ct) - rim])
     canvas.paint(canvas.coverage(joint), a.fluid)
     notch_inside = np.maximum(notch, notch_roof - v)
@@ -429,7 +432,8 @@ def _render(a: KneeAnatomy, rng: np.random.Generator, n: int) -> np.ndarray:
     canvas.paint(canvas.coverage(np.maximum(-femur, femur - a.cartilage_femur)) * off_notch * low_femur,
                  a.cartilage * (1.0 + 0.05 * fine))
     across = np.abs(u - ct)
-    on_plateau = _smoothstep(0.06, 0.1, across) * (1.0 - _smoothstep(rim - 0.06, rim, across)) * (v < plateau_level + 0.1)
+    on_plateau = (_smoothstep(0.06, 0.1, across) * (1.0 - _smoothstep(rim - 0.06, rim, across))
+                  * (v < plateau_level + 0.1))
     canvas.paint(canvas.coverage(np.maximum(-tibia, tibia - a.cartilage_tibia)) * on_plateau,
                  a.cartilage * (1.0 + 0.05 * fine))
 
@@ -488,7 +492,7 @@ def knee_phantom(seed: int, size: int = 128) -> np.ndarray:
 
 
 def phantom_batch(count: int, seed: int, size: int = 128) -> np.ndarray:
-    """``count`` phantoms stacked as float32 ``(count, size, size)``; item ``i`` equals ``knee_phantom(seed + i, size)``."""
+    """``count`` phantoms stacked as float32 ``(count, size, size)``; item ``i`` is ``knee_phantom(seed + i, size)``."""
     if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or int(count) < 0:
         raise ValueError(f"phantom count must be a non-negative integer, got {count!r}")
     seed, size = _check_seed(seed), _check_size(size)

@@ -189,7 +189,8 @@ class SparseCholesky:
     # ------------------------------------------------------------------------------------------ builders
     @classmethod
     def from_channels(cls, channels: torch.Tensor, neighbourhood: int = 3) -> "SparseCholesky":
-        """Split decoder output ``(B, 1 + F, H, W)`` into ``log_diag = channels[:, :1]``, ``off_diag = channels[:, 1:]``
+        """Split decoder output ``(B, 1 + F, H, W)`` into ``log_diag = channels[:, :1]`` and
+        ``off_diag = channels[:, 1:]``.
 
         No squashing happens here: bounding ``l`` is the decoder's job.
         """

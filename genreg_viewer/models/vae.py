@@ -24,7 +24,8 @@ training when configured):
   conditional autoregression whose coefficients do not depend on the noise level.
 
 Sizes: the paper's layout (``PAPER_WIDTHS`` 64/128/256/512 with ``PAPER_DECODER_WIDTHS`` 512/256/128/64 from an
-8x8x256 map, ``patch = 1``: stem and output at full resolution, dropout; about 24 M parameters) is for GPU users; the slim default (``SLIM_WIDTHS``, ``patch = 4``: levels at 32, 16, 8 and 4 pixels) trains on a 2-core
+8x8x256 map, ``patch = 1``: stem and output at full resolution, dropout; about 24 M parameters) is for GPU users;
+the slim default (``SLIM_WIDTHS``, ``patch = 4``: levels at 32, 16, 8 and 4 pixels) trains on a 2-core
 CPU in about 15 minutes and is what ``resources/weights`` ships. Full-resolution 3x3 convs with few channels are
 memory-bound on a CPU; the patch stem and sub-pixel output give ~4x more training steps per minute (after 4 minutes
 of training on phantoms: 18.8 dB held-out PSNR against 16.5 dB for a five-level full-resolution layout).
@@ -216,7 +217,8 @@ class Encoder(nn.Module):
     def __init__(self, config: VAEConfig) -> None:
         super().__init__()
         widths, patch = config.widths, config.patch
-        self.stem = nn.Conv2d(1, widths[0], 3, padding=1) if patch == 1 else nn.Conv2d(1, widths[0], patch, stride=patch)
+        self.stem = (nn.Conv2d(1, widths[0], 3, padding=1) if patch == 1
+                     else nn.Conv2d(1, widths[0], patch, stride=patch))
         blocks, channels = [], widths[0]
         for width in widths:
             blocks.append(ResidualBlock(channels, width, "down", config.dropout, config.batch_norm))
@@ -316,7 +318,8 @@ class GenerativeModel(ImageGenerator, nn.Module):
         if cfg.covariance_kind == "identity":
             if cfg.identity_rho is None:
                 raise ValueError("identity covariance needs identity_rho (set after stage-1 training)")
-            log_diag = torch.full((batch, 1, size, size), -0.5 * math.log(cfg.identity_rho), device=z.device, dtype=z.dtype)
+            log_diag = torch.full((batch, 1, size, size), -0.5 * math.log(cfg.identity_rho), device=z.device,
+                                  dtype=z.dtype)
             off = torch.zeros((batch, cfg.off_diagonals, size, size), device=z.device, dtype=z.dtype)
             return SparseCholesky(log_diag, off, neighbourhood=cfg.neighbourhood)
         return self.decode_cholesky_from_channels(self.covariance_decoder(z))
@@ -383,7 +386,9 @@ def save_generative_model(
     return save_weights(model, path_stem, config, info, base=base, base_prefixes=prefixes)
 
 
-def model_from_weights(path_stem: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[GenerativeModel, dict]:
+def model_from_weights(
+    path_stem: str | os.PathLike, device: str | torch.device = "cpu"
+) -> tuple[GenerativeModel, dict]:
     """Rebuild a :class:`GenerativeModel` from ``path_stem`` (eval mode, frozen) and return it with its info."""
 
     def build(config: VAEConfig) -> GenerativeModel:

@@ -199,8 +199,8 @@ class VariationalNetwork(nn.Module):
 
     def forward(self, y: torch.Tensor, operator) -> torch.Tensor:
         x = None
-        for x in self.iterates(y, operator):
-            pass
+        for iterate in self.iterates(y, operator):  # the output is the last stage's iterate
+            x = iterate
         return x
 
 

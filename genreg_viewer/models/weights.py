@@ -153,7 +153,8 @@ def read_weights_json(stem: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(document, dict) or document.get("format") != FORMAT_NAME:
         raise WeightsError(f"{meta_path} is not a genreg weights file (missing \"format\": \"{FORMAT_NAME}\")")
     if document.get("version") != FORMAT_VERSION:
-        raise WeightsError(f"{meta_path} has format version {document.get('version')!r}; this program reads {FORMAT_VERSION}")
+        raise WeightsError(f"{meta_path} has format version {document.get('version')!r}; "
+                           f"this program reads {FORMAT_VERSION}")
     for key in ("config", "info", "tensors"):
         if not isinstance(document.get(key), dict):
             raise WeightsError(f"{meta_path} lacks the {key!r} section")
@@ -171,7 +172,9 @@ def _read_tensor_file(tensor_path: Path, device: str | torch.device) -> dict[str
         raise WeightsError(f"weights file {tensor_path} is corrupt or unreadable: {exc}") from exc
 
 
-def _check_manifest(state: Mapping[str, torch.Tensor], manifest: Mapping[str, Any], tensor_path: Path, meta_path: Path) -> None:
+def _check_manifest(
+    state: Mapping[str, torch.Tensor], manifest: Mapping[str, Any], tensor_path: Path, meta_path: Path
+) -> None:
     stored = {name: list(t.shape) for name, t in state.items()}
     expected = {name: list(shape) for name, shape in manifest.items()}
     if stored != expected:
@@ -181,7 +184,9 @@ def _check_manifest(state: Mapping[str, torch.Tensor], manifest: Mapping[str, An
         )
 
 
-def load_weights(stem: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[dict[str, torch.Tensor], dict, dict]:
+def load_weights(
+    stem: str | os.PathLike, device: str | torch.device = "cpu"
+) -> tuple[dict[str, torch.Tensor], dict, dict]:
     """Read a weights file: ``(state_dict, config, info)``.
 
     Tensors borrowed from a base file (see the module docstring) are merged in; the base file must be byte-for-byte
@@ -268,13 +273,16 @@ def describe_mismatch(expected: Mapping[str, Any], found: Mapping[str, Any]) -> 
     return "; ".join(parts) or "no difference"
 
 
-def load_state_into(module: torch.nn.Module, state: Mapping[str, torch.Tensor], source: str, config: Any = None) -> None:
+def load_state_into(
+    module: torch.nn.Module, state: Mapping[str, torch.Tensor], source: str, config: Any = None
+) -> None:
     """Copy ``state`` into ``module`` after checking names and shapes; a mismatch raises :class:`WeightsError`
     ("weights file X does not match config Y: missing ...; unexpected ...; shape ...")."""
     expected = {name: list(t.shape) for name, t in module.state_dict().items()}
     found = {name: list(t.shape) for name, t in state.items()}
     if expected != found:
-        raise WeightsError(f"weights file {source} does not match config {config}: {describe_mismatch(expected, found)}")
+        raise WeightsError(f"weights file {source} does not match config {config}: "
+                           f"{describe_mismatch(expected, found)}")
     module.load_state_dict(dict(state), strict=True)
 
 

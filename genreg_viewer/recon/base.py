@@ -283,7 +283,8 @@ class ReconMethod(ABC):
         for p in self.parameters:
             if p.name == name:
                 return p
-        raise ParameterError(f"method {self.name!r} has no parameter {name!r}; it has {[p.name for p in self.parameters]}")
+        raise ParameterError(f"method {self.name!r} has no parameter {name!r}; "
+                             f"it has {[p.name for p in self.parameters]}")
 
     def resolve_params(self, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         """Defaults updated with ``overrides`` (parsed and range-checked)."""

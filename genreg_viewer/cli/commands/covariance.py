@@ -77,7 +77,8 @@ def run(args) -> int:
         shown = values if args.kind == "correlation" else values / max(np.abs(values).max(), 1e-30)
         save_correlation_png(shown, args.png, (row, col), f"{args.kind} row at ({row}, {col}), {args.model}")
     summary = {
-        "model": args.model, "weights": weight_set.name, "kind": args.kind, "pixel": [row, col], "value_at_pixel": float(values[row, col]),
+        "model": args.model, "weights": weight_set.name, "kind": args.kind, "pixel": [row, col],
+        "value_at_pixel": float(values[row, col]),
         "min": float(values.min()), "max": float(values.max()), "seconds": round(seconds, 5),
         "encode_seconds": round(encoded - start, 5), "out": args.out, "png": args.png,
     }

@@ -67,7 +67,9 @@ def run(args) -> int:
         for p in m.parameters:
             rng = ""
             if p.minimum is not None or p.maximum is not None:
-                rng = f" in [{p.minimum if p.minimum is not None else ''}, {p.maximum if p.maximum is not None else ''}]"
+                low = p.minimum if p.minimum is not None else ""
+                high = p.maximum if p.maximum is not None else ""
+                rng = f" in [{low}, {high}]"
             if p.choices:
                 rng = f", one of {', '.join(str(c) for c in p.choices)}"
             value = f"default {p.default}"

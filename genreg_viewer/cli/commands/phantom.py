@@ -83,5 +83,6 @@ def run(args) -> int:
         print(json.dumps(info))
     else:
         grid = f" and grid {args.grid}" if args.grid else ""
-        print(f"{args.count} phantoms (seeds {args.seed}..{args.seed + args.count - 1}, {args.size}x{args.size}) -> {out}{grid}")
+        print(f"{args.count} phantoms (seeds {args.seed}..{args.seed + args.count - 1}, {args.size}x{args.size}) "
+              f"-> {out}{grid}")
     return 0

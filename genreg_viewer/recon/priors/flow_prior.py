@@ -1,5 +1,7 @@
-"""Reconstruction with an invertible generative prior (Asim, Daniels, Leong, Ahmed, Hand 2020, "Invertible
-generative models for inverse problems: mitigating representation error and dataset bias", ICML 2020)::
+"""Reconstruction with an invertible generative prior.
+
+Asim, Daniels, Leong, Ahmed, Hand 2020, "Invertible generative models for inverse problems: mitigating
+representation error and dataset bias", ICML 2020::
 
     min_z  ||A G(z) - y||^2 + gamma ||z||^2,       x = G(z*),
 
