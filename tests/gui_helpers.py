@@ -34,6 +34,8 @@ def window(qtbot, tmp_path, errors):
     """A shown main window on the default sample slice, with its own settings file."""
     settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
     win = MainWindow(settings=settings)
+    win.replace_questions = []  # what the window asked before a new image replaced runs (always answered yes)
+    win.confirm_replace_runs = lambda what, count: win.replace_questions.append((what, count)) or True
     qtbot.addWidget(win)
     win.resize(1400, 900)
     win.show()

@@ -16,7 +16,7 @@ pytest.importorskip("pytestqt")
 from PyQt6.QtCore import Qt  # noqa: E402
 from PyQt6.QtGui import QMouseEvent  # noqa: E402
 
-from genreg_viewer.gui.panels.covariance import _prepare  # noqa: E402
+from genreg_viewer.gui.covariance_model import prepare_covariance as _prepare  # noqa: E402
 from genreg_viewer.gui.state import RunRecord  # noqa: E402
 from genreg_viewer.models.vae import GenerativeModel, VAEConfig, bundled_model_available  # noqa: E402
 
@@ -74,6 +74,8 @@ def test_click_shows_the_correlation_row(window, qtbot, errors):
     assert (star_x[0], star_y[0]) == (col + 0.5, row + 0.5)
     assert panel.correlation_view.image_item.levels.tolist() == [-1.0, 1.0]
     # residual samples G(z) + L^-T u arrive as a mosaic of the requested count
+    qtbot.mouseClick(panel.sample_button, Qt.MouseButton.LeftButton)
+    assert panel.mean_combo.currentData() == "samples"
     qtbot.waitUntil(lambda: panel.samples_view.image() is not None, timeout=WAIT_MS)
     assert panel.samples_view.image().shape == (2 * 128 + 2, 2 * 128 + 2)  # 4 samples, 2 px gaps
     assert errors == []

@@ -173,3 +173,22 @@ def test_sweep_panel_runs_in_the_background(qtbot, rng):
     assert len(curves) == 1 and list(curves[0].xData) == [5, 25]
     assert all(math.isfinite(p.psnr.mean()) for p in panel.points)
     panel.shutdown()
+
+
+def test_parameter_labels_are_written_for_people(qtbot):
+    """The form's labels come from the Parameter declarations: Greek letters and abbreviations, not identifiers;
+    an explicit ``label`` wins."""
+    from genreg_viewer.recon import Parameter, get_method
+    from genreg_viewer.gui.widgets.param_form import ParameterForm
+
+    assert Parameter("lam", float, 1.0).display_label() == "λ"
+    assert Parameter("cg_iterations", int, 40).display_label() == "CG iterations"
+    assert Parameter("z_step_size", float, 1e-3).display_label() == "z step size"
+    assert Parameter("learning_rate", float, 1e-3).display_label() == "Learning rate"
+    assert Parameter("lam", float, 1.0, label="prior weight").display_label() == "prior weight"
+    form = ParameterForm(get_method("mean+covar"))
+    qtbot.addWidget(form)
+    labels = [form.layout_.itemAt(row, form.layout_.ItemRole.LabelRole).widget().text()
+              for row in range(form.layout_.rowCount())]
+    assert {"λ", "μ", "CG iterations", "z step size"} <= set(labels)
+    assert not any("_" in label for label in labels)

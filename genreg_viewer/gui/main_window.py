@@ -69,6 +69,10 @@ class MainWindow(QMainWindow):
         #: asks which HDF5 dataset to read when a file has no known image dataset: ``(path, candidate keys) ->
         #: chosen key or None`` (cancelled); a list dialog by default, replaced in tests
         self.choose_image_key: Callable[[Path, Sequence[str]], str | None] = self._image_key_dialog
+        #: asks before a new image replaces the runs of the current one: ``(what, run count) -> go ahead``; a
+        #: question dialog by default, replaced in tests
+        self.confirm_replace_runs: Callable[[str, int], bool] = self._replace_runs_dialog
+        self._undo: tuple[str, Callable[[], None]] | None = None  #: (what, how) of the last undoable change
 
         self.measurement_view = MeasurementView(self.state)
         self.live_view = LiveRunView(self.queue)
@@ -134,6 +138,7 @@ class MainWindow(QMainWindow):
         self.sampling.showMeasuredToggled.connect(self.measurement_view.set_show_measured)
         self.comparison.exportPngRequested.connect(self.export_png_dialog)
         self.comparison.exportResultsRequested.connect(self.export_results_dialog)
+        self.comparison.clearRequested.connect(self.clear_runs)
         self.comparison.inspectRequested.connect(self.inspect_covariance)
 
     def _action(self, menu, text: str, slot, shortcut=None, tip: str = "") -> QAction:
@@ -175,6 +180,12 @@ class MainWindow(QMainWindow):
         run_menu.addSeparator()
         self._action(run_menu, "Run &sweep", self._run_sweep, "Ctrl+Shift+R")
 
+        undo_menu = bar.addMenu("&Edit")
+        self.undo_action = self._action(undo_menu, "&Undo", self.undo, QKeySequence.StandardKey.Undo,
+                                        "Undo clearing the runs or opening another image")
+        self.undo_action.setEnabled(False)
+        self._action(undo_menu, "&Clear runs", self.clear_runs, None, "Remove every run from the comparison")
+
         edit_menu = bar.addMenu("&Mask")
         for tool, key in (("pan", "P"), ("brush", "B"), ("eraser", "X")):
             self._action(edit_menu, f"{tool.capitalize()} tool", lambda t=tool: self.set_mask_tool(t), key)
@@ -213,6 +224,60 @@ class MainWindow(QMainWindow):
     def open_default_image(self) -> None:
         self.state.set_image(*default_image())
 
+    # ------------------------------------------------------------- keep work
+    def replace_image(self, image, info) -> bool:
+        """Show a new ground truth. When the comparison holds runs of the current image, ask first (they go with
+        it); Undo (Ctrl+Z) brings the previous image back with its runs, mask and noise. False when declined."""
+        state = self.state
+        if state.results and not self.confirm_replace_runs(info.label() or "the new image", len(state.results)):
+            self.statusBar().showMessage("Kept the current image and its runs", 5000)
+            return False
+        previous = (state.image, state.image_info, state.mask, state.mask_spec, state.sigma, state.seed,
+                    list(state.results))
+        state.set_image(image, info)
+        if previous[0] is not None and previous[6]:
+            self._set_undo(f"opening {info.label() or 'the image'}", lambda: self._restore_previous(previous))
+        return True
+
+    def _restore_previous(self, previous) -> None:
+        self.state.restore(*previous)
+        self.sampling.sync_from_state()
+
+    def _replace_runs_dialog(self, what: str, count: int) -> bool:
+        runs = "1 run" if count == 1 else f"{count} runs"
+        box = QMessageBox(QMessageBox.Icon.Question, "Open another image?",
+                          f"The comparison holds {runs} of the current image. Opening {what} removes them "
+                          "(Edit ▸ Undo brings them back; File ▸ Save session keeps them on disk).", parent=self)
+        go = box.addButton("Open and remove the runs", QMessageBox.ButtonRole.AcceptRole)
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.exec()
+        return box.clickedButton() is go
+
+    def clear_runs(self) -> None:
+        """Remove every run from the comparison; Undo (Ctrl+Z) puts them back."""
+        removed = self.state.clear_results()
+        if removed:
+            version = self.state.image_version
+            self._set_undo("clearing the runs",
+                           lambda: self.state.restore_results(removed) if self.state.image_version == version else 0)
+            self.statusBar().showMessage(f"Removed {len(removed)} runs · Edit ▸ Undo (Ctrl+Z) brings them back",
+                                         8000)
+
+    def _set_undo(self, what: str, how: Callable[[], object]) -> None:
+        self._undo = (what, how)
+        self.undo_action.setText(f"&Undo {what}")
+        self.undo_action.setEnabled(True)
+
+    def undo(self) -> None:
+        if self._undo is None:
+            return
+        what, how = self._undo
+        self._undo = None
+        self.undo_action.setText("&Undo")
+        self.undo_action.setEnabled(False)
+        how()
+        self.statusBar().showMessage(f"Undid {what}", 5000)
+
     def open_dialog(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Open image, volume or session", self._last_folder(),
                                               IMAGE_FILTER + ";;" + sessions.SESSION_FILTER)
@@ -235,12 +300,14 @@ class MainWindow(QMainWindow):
                 if loaded is None:
                     self.statusBar().showMessage(f"Did not open {path.name}: no dataset chosen", 5000)
                     return False
-                self.state.set_image(*loaded)
+                if not self.replace_image(*loaded):
+                    return False
         except USER_ERRORS as exc:
             self.error(f"Cannot open {path.name}", str(exc).strip("'\""))
             return False
         self.add_recent(path)
-        self.statusBar().showMessage(f"Opened {path}", 5000)
+        note = self.state.image_info.note if not sessions.is_bundle(path) else ""
+        self.statusBar().showMessage(f"Opened {path.name}" + (f": {note}" if note else ""), 12000)
         return True
 
     def _load_with_key_choice(self, path: Path, slice_index: int | None):
@@ -250,8 +317,9 @@ class MainWindow(QMainWindow):
         try:
             return load_image_file(path, slice_index, size=size)
         except ImageKeyError as exc:
-            if not exc.candidates:
-                raise
+            if not exc.candidates:  # said in the app's words (the loader's message names the CLI's --key)
+                raise ValueError(str(exc).split(". Choose one with")[0] + "; none of them is an image or a stack "
+                                 "of images genreg-viewer can show") from None
             key = self.choose_image_key(path, exc.candidates)
             if key is None:
                 return None
@@ -269,7 +337,8 @@ class MainWindow(QMainWindow):
         if info.path:
             try:
                 image, new_info = load_image_file(info.path, slice_index, size=self.state.shape[0], key=info.key)
-                self.state.set_image(image, new_info)
+                if not self.replace_image(image, new_info):
+                    self.sampling.sync_slice_controls()
             except USER_ERRORS as exc:
                 self.sampling.sync_slice_controls()
                 self.error("Cannot read the slice", str(exc))
@@ -278,7 +347,7 @@ class MainWindow(QMainWindow):
         seed, ok = QInputDialog.getInt(self, "Knee phantom", "Phantom seed", 0, 0, 2**31 - 1)
         if ok:
             try:
-                self.state.set_image(*phantom_image(seed, self.state.shape[0]))
+                self.replace_image(*phantom_image(seed, self.state.shape[0]))
             except USER_ERRORS as exc:
                 self.error("Cannot make the phantom", str(exc))
 

@@ -32,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out", nargs="?", default="docs/screenshots")
     parser.add_argument("--theme", choices=("light", "dark"), default="light")
     parser.add_argument("--sweep", action="store_true", help="also run a small sweep (slower)")
+    parser.add_argument("--size", default="1500x900", help="window size WIDTHxHEIGHT (default 1500x900)")
+    parser.add_argument("--suffix", default="", help="added to every file name, e.g. -1280x800")
     args = parser.parse_args(argv)
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from PyQt6.QtCore import QSettings
@@ -48,11 +50,12 @@ def main(argv: list[str] | None = None) -> int:
     settings_dir = tempfile.TemporaryDirectory()  # fresh settings: no recent files or saved geometry
     settings = QSettings(str(Path(settings_dir.name) / "settings.ini"), QSettings.Format.IniFormat)
     window = MainWindow(settings=settings)
-    window.resize(1500, 900)
+    width, height = (int(v) for v in args.size.lower().split("x"))
+    window.resize(width, height)
     window.show()
     window.tabs.setCurrentWidget(window.measurement_view)
     wait_until(app, lambda: False, 0.3)
-    save_widget_png(window, out / "measurement.png")
+    save_widget_png(window, out / f"measurement{args.suffix}.png")
 
     panel = window.method_panel
     for name in FAST_METHODS:
@@ -62,12 +65,12 @@ def main(argv: list[str] | None = None) -> int:
     wait_until(app, lambda: not window.queue.busy, 600)
     window.tabs.setCurrentWidget(window.live_view)
     wait_until(app, lambda: False, 0.3)
-    save_widget_png(window, out / "live.png")
+    save_widget_png(window, out / f"live{args.suffix}.png")
 
     window.tabs.setCurrentWidget(window.comparison)
     window.comparison.inset_check.setChecked(True)
     wait_until(app, lambda: False, 0.3)
-    save_widget_png(window, out / "comparison.png")
+    save_widget_png(window, out / f"comparison{args.suffix}.png")
 
     window.tabs.setCurrentWidget(window.covariance)
     cov = window.covariance
@@ -76,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         wait_until(app, lambda: cov.pixel is not None and not cov._row_busy, 60)
         wait_until(app, lambda: False, 2.0)
     wait_until(app, lambda: False, 0.3)
-    save_widget_png(window, out / "covariance.png")
+    save_widget_png(window, out / f"covariance{args.suffix}.png")
 
     window.tabs.setCurrentWidget(window.sweep)
     if args.sweep:
@@ -84,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         window.sweep.start()
         wait_until(app, lambda: not window.sweep.running, 600)
     wait_until(app, lambda: False, 0.3)
-    save_widget_png(window, out / "sweep.png")
+    save_widget_png(window, out / f"sweep{args.suffix}.png")
     window.close()
     settings_dir.cleanup()
     print(f"screenshots written to {out}")

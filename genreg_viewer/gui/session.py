@@ -73,6 +73,8 @@ class SessionError(ValueError):
 
 @dataclass
 class Bundle:
+    """A session or results file in memory: JSON metadata and named arrays."""
+
     meta: dict[str, Any]
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
 

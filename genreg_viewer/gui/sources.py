@@ -37,8 +37,27 @@ def load_image_file(
     """
     loaded = load_image(path, slice_index=slice_index, size=size, key=key)
     info = ImageInfo(source=str(path), slice_index=loaded.slice_index, num_slices=int(loaded.num_slices),
-                     path=str(path), key=key)
+                     path=str(path), key=key, note=loading_note(loaded.meta, size))
     return np.asarray(loaded.image, dtype=np.float32), info
+
+
+#: Pillow modes that hold colour
+COLOUR_MODES = ("RGB", "RGBA", "P", "CMYK", "YCbCr", "LAB", "HSV", "LA", "PA", "RGBX")
+
+
+def loading_note(meta: dict, size: int) -> str:
+    """What loading did to the file's image, in words: colour to grey, centre crop to a square, resize."""
+    changes = []
+    if meta.get("mode") in COLOUR_MODES:
+        changes.append(f"converted from colour ({meta['mode']}) to grey")
+    shape = meta.get("original_shape")
+    if isinstance(shape, (list, tuple)) and len(shape) >= 2:
+        height, width = int(shape[-2]), int(shape[-1])
+        if height != width:
+            changes.append(f"centre-cropped from {width}×{height} to {min(height, width)}×{min(height, width)}")
+        if min(height, width) != size:
+            changes.append(f"resized to {size}×{size}")
+    return ", ".join(changes)
 
 
 def phantom_image(seed: int = 0, size: int = 128) -> tuple[np.ndarray, ImageInfo]:

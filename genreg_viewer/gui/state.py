@@ -34,6 +34,7 @@ class ImageInfo:
     num_slices: int = 1
     path: str | None = None  #: the file, when there is one (volumes are re-read for another slice)
     key: str | None = None  #: the HDF5 dataset chosen by the user, when the file needed one (re-used for slices)
+    note: str = ""  #: what loading changed, for the status bar ("converted from colour (RGB) to grey, ...")
 
     def label(self) -> str:
         name = Path(self.source).name if self.path else self.source
@@ -61,6 +62,9 @@ class RunRecord:
     arrays: dict[str, np.ndarray] = field(default_factory=dict)  #: array extras, e.g. ``std_map``, ``latent``
     info: dict[str, Any] = field(default_factory=dict)  #: scalar extras
     history: list[dict[str, Any]] = field(default_factory=list)
+    #: the covariance inspector's decoding of this run (``L(z)``, mean, variance map), made on the worker when the
+    #: run ended (:func:`genreg_viewer.gui.covariance_model.prepare_for_run`); not saved with sessions
+    covariance: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_result(cls, result: ReconResult, run_id: int, title: str, setting: dict[str, Any]) -> "RunRecord":
@@ -317,7 +321,21 @@ class ExperimentState(QObject):
         if len(self.results) != before:
             self.resultRemoved.emit(run_id)
 
-    def clear_results(self) -> None:
-        if self.results:
+    def clear_results(self) -> list[RunRecord]:
+        """Remove every run; returns them (for :meth:`restore_results`)."""
+        removed = self.results
+        if removed:
             self.results = []
             self.resultsCleared.emit()
+        return removed
+
+    def restore_results(self, records: list[RunRecord]) -> int:
+        """Put back runs removed by :meth:`clear_results` (those of the image still shown, not already present);
+        returns how many came back."""
+        present = {r.run_id for r in self.results}
+        restored = 0
+        for record in records:
+            if record.run_id not in present and np.shape(record.image) == self.shape:
+                self.add_result(record)
+                restored += 1
+        return restored

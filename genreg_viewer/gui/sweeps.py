@@ -72,6 +72,8 @@ class SweepSpec:
 
 @dataclass
 class SweepPoint:
+    """One finished point of a sweep: the method, the swept value and the scores of its run."""
+
     method: str
     value: float
     psnr: np.ndarray  #: per image

@@ -23,11 +23,12 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from PyQt6.QtCore import QObject, QThread, pyqtSignal, pyqtSlot
+from PyQt6.QtCore import QObject, Qt, QThread, pyqtSignal, pyqtSlot
 
 from ..device import configure_background_threads
 from ..physics import Measurement
 from ..recon import Problem, ReconMethod, get_method, run_method
+from .covariance_model import prepare_for_run
 from .state import RunRecord
 
 PROGRESS_INTERVAL = 0.125  #: seconds between progress signals (8 Hz: smooth enough, and painting stays cheap)
@@ -37,10 +38,18 @@ PROGRESS_INTERVAL = 0.125  #: seconds between progress signals (8 Hz: smooth eno
 _THREADS: set[QThread] = set()
 
 
+def _apply_thread_count_here() -> None:
+    """Apply torch's process-wide intra-op thread count on the calling thread too: OpenMP keeps the count per
+    thread, and a new thread starts with OpenMP's default (every core), which on a busy 2-core machine made a worker's
+    runs up to ten times slower than the count chosen by :func:`configure_background_threads`."""
+    torch.set_num_threads(torch.get_num_threads())
+
+
 def start_thread(name: str) -> QThread:
-    """A started ``QThread`` kept alive until :func:`stop_thread`."""
+    """A started ``QThread`` (using torch's thread count) kept alive until :func:`stop_thread`."""
     thread = QThread()
     thread.setObjectName(name)
+    thread.started.connect(_apply_thread_count_here, Qt.ConnectionType.DirectConnection)  # runs on the thread
     _THREADS.add(thread)
     thread.start()
     return thread
@@ -167,6 +176,11 @@ class ReconWorker(QObject):
         except Exception as exc:  # shown as a dialog; the worker stays alive for the next job
             self.failed.emit(job.job_id, report_exception(exc))
             return
+        if not job.cancel.is_set():
+            try:  # the covariance inspector's first click on this run is then as fast as the later ones
+                record.covariance = prepare_for_run(record, job.weight_set)
+            except Exception as exc:  # the inspector decodes the run itself when it is shown
+                traceback.print_exception(exc)
         self.finished.emit(job.job_id, record)
 
 

@@ -33,7 +33,7 @@ from PyQt6.QtWidgets import (
 
 from ..session import save_widget_png
 from ..state import ExperimentState, RunRecord, describe_setting
-from ..widgets.image_view import DIVERGING, GREY, ImageView, em
+from ..widgets.image_view import DIVERGING, GREY, ImageView, em, lookup_table
 
 INSET_COLOUR = QColor("#ffd400")
 INSET_FRACTION = 0.42  #: inset width as a fraction of the image width
@@ -42,6 +42,8 @@ DISPLAY_MODES = (("image", "Images"), ("difference", "Difference to truth"))
 
 @dataclass
 class TileContent:
+    """What one tile of the grid shows: an image with its title, details and tooltip."""
+
     key: str  #: "truth", "adjoint" or "run:<id>"
     title: str
     image: np.ndarray
@@ -102,7 +104,7 @@ class ComparisonTile(QFrame):
         row, col, height, width = region
         crop = image[row:row + height, col:col + width]
         self.inset.setImage(crop, autoLevels=False, levels=levels)
-        self.inset.setColorMap(colormap)
+        self.inset.setLookupTable(lookup_table(colormap))
         rows, cols = image.shape
         inset_width = INSET_FRACTION * cols
         inset_height = inset_width * height / max(width, 1)
@@ -128,6 +130,7 @@ class ComparisonPanel(QWidget):
 
     exportPngRequested = pyqtSignal()
     exportResultsRequested = pyqtSignal()
+    clearRequested = pyqtSignal()
     inspectRequested = pyqtSignal(object)
 
     def __init__(self, state: ExperimentState, parent: QWidget | None = None):
@@ -150,7 +153,7 @@ class ComparisonPanel(QWidget):
         self.roi: pg.RectROI | None = None
         state.imageChanged.connect(self.rebuild)
         state.measurementChanged.connect(self._measurement_changed)
-        state.resultAdded.connect(lambda _record: self.rebuild())
+        state.resultAdded.connect(self._result_added)
         state.resultRemoved.connect(lambda _id: self.rebuild())
         state.resultsCleared.connect(self.rebuild)
 
@@ -185,7 +188,8 @@ class ComparisonPanel(QWidget):
         actions.addAction("Export results…", self.exportResultsRequested.emit).setToolTip(
             "Save the images, mask and metrics as .npz or .h5 (Ctrl+Shift+E)")
         actions.addAction("Reset zoom", self.reset_zoom).setToolTip("Fit the images (Ctrl+0)")
-        actions.addAction("Clear runs", self.state.clear_results).setToolTip("Remove every run from the grid")
+        actions.addAction("Clear runs", self.clearRequested.emit).setToolTip(
+            "Remove every run from the grid (Undo with Ctrl+Z)")
         actions.addSeparator()
         for widget in (self.inset_check, QLabel("   Columns "), self.columns_spin):
             actions.addWidget(widget)
@@ -227,48 +231,71 @@ class ComparisonPanel(QWidget):
             tile.deleteLater()
         self.tiles.clear()
         self.roi = None
-        contents = self.contents()
-        columns = self.columns = self.columns_spin.value() or min(max(len(contents), 1), 4)
-        for row in range(self.grid.rowCount()):
-            self.grid.setRowStretch(row, 0)
-        self.grid.setRowStretch((len(contents) - 1) // columns + 1, 1)  # spare height goes below the tiles
-        for index, content in enumerate(contents):
-            tile = ComparisonTile(content)
-            tile.removeRequested.connect(self.state.remove_result)
-            tile.inspectRequested.connect(self.inspectRequested)
-            self.grid.addWidget(tile, index // columns, index % columns)
-            self.tiles[content.key] = tile
+        for content in self.contents():
+            self._new_tile(content)
         truth = self.tiles.get("truth")
         if truth is not None:
             for key, tile in self.tiles.items():
                 if key != "truth":
                     tile.view.link_to(truth.view)
             self._make_roi(truth)
-        self._size_tiles()
+        self._layout_tiles()
         self.refresh()
         if zoom is not None and truth is not None:  # keep the user's zoom across rebuilds
             truth.view._fit.auto = False
             truth.view.view_box.setRange(xRange=zoom[0], yRange=zoom[1], padding=0)
 
+    def _new_tile(self, content: TileContent) -> ComparisonTile:
+        tile = ComparisonTile(content)
+        tile.removeRequested.connect(self.state.remove_result)
+        tile.inspectRequested.connect(self.inspectRequested)
+        self.tiles[content.key] = tile
+        return tile
+
+    def _layout_tiles(self) -> None:
+        """Place the tiles in reading order, ``columns`` per row (auto: up to 4), spare height below them."""
+        count = len(self.tiles)
+        columns = self.columns = self.columns_spin.value() or min(max(count, 1), 4)
+        for row in range(self.grid.rowCount()):
+            self.grid.setRowStretch(row, 0)
+        for index, tile in enumerate(self.tiles.values()):
+            self.grid.addWidget(tile, index // columns, index % columns)  # moves a tile already in the grid
+        self.grid.setRowStretch((count - 1) // columns + 1, 1)
+        self._size_tiles()
+
+    def _result_added(self, record: RunRecord) -> None:
+        """One more tile for a new run; the others stay as they are (a new run costs one tile, not a grid)."""
+        truth = self.tiles.get("truth")
+        key = f"run:{record.run_id}"
+        if truth is None or key in self.tiles:
+            self.rebuild()
+            return
+        content = next(c for c in self.contents() if c.key == key)
+        tile = self._new_tile(content)
+        tile.view.link_to(truth.view)
+        self._layout_tiles()
+        self._show_tile(key, tile)
+
     def refresh(self) -> None:
         """Redraw every tile with the current mode, contrast window and inset."""
-        truth_tile = self.tiles.get("truth")
-        if truth_tile is None:
+        if self.tiles.get("truth") is None:
             return
-        truth = truth_tile.content.image
-        difference = self.mode_combo.currentData() == "difference"
+        for key, tile in self.tiles.items():
+            self._show_tile(key, tile)
+        if self.roi is not None:
+            self.roi.setVisible(self.inset_check.isChecked())
+
+    def _show_tile(self, key: str, tile: ComparisonTile) -> None:
+        truth = self.tiles["truth"].content.image
         region = self.region if self.inset_check.isChecked() else None
         window = (self.low_spin.value(), self.high_spin.value())
         if window[1] <= window[0]:
             window = (window[0], window[0] + 1e-3)
         spread = self.diff_spin.value()
-        for key, tile in self.tiles.items():
-            if difference and key != "truth":
-                tile.show(tile.content.image - truth, (-spread, spread), DIVERGING, region)
-            else:
-                tile.show(tile.content.image, window, GREY, region, own_outline=key != "truth")
-        if self.roi is not None:
-            self.roi.setVisible(region is not None)
+        if self.mode_combo.currentData() == "difference" and key != "truth":
+            tile.show(tile.content.image - truth, (-spread, spread), DIVERGING, region)
+        else:
+            tile.show(tile.content.image, window, GREY, region, own_outline=key != "truth")
 
     def auto_window(self) -> None:
         if self.state.image is None:

@@ -3,18 +3,23 @@
 For the chosen image ``x`` (ground truth, adjoint, or a finished run) the latent is ``z = mu(x)`` from the encoder
 (or the run's own ``extras['latent']``); the decoder gives the mean ``G(z)`` and the sparse Cholesky factor
 ``L(z)`` of the precision, ``Sigma(z)^{-1} = L L^T`` (paper, Sec. 3). Clicking (or dragging over) a pixel ``i``
-shows row ``i`` of ``Sigma`` as correlations ``Sigma_ij / sqrt(Sigma_ii Sigma_jj)`` on a blue-white-red map with
-levels ``[-1, 1]`` (exactly 1 at the star). Also shown: the variance map ``diag(Sigma)``, residual samples
-``G(z) + L^{-T} u`` with ``u ~ N(0, I)``, and the posterior standard deviation of a run that reports one
-(``extras['std_map']``: mean+covar, latent-vi).
+shows row ``i`` of ``Sigma`` as correlations ``Sigma_ij / sqrt(Sigma_ii Sigma_jj)`` on the project's diverging map
+(white exactly at 0, levels ``[-1, 1]``, exactly 1 at the star), over the whole image and magnified around the
+pixel (optionally over the anatomy). Also shown, each with a colour bar in image-intensity units (images are
+scaled to [0, 1]): the variance map ``diag(Sigma)``, the posterior standard deviation of a run that reports one
+(``extras['std_map']``: mean+covar, latent-vi), and the decoder mean ``G(z)`` or residual samples
+``G(z) + L^{-T} u`` with ``u ~ N(0, I)``.
 
 A run's own latent is used only where it lives in the covariance model's latent space (mean+covar, latent-vi with
 the covar VAE); other runs (range search, the flow) are encoded like any image. While "Follow new runs" is on, each
 new finished run that reports a ``std_map`` or a ``latent`` becomes the inspected image; choosing an image in the
 selector yourself turns following off, so the choice stays until you turn it on again.
 
-All model work runs on a worker thread. Dragging is throttled by completion: while one row is being computed
-only the newest requested pixel is kept, and it is sent as soon as the worker is free.
+All model work runs on a worker thread. A run is decoded on the reconstruction worker as soon as it ends
+(:func:`~genreg_viewer.gui.covariance_model.prepare_for_run`), so its first click costs two triangular solves like
+every later one. Drags are throttled (``superqt.qthrottled``, one request per 25 ms) and coalesced by completion:
+while one row is being computed only the newest requested pixel is kept, and it is sent as soon as the worker is
+free.
 """
 
 from __future__ import annotations
@@ -22,10 +27,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import torch
 from PyQt6.QtCore import Qt, pyqtSignal
 from PyQt6.QtGui import QAction
 from PyQt6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QGridLayout,
     QLabel,
@@ -34,71 +39,41 @@ from PyQt6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+from superqt.utils import qthrottled
 
 from ...data.phantom import phantom_grid
-from ..state import ExperimentState, RunRecord
-from ..widgets.controls import compact_combo, wrapped_label
-from ..widgets.image_view import DIVERGING, SEQUENTIAL, ImageView, em
+from ...render import diverging_rgb
+from ...weight_sets import active_weight_set
+from ..covariance_model import (
+    INSPECTABLE_ARRAYS,
+    MODEL_KIND,
+    covariance_latent,
+    is_inspectable,
+    load_covariance_model,
+    prepare_covariance,
+    residual_samples,
+)
+from ..state import ExperimentState
+from ..widgets.controls import compact_combo, push_button, wrapped_label
+from ..widgets.image_view import DIVERGING, SEQUENTIAL, ImageView, _FitState, em
 from ..workers import WorkerThread
 
-from ...weight_sets import active_weight_set
+__all__ = ["CovariancePanel", "INSPECTABLE_ARRAYS", "MODEL_KIND", "covariance_latent", "is_inspectable",
+           "load_covariance_model"]
 
-MODEL_KIND = "covar"
-
-
-def load_covariance_model():
-    """The structured-covariance VAE of the active weight set (``WeightsError``, a ``ValueError``, when it is
-    missing)."""
-    from ...models.vae import load_generative_model
-
-    return load_generative_model(kind=MODEL_KIND)
-
-
-#: arrays of a run that make it worth inspecting: the panel follows new runs that report one of them
-INSPECTABLE_ARRAYS = ("std_map", "latent")
-
-
-def is_inspectable(record: RunRecord) -> bool:
-    """A finished (not cancelled) run that reports a posterior std map or a latent."""
-    return not record.cancelled and any(name in record.arrays for name in INSPECTABLE_ARRAYS)
-
-
-def covariance_latent(record: RunRecord) -> np.ndarray | None:
-    """The run's ``extras['latent']`` where it is a latent of the covariance model, else None (encode the image).
-
-    mean+covar optimises z of the bundled covar VAE, and latent-vi does with ``generator=vae, kind=covar``; the
-    latents of other runs belong to other models (the identity VAE, the flow) and mean nothing to this decoder.
-    """
-    latent = record.arrays.get("latent")
-    params = record.params
-    own = record.method == f"mean+{MODEL_KIND}" or (
-        record.method == "latent-vi" and params.get("generator") == "vae" and params.get("kind") == MODEL_KIND)
-    return latent if own else None
-
-
-def _prepare(model, image: np.ndarray | None, latent: np.ndarray | None) -> dict:
-    """Latent, mean ``G(z)``, Cholesky factor ``L(z)`` and variance map for one image (or a given latent)."""
-    with torch.no_grad():
-        if latent is None:
-            x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None, None]
-            z, _ = model.encode(x)
-        else:
-            z = torch.as_tensor(np.asarray(latent, dtype=np.float32)).reshape(1, -1)
-        mean = model.decode_mean(z)
-        cholesky = model.decode_cholesky(z).detach()
-    return {"cholesky": cholesky, "mean": mean, "variance": np.asarray(cholesky.variance_map(), np.float32)}
-
-
-def _samples(prepared: dict, count: int, seed: int) -> list[np.ndarray]:
-    generator = torch.Generator().manual_seed(seed)
-    draws = prepared["cholesky"].sample(prepared["mean"], generator, count)  # (count, 1, 1, H, W)
-    return [draws[i].reshape(draws.shape[-2:]).numpy().astype(np.float32) for i in range(count)]
-
+#: half-width of the magnified neighbourhood, in pixels (the zoom view shows ``2 * radius + 1`` pixels a side)
+ZOOM_RADIUS = 8
+#: how often a drag may ask for a new row (ms); the worker coalesces what comes faster
+DRAG_THROTTLE_MS = 25
+#: weight of the correlation colours over the grey anatomy when "Over anatomy" is on
+OVERLAY_ALPHA = 0.7
 
 class CovariancePanel(QWidget):
     """Click an image to see the covariance model's correlation map at that pixel."""
 
     errorOccurred = pyqtSignal(str, str)
+    #: a correlation row is on screen: ``(row, col)`` of its pixel
+    rowShown = pyqtSignal(int, int)
 
     def __init__(self, state: ExperimentState, parent: QWidget | None = None):
         super().__init__(parent)
@@ -113,10 +88,13 @@ class CovariancePanel(QWidget):
         self._token = 0  #: increases with every new source; worker results carry the token they were made for
         self._preparing: int | None = None  #: token of the decoding in flight
         self.pixel: tuple[int, int] | None = None  #: the pixel whose row is shown (or computed)
+        self.correlation: np.ndarray | None = None  #: the shown correlation row, (H, W) in [-1, 1]
         self._pending_pixel: tuple[int, int] | None = None
         self._row_busy = False
         self._loading = False
         self._custom_image: np.ndarray | None = None
+        self._samples: np.ndarray | None = None  #: mosaic of the last residual samples
+        self._samples_count, self._samples_seed = 0, 0
         self.model_loader = load_covariance_model  #: called on the worker thread (tests inject a small model)
 
         layout = QVBoxLayout(self)
@@ -126,23 +104,36 @@ class CovariancePanel(QWidget):
         grid = QGridLayout()
         grid.setSpacing(em(self, 0.8))
         self.source_view = ImageView("Image (click or drag)")
-        self.correlation_view = ImageView("Correlation with the starred pixel")
+        self.correlation_view = ImageView("Correlation with ★")
+        self.zoom_view = ImageView(f"Neighbourhood (±{ZOOM_RADIUS} px)")
         self.variance_view = ImageView("Variance  diag Σ(z)")
-        self.mean_view = ImageView("Decoder mean  G(z)")
-        self.samples_view = ImageView("Residual samples  G(z) + L⁻ᵀu")
         self.std_view = ImageView("Posterior std of the run")
-        views = (self.source_view, self.correlation_view, self.variance_view,
-                 self.mean_view, self.samples_view, self.std_view)
+        self.mean_view = ImageView("Decoder mean  G(z)")
+        self.samples_view = self.mean_view  #: one view shows the mean or the residual samples (see the combo)
+        views = (self.source_view, self.correlation_view, self.zoom_view,
+                 self.variance_view, self.std_view, self.mean_view)
         for index, view in enumerate(views):
             grid.addWidget(view, index // 3, index % 3)
-        for view in (self.correlation_view, self.variance_view, self.mean_view, self.std_view):
+        grid.addLayout(self._samples_row(), 2, 2)
+        for column in range(3):
+            grid.setColumnStretch(column, 1)
+        grid.setRowStretch(0, 1)
+        grid.setRowStretch(1, 1)
+        for view in (self.correlation_view, self.variance_view, self.std_view):
             view.link_to(self.source_view)
-        self.correlation_view.show_colorbar(DIVERGING, (-1.0, 1.0))
+        self.zoom_view._fit = _FitState()  # its own range: the neighbourhood of the pixel
+        self.zoom_view._fit.auto = False
+        self.correlation_view.show_colorbar(DIVERGING, (-1.0, 1.0), "correlation")
+        self.zoom_view.show_colorbar(DIVERGING, (-1.0, 1.0), "correlation")
+        self.variance_view.show_colorbar(SEQUENTIAL, (0.0, 1.0), "variance (intensity²)")
+        self.std_view.show_colorbar(SEQUENTIAL, (0.0, 1.0), "std (intensity)")
         layout.addLayout(grid, 1)
         self.source_view.image_item.drag_picking = True
+        self._throttled_drag = qthrottled(self.request_pixel, timeout=DRAG_THROTTLE_MS, leading=True)
         self.source_view.pixelClicked.connect(self.request_pixel)
-        self.source_view.image_item.pixelDragged.connect(lambda r, c, _finished: self.request_pixel(r, c))
+        self.source_view.image_item.pixelDragged.connect(lambda r, c, _finished: self._throttled_drag(r, c))
         self.correlation_view.pixelClicked.connect(self.request_pixel)
+        self.zoom_view.pixelClicked.connect(self.request_pixel)
         for signal in (state.imageChanged, state.resultRemoved, state.resultsCleared):
             signal.connect(self._refresh_sources)
         state.resultAdded.connect(self._result_added)
@@ -164,17 +155,35 @@ class CovariancePanel(QWidget):
         self.follow_action.setToolTip("Inspect each new finished run that reports a posterior std or a latent; "
                                       "choosing an image yourself turns this off")
         self.follow_action.toggled.connect(self._follow_toggled)
-        self.count_spin = QSpinBox(minimum=1, maximum=16, value=4)
-        self.count_spin.setToolTip("Number of residual samples")
-        self.seed_spin = QSpinBox(minimum=0, maximum=2**31 - 1, value=0)
-        self.seed_spin.setToolTip("Seed of the residual samples")
+        self.overlay_check = QCheckBox("Over anatomy")
+        self.overlay_check.setToolTip("Show the correlation map over the inspected image (faint grey)")
+        self.overlay_check.toggled.connect(self._show_correlation)
         bar.addWidget(QLabel("Image "))
         bar.addWidget(self.source_combo)
         bar.addAction(self.follow_action)
-        for widget in (QLabel("   Samples "), self.count_spin, QLabel("  Seed "), self.seed_spin):
-            bar.addWidget(widget)
-        self.sample_action = bar.addAction("Draw samples", self.draw_samples)
+        bar.addSeparator()
+        bar.addWidget(self.overlay_check)
         return bar
+
+    def _samples_row(self) -> QGridLayout:
+        """Mean or samples, and the samples' count, seed and Draw button, in two short rows (the column stays as
+        narrow as its neighbours)."""
+        row = QGridLayout()
+        self.mean_combo = QComboBox()
+        self.mean_combo.addItem("Decoder mean", "mean")
+        self.mean_combo.addItem("Residual samples", "samples")
+        self.mean_combo.setToolTip("Show the decoder mean G(z) or draws G(z) + L⁻ᵀu from the covariance model")
+        self.mean_combo.currentIndexChanged.connect(self._show_mean_or_samples)
+        self.count_spin = QSpinBox(minimum=1, maximum=16, value=4)
+        self.count_spin.setToolTip("Number of residual samples")
+        self.seed_spin = QSpinBox(minimum=0, maximum=99_999, value=0)
+        self.seed_spin.setToolTip("Seed of the residual samples")
+        self.sample_button = push_button("Draw", self._draw_clicked, "Draw new residual samples")
+        row.addWidget(self.mean_combo, 0, 0, 1, 3)
+        row.addWidget(self.sample_button, 0, 3)
+        for column, widget in enumerate((QLabel("Draws"), self.count_spin, QLabel("Seed"), self.seed_spin)):
+            row.addWidget(widget, 1, column)
+        return row
 
     # --------------------------------------------------------------------- API
     def ensure_model(self) -> None:
@@ -202,8 +211,8 @@ class CovariancePanel(QWidget):
     def request_pixel(self, row: int, col: int) -> None:
         """Show the correlation row of pixel ``(row, col)`` (coalesced while a row is being computed)."""
         self._pending_pixel = (row, col)
-        self.source_view.set_marker(row, col)
-        self.correlation_view.set_marker(row, col)
+        for view in (self.source_view, self.correlation_view, self.zoom_view):
+            view.set_marker(row, col)
         self._dispatch_row()
 
     def draw_samples(self) -> None:
@@ -211,7 +220,7 @@ class CovariancePanel(QWidget):
             self.status_label.setText("The covariance model is not ready")
             return
         prepared, count, seed = self.prepared, self.count_spin.value(), self.seed_spin.value()
-        self.worker.submit(f"samples:{self._token}", lambda: _samples(prepared, count, seed))
+        self.worker.submit(f"samples:{self._token}", lambda: residual_samples(prepared, count, seed))
 
     def shutdown(self, timeout_ms: int = 5000) -> bool:
         """Stop the worker (waiting up to ``timeout_ms``; 0: not at all); its late results are dropped."""
@@ -220,27 +229,35 @@ class CovariancePanel(QWidget):
     # ---------------------------------------------------------------- internals
     def _source(self) -> tuple[str, np.ndarray | None, np.ndarray | None, np.ndarray | None]:
         """``(key, image, latent, std_map)`` of the chosen source."""
+        key, image, latent, std_map, _prepared = self._source_details()
+        return key, image, latent, std_map
+
+    def _source_details(self) -> tuple:
+        """``(key, image, latent, std_map, prepared)``: :meth:`_source` and the decoding the run brought along
+        (None unless it was made by this panel's model: the active weight set's)."""
         key = self.source_combo.currentData()
         if key == "truth":
-            return key, self.state.image, None, None
+            return key, self.state.image, None, None, None
         if key == "adjoint":
-            return key, self.state.adjoint, None, None
+            return key, self.state.adjoint, None, None, None
         if key == "custom":
-            return key, self._custom_image, None, None
+            return key, self._custom_image, None, None, None
         if isinstance(key, str) and key.startswith("run:"):
             record = self.state.result(int(key[4:]))
             if record is not None:
                 # a latent belongs to the weights it was found with: after a switch of weight set, encode instead
                 same_weights = record.setting.get("weights", active_weight_set().name) == active_weight_set().name
                 latent = covariance_latent(record) if same_weights else None
-                return key, record.image, latent, record.arrays.get("std_map")
-        return "", None, None, None
+                own_model = same_weights and self.model_loader is load_covariance_model
+                return (key, record.image, latent, record.arrays.get("std_map"),
+                        record.covariance if own_model else None)
+        return "", None, None, None, None
 
     def _latest_inspectable_key(self) -> str | None:
         latest = next((r for r in reversed(self.state.results) if is_inspectable(r)), None)
         return None if latest is None else f"run:{latest.run_id}"
 
-    def _result_added(self, record: RunRecord) -> None:
+    def _result_added(self, record) -> None:
         follow = self.following() and is_inspectable(record)
         self._refresh_sources(select=f"run:{record.run_id}" if follow else None)
 
@@ -268,6 +285,7 @@ class CovariancePanel(QWidget):
             combo.addItem("Image from the comparison", "custom")
         index = combo.findData(current)
         combo.setCurrentIndex(index if index >= 0 else 0)
+        combo.setToolTip(f"The image whose latent code defines the covariance: {combo.currentText()}")
         combo.blockSignals(False)
         self._source_changed()
 
@@ -276,9 +294,11 @@ class CovariancePanel(QWidget):
             self._source_changed()
 
     def _source_changed(self, *_args) -> None:
-        key, image, latent, std_map = self._source()
+        key, image, latent, std_map, prepared = self._source_details()
         self.source_view.set_image(image)
         self.std_view.set_image(std_map, levels=_levels(std_map), colormap=SEQUENTIAL)
+        if std_map is not None:
+            self.std_view.show_colorbar(SEQUENTIAL, _levels(std_map), "std (intensity)")
         self.std_view.set_caption("" if std_map is not None else
                                   "<i>choose a run that reports its posterior std (mean+covar, latent-vi)</i>")
         source = (key, image, latent)
@@ -287,9 +307,13 @@ class CovariancePanel(QWidget):
         self._source_shown = source
         self._token += 1  # results computed for the previous source are dropped
         self.prepared = None
-        for view in (self.correlation_view, self.variance_view, self.mean_view, self.samples_view):
+        self._samples = None
+        self.correlation = None
+        for view in (self.correlation_view, self.zoom_view, self.variance_view, self.mean_view):
             view.set_image(None)
-        if image is not None and self.isVisible():
+        if prepared is not None:  # decoded on the reconstruction worker when the run ended
+            self._use_prepared(prepared)
+        elif image is not None and self.isVisible():
             self.ensure_model()
             self._prepare_current()
 
@@ -303,7 +327,43 @@ class CovariancePanel(QWidget):
         model, token = self.model, self._token
         self._preparing = token
         self.status_label.setText("Decoding the covariance…")
-        self.worker.submit(f"prepare:{token}", lambda: _prepare(model, image, latent))
+        self.worker.submit(f"prepare:{token}", lambda: prepare_covariance(model, image, latent))
+
+    def _use_prepared(self, prepared: dict) -> None:
+        self._preparing = None
+        self.prepared = prepared
+        variance = prepared["variance"]
+        self.variance_view.set_image(variance, levels=_levels(variance), colormap=SEQUENTIAL)
+        self.variance_view.show_colorbar(SEQUENTIAL, _levels(variance), "variance (intensity²)")
+        self.variance_view.set_caption(f"max {float(variance.max()):.3g} · mean {float(variance.mean()):.3g}")
+        self._show_mean_or_samples()
+        self.status_label.setText("Click or drag over the image")
+        if self._pending_pixel is None and self.pixel is not None:
+            self._pending_pixel = self.pixel
+        self._dispatch_row()
+        if self.mean_combo.currentData() == "samples":
+            self.draw_samples()
+
+    def _draw_clicked(self) -> None:
+        self.mean_combo.setCurrentIndex(self.mean_combo.findData("samples"))
+        self.draw_samples()
+
+    def _show_mean_or_samples(self, *_args) -> None:
+        view = self.mean_view
+        if self.mean_combo.currentData() == "samples":
+            view.set_title("Residual samples  G(z) + L⁻ᵀu")
+            if self._samples is None:
+                view.set_image(None)
+                view.set_caption("")
+                if self.prepared is not None:
+                    self.draw_samples()
+                return
+            view.set_image(self._samples, levels=(0.0, 1.0))
+            view.set_caption(f"{self._samples_count} draws, seed {self._samples_seed}")
+        else:
+            view.set_title("Decoder mean  G(z)")
+            view.set_image(None if self.prepared is None else self.prepared["mean"][0, 0].numpy())
+            view.set_caption("")
 
     def _dispatch_row(self) -> None:
         if self._row_busy or self._pending_pixel is None or self.prepared is None:
@@ -314,6 +374,28 @@ class CovariancePanel(QWidget):
         cholesky = self.prepared["cholesky"]
         self.worker.submit(f"row:{self._token}", lambda: (row, col, cholesky.correlation_row(row, col)))
 
+    def _show_correlation(self, *_args) -> None:
+        correlation, pixel = self.correlation, self.pixel
+        if correlation is None or pixel is None:
+            return
+        image = self.source_view.image()
+        if self.overlay_check.isChecked() and image is not None and image.shape == correlation.shape:
+            grey = np.clip(image, 0, 1)[..., None]
+            shown = OVERLAY_ALPHA * diverging_rgb(correlation, 1.0) + (1 - OVERLAY_ALPHA) * grey
+            for view in (self.correlation_view, self.zoom_view):
+                view.set_rgb_image(shown.astype(np.float32))
+        else:
+            for view in (self.correlation_view, self.zoom_view):
+                view.set_image(correlation, levels=(-1.0, 1.0), colormap=DIVERGING)
+        row, col = pixel
+        height, width = correlation.shape
+        self.correlation_view.set_caption(f"pixel (row {row}, col {col}) · white = 0")
+        self.zoom_view.view_box.setRange(xRange=(col - ZOOM_RADIUS, col + ZOOM_RADIUS + 1),
+                                         yRange=(row - ZOOM_RADIUS, row + ZOOM_RADIUS + 1), padding=0)
+        right = correlation[row, min(col + 1, width - 1)] if col + 1 < width else math.nan
+        below = correlation[min(row + 1, height - 1), col] if row + 1 < height else math.nan
+        self.zoom_view.set_caption(f"right {right:+.2f} · below {below:+.2f}")
+
     def _done(self, tag: str, result) -> None:
         kind, _, token = tag.partition(":")
         current = token == str(self._token)
@@ -323,31 +405,24 @@ class CovariancePanel(QWidget):
             self.status_label.setText("Covariance model ready: click a pixel")
             self._prepare_current()
         elif kind == "prepare" and current:
-            self._preparing = None
-            self.prepared = result
-            self.variance_view.set_image(result["variance"], levels=_levels(result["variance"]), colormap=SEQUENTIAL)
-            self.variance_view.set_caption(f"max {float(result['variance'].max()):.3g}")
-            self.mean_view.set_image(result["mean"][0, 0].numpy())
-            self.status_label.setText("Click or drag over the image")
-            if self._pending_pixel is None and self.pixel is not None:
-                self._pending_pixel = self.pixel
-            self._dispatch_row()
-            self.draw_samples()
+            self._use_prepared(result)
         elif kind == "row":
             self._row_busy = False
             row, col, correlation = result
             if current:
                 self.pixel = (row, col)
-                self.correlation_view.set_image(correlation.astype(np.float32), levels=(-1.0, 1.0),
-                                                colormap=DIVERGING)
-                self.correlation_view.set_caption(f"pixel (row {row}, col {col}) · blue −1 · white 0 · red +1")
+                self.correlation = correlation.astype(np.float32)
+                self._show_correlation()
+                self.rowShown.emit(row, col)
             elif self._pending_pixel is None:  # computed for an older image: ask again for the new one
                 self._pending_pixel = (row, col)
             self._dispatch_row()
         elif kind == "samples" and current:
             columns = int(math.ceil(math.sqrt(len(result))))
-            self.samples_view.set_image(phantom_grid(np.stack(result), columns=columns, gap=2), levels=(0.0, 1.0))
-            self.samples_view.set_caption(f"{len(result)} draws, seed {self.seed_spin.value()}")
+            self._samples = phantom_grid(np.stack(result), columns=columns, gap=2)
+            self._samples_count, self._samples_seed = len(result), self.seed_spin.value()
+            if self.mean_combo.currentData() == "samples":
+                self._show_mean_or_samples()
 
     def _failed(self, tag: str, message: str) -> None:
         if tag == "model":

@@ -19,7 +19,6 @@ from PyQt6.QtWidgets import (
     QFormLayout,
     QGridLayout,
     QGroupBox,
-    QLabel,
     QListWidget,
     QListWidgetItem,
     QSpinBox,
@@ -31,13 +30,28 @@ from ...device import default_device
 from ...recon import ParameterError, ReconMethod, all_methods
 from ...weight_sets import BUNDLED_SETS, WeightSetError, active_weight_set, resolve_weight_set, use_weight_set
 from ..state import ExperimentState, describe_setting
-from ..widgets.controls import RunControls, button_row, compact_combo, group_box, note_label, push_button
+from ..widgets.controls import (
+    ElidedLabel,
+    RunControls,
+    button_row,
+    compact_combo,
+    group_box,
+    note_label,
+    push_button,
+)
 from ..widgets.image_view import ImageView, em
 from ..widgets.param_form import ParameterForm
 from ..widgets.plots import ThemedPlot
 from ..workers import ProgressUpdate, ReconJob, ReconQueue
 
 CATEGORY_ORDER = ("generative", "learned", "classical", "other")
+#: section headings of the method list
+CATEGORY_HEADINGS = {
+    "generative": "Generative priors (VAE, flow)",
+    "learned": "Learned networks and image priors",
+    "classical": "Classical",
+    "other": "Other",
+}
 #: preferred method on start-up (the paper's method), then fall-backs
 PREFERRED_METHODS = ("mean+covar", "tv", "lsq", "adjoint")
 
@@ -295,16 +309,24 @@ class MethodControls(QWidget):
         ordered = sorted(self.methods.values(), key=lambda m: CATEGORY_ORDER.index(m.category)
                          if m.category in CATEGORY_ORDER else len(CATEGORY_ORDER))
         previous_category = None
+        heading_font = QFont(combo.font())
+        heading_font.setBold(True)
         for method in ordered:
-            if previous_category is not None and method.category != previous_category:
-                combo.insertSeparator(combo.count())
+            if method.category != previous_category:  # a heading that cannot be chosen
+                combo.addItem(CATEGORY_HEADINGS.get(method.category, method.category.capitalize()), None)
+                heading = combo.model().item(combo.count() - 1)
+                heading.setEnabled(False)
+                heading.setFont(heading_font)
             previous_category = method.category
             ok, why = method.available()
-            combo.addItem(method.title if ok else f"{method.title} (unavailable)", method.name)
+            combo.addItem(method.title if ok else f"{method.title} — not available", method.name)
             index = combo.count() - 1
-            combo.setItemData(index, method.description if ok else why, Qt.ItemDataRole.ToolTipRole)
+            combo.setItemData(index, method.description if ok else f"Not available: {why}",
+                              Qt.ItemDataRole.ToolTipRole)
             if not ok:
                 combo.model().item(index).setEnabled(False)
+        # the list shows every name in full, however narrow the closed box is
+        combo.view().setMinimumWidth(combo.view().sizeHintForColumn(0) + em(self, 1.5))
         combo.blockSignals(False)
         for name in PREFERRED_METHODS:
             index = combo.findData(name)
@@ -388,13 +410,19 @@ class MethodControls(QWidget):
 
 
 class LiveRunView(QWidget):
-    """The running method's current iterate and its objective, PSNR and SSIM against the iteration."""
+    """The running method's current iterate and its objective, PSNR and SSIM against the iteration.
+
+    Painting stays cheap while a run goes on: the x axes span the run's iteration budget from its start (so they
+    do not re-tick at every update), the y ranges grow in steps of a quarter of their span (see :func:`_grown`),
+    the log axis of the objective switches only when the values start or stop spanning a decade, and the header
+    elides a long title (the full text is its tooltip) instead of widening the window.
+    """
 
     def __init__(self, queue: ReconQueue, parent: QWidget | None = None):
         super().__init__(parent)
         layout = QGridLayout(self)
         layout.setSpacing(em(self, 0.8))
-        self.header = QLabel("No run yet: choose a method and press Run (Ctrl+R).")
+        self.header = ElidedLabel("No run yet: choose a method and press Run (Ctrl+R).")
         font = QFont(self.header.font())
         font.setPointSizeF(font.pointSizeF() * 1.15)
         font.setBold(True)
@@ -405,28 +433,32 @@ class LiveRunView(QWidget):
         self.objective_plot = ThemedPlot("Objective", "iteration", "")
         self.psnr_plot = ThemedPlot("PSNR", "iteration", "dB")
         self.ssim_plot = ThemedPlot("SSIM", "iteration", "")
-        for row, plot in enumerate((self.objective_plot, self.psnr_plot, self.ssim_plot), start=1):
+        self.plots = {"objective": self.objective_plot, "psnr": self.psnr_plot, "ssim": self.ssim_plot}
+        for row, plot in enumerate(self.plots.values(), start=1):
             layout.addWidget(plot, row, 1)
+            plot.disableAutoRange()
             if plot is not self.objective_plot:
                 plot.setXLink(self.objective_plot)
         layout.setColumnStretch(0, 3)
         layout.setColumnStretch(1, 2)
-        self.curves = {
-            "objective": self.objective_plot.plot(pen=self.objective_plot.series_pen(0)),
-            "psnr": self.psnr_plot.plot(pen=self.psnr_plot.series_pen(1)),
-            "ssim": self.ssim_plot.plot(pen=self.ssim_plot.series_pen(2)),
-        }
+        self.curves = {key: plot.plot(pen=plot.series_pen(index)) for index, (key, plot) in
+                       enumerate(self.plots.items())}
         self.data: dict[str, list[tuple[int, float]]] = {k: [] for k in self.curves}
+        self._y_ranges: dict[str, tuple[float, float] | None] = {k: None for k in self.curves}
+        self._log_objective = False
         queue.jobStarted.connect(self.start)
         queue.jobProgress.connect(self.update_progress)
         queue.jobFinished.connect(self.finish)
-        queue.jobFailed.connect(lambda job, message: self.header.setText(f"{job.title} failed: {message}"))
+        queue.jobFailed.connect(self._failed)
 
     def start(self, job: ReconJob) -> None:
         for key in self.data:
             self.data[key] = []
             self.curves[key].setData([], [])
+            self._y_ranges[key] = None
+        self.objective_plot.setXRange(0, max(job.iterations, 1), padding=0.02)
         self.image_view.set_image(None)
+        self.image_view.set_title("Current iterate")
         self.image_view.set_caption("")
         self.header.setText(f"{job.title} · {describe_setting(job.setting)} · running…")
 
@@ -439,21 +471,47 @@ class LiveRunView(QWidget):
         # a log axis only where it helps: positive values spanning more than a decade (pyqtgraph labels no
         # ticks on a log axis that spans less)
         spans_decades = bool(objective) and min(objective) > 0 and max(objective) > 10 * min(objective)
-        self.objective_plot.setLogMode(y=spans_decades)
+        if spans_decades != self._log_objective:
+            self._log_objective = spans_decades
+            self.objective_plot.setLogMode(y=spans_decades)
+            self._y_ranges["objective"] = None
         for key, points in self.data.items():
             if points:
                 xs, ys = np.array(points).T
                 few = len(points) <= 30  # mark the points of short runs, or one point would be invisible
                 self.curves[key].setData(xs, ys, symbol="o" if few else None, symbolSize=em(self, 0.4),
                                          symbolBrush=self.curves[key].opts["pen"].color())
+                shown = np.log10(ys) if key == "objective" and self._log_objective else ys
+                grown = _grown(self._y_ranges[key], float(shown.min()), float(shown.max()))
+                if grown != self._y_ranges[key]:
+                    self._y_ranges[key] = grown
+                    self.plots[key].setYRange(*grown, padding=0)
         self.image_view.set_image(update.image)
         last = {k: v[-1][1] for k, v in self.data.items() if v}
         caption = f"iteration {update.iteration}/{update.total}"
         if "psnr" in last:
             caption += f" · PSNR {last['psnr']:.2f} dB · SSIM {last['ssim']:.3f}"
         self.image_view.set_caption(caption)
+        if update.final:
+            self.objective_plot.setXRange(0, max(update.iteration, 1), padding=0.02)
 
     def finish(self, job: ReconJob, record) -> None:
         status = "cancelled" if record.cancelled else "finished"
+        self.image_view.set_title("Final image" if not record.cancelled else "Last iterate (cancelled)")
+        self.image_view.set_image(record.image)
         self.header.setText(f"{job.title} {status}: {record.metrics_text()} · {format_seconds(record.seconds)}"
                             f" on {record.device}")
+
+    def _failed(self, job: ReconJob, message: str) -> None:
+        self.image_view.set_title("Last iterate (failed)")
+        self.header.setText(f"{job.title} failed: {message}")
+
+
+def _grown(current: tuple[float, float] | None, low: float, high: float) -> tuple[float, float]:
+    """The y range to show for data in ``[low, high]``: ``current`` while it holds them and they fill at least a
+    third of it, else a range a quarter of the span wider on each side than needed (so a curve re-ticks its axis
+    only every few updates)."""
+    span = max(high - low, abs(high) * 1e-3, 1e-12)
+    if current is not None and current[0] <= low and high <= current[1] and 3 * span >= current[1] - current[0]:
+        return current
+    return low - 0.25 * span, high + 0.25 * span

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Callable
 
 from PyQt6.QtGui import QFont
+from PyQt6.QtWidgets import QSizePolicy
 from PyQt6.QtWidgets import (
     QComboBox,
     QGroupBox,
@@ -15,6 +16,7 @@ from PyQt6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+from superqt import QElidingLabel
 
 
 def group_box(title: str) -> tuple[QGroupBox, QVBoxLayout]:
@@ -28,6 +30,30 @@ def wrapped_label(text: str = "") -> QLabel:
     label = QLabel(text)
     label.setWordWrap(True)
     return label
+
+
+class ElidedLabel(QElidingLabel):
+    """One line of text that elides (``…``) what does not fit instead of widening its window; the whole text is
+    the tooltip while it is cut."""
+
+    def __init__(self, text: str = "", parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.setText(text)
+
+    def setText(self, text: str) -> None:  # noqa: N802 (Qt API)
+        super().setText(text)
+        self._update_tooltip()
+
+    def resizeEvent(self, event) -> None:  # noqa: N802
+        super().resizeEvent(event)
+        self._update_tooltip()
+
+    def is_elided(self) -> bool:
+        return QLabel.text(self) != self.text()
+
+    def _update_tooltip(self) -> None:
+        self.setToolTip(self.text() if self.is_elided() else "")
 
 
 def note_label(text: str = "") -> QLabel:

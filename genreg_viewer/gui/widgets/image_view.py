@@ -14,14 +14,34 @@ from PyQt6.QtCore import QPointF, Qt, pyqtSignal
 from PyQt6.QtGui import QColor, QFont
 from PyQt6.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
 
+from ...render import DIVERGING_STOPS
 from ..theme import on_theme_change, view_colors
 
 #: grey for images in [0, 1]
 GREY = pg.ColorMap(pos=[0.0, 1.0], color=[(0, 0, 0), (255, 255, 255)], name="grey")
-#: blue-white-red, symmetric about zero: correlation maps (levels [-1, 1]) and differences to the truth
-DIVERGING = pg.colormap.get("CET-D1")
+#: blue-white-red, symmetric about zero, white exactly at 0 (the same stops as the CLI's PNGs,
+#: :data:`genreg_viewer.render.DIVERGING_STOPS`): correlation maps (levels [-1, 1]) and differences to the truth
+DIVERGING = pg.ColorMap(pos=[p for p, _ in DIVERGING_STOPS], color=[c for _, c in DIVERGING_STOPS], name="diverging")
 #: perceptually uniform map for non-negative maps (variance, posterior standard deviation)
 SEQUENTIAL = pg.colormap.get("viridis")
+
+
+#: entries of the lookup tables: odd, so that the middle of symmetric levels ``[-v, v]`` (value 0) falls on the
+#: entry at exactly the middle of the map (white for :data:`DIVERGING`); pyqtgraph maps a value ``t`` of the levels'
+#: span to entry ``floor(t * LUT_SIZE)``
+LUT_SIZE = 257
+
+
+_LOOKUP_TABLES: dict[int, tuple[pg.ColorMap, np.ndarray]] = {}
+
+
+def lookup_table(colormap: pg.ColorMap) -> np.ndarray:
+    """``LUT_SIZE`` RGBA entries of ``colormap`` (entry ``k`` is the map at ``k / (LUT_SIZE - 1)``), cached."""
+    cached = _LOOKUP_TABLES.get(id(colormap))
+    if cached is None or cached[0] is not colormap:
+        cached = _LOOKUP_TABLES[id(colormap)] = (colormap, colormap.getLookupTable(0.0, 1.0, nPts=LUT_SIZE,
+                                                                                   alpha=True))
+    return cached[1]
 
 
 def em(widget: QWidget, factor: float = 1.0) -> int:
@@ -219,8 +239,17 @@ class ImageView(QWidget):
         image = np.asarray(image, dtype=np.float32)
         previous = self.image_item.image
         self.image_item.setImage(image, autoLevels=False, levels=levels)
-        self.image_item.setColorMap(colormap)
+        self.image_item.setLookupTable(lookup_table(colormap))
         if self._fit.auto and (previous is None or previous.shape != image.shape):
+            self.fit()
+
+    def set_rgb_image(self, rgb: np.ndarray) -> None:
+        """Show an ``(H, W, 3)`` colour image with values in [0, 1] as it is (no colour map)."""
+        rgb = np.asarray(rgb, dtype=np.float32)
+        previous = self.image_item.image
+        self.image_item.setLookupTable(None)
+        self.image_item.setImage(rgb, autoLevels=False, levels=(0.0, 1.0))
+        if self._fit.auto and (previous is None or previous.shape[:2] != rgb.shape[:2]):
             self.fit()
 
     def image(self) -> np.ndarray | None:
@@ -230,16 +259,19 @@ class ImageView(QWidget):
         """Show (or update) a colour bar beside the image for ``colormap`` over ``levels``."""
         if self.colorbar is None:
             self.colorbar = pg.ColorBarItem(values=levels, colorMap=colormap, interactive=False,
-                                            width=em(self, 0.8), label=label)
+                                            width=em(self, 0.8))
+            if label:
+                self.colorbar.axis.setLabel(label)
+            self.colorbar.axis.setWidth(None)  # as wide as its tick labels and title (pyqtgraph fixes 45 px)
+            self.colorbar.axis.enableAutoSIPrefix(False)  # the label names the unit; no "(x0.001)" after it
             self.layout_item.addItem(self.colorbar, 0, 1)
             self._apply_theme()
         else:
             self.colorbar.setColorMap(colormap)
             self.colorbar.setLevels(values=levels)
-
-    def set_levels(self, levels: tuple[float, float]) -> None:
-        if self.image_item.image is not None:
-            self.image_item.setLevels(levels)
+            if label and label != self.colorbar.axis.labelText:
+                self.colorbar.axis.setLabel(label)
+                self._apply_theme()
 
     def set_marker(self, row: int | None, col: int | None = None) -> None:
         """Draw a star at the centre of pixel ``(row, col)``; ``None`` hides it."""
@@ -290,5 +322,7 @@ class ImageView(QWidget):
         if self.colorbar is not None:  # drawn on the (always dark) image background
             self.colorbar.axis.setTextPen(pg.mkPen("#d8d8d8"))
             self.colorbar.axis.setPen(pg.mkPen("#8a8a8a"))
+            if self.colorbar.axis.labelText:
+                self.colorbar.axis.setLabel(self.colorbar.axis.labelText, color="#d8d8d8")
         self.marker.setPen(pg.mkPen(QColor("#111111"), width=1))
         self.marker.setBrush(pg.mkBrush(QColor("#ffd400")))

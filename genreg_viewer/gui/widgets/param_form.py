@@ -73,19 +73,15 @@ class ScientificSpinBox(QDoubleSpinBox):
             super().stepBy(steps)
 
 
-def _label(name: str) -> str:
-    text = name.replace("_", " ")
-    return text[:1].upper() + text[1:]
-
-
 def _tooltip(p: Parameter) -> str:
-    bits = [p.help] if p.help else []
+    help_text = p.help[:1].upper() + p.help[1:] if p.help else ""
+    bits = [f"<b>{p.display_label()}</b>: {help_text}" if help_text else f"<b>{p.display_label()}</b>"]
     if p.minimum is not None or p.maximum is not None:
         low = "-∞" if p.minimum is None else f"{p.minimum:g}"
         high = "∞" if p.maximum is None else f"{p.maximum:g}"
         bits.append(f"range [{low}, {high}]")
-    bits.append(f"default {p.default}")
-    return "\n".join(bits)
+    bits.append(f"default {p.default} · saved and scripted as <tt>{p.name}</tt>")
+    return "<br>".join(bits)
 
 
 class ParameterForm(QWidget):
@@ -119,7 +115,7 @@ class ParameterForm(QWidget):
         for p in method.parameters:
             field = self._make_field(p)
             field.setToolTip(_tooltip(p))
-            label = QLabel(_label(p.name))
+            label = QLabel(p.display_label())
             label.setToolTip(_tooltip(p))
             self.layout_.addRow(label, field)
             self.fields[p.name] = field

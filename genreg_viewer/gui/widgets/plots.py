@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pyqtgraph as pg
-from PyQt6.QtWidgets import QWidget
+from PyQt6.QtWidgets import QGraphicsItem, QWidget
 
 from ..theme import SERIES_COLORS, on_theme_change, view_colors
 from .image_view import em
@@ -22,8 +22,12 @@ class ThemedPlot(pg.PlotWidget):
         self.setMinimumSize(em(self, 10), em(self, 6))
         self.legend = self.addLegend(offset=(-em(self, 0.5), em(self, 0.5))) if legend else None
         self.setMenuEnabled(False)
-        for name in ("left", "bottom"):
-            self.getAxis(name).enableAutoSIPrefix(False)
+        for name in ("left", "bottom", "top", "right"):
+            axis = self.getAxis(name)
+            axis.enableAutoSIPrefix(False)
+            # an axis (with its grid lines) is redrawn from a cached pixmap unless its range or size changed: a
+            # new curve point then repaints only the curve (the axes were most of each repaint, several ms each)
+            axis.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
         on_theme_change(self, self._apply_theme)
 
     def set_axis_label(self, axis: str, text: str) -> None:
