@@ -133,13 +133,20 @@ def _show(axes, image: np.ndarray, title: str = "", vmax: float = 1.0, cmap: str
 
 
 def _runs_at(cache: RunCache, methods, settings) -> list[MethodRun]:
+    """The runs of ``methods`` at ``settings`` (each once, in this order; failed runs left out)."""
     runs = []
-    for setting in settings:
-        for method in methods:
+    for setting in dict.fromkeys(settings):
+        for method in dict.fromkeys(methods):
             run = cache.run(method, setting)
             if run is not None:
                 runs.append(run)
     return runs
+
+
+def _in_order(runs: list[MethodRun], method: str, settings) -> list[MethodRun]:
+    """``method``'s runs at ``settings``, in the order of ``settings`` (the points of one curve)."""
+    by_setting = {r.setting: r for r in runs if r.method == method}
+    return [by_setting[s] for s in settings if s in by_setting]
 
 
 # ---- the figures ----------------------------------------------------------------------------------------------------
@@ -154,7 +161,7 @@ def figure_3(cache: RunCache, plan: Plan, total: int):
         for row, metric in enumerate(("psnr", "ssim")):
             ax = axes[row, column]
             for method in plan.main:
-                line = [r for r in runs if r.method == method and r.setting.sigma == sigma]
+                line = _in_order(runs, method, [radial(s, sigma) for s in plan.spokes])
                 _curve(ax, line, [r.setting.spokes for r in line], metric, total)
             _spokes_axis(ax, plan.spokes)
             ax.set_ylabel("PSNR (dB)" if metric == "psnr" else "SSIM")
@@ -223,9 +230,9 @@ def _spokes_and_noise_curves(cache: RunCache, plan: Plan, methods, reference, to
     for row, metric in enumerate(("psnr", "ssim")):
         for method in methods + reference:
             dashed = method in reference
-            left = [r for r in runs if r.method == method and r.setting in spokes_settings]
+            left = _in_order(runs, method, spokes_settings)
             _curve(axes[row, 0], left, [r.setting.spokes for r in left], metric, total, dashed)
-            right = [r for r in runs if r.method == method and r.setting in noise_settings]
+            right = _in_order(runs, method, sorted(noise_settings, key=lambda s: s.sigma))
             _curve(axes[row, 1], right, [r.setting.sigma for r in right], metric, total, dashed)
         _spokes_axis(axes[row, 0], plan.spokes)
         _sigma_axis(axes[row, 1], tuple(sorted(sigmas)))

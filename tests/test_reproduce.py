@@ -114,3 +114,15 @@ def test_summary_reads_the_csv(tmp_path, capsys):
     assert reproduce.main(["--summary", "--figure", "8", "--out", str(tmp_path)]) == 0
     # mean 21, standard error std(ddof=1)/sqrt(2) = 1.414/1.414 = 1
     assert "| radial:25 | 0.05 | tv | 2 | 21.00 ± 1.00 | 0.500 ± 0.000 |" in capsys.readouterr().out
+
+
+def test_curve_points_are_unique_and_in_setting_order():
+    """A setting shared by the spokes and the noise curve (25 spokes, sigma 0.05) is one point of each curve."""
+    def run(setting):
+        return figures_common.MethodRun("tv", setting, np.zeros(1), np.zeros(1), 0.0, 1, {}, np.zeros((1, 2, 2)), "cpu")
+
+    settings = [figures_common.radial(25, s) for s in (0.2, 0.05, 0.0125)]
+    runs = [run(settings[1]), run(settings[0]), run(settings[2])]
+    ordered = reproduce._in_order(runs, "tv", sorted(settings, key=lambda s: s.sigma))
+    assert [r.setting.sigma for r in ordered] == [0.0125, 0.05, 0.2]
+    assert reproduce._in_order(runs, "range", settings) == []
