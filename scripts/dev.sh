@@ -40,12 +40,25 @@ install() {
   "$PYTHON" -m pip install -q -e ".${extras}"
 }
 
+install_if_changed() {
+  # the app's relaunch: install only when the packaging files changed since the last install (or the package or
+  # its GUI libraries cannot be imported); the stamp lives in the editable install's egg-info folder
+  local extras=${1:-} stamp=genreg_viewer.egg-info/dev-install-stamp key
+  key="$(cat pyproject.toml setup.py | "$PYTHON" -c 'import hashlib, sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest())')$extras"
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$key" ] && "$PYTHON" -c "import importlib.util as u, sys
+sys.exit(any(u.find_spec(m) is None for m in ('genreg_viewer', 'PyQt6', 'pyqtgraph', 'superqt', 'torch')))" >/dev/null 2>&1; then
+    return 0
+  fi
+  install "$extras"
+  [ -d genreg_viewer.egg-info ] && echo "$key" > "$stamp" || true
+}
+
 cmd=${1:-app}
 shift || true
 case "$cmd" in
   install) install "[test]" ;;
   app)
-    install ""
+    install_if_changed ""
     exec genreg-viewer "$@"
     ;;
   test)
