@@ -23,6 +23,7 @@ take the same decisions) and all meet at a barrier before the process group is c
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import os
@@ -234,11 +235,18 @@ def _device_for_rank(device: torch.device, local_rank: int) -> torch.device:
     return torch.device("cuda", local_rank)
 
 
+def _close_process_group() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
 @contextlib.contextmanager
 def distributed_run(device: torch.device | str) -> Iterator[DistributedContext]:
     """The :class:`DistributedContext` of a trainer: under ``torchrun`` joins the process group from the environment
-    (NCCL for a CUDA ``device``, each rank then on ``cuda:LOCAL_RANK``; gloo otherwise), and on leaving meets the
-    other ranks at a barrier and closes the group it opened. Without ``torchrun``: one process on ``device``."""
+    (NCCL for a CUDA ``device``, each rank then on ``cuda:LOCAL_RANK``; gloo otherwise) unless it is already open,
+    and on leaving meets the other ranks at a barrier. The group stays open for later trainers of the same process
+    (joining it a second time after closing it is not reliable) and is closed when the process exits. Without
+    ``torchrun``: one process on ``device``."""
     device = torch.device(device)
     if not launched_by_torchrun():
         yield DistributedContext(device=device)
@@ -246,22 +254,13 @@ def distributed_run(device: torch.device | str) -> Iterator[DistributedContext]:
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = _device_for_rank(device, local_rank)
-    opened = not dist.is_initialized()
-    if opened:
-        if device.type == "cuda":
-            torch.cuda.set_device(device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        atexit.register(_close_process_group)
     context = DistributedContext(rank, world, local_rank, device)
     if not context.is_main:
         logger.setLevel(logging.WARNING)  # rank 0 reports progress; warnings and errors still show
-    failed = False
-    try:
-        yield context
-    except BaseException:
-        failed = True
-        raise
-    finally:
-        if not failed:
-            context.barrier()
-        if opened:
-            dist.destroy_process_group()
+    yield context
+    context.barrier()  # not after an error: torchrun stops the other ranks when one fails
