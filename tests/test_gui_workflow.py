@@ -115,3 +115,83 @@ def test_messages_speak_of_the_app_not_the_command_line(window, tmp_path, errors
         f["timestamps"] = np.arange(5.0)
     assert not window.open_path(tmp_path / "vector.h5")
     assert len(errors) == 1 and "--key" not in errors[0][1] and "timestamps" in errors[0][1]
+
+
+def test_sweep_legend_keeps_off_the_best_points(qtbot):
+    from genreg_viewer.gui.widgets.plots import ThemedPlot
+
+    plot = ThemedPlot("PSNR", "spokes", "dB", legend=True)
+    qtbot.addWidget(plot)
+    spokes = np.array([5, 15, 25, 35, 45, 55, 65], float)
+    rising = 20 + 5 * np.log(spokes)  # best points top right, where the legend used to sit
+    plot.plot(spokes, rising, name="tv")
+    assert plot.place_legend_away_from(spokes, rising) == "bottom-right"
+    falling = rising[::-1]
+    assert plot.place_legend_away_from(spokes, falling) in ("top-right", "bottom-left")
+
+
+def test_exported_grid_is_the_tiles_without_the_handle(window, qtbot, tmp_path, errors):
+    from PIL import Image
+
+    adjoint_run(window, qtbot, errors)
+    comparison = window.comparison
+    window.tabs.setCurrentWidget(comparison)
+    comparison.inset_check.setChecked(True)
+    qtbot.wait(50)
+    png = tmp_path / "grid.png"
+    comparison.save_png(png)
+    tiles = list(comparison.tiles.values())
+    bottom = max(t.geometry().bottom() for t in tiles) - min(t.geometry().top() for t in tiles) + 1
+    with Image.open(png) as grid:
+        ratio = grid.width / (max(t.geometry().right() for t in tiles) - min(t.geometry().left() for t in tiles) + 1)
+        assert abs(grid.height - bottom * ratio) <= 2  # no empty band below the tiles
+    assert comparison.roi.isVisible() and not comparison.tiles["truth"].region_outline.isVisible()  # restored
+    # every caption is whole: the label is as tall as its wrapped text needs
+    for tile in tiles:
+        label = tile.view.caption_label
+        assert label.height() >= label.heightForWidth(label.width())
+
+
+@pytest.mark.parametrize("size", [(1280, 800), (1600, 1000)])
+def test_every_tab_fits_the_window(qtbot, tmp_path, errors, size):
+    """At 1280x800 and 1600x1000 the window keeps its size on every tab, and no tab asks for more room than the
+    space it is given (nothing is squeezed below its minimum, so no caption or control is cut)."""
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    window = MainWindow(settings=settings)
+    qtbot.addWidget(window)
+    window.resize(*size)
+    window.show()
+    qtbot.waitExposed(window)
+    for index in range(window.tabs.count()):
+        window.tabs.setCurrentIndex(index)
+        qtbot.wait(30)
+        page = window.tabs.currentWidget()
+        assert (window.width(), window.height()) == size, window.tabs.tabText(index)
+        hint = page.minimumSizeHint()
+        assert hint.width() <= page.width() and hint.height() <= page.height(), (window.tabs.tabText(index), hint,
+                                                                                 page.size())
+    for dock in (window.sampling_dock, window.method_dock):
+        assert dock.widget().minimumSizeHint().width() <= dock.width()
+    window.close()
+
+
+def test_the_diverging_map_is_white_at_zero_in_the_app_and_the_cli(window, qtbot):
+    """One map for both: white (#ffffff) exactly at 0, ColorBrewer RdBu's darkest blue and red at -1 and +1, and
+    the app's image colours equal the CLI's at the same values."""
+    from genreg_viewer.gui.widgets.image_view import DIVERGING, ImageView
+    from genreg_viewer.render import diverging_matplotlib, diverging_rgb
+
+    values = np.array([[-1.0, -0.5, 0.0, 0.3, 1.0]], np.float32)
+    view = ImageView("test")
+    qtbot.addWidget(view)
+    view.set_image(values, levels=(-1.0, 1.0), colormap=DIVERGING)
+    view.show()
+    qtbot.wait(20)
+    qimage = view.image_item.qimage
+    app_rgb = np.array([[(qimage.pixel(i, 0) >> s) & 255 for s in (16, 8, 0)] for i in range(values.shape[1])])
+    assert app_rgb[2].tolist() == [255, 255, 255]
+    assert app_rgb[0].tolist() == [0x05, 0x30, 0x61] and app_rgb[4].tolist() == [0x67, 0x00, 0x1F]
+    cli_rgb = np.round(255 * diverging_matplotlib()((values[0] + 1) / 2)[:, :3])
+    assert cli_rgb[2].tolist() == [255, 255, 255]
+    np.testing.assert_allclose(app_rgb, cli_rgb, atol=6)  # 257-entry tables, same stops
+    np.testing.assert_allclose(255 * diverging_rgb(values[0], 1.0), cli_rgb, atol=3)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyqtgraph as pg
-from PyQt6.QtCore import QEvent, QRectF, Qt, pyqtSignal
+from PyQt6.QtCore import QEvent, QRect, QRectF, Qt, pyqtSignal
 from PyQt6.QtGui import QAction, QColor
 from PyQt6.QtWidgets import (
     QCheckBox,
@@ -31,7 +31,7 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
-from ..session import save_widget_png
+from ...fileio import atomic_path
 from ..state import ExperimentState, RunRecord, describe_setting
 from ..widgets.image_view import DIVERGING, GREY, ImageView, em, lookup_table
 
@@ -214,7 +214,7 @@ class ComparisonPanel(QWidget):
         items = [TileContent("truth", "Ground truth", state.image, state.image_info.label())]
         if state.adjoint is not None:
             scores = state.adjoint_metrics()
-            details = f"PSNR {scores[0]:.2f} dB · SSIM {scores[1]:.3f}" if scores else ""
+            details = f"PSNR {scores[0]:.2f} dB<br>SSIM {scores[1]:.3f}" if scores else ""
             items.append(TileContent("adjoint", "Zero-filled adjoint", state.adjoint,
                                      f"{details}<br>{describe_setting(state.setting())}"))
         for record in state.results:
@@ -346,10 +346,27 @@ class ComparisonPanel(QWidget):
             self.set_region(*settings["region"])
 
     def save_png(self, path) -> None:
-        """Write the grid exactly as shown to ``path`` (PNG, atomically)."""
+        """Write the tiles as shown to ``path`` (PNG, atomically): just the tiles (no empty space below them), and
+        the inset region drawn as an outline instead of the draggable rectangle with its handles."""
         if not self.tiles:
             raise ValueError("there is nothing to export: open an image first")
-        save_widget_png(self.grid_widget, path)
+        truth = self.tiles.get("truth")
+        roi_shown = self.roi is not None and self.roi.isVisible()
+        if roi_shown and truth is not None:
+            self.roi.setVisible(False)
+            truth.region_outline.setVisible(True)
+        try:
+            area = QRect()
+            for tile in self.tiles.values():
+                area = area.united(tile.geometry())
+            pixmap = self.grid_widget.grab(area)
+            with atomic_path(path, suffix=".png") as tmp:
+                if not pixmap.save(str(tmp), "PNG"):
+                    raise OSError(f"could not write {path}")
+        finally:
+            if roi_shown and truth is not None:
+                self.roi.setVisible(True)
+                truth.region_outline.setVisible(False)
 
     # ---------------------------------------------------------------- internals
     def eventFilter(self, watched, event) -> bool:  # noqa: N802 (Qt API)
@@ -364,10 +381,16 @@ class ComparisonPanel(QWidget):
         margins = self.grid.contentsMargins()
         width = self.scroll.viewport().width() - margins.left() - margins.right()
         column = (width - self.grid.spacing() * (self.columns - 1)) / self.columns
+        captions = []
         for tile in self.tiles.values():
             tile_margins = tile.layout().contentsMargins()
             side = int(column - tile_margins.left() - tile_margins.right() - 2 * tile.frameWidth())
             tile.view.graphics.setFixedHeight(max(side, em(self, 8)))
+            captions.append(tile.view.caption_label.heightForWidth(max(side, em(self, 8))))
+        # every caption whole, and the same height on every tile (the linked views stay the same size)
+        height = max(captions + [tile.view.caption_label.fontMetrics().lineSpacing() * 2])
+        for tile in self.tiles.values():
+            tile.view.caption_label.setFixedHeight(height + 2)
 
     def _current_range(self):
         """The truth tile's view range when the user has zoomed (None while the tiles fit the image)."""
@@ -397,11 +420,14 @@ class ComparisonPanel(QWidget):
         if adjoint is not None:
             content = next(c for c in self.contents() if c.key == "adjoint")
             adjoint.set_content(content)
+            self._size_tiles()
             self.refresh()
 
 
 def _record_details(record: RunRecord) -> str:
-    return "<br>".join(line for line in (record.metrics_text(), record.setting_text()) if line)
+    """Metrics and setting, one short line each (a tile is narrow; its caption grows to hold them)."""
+    metrics = record.metrics_text().replace(" · SSIM", "<br>SSIM")
+    return "<br>".join(line for line in (metrics, record.setting_text()) if line)
 
 
 def _record_tooltip(record: RunRecord) -> str:

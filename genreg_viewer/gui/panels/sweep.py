@@ -275,6 +275,11 @@ class SweepPanel(QWidget):
                 self.psnr_plot.addItem(pg.ErrorBarItem(x=series["x"], y=series["psnr"], height=2 * series["psnr_std"],
                                                        beam=width, pen=pen))
             self.ssim_plot.plot(series["x"], series["ssim"], pen=pen, name=name, **symbol)
+        series_list = list(summarise(self.points).values())
+        for plot, key in ((self.psnr_plot, "psnr"), (self.ssim_plot, "ssim")):
+            xs = np.concatenate([np.asarray(s["x"], float) for s in series_list]) if series_list else np.empty(0)
+            ys = np.concatenate([np.asarray(s[key], float) for s in series_list]) if series_list else np.empty(0)
+            plot.place_legend_away_from(xs, ys)
 
     def _export_csv(self) -> None:
         if not self.points:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pyqtgraph as pg
 from PyQt6.QtWidgets import QGraphicsItem, QWidget
 
@@ -34,6 +35,30 @@ class ThemedPlot(pg.PlotWidget):
         """Set the label of the ``bottom`` or ``left`` axis (kept across theme changes)."""
         self._labels[axis] = text
         self._apply_theme()
+
+    def place_legend_away_from(self, xs, ys) -> str:
+        """Anchor the legend in the corner of the plot with the fewest of the points ``(xs, ys)`` under it (the
+        best points of a sweep sit in a top corner, where a fixed legend covered them); returns the corner."""
+        if self.legend is None:
+            return ""
+        xs, ys = np.asarray(xs, float), np.asarray(ys, float)
+        finite = np.isfinite(xs) & np.isfinite(ys)
+        xs, ys = xs[finite], ys[finite]
+        corners = {"top-right": (1, 0), "bottom-right": (1, 1), "top-left": (0, 0), "bottom-left": (0, 1)}
+        if xs.size:
+            u = (xs - xs.min()) / (np.ptp(xs) or 1.0)  # 0 left .. 1 right
+            v = (ys.max() - ys) / (np.ptp(ys) or 1.0)  # 0 top .. 1 bottom
+            counts = {name: int(np.sum((np.abs(u - cx) < 0.45) & (np.abs(v - cy) < 0.4)))
+                      for name, (cx, cy) in corners.items()}
+            corner = min(corners, key=lambda name: counts[name])  # ties: the order above
+        else:
+            corner = "top-right"
+        cx, cy = corners[corner]
+        margin = em(self, 0.5)
+        self.legend.anchor(itemPos=(cx, cy), parentPos=(cx, cy),
+                           offset=(-margin if cx else margin, -margin if cy else margin))
+        self.legend_corner = corner
+        return corner
 
     def series_pen(self, index: int, width: float = 2.0, dashed: bool = False):
         pen = pg.mkPen(SERIES_COLORS[index % len(SERIES_COLORS)], width=width)
