@@ -47,13 +47,31 @@ def test_exact_posterior_std_covers_68_95_99_7_percent(rng):
     assert cal.fit_scale(cal.standardised_errors(truth, mean, std)) == pytest.approx(1.0, abs=0.03)
 
 
+def test_heavy_tailed_errors_cannot_be_fixed_by_one_factor(rng):
+    """Laplace errors with their true std: the k = 2 factor makes +-2 std hold 95.45 % while k = 1 over-covers and
+    k = 3 under-covers (the shape, not the scale, is wrong); fitting k = 1, 2, 3 together trades them off."""
+    scale = 1 / math.sqrt(2)  # a Laplace(b) has std b sqrt 2: unit std
+    errors = rng.laplace(0.0, scale, size=(200, 1, 32, 32))
+    std = np.ones_like(errors)
+    z = cal.standardised_errors(errors, np.zeros_like(errors), std)
+    factor = cal.fit_scale(z)
+    # P(|e| <= t) = 1 - exp(-t / b) for the Laplace: the 95.45 % quantile is -b log(0.0455)
+    assert factor == pytest.approx(-scale * math.log(1 - math.erf(2 / math.sqrt(2))) / 2, rel=0.02)
+    report = cal.calibration_report(errors, np.zeros_like(errors), std, factor)
+    assert report.coverage["2"] == pytest.approx(0.9545, abs=0.005)
+    assert report.coverage["1"] > 0.70 and report.coverage["3"] < 0.995
+
+
 def test_a_halved_std_is_found_out_and_refitted(rng):
     truth, mean, std = gaussian_linear_model(rng)
     report = cal.calibration_report(truth, mean, 0.5 * std)
     assert report.coverage["1"] == pytest.approx(math.erf(0.5 / math.sqrt(2)), abs=0.01)  # 38.3 %
     assert report.coverage["2"] == pytest.approx(0.6827, abs=0.01)
-    scale = cal.fit_scale(cal.standardised_errors(truth, mean, 0.5 * std))
+    z = cal.standardised_errors(truth, mean, 0.5 * std)
+    scale = cal.fit_scale(z)  # k = 2: the 95.45 % quantile of z over 2
     assert scale == pytest.approx(2.0, rel=0.03)
+    assert scale == pytest.approx(np.quantile(z, math.erf(2 / math.sqrt(2))) / 2, rel=0.005)
+    assert cal.fit_scale(z, cal.HEADLINE_KS) == pytest.approx(2.0, rel=0.03)
     rescaled = cal.calibration_report(truth, mean, 0.5 * std, scale)
     assert rescaled.coverage["2"] == pytest.approx(0.9545, abs=0.01)
 

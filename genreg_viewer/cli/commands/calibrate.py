@@ -32,6 +32,9 @@ def register(subparsers) -> None:
     p.add_argument("--fit-on", default=None, metavar="VAL",
                    help="validation slice set or phantom:N:SEED to fit the std scale factor on (never the test set)")
     p.add_argument("--fit-images", type=int, default=None, metavar="N", help="N images evenly spaced through VAL")
+    p.add_argument("--fit-k", default="2", metavar="K[,K...]",
+                   help="k whose coverage the factor matches (least squares over several; default 2: the ±2 std "
+                        "interval)")
     p.add_argument("--write", action="store_true", help="with --fit-on: store the factors in the weight set's tuned/")
     p.add_argument("--apply", action="store_true", help="also measure DATA with the stored factors")
     p.add_argument("--batch", type=int, default=8, metavar="B", help="images per method call (default 8)")
@@ -77,6 +80,12 @@ def run(args) -> int:
     if args.write and not args.fit_on:
         raise ValueError("--write stores a factor fitted with --fit-on VAL; give --fit-on")
     sigma = check_sigma(args.noise, "--noise")
+    try:
+        fit_ks = tuple(float(k) for k in args.fit_k.split(","))
+    except ValueError:
+        fit_ks = ()
+    if not fit_ks or not all(0 < k <= 10 for k in fit_ks):
+        raise ValueError(f"--fit-k expects numbers in (0, 10] separated by commas, got {args.fit_k!r}")
     for option in ("report", "png"):
         if getattr(args, option):
             check_writable(getattr(args, option), f"--{option}")
@@ -105,15 +114,16 @@ def run(args) -> int:
                 run_val = cal.run_with_std_maps(name, validation, mask, sigma, args.seed, args.batch, device,
                                                 params[name], update)
                 z = cal.standardised_errors(run_val.truth, run_val.estimate, run_val.std)
-                scale = cal.fit_scale(z)
+                scale = cal.fit_scale(z, fit_ks)
                 entry["validation"] = {
-                    "images": len(validation.indices), "fitted_scale": scale,
+                    "images": len(validation.indices), "fitted_scale": scale, "fitted_for_k": list(fit_ks),
                     "raw": cal.calibration_report(run_val.truth, run_val.estimate, run_val.std).to_dict(),
                     "scaled": cal.calibration_report(run_val.truth, run_val.estimate, run_val.std, scale).to_dict()}
                 if args.write:
                     fitted_on = f"{validation.data_name}, {len(validation.indices)} images"
                     path = cal.write_calibration({name: {
                         "mask": args.mask, "sigma": sigma, "scale": round(scale, 4), "fitted_on": fitted_on,
+                    "fitted_for_k": list(fit_ks),
                         "params": {k: v for k, v in run_val.params.items() if isinstance(v, (int, float, str, bool))},
                         "validation_raw": _curve(entry["validation"]["raw"]),
                         "validation_scaled": _curve(entry["validation"]["scaled"])}}, weight_set)
