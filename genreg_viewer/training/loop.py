@@ -11,8 +11,10 @@ Two budgets (:class:`Plan`):
 * ``"clock"`` (step-budget trainers: denoiser, varnet, edip, flow): stop after ``steps`` steps or ``minutes`` of wall
   clock, whichever comes first; the cosine decay follows the larger of the two fractions spent. A *period* of
   ``period`` steps ends with a checkpoint.
-* ``"periods"`` (the VAE's epochs): ``periods`` periods of ``period`` steps; with ``minutes`` the count is cut, once
-  the first period of this run is timed, to the whole periods that fit (the schedule follows the new total).
+* ``"periods"`` (the VAE's epochs): ``periods`` periods of ``period`` steps; with ``minutes`` the count is set to
+  the whole periods that fit (:func:`periods_within_budget`), estimated after the first period of this run and again
+  after the second at its own pace (the first carries start-up costs: CUDA context, cuDNN autotuning); the schedule
+  follows the new total.
 
 At the end of each period: the trainer's ``evaluate()`` (held-out figures; every rank runs it), a history record
 (period means of the training losses and the held-out figures), a divergence check, and rank 0 writes the checkpoint
@@ -119,10 +121,13 @@ class Schedule:
         return self.peak * warm * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
-def periods_within_budget(budget_seconds: float, first_period_seconds: float, periods_before: int) -> int:
-    """Total periods (counting ``periods_before`` done earlier, then one timed period) that fit ``budget_seconds`` of
-    this run at the first period's pace: ``periods_before + max(1, floor(budget / first_period_seconds))``."""
-    return periods_before + max(1, math.floor(budget_seconds / max(first_period_seconds, 1e-9)))
+def periods_within_budget(budget_seconds: float, elapsed_seconds: float, pace_seconds: float, periods_done: int,
+                          minimum: int, maximum: int) -> int:
+    """Total periods that fit a wall-clock budget: the ``periods_done`` so far plus the whole periods of
+    ``pace_seconds`` that fit the ``budget_seconds - elapsed_seconds`` left, clipped to ``[minimum, maximum]``:
+    ``min(maximum, max(minimum, periods_done + max(0, floor((budget - elapsed) / pace))))``."""
+    fitting = periods_done + max(0, math.floor((budget_seconds - elapsed_seconds) / max(pace_seconds, 1e-9)))
+    return min(maximum, max(minimum, fitting))
 
 
 @dataclass
@@ -289,8 +294,8 @@ def train_loop(
         if load_state is not None:
             load_state(payload.get("state", {}))
         logger.info("%s: resumed from %s after step %d", label, checkpointing.path, step)
-    first_step = period_start_step = step
-    periods_before = step // plan.period
+    period_start_step = step
+    periods_before, original_periods = step // plan.period, plan.periods
     module = context.wrap(trainable)
     sums: dict[str, float] = {}
     keys: list[str] | None = None
@@ -378,7 +383,8 @@ def train_loop(
                     raise diverged(f"{label} {unit} {record.get('epoch', step)}",
                                    problem or "the evaluation became non-finite on another process")
                 now = time.perf_counter()
-                outcome.seconds += now - period_started
+                period_seconds = now - period_started
+                outcome.seconds += period_seconds
                 period_started = now
                 record["seconds"] = round(outcome.seconds, 1)
                 outcome.history.append(record)
@@ -393,11 +399,15 @@ def train_loop(
                         "seconds": outcome.seconds, "curve": outcome.curve, "skipped": outcome.skipped,
                         "running": running, "state": state() if state is not None else {}})
                 sums, period_start_step = {}, step
-                if plan.budget == "periods" and plan.minutes is not None and step == first_step + plan.period:
-                    first = context.from_main(now - run_started)
-                    fitting = periods_within_budget(plan.minutes * 60, first, periods_before)
-                    if fitting < plan.periods:
-                        logger.info("%s: %g min allow %d of %d epochs", label, plan.minutes, fitting, plan.periods)
+                timed = step // plan.period - periods_before  # periods of this run
+                if plan.budget == "periods" and plan.minutes is not None and timed in (1, 2):
+                    run_seconds = context.from_main(now - run_started)
+                    fitting = periods_within_budget(
+                        plan.minutes * 60, run_seconds, context.from_main(period_seconds), step // plan.period,
+                        minimum=step // plan.period + (1 if timed == 1 else 0), maximum=original_periods)
+                    if fitting != plan.periods:
+                        logger.info("%s: %g min allow %d of %d epochs", label, plan.minutes, fitting,
+                                    original_periods)
                         plan.periods = fitting
         if final_check:
             trainable.eval()
