@@ -112,6 +112,7 @@ class MethodRun:
     params: dict[str, Any]
     examples: np.ndarray  #: ``(k, H, W)`` reconstructions clipped to [0, 1] of the first k images
     device: str
+    commit: str = "unknown"  #: the code that ran it (``git describe --always --dirty``)
 
     @property
     def count(self) -> int:
@@ -137,6 +138,7 @@ class RunCache:
     log: Any = print
     store: Path | None = None  #: optional folder keeping every run across invocations (see :meth:`stored_path`)
     weights: str = "phantom"
+    commit: str = "unknown"
 
     def available(self, method: str) -> tuple[bool, str]:
         return get_method(method).available()
@@ -173,7 +175,7 @@ class RunCache:
         psnr, ssim = per_image_psnr_ssim(result, problem)
         examples = result.image[:KEPT_EXAMPLES, 0].clamp(0, 1).numpy().astype(np.float32)
         run = MethodRun(method, setting, psnr.astype(float), ssim.astype(float), seconds, int(result.iterations),
-                        json_safe_params(result.params), examples, str(problem.device))
+                        json_safe_params(result.params), examples, str(problem.device), self.commit)
         self.runs[key] = run
         self.save_stored(run)
         self.log(f"  {setting.label():28s} {method:14s} PSNR {psnr.mean():6.2f}  SSIM {ssim.mean():.3f}  "
@@ -196,7 +198,7 @@ class RunCache:
             return
         path.parent.mkdir(parents=True, exist_ok=True)
         meta = json.dumps({"seconds": run.seconds, "iterations": run.iterations, "params": run.params,
-                           "device": run.device})
+                           "device": run.device, "commit": run.commit})
         np.savez(path, psnr=run.psnr, ssim=run.ssim, examples=run.examples, meta=np.array(meta))
 
     def load_stored(self, method: str, setting: Setting) -> MethodRun | None:
@@ -206,7 +208,8 @@ class RunCache:
         with np.load(path) as data:
             meta = json.loads(str(data["meta"]))
             return MethodRun(method, setting, data["psnr"], data["ssim"], float(meta["seconds"]),
-                             int(meta["iterations"]), meta["params"], data["examples"], meta["device"])
+                             int(meta["iterations"]), meta["params"], data["examples"], meta["device"],
+                             meta.get("commit", "unknown"))
 
 
 def json_safe_params(params: dict[str, Any]) -> dict[str, Any]:
@@ -252,7 +255,7 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 
 def git_commit() -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+        return subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True,
                               cwd=Path(__file__).resolve().parent, timeout=10).stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"

@@ -446,7 +446,7 @@ def main(argv=None) -> int:
         test = phantom_images(args.images)
     plan = Plan(args.quick, args.methods, args.add_methods, args.spokes, args.cartesian)
     cache = RunCache(test, device, args.caps, log=lambda text: print(text, flush=True),
-                     store=Path(args.store) if args.store else None, weights=weight_set.name)
+                     store=Path(args.store) if args.store else None, weights=weight_set.name, commit=git_commit())
     total = len(test.seeds)
     commit = git_commit()
     print(f"{total} images ({test.source}), weights {weight_set.name}, device {device}, commit {commit}, "
@@ -478,7 +478,7 @@ def main(argv=None) -> int:
                           if (m, s) in cache.failures)
         update_manifest(out / "manifest.json", f"fig{name}", {
             "images": total, "source": test.source, "weights": weight_set.name, "device": str(device),
-            "commit": commit, "seconds_this_call": round(seconds, 1),
+            "commit": sorted({r.commit for r in runs}) if runs else commit, "seconds_this_call": round(seconds, 1),
             "run_seconds": round(compute, 1),  # every run the figure shows, shared or stored runs included
             "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "methods": sorted({r.method for r in runs}),
