@@ -235,12 +235,14 @@ def simulate_images(images: torch.Tensor, indices: Sequence[int], mask: np.ndarr
 
 
 def make_batch_problem(images: torch.Tensor, indices: Sequence[int], mask: np.ndarray, sigma: float, seed: int,
-                       device: torch.device | str = "cpu"):
-    """The :class:`~genreg_viewer.recon.Problem` of one batch (ground truth, per-image noise, batch seed)."""
+                       device: torch.device | str = "cpu", weight_set=None):
+    """The :class:`~genreg_viewer.recon.Problem` of one batch (ground truth, per-image noise, batch seed; the
+    networks and tuned defaults of ``weight_set``, default the active set)."""
     from ..recon import Problem
 
     measurement = simulate_images(images, indices, mask, sigma, seed)
-    return Problem(measurement, images, seed=batch_method_seed(seed, int(indices[0])), device=torch.device(device))
+    return Problem(measurement, images, seed=batch_method_seed(seed, int(indices[0])), device=torch.device(device),
+                   weight_set=weight_set)
 
 
 def batches(count: int, batch: int) -> list[range]:
@@ -444,7 +446,7 @@ def run_evaluation(config: EvaluationConfig, shard: Shard | None = None, progres
     from ..data.limits import check_seed
     from ..physics import check_sigma, mask_from_spec
     from ..recon import get_method
-    from ..weight_sets import active_weight_set, use_weight_set
+    from ..weight_sets import use_weight_set, weight_set_for
 
     shard = shard or shard_from_environment()
     log = log or (lambda text: print(text, file=sys.stderr, flush=True))
@@ -457,7 +459,8 @@ def run_evaluation(config: EvaluationConfig, shard: Shard | None = None, progres
     if config.images is not None and config.images < 1:
         raise ValueError(f"--images must be at least 1, got {config.images}")
     methods = [get_method(name) for name in parse_method_list(config.methods)]
-    weight_set = use_weight_set(config.weights) if config.weights else active_weight_set()
+    # --weights, or the set trained for the data's kind (auto: phantom:N -> phantom, a slice set of scans -> real-knee)
+    weight_set = use_weight_set(config.weights) if config.weights else weight_set_for(config.data)
     options = {method.name: method_options(method, config) for method in methods}
     out = Path(config.out)
     from ..fileio import check_writable
@@ -505,7 +508,7 @@ def run_evaluation(config: EvaluationConfig, shard: Shard | None = None, progres
             for positions, method, missing in work:
                 index = torch.as_tensor(missing)
                 problem = make_batch_problem(selection.images[index], selection.indices[missing], mask,
-                                             config.sigma, config.seed, device)
+                                             config.sigma, config.seed, device, weight_set)
                 rows = evaluate_batch(method, problem, missing, selection, config, options[method.name],
                                       weight_set.name)
                 append_rows(own_part, rows)
