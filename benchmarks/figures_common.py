@@ -139,6 +139,7 @@ class RunCache:
     store: Path | None = None  #: optional folder keeping every run across invocations (see :meth:`stored_path`)
     weights: str = "phantom"
     commit: str = "unknown"
+    stored_only: bool = False  #: redraw from the store: a run missing there is reported, not run
 
     def available(self, method: str) -> tuple[bool, str]:
         return get_method(method).available()
@@ -157,6 +158,10 @@ class RunCache:
             self.log(f"  {setting.label():28s} {method:14s} PSNR {stored.psnr.mean():6.2f}  SSIM "
                      f"{stored.ssim.mean():.3f}  ({stored.count} images, {stored.seconds:6.1f} s, from {self.store})")
             return stored
+        if self.stored_only:
+            self.failures[key] = f"not in the store {self.store}"
+            self.log(f"  SKIPPED {method} at {setting.label()}: {self.failures[key]}")
+            return None
         ok, why = self.available(method)
         if not ok:
             self.failures[key] = f"not available: {why}"

@@ -374,6 +374,8 @@ def parse_arguments(argv=None) -> argparse.Namespace:
     parser.add_argument("--store", default=None,
                         help="keep every run in this folder and reuse the runs found there (resume an interrupted "
                              "run; delete the folder when the code or the weights change)")
+    parser.add_argument("--stored-only", action="store_true",
+                        help="with --store: redraw from the stored runs only; missing runs are reported, not run")
     parser.add_argument("--summary", action="store_true",
                         help="run nothing: print each figure's CSV in --out as a markdown table (mean ± s.e.)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
@@ -397,6 +399,8 @@ def parse_arguments(argv=None) -> argparse.Namespace:
         if method not in known or not count.isdigit() or int(count) < 1:
             parser.error(f"--cap expects METHOD=N with a registry method and N >= 1, got {item!r}")
         args.caps[method] = int(count)
+    if args.stored_only and not args.store:
+        parser.error("--stored-only needs --store DIR")
     if args.spokes and any(s < 1 for s in args.spokes):
         parser.error("--spokes must be positive")
     return args
@@ -446,7 +450,8 @@ def main(argv=None) -> int:
         test = phantom_images(args.images)
     plan = Plan(args.quick, args.methods, args.add_methods, args.spokes, args.cartesian)
     cache = RunCache(test, device, args.caps, log=lambda text: print(text, flush=True),
-                     store=Path(args.store) if args.store else None, weights=weight_set.name, commit=git_commit())
+                     store=Path(args.store) if args.store else None, weights=weight_set.name, commit=git_commit(),
+                     stored_only=args.stored_only)
     total = len(test.seeds)
     commit = git_commit()
     print(f"{total} images ({test.source}), weights {weight_set.name}, device {device}, commit {commit}, "

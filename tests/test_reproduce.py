@@ -104,6 +104,11 @@ def test_store_resumes_without_rerunning(tmp_path, monkeypatch):
     assert reproduce.main(argv + ["--out", str(tmp_path / "second")]) == 0
     first = figures_common.read_csv(tmp_path / "first" / "fig3.csv")
     assert len(first) == 4 and first == figures_common.read_csv(tmp_path / "second" / "fig3.csv")
+    # --stored-only draws what is stored and reports (not runs) the rest: tv was never stored
+    assert reproduce.main(argv + ["--out", str(tmp_path / "third"), "--stored-only", "--methods", "adjoint", "tv"]) == 0
+    third = figures_common.read_csv(tmp_path / "third" / "fig3.csv")
+    assert third == first
+    assert "tv at radial:12, sigma 0.05: not in the store" in (tmp_path / "third" / "manifest.json").read_text()
 
 
 def test_summary_reads_the_csv(tmp_path, capsys):
