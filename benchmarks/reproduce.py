@@ -423,9 +423,12 @@ def summarise(folder: Path, figures) -> None:
         print("| mask | sigma | method | images | PSNR (dB) | SSIM |\n|---|---|---|---|---|---|")
         for (mask, sigma, method), values in groups.items():
             psnr, ssim = np.array(values).T
-            error = (lambda v: v.std(ddof=1) / math.sqrt(len(v)) if len(v) > 1 else 0.0)
-            print(f"| {mask} | {sigma} | {method} | {len(values)} | {psnr.mean():.2f} ± {error(psnr):.2f} | "
-                  f"{ssim.mean():.3f} ± {error(ssim):.3f} |")
+            print(f"| {mask} | {sigma} | {method} | {len(values)} | {psnr.mean():.2f} ± {_standard_error(psnr):.2f} | "
+                  f"{ssim.mean():.3f} ± {_standard_error(ssim):.3f} |")
+
+
+def _standard_error(values: np.ndarray) -> float:
+    return float(values.std(ddof=1) / math.sqrt(len(values))) if len(values) > 1 else 0.0
 
 
 def main(argv=None) -> int:

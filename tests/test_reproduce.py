@@ -93,8 +93,8 @@ def test_sampled_percent_matches_the_paper_coverage():
 
 
 def test_store_resumes_without_rerunning(tmp_path, monkeypatch):
-    argv = ["--figure", "3", "--images", "2", "--methods", "adjoint", "--spokes", "12", "--store", str(tmp_path / "runs"),
-            "--threads", "1"]
+    argv = ["--figure", "3", "--images", "2", "--methods", "adjoint", "--spokes", "12",
+            "--store", str(tmp_path / "runs"), "--threads", "1"]
     assert reproduce.main(argv + ["--out", str(tmp_path / "first")]) == 0
 
     def no_runs(*args, **kwargs):
@@ -114,7 +114,8 @@ def test_store_resumes_without_rerunning(tmp_path, monkeypatch):
 def test_summary_reads_the_csv(tmp_path, capsys):
     rows = [{"figure": "fig8", "mask": "radial:25", "sampled_percent": "10.2", "sigma": "0.05", "method": "tv",
              "image": i, "image_seed": 1_000_000 + i, "psnr": psnr, "ssim": 0.5, "seconds_per_image": 1,
-             "batch_images": 2, "iterations": 3, "device": "cpu", "params": "{}"} for i, psnr in enumerate((20.0, 22.0))]
+             "batch_images": 2, "iterations": 3, "device": "cpu", "params": "{}"}
+            for i, psnr in enumerate((20.0, 22.0))]
     figures_common.write_csv(tmp_path / "fig8.csv", rows)
     assert reproduce.main(["--summary", "--figure", "8", "--out", str(tmp_path)]) == 0
     # mean 21, standard error std(ddof=1)/sqrt(2) = 1.414/1.414 = 1
