@@ -10,9 +10,11 @@ of one rank (what a job that forgot to shard would compute) is far outside the t
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -25,14 +27,33 @@ from genreg_viewer.cli.main import main
 ATOL, RTOL = 1e-5, 1e-4
 
 
-def torchrun(arguments: list[str], processes: int = 2, timeout: float = 120) -> subprocess.CompletedProcess:
-    """``python -m torch.distributed.run --standalone --nproc_per_node N -m genreg_viewer.cli.main ARGS`` on the CPU."""
+#: the runs of the one 2-process job (a single torchrun launch: starting the processes costs more than training)
+DENOISER = ["train", "denoiser", "--layers", "3", "--channels", "4", "--images", "3", "--patch", "16", "--steps", "4",
+            "--threads", "1", "--checkpoint-every", "2"]
+#: a VAE without batch norm (on the CPU each process would normalise with its own share's statistics: gloo has no
+#: SyncBatchNorm); 9 images in batches of 4: each epoch ends with a batch of 1, so one rank's share is empty
+VAE = ["train", "vae", "phantom:9", "--held-out", "phantom:2:1000000", "--widths", "4,8", "--latent-dim", "4",
+       "--epochs", "2", "--lr", "0.05", "--no-batch-norm", "--augment", "--device", "cpu", "--threads", "1"]
+
+
+def torchrun(commands: list[list[str]], processes: int = 2, timeout: float = 300) -> subprocess.CompletedProcess:
+    """The ``genreg`` ``commands`` in one CPU job of ``processes`` ranks: ``python -m torch.distributed.run
+    --standalone --nproc_per_node N tests/ddp_job.py`` (each command as ``torchrun -m genreg_viewer.cli.main``)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
-               "-m", "genreg_viewer.cli.main", *arguments]
+               str(Path(__file__).with_name("ddp_job.py")), json.dumps(commands)]
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout)
     assert done.returncode == 0, done.stdout + done.stderr
     return done
+
+
+@pytest.fixture(scope="module")
+def job(tmp_path_factory):
+    """One 2-process gloo job: the denoiser with global batch 5 (split 2 + 3) and VAE stage 1 with batch 4."""
+    out = tmp_path_factory.mktemp("ddp")
+    done = torchrun([[*DENOISER, "--batch", "5", "--out", str(out / "dn")],
+                     [*VAE, "--batch-size", "4", "--out", str(out / "vae")]])
+    return out, done.stdout
 
 
 def differences(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
@@ -46,20 +67,34 @@ def assert_weights_close(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor])
         torch.testing.assert_close(a[key], b[key], atol=ATOL, rtol=RTOL, msg=lambda m, key=key: f"{key}: {m}")
 
 
-def test_two_process_denoiser_equals_one_process_with_the_global_batch(tmp_path):
-    # global batch 5: an uneven split (2 + 3 patches), so the share weighting matters too
-    common = ["train", "denoiser", "--layers", "3", "--channels", "4", "--images", "3", "--patch", "16",
-              "--steps", "4", "--threads", "1", "--checkpoint-every", "2"]
-    done = torchrun([*common, "--batch", "5", "--out", str(tmp_path / "ddp")])
-    assert done.stdout.count("wrote ") == 2  # rank 0 reports; rank 1 writes and says nothing
-    assert main([*common, "--batch", "5", "--out", str(tmp_path / "one")]) == 0
-    assert main([*common, "--batch", "2", "--out", str(tmp_path / "rank")]) == 0
-    ddp, one = load_file(tmp_path / "ddp.safetensors"), load_file(tmp_path / "one.safetensors")
+def test_two_process_denoiser_equals_one_process_with_the_global_batch(job, tmp_path):
+    out, stdout = job
+    assert stdout.count(f"wrote {out / 'dn'}") == 2  # rank 0 reports its two files; rank 1 says nothing
+    assert main([*DENOISER, "--batch", "5", "--out", str(tmp_path / "one")]) == 0
+    assert main([*DENOISER, "--batch", "2", "--out", str(tmp_path / "rank")]) == 0
+    ddp, one = load_file(out / "dn.safetensors"), load_file(tmp_path / "one.safetensors")
     assert_weights_close(ddp, one)
     assert differences(ddp, load_file(tmp_path / "rank.safetensors")) > 100 * ATOL
-    info = json.loads((tmp_path / "ddp.json").read_text())["info"]
+    info = json.loads((out / "dn.json").read_text())["info"]
     assert info["processes"] == 2 and info["training"]["steps_done"] == 4
-    assert not list(tmp_path.glob("*.checkpoint.pt"))  # removed after the weights were written
+    assert not list(out.glob("dn*.checkpoint.pt"))  # removed after the weights were written
+
+
+def test_two_process_vae_stage1_equals_one_process_with_the_global_batch(job, tmp_path):
+    out, stdout = job
+    assert stdout.count(f"wrote {out / 'vae'}") == 1
+    assert main([*VAE, "--batch-size", "4", "--out", str(tmp_path / "one")]) == 0
+    assert main([*VAE, "--batch-size", "2", "--out", str(tmp_path / "rank")]) == 0
+    ddp, one = (load_file(folder / "vae_identity.safetensors") for folder in (out / "vae", tmp_path / "one"))
+    assert_weights_close(ddp, one)
+    assert differences(ddp, load_file(tmp_path / "rank" / "vae_identity.safetensors")) > 100 * ATOL
+    info, reference = (json.loads((folder / "vae_identity.json").read_text())["info"]
+                       for folder in (out / "vae", tmp_path / "one"))
+    assert info["processes"] == 2 and [h["epoch"] for h in info["history"]] == [1, 2]
+    # the logged epoch means are global-batch means too, and rho is the same maximum-likelihood value
+    for key in ("train_loss", "held_out_psnr", "identity_rho"):
+        assert math.isclose(info["final"][key], reference["final"][key], rel_tol=1e-5), key
+    assert (out / "vae" / "vae_identity.checkpoint.pt").is_file()  # the VAE keeps its per-epoch checkpoint
 
 
 def test_resume_continues_the_interrupted_run_exactly(tmp_path, monkeypatch):

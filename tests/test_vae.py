@@ -240,12 +240,25 @@ def test_two_stage_training_and_resume(tmp_path):
         train_covariance(tmp_path, "diagonal", stage2, tmp_path, resume=True)
 
 
+def test_periods_within_budget_counts_whole_periods_at_the_measured_pace():
+    from genreg_viewer.training.loop import periods_within_budget
+
+    # after a first epoch of 20 s of a 120 s budget: 5 more fit (and at least a second is timed)
+    assert periods_within_budget(120.0, 20.0, 20.0, 1, minimum=2, maximum=50) == 6
+    assert periods_within_budget(120.0, 100.0, 60.0, 1, minimum=2, maximum=50) == 2  # none fit; the second is timed
+    # after the second: a slow first epoch (60 s of start-up) no longer counts, the 5 s pace of the second does
+    assert periods_within_budget(204.0, 65.0, 5.0, 2, minimum=2, maximum=50) == 2 + 27
+    assert periods_within_budget(120.0, 30.0, 10.0, 2, minimum=2, maximum=5) == 5  # never more than asked for
+    assert periods_within_budget(120.0, 130.0, 10.0, 2, minimum=2, maximum=50) == 2  # over budget: stop here
+
+
 def test_minutes_budget_cuts_the_run_and_records_what_ran(tmp_path, monkeypatch):
+    from genreg_viewer.training import loop
     from genreg_viewer.training import vae as vae_training
 
     torch.set_num_threads(1)
     clock = iter(float(t) for t in range(0, 10_000, 20))  # every perf_counter call advances 20 "seconds"
-    monkeypatch.setattr(vae_training.time, "perf_counter", lambda: next(clock))
+    monkeypatch.setattr(loop.time, "perf_counter", lambda: next(clock))
     config = VAEConfig(image_size=32, latent_dim=8, widths=(4, 8), dropout=0.0, covariance_kind="identity")
     settings = vae_training.VAETrainingSettings(data="phantom:16", held_out="phantom:4:1000000", batch_size=8, seed=0,
                                                 noise_std=0.01, warmup_steps=1, epochs=50, lr=3e-3, minutes=2.0)

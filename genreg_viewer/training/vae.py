@@ -18,9 +18,12 @@ uses ``z = mu(x)`` instead)::
 
 with ``a`` the relative off-diagonal weights (an optional L1 penalty), a lower learning rate and more epochs.
 
-Both stages: Adam, linear warm-up then cosine decay of the learning rate over the planned steps, random left-right
-flips, optionally (``augment``) a small random rotation/zoom/shift and contrast change per image, a checkpoint after every epoch (``--resume`` continues it), a held-out evaluation per epoch, a loss-curve
-PNG and the final weights with an info JSON (command, seeds, data, final losses).
+Both stages run the one training loop (:func:`genreg_viewer.training.loop.train_loop`, epochs as its periods):
+Adam, linear warm-up then cosine decay of the learning rate over the planned steps, random left-right flips,
+optionally (``augment``) a small random rotation/zoom/shift and contrast change per image, a checkpoint after every
+epoch (``--resume`` continues it), a held-out evaluation per epoch, a loss-curve PNG and the final weights with an
+info JSON (command, seeds, data, final losses). Under ``torchrun`` each global batch is split over the processes
+(:mod:`genreg_viewer.training.distributed`; batch norm becomes SyncBatchNorm on CUDA).
 """
 
 from __future__ import annotations
@@ -29,7 +32,6 @@ import math
 import os
 import shlex
 import sys
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -50,15 +52,16 @@ from ..models.weights import WeightsError, weights_exist, weights_stem
 from .common import (  # the data helpers live in common.py, shared with the other trainers
     HELD_OUT_SEED,
     ImageSet,
-    check_finite,
     command_line,
     load_image_set,
+    log,
     random_flips,
     random_geometry_and_contrast,
     seed_everything,
-    set_learning_rate,
     training_and_held_out,
 )
+from .distributed import BatchShare, DistributedContext, distributed_run
+from .loop import Checkpointing, Plan, Schedule, train_loop
 
 #: std of the Gaussian noise added to training images (and to held-out images when the nll is evaluated)
 DEFAULT_NOISE_STD = 0.01
@@ -85,12 +88,16 @@ def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return 0.5 * (mu.square() + logvar.exp() - logvar - 1.0).sum(dim=1)
 
 
-def stage1_loss(model: GenerativeModel, x: torch.Tensor, sigma: float, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+def stage1_loss(model: GenerativeModel, x: torch.Tensor, sigma: float, generator: torch.Generator | None = None,
+                eps: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Negative ELBO with fixed likelihood std ``sigma`` and its parts (batch means): ``loss`` in nats per pixel
     (the per-image value divided by the pixel count, a scale that suits Adam and gradient clipping), ``mse`` per
-    pixel, ``kl`` per image."""
+    pixel, ``kl`` per image. The reparametrisation noise ``eps ~ N(0, I)`` (``(B, latent_dim)``) is drawn from
+    ``generator`` unless given."""
     mu, logvar = model.encode(x)
-    eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype).to(mu.device)
+    if eps is None:
+        eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype)
+    eps = eps.to(mu.device)
     z = mu + torch.exp(0.5 * logvar) * eps
     pixels = x[0].numel()
     squared = (x - model.decode_mean(z)).square().flatten(1).sum(1)
@@ -99,7 +106,8 @@ def stage1_loss(model: GenerativeModel, x: torch.Tensor, sigma: float, generator
     return {"loss": loss.mean(), "mse": (squared / pixels).mean(), "kl": kl.mean()}
 
 
-def covariance_loss(model: GenerativeModel, target: torch.Tensor, mean: torch.Tensor, z: torch.Tensor, l1: float) -> dict[str, torch.Tensor]:
+def covariance_loss(model: GenerativeModel, target: torch.Tensor, mean: torch.Tensor, z: torch.Tensor,
+                    l1: float) -> dict[str, torch.Tensor]:
     """Stage-2 loss: exact nll in nats per pixel (with ``1/2 log 2 pi``) plus ``l1 * mean |a|``."""
     channels = model.covariance_decoder(z)
     factor = model.decode_cholesky_from_channels(channels)
@@ -109,7 +117,8 @@ def covariance_loss(model: GenerativeModel, target: torch.Tensor, mean: torch.Te
 
 
 @torch.no_grad()
-def latent_means(model: GenerativeModel, images: torch.Tensor, batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+def latent_means(model: GenerativeModel, images: torch.Tensor,
+                 batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
     """``mu(x)`` and ``G(mu(x))`` for every image (eval mode, batched); results on the images' device."""
     mus, means = [], []
     with eval_mode(model):
@@ -169,7 +178,8 @@ def lag_one_correlation(residuals: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def maximum_likelihood_rho(model: GenerativeModel, images: torch.Tensor, noise_std: float, seed: int, batch_size: int = 64) -> float:
+def maximum_likelihood_rho(model: GenerativeModel, images: torch.Tensor, noise_std: float, seed: int,
+                           batch_size: int = 64) -> float:
     """ML variance of ``Sigma = rho I``: ``rho = mean over images and pixels of (x + n - G(mu(x)))^2``."""
     device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(seed)
@@ -215,12 +225,10 @@ class LoopSettings:
         if not 0 <= self.noise_std < 0.5:
             raise ValueError(f"--noise-std must be in [0, 0.5), got {self.noise_std}")
 
-    def learning_rate(self, step: int, total_steps: int) -> float:
-        """Linear warm-up, then cosine decay from ``lr`` to ``final_lr_fraction * lr`` at the last step."""
-        warm = min(1.0, (step + 1) / max(1, self.warmup_steps))
-        progress = min(1.0, step / max(1, total_steps - 1))
-        floor = self.final_lr_fraction
-        return self.lr * warm * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+    def schedule(self) -> Schedule:
+        """Linear warm-up over ``warmup_steps``, then cosine decay from ``lr`` to ``final_lr_fraction * lr`` at the
+        last step."""
+        return Schedule(self.lr, warmup=self.warmup_steps, final_fraction=self.final_lr_fraction)
 
 
 @dataclass
@@ -241,31 +249,6 @@ class TrainingRun:
     @property
     def loss_plot(self) -> Path:
         return self.out_dir / f"{self.stem_name}_losses.png"
-
-
-def _log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def _save_checkpoint(run: TrainingRun, payload: dict[str, Any]) -> None:
-    with atomic_path(run.checkpoint) as tmp:
-        torch.save(payload, tmp)
-
-
-def _load_checkpoint(run: TrainingRun, identity: dict[str, Any]) -> dict[str, Any]:
-    if not run.checkpoint.is_file():
-        raise FileNotFoundError(f"--resume: no checkpoint {run.checkpoint} to resume from")
-    try:
-        # weights_only: tensors, numbers, strings and containers only -- a crafted file cannot run code
-        payload = torch.load(run.checkpoint, map_location="cpu", weights_only=True)
-    except Exception as exc:  # zip errors of a damaged file, or objects other than plain data
-        raise ValueError(f"--resume: checkpoint {run.checkpoint} is unreadable: {exc}") from exc
-    stored = payload.get("identity")
-    if stored != identity:
-        changed = sorted(k for k in set(stored or {}) | set(identity) if (stored or {}).get(k) != identity.get(k))
-        raise ValueError(f"--resume: checkpoint {run.checkpoint} was made with different settings ({', '.join(changed)}); "
-                         "use the same options or a new --out folder")
-    return payload
 
 
 def plot_losses(history: Sequence[dict[str, float]], path: Path, title: str, keys: Sequence[tuple[str, str]]) -> None:
@@ -301,88 +284,47 @@ def run_epochs(
     trainable: torch.nn.Module,
     train_mode: Callable[[], None],
     count: int,
-    batch_step: Callable[[torch.Tensor, torch.Generator], dict[str, torch.Tensor]],
+    batch_loss: Callable[[torch.Tensor, torch.Generator, BatchShare], dict[str, torch.Tensor]],
     evaluate: Callable[[], dict[str, float]],
     resume: bool,
     stage_label: str,
+    context: DistributedContext,
 ) -> tuple[list[dict[str, float]], float]:
-    """Adam over ``trainable``'s parameters for ``settings.epochs`` epochs of ``count`` items.
+    """Adam over ``trainable``'s parameters for ``settings.epochs`` epochs of ``count`` items: the one training loop
+    (:func:`genreg_viewer.training.loop.train_loop`) with epochs as its periods.
 
     With ``settings.minutes`` the epoch count is cut to the epochs that fit the budget, estimated after the first
-    and (at its steady pace) the second epoch of this run; ``settings.epochs`` is updated, so the info JSON records
-    what ran, and the cosine schedule follows the new total from then on.
+    and (at its steady pace) the second epoch of this run (:func:`genreg_viewer.training.loop.periods_within_budget`);
+    ``settings.epochs`` is updated, so the info JSON records what ran, and the cosine schedule follows the new total
+    from then on.
 
-    ``batch_step(indices, generator)`` returns the batch losses (``"loss"`` is minimised). The batch order and noise of
-    epoch ``e`` come from a generator seeded with ``(seed, e)``, so a resumed run continues exactly. Returns the
-    per-epoch history and the training seconds.
+    ``batch_loss(indices, generator, share)`` returns the losses of the global batch ``indices`` (``"loss"`` is
+    minimised), drawing its random numbers for the whole batch from ``generator`` and passing its tensors through
+    ``share``. The batch order and noise of epoch ``e`` come from a generator seeded with ``(seed, e)``, so a
+    resumed run continues exactly. Returns the per-epoch history and the training seconds.
     """
-    from tqdm import tqdm
-
     settings.validate()
-    parameters = [p for p in trainable.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(parameters, lr=settings.lr)
+    context.check_batch(settings.batch_size, "--batch-size")
     steps_per_epoch = math.ceil(count / settings.batch_size)
-    total_steps = settings.epochs * steps_per_epoch
-    history: list[dict[str, float]] = []
-    first_epoch, seconds = 0, 0.0
-    if resume:
-        payload = _load_checkpoint(run, identity)
-        trainable.load_state_dict(payload["trainable"])
-        optimizer.load_state_dict(payload["optimizer"])
-        history, first_epoch, seconds = payload["history"], payload["epoch"], payload["seconds"]
-        _log(f"{stage_label}: resumed from {run.checkpoint} after epoch {first_epoch}")
-    run_started = time.perf_counter()
-    original_epochs = settings.epochs
-    epoch = first_epoch
-    while epoch < settings.epochs:
-        started = time.perf_counter()
-        generator = torch.Generator().manual_seed(settings.seed * 100_003 + epoch)
-        order = torch.randperm(count, generator=generator)
-        train_mode()
-        sums: dict[str, float] = {}
-        bar = tqdm(range(steps_per_epoch), desc=f"{stage_label} epoch {epoch + 1}/{settings.epochs}", unit="batch",
-                   mininterval=10.0, file=sys.stderr, dynamic_ncols=True)
-        for i in bar:
-            step = epoch * steps_per_epoch + i
-            set_learning_rate(optimizer, settings.learning_rate(step, total_steps))
-            losses = batch_step(order[i * settings.batch_size:(i + 1) * settings.batch_size], generator)
-            where = f"{stage_label} epoch {epoch + 1}, batch {i + 1}"
-            check_finite(where, loss=losses["loss"])
-            optimizer.zero_grad(set_to_none=True)
-            losses["loss"].backward()
-            torch.nn.utils.clip_grad_norm_(parameters, settings.grad_clip)
-            optimizer.step()
-            check_finite(where, module=trainable)
-            for key, value in losses.items():
-                sums[key] = sums.get(key, 0.0) + float(value.detach())
-            bar.set_postfix({k: f"{v / (i + 1):.4g}" for k, v in sums.items()}, refresh=False)
-        bar.close()
-        record = {"epoch": epoch + 1, **{f"train_{k}": v / steps_per_epoch for k, v in sums.items()}}
-        record.update({f"held_out_{k}": v for k, v in evaluate().items()})
-        check_finite(f"{stage_label} epoch {epoch + 1}", values=record)  # before the checkpoint is written
-        seconds += time.perf_counter() - started
-        record["seconds"] = round(seconds, 1)
-        history.append(record)
-        _log(f"{stage_label} epoch {epoch + 1}: " + ", ".join(f"{k}={v:.5g}" for k, v in record.items() if k != "epoch"))
-        _save_checkpoint(run, {"identity": identity, "trainable": trainable.state_dict(),
-                               "optimizer": optimizer.state_dict(), "history": history, "epoch": epoch + 1,
-                               "seconds": seconds})
-        epoch += 1
-        if settings.minutes is not None and epoch - first_epoch in (1, 2):
-            # after the first epoch (which carries start-up costs: CUDA context, cuDNN autotuning) and again after
-            # the second, at its steady pace, so a budget on a GPU is not cut short by the slow first epoch
-            elapsed = time.perf_counter() - run_started
-            pace = elapsed if epoch - first_epoch == 1 else time.perf_counter() - started
-            fitting = epoch + max(0, math.floor((settings.minutes * 60 - elapsed) / max(pace, 1e-9)))
-            if epoch - first_epoch == 1:
-                fitting = max(fitting, epoch + 1)  # always time a second epoch
-            fitting = min(fitting, original_epochs)
-            if fitting != settings.epochs:
-                _log(f"{stage_label}: {settings.minutes:g} min allow {fitting} of {original_epochs} epochs")
-                settings.epochs = fitting
-                total_steps = settings.epochs * steps_per_epoch
-    return history, seconds
+    plan = Plan(settings.schedule(), period=steps_per_epoch, budget="periods", periods=settings.epochs,
+                minutes=settings.minutes)
+    epoch_data: dict[str, Any] = {"epoch": None}
 
+    def loss(step: int, share: BatchShare) -> dict[str, torch.Tensor]:
+        epoch, i = divmod(step, steps_per_epoch)
+        if epoch_data["epoch"] != epoch:
+            generator = torch.Generator().manual_seed(settings.seed * 100_003 + epoch)
+            epoch_data.update(epoch=epoch, generator=generator, order=torch.randperm(count, generator=generator))
+        indices = epoch_data["order"][i * settings.batch_size:(i + 1) * settings.batch_size]
+        return batch_loss(indices, epoch_data["generator"], share)
+
+    outcome = train_loop(
+        trainable, loss, plan, context, train_mode=train_mode, evaluate=evaluate,
+        checkpointing=Checkpointing(run.checkpoint, identity, resume), max_grad_norm=settings.grad_clip,
+        label=stage_label, log_every=None, progress_bar=True, final_check=False,
+    )
+    settings.epochs = plan.periods
+    return outcome.history, outcome.seconds
 
 
 def _resumable(settings: LoopSettings) -> dict[str, Any]:
@@ -401,6 +343,7 @@ def _stage_info(
     device: torch.device,
     history: list[dict[str, float]],
     final: dict[str, float],
+    processes: int = 1,
     **details: Any,
 ) -> dict[str, Any]:
     """The info JSON of either stage: command, ``stage``, settings, stage-specific ``details``, data sizes, time,
@@ -415,6 +358,7 @@ def _stage_info(
         "held_out_data": held_out.spec,
         "seconds": round(seconds, 1),
         "device": str(device),
+        "processes": processes,
         "torch": torch.__version__,
         "final": {**{k: v for k, v in history[-1].items() if k.startswith("train_")}, **final},
         "history": history,
@@ -452,46 +396,52 @@ def train_vae(
     resume: bool = False,
     argv: Sequence[str] | None = None,
 ) -> Path:
-    """Stage 1; writes ``OUT/vae_identity.{safetensors,json}`` (with ``identity_rho``) and returns its stem."""
+    """Stage 1; writes ``OUT/vae_identity.{safetensors,json}`` (with ``identity_rho``) and returns its stem. Under
+    ``torchrun`` each global batch of ``settings.batch_size`` images is split over the processes (rank 0 writes)."""
     settings.validate()
     config = VAEConfig.from_dict({**config.to_dict(), "covariance_kind": "identity", "identity_rho": None})  # a copy
-    device = torch.device(device)
-    run = TrainingRun(Path(out_dir), model_file_name("identity"))
-    train, held_out = training_and_held_out(settings.data, settings.held_out, size=config.image_size)
-    _log(f"stage 1: {len(train)} training images ({train.spec}), {len(held_out)} held out ({held_out.spec})")
-    seed_everything(settings.seed)
-    model = GenerativeModel(config).to(device)
-    with torch.no_grad():  # start G at the mean intensity instead of 0
-        model.mean_decoder.out.bias.fill_(float(train.images.mean()))
-    images = train.images.to(device)
-    identity = {"stage": "vae", "config": config.to_dict(), "settings": _resumable(settings)}
+    with distributed_run(device) as context:
+        device = context.device
+        run = TrainingRun(Path(out_dir), model_file_name("identity"))
+        train, held_out = training_and_held_out(settings.data, settings.held_out, size=config.image_size)
+        log(f"stage 1: {len(train)} training images ({train.spec}), {len(held_out)} held out ({held_out.spec})")
+        seed_everything(settings.seed)
+        model = GenerativeModel(config).to(device)
+        with torch.no_grad():  # start G at the mean intensity instead of 0
+            model.mean_decoder.out.bias.fill_(float(train.images.mean()))
+        images = train.images.to(device)
+        identity = {"stage": "vae", "config": config.to_dict(), "settings": _resumable(settings)}
 
-    def batch_step(indices: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        x = augmented(images[indices.to(device)], settings, generator)
-        return stage1_loss(model, noisy(x, settings.noise_std, generator), settings.sigma, generator)
+        def batch_loss(indices: torch.Tensor, generator: torch.Generator, share: BatchShare) -> dict[str, torch.Tensor]:
+            x = augmented(images[indices.to(device)], settings, generator)
+            target = noisy(x, settings.noise_std, generator)
+            eps = torch.randn((x.shape[0], config.latent_dim), generator=generator, dtype=x.dtype)
+            return stage1_loss(model, share(target), settings.sigma, eps=share(eps))
 
-    def evaluate() -> dict[str, float]:
-        result = evaluate_model(model, held_out.images, settings.noise_std)
-        return {"psnr": result["psnr"], "mse": result["mse"]}
+        def evaluate() -> dict[str, float]:
+            result = evaluate_model(model, held_out.images, settings.noise_std)
+            return {"psnr": result["psnr"], "mse": result["mse"]}
 
-    history, seconds = run_epochs(
-        run=run, settings=settings, identity=identity, trainable=model, train_mode=model.train, count=len(train),
-        batch_step=batch_step, evaluate=evaluate, resume=resume, stage_label="vae",
-    )
-    rho = maximum_likelihood_rho(model, images, settings.noise_std, seed=settings.seed + 7)
-    model.config.identity_rho = rho
-    final = evaluate_model(model, held_out.images, settings.noise_std)
-    _log(f"stage 1 done: rho = {rho:.4g} (pixel std {math.sqrt(rho):.4f}); held-out PSNR {final['psnr']:.2f} dB, "
-         f"nll {final['nll']:.4f} nats/pixel")
-    info = _stage_info(
-        argv, "1: encoder + mean decoder, fixed-variance Gaussian likelihood + KL", settings, train, held_out, seconds,
-        device, history, {"held_out_psnr": final["psnr"], "held_out_mse": final["mse"],
-                          "held_out_nll_per_pixel": final["nll"], "identity_rho": rho},
-    )
-    save_generative_model(model, run.stem, info)
-    plot_losses(history, run.loss_plot, f"VAE stage 1 ({len(train)} images)",
-                [("loss", "-ELBO / pixel (fixed s0)"), ("mse", "MSE"), ("psnr", "held-out PSNR (dB)")])
-    return run.stem
+        history, seconds = run_epochs(
+            run=run, settings=settings, identity=identity, trainable=model, train_mode=model.train, count=len(train),
+            batch_loss=batch_loss, evaluate=evaluate, resume=resume, stage_label="vae", context=context,
+        )
+        rho = maximum_likelihood_rho(model, images, settings.noise_std, seed=settings.seed + 7)
+        model.config.identity_rho = rho
+        final = evaluate_model(model, held_out.images, settings.noise_std)
+        log(f"stage 1 done: rho = {rho:.4g} (pixel std {math.sqrt(rho):.4f}); held-out PSNR {final['psnr']:.2f} dB, "
+            f"nll {final['nll']:.4f} nats/pixel")
+        info = _stage_info(
+            argv, "1: encoder + mean decoder, fixed-variance Gaussian likelihood + KL", settings, train, held_out,
+            seconds, device, history, {"held_out_psnr": final["psnr"], "held_out_mse": final["mse"],
+                                       "held_out_nll_per_pixel": final["nll"], "identity_rho": rho},
+            processes=context.world_size,
+        )
+        if context.is_main:
+            save_generative_model(model, run.stem, info)
+            plot_losses(history, run.loss_plot, f"VAE stage 1 ({len(train)} images)",
+                        [("loss", "-ELBO / pixel (fixed s0)"), ("mse", "MSE"), ("psnr", "held-out PSNR (dB)")])
+        return run.stem
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -518,7 +468,8 @@ def resolve_vae_stem(path: str | os.PathLike) -> Path:
     path = Path(path)
     stem = path / model_file_name("identity") if path.is_dir() else weights_stem(path)
     if not weights_exist(stem):
-        raise FileNotFoundError(f"no stage-1 VAE weights at {stem} (.safetensors + .json); train one with 'genreg train vae'")
+        raise FileNotFoundError(f"no stage-1 VAE weights at {stem} (.safetensors + .json); "
+                                "train one with 'genreg train vae'")
     return stem
 
 
@@ -553,61 +504,69 @@ def train_covariance(
     if kind not in COVARIANCE_KINDS or kind == "identity":
         raise ValueError(f"--kind must be 'diagonal' or 'covar', got {kind!r}")
     settings.validate()
-    device = torch.device(device)
-    base_stem = resolve_vae_stem(vae)
-    base, base_info = model_from_weights(base_stem, device)
-    if base.config.identity_rho is None:
-        raise WeightsError(f"{base_stem}.json has no identity_rho; is it a finished stage-1 model?")
-    config = VAEConfig.from_dict({**base.config.to_dict(), "covariance_kind": kind, "neighbourhood": neighbourhood,
-                                  "identity_rho": None})
-    run = TrainingRun(Path(out_dir), model_file_name(kind))
-    train, held_out = training_and_held_out(settings.data, settings.held_out, size=config.image_size)
-    _log(f"stage 2 ({kind}): {len(train)} training images ({train.spec}), {len(held_out)} held out ({held_out.spec})")
-    seed_everything(settings.seed)
-    model = GenerativeModel(config).to(device)
-    model.encoder.load_state_dict(base.encoder.state_dict())
-    model.mean_decoder.load_state_dict(base.mean_decoder.state_dict())
-    model.eval()  # the frozen networks stay in eval mode; only the covariance decoder switches to training
-    for module in (model.encoder, model.mean_decoder):
-        module.requires_grad_(False)
-    initialise_covariance_head(model, -0.5 * math.log(base.config.identity_rho))
-    images = train.images.to(device)
-    identity = {"stage": "covariance", "config": config.to_dict(), "settings": _resumable(settings),
-                "base": str(base_stem.resolve())}
+    with distributed_run(device) as context:
+        device = context.device
+        base_stem = resolve_vae_stem(vae)
+        base, base_info = model_from_weights(base_stem, device)
+        if base.config.identity_rho is None:
+            raise WeightsError(f"{base_stem}.json has no identity_rho; is it a finished stage-1 model?")
+        config = VAEConfig.from_dict({**base.config.to_dict(), "covariance_kind": kind, "neighbourhood": neighbourhood,
+                                      "identity_rho": None})
+        run = TrainingRun(Path(out_dir), model_file_name(kind))
+        train, held_out = training_and_held_out(settings.data, settings.held_out, size=config.image_size)
+        log(f"stage 2 ({kind}): {len(train)} training images ({train.spec}), {len(held_out)} held out "
+            f"({held_out.spec})")
+        seed_everything(settings.seed)
+        model = GenerativeModel(config).to(device)
+        model.encoder.load_state_dict(base.encoder.state_dict())
+        model.mean_decoder.load_state_dict(base.mean_decoder.state_dict())
+        model.eval()  # the frozen networks stay in eval mode; only the covariance decoder switches to training
+        for module in (model.encoder, model.mean_decoder):
+            module.requires_grad_(False)
+        initialise_covariance_head(model, -0.5 * math.log(base.config.identity_rho))
+        images = train.images.to(device)
+        identity = {"stage": "covariance", "config": config.to_dict(), "settings": _resumable(settings),
+                    "base": str(base_stem.resolve())}
 
-    def train_mode() -> None:
-        model.covariance_decoder.train()
+        def train_mode() -> None:
+            model.covariance_decoder.train()
 
-    def batch_step(indices: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        x = augmented(images[indices.to(device)], settings, generator)
-        with torch.no_grad():  # the frozen encoder and mean decoder (eval mode)
-            mu, logvar = model.encode(x)
-            if settings.latent == "sample":  # z ~ q(z|x), paper eq. 8
-                eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype).to(device)
-                mu = mu + torch.exp(0.5 * logvar) * eps
-            mean = model.decode_mean(mu)
-        return covariance_loss(model, noisy(x, settings.noise_std, generator), mean, mu, settings.l1)
+        def batch_loss(indices: torch.Tensor, generator: torch.Generator, share: BatchShare) -> dict[str, torch.Tensor]:
+            x = augmented(images[indices.to(device)], settings, generator)
+            eps = (torch.randn((x.shape[0], config.latent_dim), generator=generator, dtype=x.dtype)
+                   if settings.latent == "sample" else None)
+            target = share(noisy(x, settings.noise_std, generator))
+            x = share(x)
+            with torch.no_grad():  # the frozen encoder and mean decoder (eval mode)
+                mu, logvar = model.encode(x)
+                if eps is not None:  # z ~ q(z|x), paper eq. 8
+                    mu = mu + torch.exp(0.5 * logvar) * share(eps).to(device)
+                mean = model.decode_mean(mu)
+            return covariance_loss(model, target, mean, mu, settings.l1)
 
-    def evaluate() -> dict[str, float]:
-        return {"nll": evaluate_model(model, held_out.images, settings.noise_std)["nll"]}
+        def evaluate() -> dict[str, float]:
+            return {"nll": evaluate_model(model, held_out.images, settings.noise_std)["nll"]}
 
-    history, seconds = run_epochs(
-        run=run, settings=settings, identity=identity, trainable=model.covariance_decoder, train_mode=train_mode,
-        count=len(train), batch_step=batch_step, evaluate=evaluate, resume=resume, stage_label=kind,
-    )
-    final = evaluate_model(model, held_out.images, settings.noise_std)
-    _log(f"stage 2 ({kind}) done: held-out nll {final['nll']:.4f} nats/pixel, PSNR {final['psnr']:.2f} dB")
-    shared = base_stem.resolve().parent == run.out_dir.resolve()
-    info = _stage_info(
-        argv, f"2: covariance decoder ({kind}), encoder and mean decoder frozen, exact Gaussian nll", settings, train,
-        held_out, seconds, device, history, {"held_out_psnr": final["psnr"], "held_out_nll_per_pixel": final["nll"]},
-        neighbourhood=neighbourhood, stage1_weights=str(base_stem.name if shared else base_stem),
-        stage1_command=base_info.get("command"),
-    )
-    save_generative_model(model, run.stem, info, base=base_stem if shared else None)
-    plot_losses(history, run.loss_plot, f"covariance decoder, {kind} ({len(train)} images)",
-                [("nll", "nll (nats/pixel)")])
-    return run.stem
+        history, seconds = run_epochs(
+            run=run, settings=settings, identity=identity, trainable=model.covariance_decoder, train_mode=train_mode,
+            count=len(train), batch_loss=batch_loss, evaluate=evaluate, resume=resume, stage_label=kind,
+            context=context,
+        )
+        final = evaluate_model(model, held_out.images, settings.noise_std)
+        log(f"stage 2 ({kind}) done: held-out nll {final['nll']:.4f} nats/pixel, PSNR {final['psnr']:.2f} dB")
+        shared = base_stem.resolve().parent == run.out_dir.resolve()
+        info = _stage_info(
+            argv, f"2: covariance decoder ({kind}), encoder and mean decoder frozen, exact Gaussian nll", settings,
+            train, held_out, seconds, device, history,
+            {"held_out_psnr": final["psnr"], "held_out_nll_per_pixel": final["nll"]},
+            processes=context.world_size, neighbourhood=neighbourhood,
+            stage1_weights=str(base_stem.name if shared else base_stem), stage1_command=base_info.get("command"),
+        )
+        if context.is_main:
+            save_generative_model(model, run.stem, info, base=base_stem if shared else None)
+            plot_losses(history, run.loss_plot, f"covariance decoder, {kind} ({len(train)} images)",
+                        [("nll", "nll (nats/pixel)")])
+        return run.stem
 
 
 __all__ = [

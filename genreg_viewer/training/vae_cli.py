@@ -7,6 +7,8 @@ Examples (the bundled weights; see ``resources/weights/README.md``)::
     genreg train covariance phantom:4000 --vae runs/vae --kind covar --out runs/vae
 
 DATA is ``phantom:N[:SEED]`` (synthetic knee phantoms) or a slice set ``.h5`` from ``genreg dataset build``.
+Both run unchanged under ``torchrun --nproc_per_node N -m genreg_viewer.cli.main train ...`` (one process per GPU;
+``--batch-size`` is the global batch).
 """
 
 from __future__ import annotations
@@ -40,9 +42,10 @@ def _common(parser: argparse.ArgumentParser, epochs: int, batch_size: int, lr: f
                         help="held-out images (default: phantom:128:1000000 for phantom data, else the last volumes)")
     parser.add_argument("--epochs", type=int, default=epochs, help=f"epochs (default {epochs})")
     parser.add_argument("--minutes", type=float, default=None,
-                        help="wall-clock budget: after the first epoch, run only the epochs that fit (the learning-rate "
-                             "schedule follows the shortened run)")
-    parser.add_argument("--batch-size", type=int, default=batch_size, help=f"batch size (default {batch_size})")
+                        help="wall-clock budget: after the first epoch, run only the epochs that fit (the "
+                             "learning-rate schedule follows the shortened run)")
+    parser.add_argument("--batch-size", type=int, default=batch_size,
+                        help=f"global batch size, split over the processes under torchrun (default {batch_size})")
     parser.add_argument("--lr", type=float, default=lr, help=f"peak Adam learning rate (default {lr:g})")
     parser.add_argument("--seed", type=int, default=0, help="seed of initialisation, batch order and noise")
     parser.add_argument("--noise-std", type=float, default=DEFAULT_NOISE_STD,
@@ -95,6 +98,15 @@ def _loop_arguments(args) -> dict:
                 minutes=args.minutes)
 
 
+def _report(stem) -> int:
+    """``wrote STEM.safetensors and STEM.json`` (rank 0 only under ``torchrun``); the exit status 0."""
+    from .distributed import is_main_process
+
+    if is_main_process():
+        print(f"wrote {stem}.safetensors and {stem}.json")
+    return 0
+
+
 def run_vae(args) -> int:
     from ..models.vae import VAEConfig
     from .vae import VAETrainingSettings, train_vae
@@ -110,8 +122,7 @@ def run_vae(args) -> int:
                        batch_norm=not args.no_batch_norm, covariance_kind="identity", **extra)
     settings = VAETrainingSettings(**_loop_arguments(args), sigma=args.sigma)
     stem = train_vae(config, settings, args.out, device=device, resume=args.resume, argv=sys.argv[1:])
-    print(f"wrote {stem}.safetensors and {stem}.json")
-    return 0
+    return _report(stem)
 
 
 def run_covariance(args) -> int:
@@ -121,5 +132,4 @@ def run_covariance(args) -> int:
     settings = CovarianceTrainingSettings(**_loop_arguments(args), l1=args.l1, latent=args.latent)
     stem = train_covariance(args.vae, args.kind, settings, args.out, neighbourhood=args.neighbourhood, device=device,
                             resume=args.resume, argv=sys.argv[1:])
-    print(f"wrote {stem}.safetensors and {stem}.json")
-    return 0
+    return _report(stem)
