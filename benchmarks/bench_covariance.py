@@ -17,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+import scipy.sparse.linalg
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a checkout without `pip install -e`
@@ -58,6 +60,13 @@ def benchmark(k: int, size: int, repeats: int, samples: int, batch: int) -> dict
         f"{samples} samples": median_ms(lambda _: factor.sample(mean, torch.Generator().manual_seed(0), samples),
                                         repeats),
     }
+    # one triangular solve L^-1 b: the cached fill-free SuperLU object against scipy's spsolve_triangular
+    lower = factor._lower_csr(0)
+    rhs = np.random.default_rng(0).standard_normal(size * size)
+    factor._solve_columns(0, rhs, False)  # builds the cached SuperLU object
+    results["L^-1 b (cached SuperLU)"] = median_ms(lambda _: factor._solve_columns(0, rhs, False), repeats)
+    results["L^-1 b (scipy spsolve_triangular)"] = median_ms(
+        lambda _: scipy.sparse.linalg.spsolve_triangular(lower, rhs, lower=True), max(3, repeats // 3))
     trainable = make_factor(k, size, batch, requires_grad=True)
     x = torch.rand(batch, 1, size, size)
     x_mean = torch.rand(batch, 1, size, size, requires_grad=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import time
 from collections.abc import Sequence
 
 import torch
@@ -60,13 +61,45 @@ def _usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def _idle_cores(cores: int) -> int:
-    """Cores not busy with other work, by the one-minute load average (all of them where it is unknown)."""
+#: how long :func:`busy_cores` watches the CPU counters (only for problems large enough to want a second thread)
+BUSY_SAMPLE_SECONDS = 0.05
+
+
+def _cpu_counters() -> tuple[float, float, int] | None:
+    """``(busy, total, cpus)`` jiffies from ``/proc/stat`` (Linux), or ``None``."""
     try:
-        busy = os.getloadavg()[0]
+        with open("/proc/stat", encoding="ascii") as handle:
+            lines = handle.read().splitlines()
+    except OSError:
+        return None
+    values = [float(v) for v in lines[0].split()[1:]]
+    idle = values[3] + (values[4] if len(values) > 4 else 0.0)  # idle + iowait
+    cpus = sum(1 for line in lines if line.startswith("cpu") and line[3:4].isdigit())
+    return sum(values) - idle, sum(values), max(1, cpus)
+
+
+def busy_cores() -> float:
+    """Cores busy with other work: the larger of the one-minute load average and the busy share of all CPUs over
+    the next :data:`BUSY_SAMPLE_SECONDS` (this process sleeps meanwhile; catches a neighbour that just started,
+    which the load average shows only after a minute). 0 where neither is available."""
+    try:
+        average = os.getloadavg()[0]
     except (AttributeError, OSError):
-        return cores
-    return max(1, min(cores, int(cores - busy + 0.5)))
+        average = 0.0
+    before = _cpu_counters()
+    if before is None:
+        return average
+    time.sleep(BUSY_SAMPLE_SECONDS)
+    after = _cpu_counters()
+    if after is None or after[1] <= before[1]:
+        return average
+    now = (after[0] - before[0]) / (after[1] - before[1]) * after[2]
+    return max(average, now)
+
+
+def _idle_cores(cores: int) -> int:
+    """Usable cores not busy with other work (at least 1)."""
+    return max(1, min(cores, int(cores - busy_cores() + 0.5)))
 
 
 def thread_count_from_environment() -> int | None:
@@ -87,10 +120,11 @@ def default_thread_count(shape: Sequence[int] | None = None) -> int:
     """Torch intra-op threads for a problem of ``shape`` (e.g. ``(B, 1, H, W)``; ``None``: one slice).
 
     ``GENREG_THREADS`` when set; otherwise ``min(ceil(pixels / PIXELS_PER_THREAD), usable cores, idle cores)`` with
-    idle cores = usable cores - the one-minute load average (rounded, at least 1). OpenMP threads spin at barriers:
-    with a second thread on a busy core every op waits for a time slice, so TV on one 128x128 slice took 18 s with
-    2 threads against 0.5 s with 1 on a 2-core machine running other work, and small problems gain little from a
-    second thread even on idle cores. Measured by ``benchmarks/bench_threads.py`` (README, "Threads").
+    idle cores = usable cores - :func:`busy_cores` (rounded, at least 1; asked only when more than one thread is
+    wanted). OpenMP threads spin at barriers:
+    with a second thread on a busy core every op waits for a time slice, which makes small problems many times
+    slower, and they gain little from a second thread even on idle cores (``benchmarks/bench_threads.py`` measures
+    both; README, "Threads").
     """
     configured = thread_count_from_environment()
     if configured is not None:
@@ -98,6 +132,8 @@ def default_thread_count(shape: Sequence[int] | None = None) -> int:
     pixels = 128 * 128 if shape is None else max(1, math.prod(int(n) for n in shape))
     wanted = max(1, math.ceil(pixels / PIXELS_PER_THREAD)) if pixels > PIXELS_PER_THREAD else 1
     cores = _usable_cores()
+    if wanted == 1 or cores == 1:
+        return 1
     return max(1, min(wanted, cores, _idle_cores(cores)))
 
 

@@ -36,13 +36,11 @@ def test_cuda_request_without_cuda_is_a_clear_error():
 
 
 def _machine(monkeypatch, cores: int, load: float) -> None:
-    import os
-
     from genreg_viewer import device
 
     monkeypatch.delenv("GENREG_THREADS", raising=False)
     monkeypatch.setattr(device, "_usable_cores", lambda: cores)
-    monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
+    monkeypatch.setattr(device, "busy_cores", lambda: load)
 
 
 def test_one_slice_gets_one_thread_even_on_an_idle_machine(monkeypatch):
@@ -80,3 +78,30 @@ def test_environment_and_explicit_count_override_the_default(monkeypatch):
             configure_threads(0)
     finally:
         torch.set_num_threads(before)
+
+
+def test_busy_cores_sees_a_neighbour_that_just_started(monkeypatch):
+    """A process spinning for a second is counted at once, though the load average (here 0) has not seen it yet."""
+    import multiprocessing
+    import os
+    import time
+
+    from genreg_viewer.device import busy_cores
+
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    spinner = multiprocessing.get_context("spawn").Process(target=_spin, args=(5.0,), daemon=True)
+    spinner.start()
+    try:
+        time.sleep(1.5)  # the child interpreter starts, then spins
+        assert busy_cores() >= 0.5
+    finally:
+        spinner.terminate()
+        spinner.join()
+
+
+def _spin(seconds: float) -> None:
+    import time
+
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass

@@ -190,7 +190,9 @@ def _measured_problem(args, device: torch.device) -> ProblemSetup:
         print(f"warning: the zero-filled image of {args.kspace} peaks at {zero_filled_max:.3g}; the methods expect "
               "an image scaled to about [0, 1]", file=sys.stderr)
     info = {"kspace": str(args.kspace), "image": args.image}
-    return _setup(Problem(measurement, truth, seed=args.seed, device=device, weight_set=weight_set_for(args.kspace)),
+    truth_tensor = None if truth is None else torch.from_numpy(np.asarray(truth, dtype=np.float32))
+    return _setup(Problem(measurement, truth_tensor, seed=args.seed, device=device,
+                          weight_set=weight_set_for(args.kspace)),
                   mask_spec, info)
 
 
@@ -199,7 +201,9 @@ def _simulated_problem(args, device: torch.device) -> ProblemSetup:
     mask_spec = DEFAULT_MASK if args.mask is None else args.mask  # an empty --mask is an error, not the default
     mask = mask_from_spec(mask_spec, truth.shape, args.seed)
     measurement = simulate_measurement(truth, mask, args.noise, seed=args.seed, device=device)
-    return _setup(Problem(measurement, truth, seed=args.seed, device=device, weight_set=weight_set_for(args.image)),
+    truth_tensor = torch.from_numpy(np.asarray(truth, dtype=np.float32))
+    return _setup(Problem(measurement, truth_tensor, seed=args.seed, device=device,
+                          weight_set=weight_set_for(args.image)),
                   mask_spec, {"image": str(args.image)})
 
 

@@ -31,7 +31,7 @@ import warnings
 import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -177,7 +177,7 @@ def _hdf5_datasets(h5file) -> dict:
     """All datasets in the file by full name (``group/name``)."""
     import h5py
 
-    found = {}
+    found: dict[str, Any] = {}
     h5file.visititems(lambda name, obj: found.__setitem__(name, obj) if isinstance(obj, h5py.Dataset) else None)
     return found
 
@@ -240,7 +240,7 @@ def _recon_size_from_header(h5file) -> tuple[int, int] | None:
         ns = {"m": root.tag.split("}")[0].strip("{")} if root.tag.startswith("{") else {}
         prefix = "m:" if ns else ""
         size = root.find(f"{prefix}encoding/{prefix}reconSpace/{prefix}matrixSize", ns)
-        rows, cols = int(size.find(f"{prefix}x", ns).text), int(size.find(f"{prefix}y", ns).text)
+        rows, cols = (int(size.find(f"{prefix}{axis}", ns).text or "") for axis in "xy")  # type: ignore[union-attr]
         return (rows, cols) if rows > 0 and cols > 0 else None
     except Exception:  # a header we cannot parse falls back to fastMRI's 320 x 320
         return None

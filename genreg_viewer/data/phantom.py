@@ -12,7 +12,7 @@ Rendering. Every structure is a signed distance function (SDF; negative inside) 
 scale, translation, left/right mirror) maps image pixels into that frame. Tissues are painted in order with
 anti-aliased coverage ``c = clip(1/2 - d / h, 0, 1)`` (``h`` = one pixel), ``image <- image + c * (value - image)``,
 on a grid ``OVERSAMPLE`` times finer than the output (reduced with Pillow's anti-aliased Lanczos filter; 1 by
-default: the analytic coverage already anti-aliases, and it keeps a 128x128 phantom at ~10 ms of CPU). Textures are
+default: the analytic coverage already anti-aliases, and it keeps a phantom cheap to draw). Textures are
 filtered random fields (isotropic speckle for marrow, vertically stretched streaks for muscle, smooth fields for
 slow intensity changes and wobbly outlines). Finally the slice is blurred (Gaussian PSF, ``BLUR_SIGMA`` pixels),
 multiplied by a smooth bias field ``exp(b(x, y))`` (``b`` a random quadratic: coil sensitivity), given Rician
@@ -311,6 +311,7 @@ def _tibia(a: KneeAnatomy, u, v, plateau, plateau_level, pixel):
 
 def _fibula(a: KneeAnatomy, u, v, plateau_level):
     """Fibular head (an ellipse tucked under the lateral tibial rim) joined smoothly to a narrower shaft."""
+    assert a.fibula is not None  # drawn only when the anatomy has one
     drop, ru, rv, overlap = a.fibula
     cu, cv = a.tibia_centre + a.plateau_halfwidth - 0.06 - overlap + ru, plateau_level + drop + rv
     shaft = _segment(u, v, (cu, cv), (cu + 0.1, cv + 1.5), 0.7 * ru)

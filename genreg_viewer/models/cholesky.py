@@ -28,6 +28,7 @@ are not differentiable.
 from __future__ import annotations
 
 import math
+from typing import Any
 from functools import lru_cache
 
 import numpy as np
@@ -89,13 +90,13 @@ def _csr_pattern(height: int, width: int, k: int) -> tuple[np.ndarray, np.ndarra
     n = height * width
     pixel = np.arange(n).reshape(height, width)
     valid = _valid_neighbours(height, width, k)
-    rows, cols, source = [pixel.ravel()], [pixel.ravel()], [pixel.ravel()]
+    row_parts, col_parts, source_parts = [pixel.ravel()], [pixel.ravel()], [pixel.ravel()]
     for j, (drow, dcol) in enumerate(neighbour_offsets(k)):
         p = pixel[valid[j]]
-        rows.append(p + drow * width + dcol)
-        cols.append(p)
-        source.append((1 + j) * n + p)
-    rows, cols, source = np.concatenate(rows), np.concatenate(cols), np.concatenate(source)
+        row_parts.append(p + drow * width + dcol)
+        col_parts.append(p)
+        source_parts.append((1 + j) * n + p)
+    rows, cols, source = np.concatenate(row_parts), np.concatenate(col_parts), np.concatenate(source_parts)
     order = np.lexsort((cols, rows))
     indptr = np.zeros(n + 1, dtype=np.int32)
     np.cumsum(np.bincount(rows, minlength=n), out=indptr[1:])
@@ -109,8 +110,9 @@ def _triangular_factor(matrix: scipy.sparse.spmatrix):
     """SuperLU object for a lower-triangular sparse ``matrix`` with natural ordering and no pivoting.
 
     For a triangular matrix this "factorisation" creates no fill (unit-lower times diagonal); its ``solve(b)`` and
-    ``solve(b, trans="T")`` are plain forward and back substitutions, ~15x faster per call than
-    ``scipy.sparse.linalg.spsolve_triangular``, which rebuilds and rescales the matrix on every call.
+    ``solve(b, trans="T")`` are plain forward and back substitutions, much faster per call than
+    ``scipy.sparse.linalg.spsolve_triangular``, which rebuilds and rescales the matrix on every call
+    (``benchmarks/bench_covariance.py`` times both).
     """
     return scipy.sparse.linalg.splu(scipy.sparse.csc_matrix(matrix), permc_spec="NATURAL", diag_pivot_thresh=0.0,
                                     options={"SymmetricMode": True})
@@ -183,7 +185,7 @@ class SparseCholesky:
         self.offsets = offsets
         self._valid = _valid_neighbours_tensor(log_diag.shape[2], log_diag.shape[3], k, log_diag.device)
         self._csr_cache: dict[int, scipy.sparse.csr_matrix] = {}
-        self._factor_cache: dict[int, object] = {}
+        self._factor_cache: dict[int, Any] = {}  # SuperLU objects
         self._variance_cache: dict[int, np.ndarray] = {}
 
     # ------------------------------------------------------------------------------------------ builders
@@ -238,7 +240,7 @@ class SparseCholesky:
 
     @property
     def image_shape(self) -> tuple[int, int]:
-        return tuple(self.log_diag.shape[2:])
+        return int(self.log_diag.shape[2]), int(self.log_diag.shape[3])
 
     @property
     def num_pixels(self) -> int:
@@ -364,7 +366,7 @@ class SparseCholesky:
         """``L^{-1} rhs`` (or ``L^{-T} rhs``) for float64 ``rhs`` of shape ``(n,)`` or ``(n, m)``.
 
         Uses a cached SuperLU object of the triangular ``L`` (see :func:`_triangular_factor`; same result as
-        ``spsolve_triangular`` up to rounding, ~0.2 ms instead of ~3 ms per 128x128 solve).
+        ``spsolve_triangular`` up to rounding; timings in ``benchmarks/bench_covariance.py``).
         """
         index = self._check_index(index)
         if index not in self._factor_cache:
@@ -410,8 +412,8 @@ class SparseCholesky:
         batch = max(self.batch_size, mean.shape[0])
         n = self.num_pixels
         generator_device = generator.device if generator is not None else torch.device("cpu")
-        noise = torch.randn((count, batch, n), generator=generator, dtype=torch.float64, device=generator_device)
-        noise = noise.cpu().numpy()
+        noise = torch.randn((count, batch, n), generator=generator, dtype=torch.float64,
+                            device=generator_device).cpu().numpy()
         if self.batch_size == 1:
             columns = noise.reshape(count * batch, n).T
             solved = self._solve_columns(0, np.ascontiguousarray(columns), True).T.reshape(count, batch, n)
@@ -424,8 +426,8 @@ class SparseCholesky:
     def covariance_row(self, row: int, col: int, index: int = 0) -> np.ndarray:
         """Row ``i = row * W + col`` of ``Sigma`` as an ``(H, W)`` float64 image: ``Sigma e_i = L^{-T} (L^{-1} e_i)``.
 
-        One forward and one back substitution (sparse triangular solves: < 1 ms at 128x128 once the instance has
-        built its float64 copy and SuperLU object of ``L``, ~30 ms on the first call).
+        One forward and one back substitution (sparse triangular solves; the first call on an instance also builds
+        its float64 copy and SuperLU object of ``L``: ``benchmarks/bench_covariance.py`` times both).
         """
         height, width = self.image_shape
         pixel = _as_index(row, height, "row") * width + _as_index(col, width, "col")
@@ -461,8 +463,7 @@ class SparseCholesky:
         (:func:`_triangular_factor`), two triangular solves with ``r W`` dense right-hand sides and two sparse-dense
         products, ``~4 nnz(L) r W`` flops in all (0.04 GFlop for 128x128 3x3, 0.2 GFlop for 5x5), in SciPy's
         single-threaded compiled loops (no BLAS threading, which thrashes on a busy 2-core machine); memory
-        ``O((r W)^2)``. 0.2-0.4 s (3x3), 0.3-0.6 s (5x5) at 128x128 on a busy 2-core machine
-        (``benchmarks/bench_covariance.py``).
+        ``O((r W)^2)``; timed by ``benchmarks/bench_covariance.py`` (README, "Covariance operations").
         """
         index = self._check_index(index)
         if index not in self._variance_cache:

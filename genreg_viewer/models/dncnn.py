@@ -107,8 +107,10 @@ class RealSNConv2d(nn.Module):
         self.weight = nn.Parameter(weight * (min(self.bound, 1.0) / float(initial_norm)))
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
         start = torch.randn(1, in_channels, *power_shape)
-        self.register_buffer("u", start / start.norm(), persistent=False)  # singular-vector estimate
-        self.register_buffer("sigma", torch.ones(()))  # operator-norm estimate used in evaluation
+        self.u: torch.Tensor  # singular-vector estimate (a buffer)
+        self.sigma: torch.Tensor  # operator-norm estimate used in evaluation (a buffer)
+        self.register_buffer("u", start / start.norm(), persistent=False)
+        self.register_buffer("sigma", torch.ones(()))
 
     def refresh_norm(self, image_shape: tuple[int, int] = (128, 128), iterations: int = 200) -> tuple[float, float]:
         """Store a certified operator-norm bound for evaluation (call after training, before export).
@@ -126,7 +128,8 @@ class RealSNConv2d(nn.Module):
 
     def _training_sigma(self) -> torch.Tensor:
         with torch.no_grad():
-            _, u = conv_operator_norm(self.weight.detach(), tuple(self.u.shape[-2:]), 1, self.padding, start=self.u)
+            shape = (int(self.u.shape[-2]), int(self.u.shape[-1]))
+            _, u = conv_operator_norm(self.weight.detach(), shape, 1, self.padding, start=self.u)
             self.u.copy_(u)
         sigma = F.conv2d(self.u, self.weight, padding=self.padding).norm()
         self.sigma.copy_(sigma.detach())
@@ -135,15 +138,16 @@ class RealSNConv2d(nn.Module):
     def effective_weight(self) -> torch.Tensor:
         """``W / max(1, sigma / bound)``: the weight actually applied."""
         sigma = self._training_sigma() if self.training else self.sigma
-        return self.weight / torch.clamp(sigma / self.bound, min=1.0)
+        return self.weight / torch.clamp(torch.as_tensor(sigma / self.bound), min=1.0)
 
     @torch.no_grad()
     def rescale_weight_(self) -> None:
         """Replace the raw weight by the effective one, ``W <- W / max(1, sigma / bound)`` (the applied weight does
         not change). Called after optimiser steps it keeps ``W`` at the constraint's scale: the normalised layer is
         invariant to the scale of ``W``, so a growing ``W`` would otherwise shrink Adam's effective step size."""
-        self.weight.div_(torch.clamp(self.sigma / self.bound, min=1.0))
-        self.sigma.div_(torch.clamp(self.sigma / self.bound, min=1.0))
+        scale = torch.clamp(torch.as_tensor(self.sigma / self.bound), min=1.0)
+        self.weight.div_(scale)
+        self.sigma.div_(scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.conv2d(x, self.effective_weight(), self.bias, padding=self.padding)
@@ -182,6 +186,7 @@ class RealSNDnCNN(nn.Module):
         self.convs = nn.ModuleList(convs)
         self.level_biases = nn.ModuleList(nn.Linear(2, channels) for _ in range(layers - 1))
         for linear in self.level_biases:
+            assert isinstance(linear, nn.Linear)
             nn.init.zeros_(linear.weight)
             nn.init.zeros_(linear.bias)
 

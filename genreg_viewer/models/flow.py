@@ -189,6 +189,7 @@ class InvertibleConv1x1(nn.Module):
 def _zero_conv(in_channels: int, out_channels: int) -> nn.Conv2d:
     conv = nn.Conv2d(in_channels, out_channels, 3, padding=1)
     nn.init.zeros_(conv.weight)
+    assert conv.bias is not None
     nn.init.zeros_(conv.bias)
     return conv
 
@@ -318,7 +319,7 @@ class Flow(ImageGenerator, nn.Module):
         parts = []
         for level, steps in enumerate(self.levels):
             h = squeeze(h)
-            for step in steps:
+            for step in steps:  # type: ignore[attr-defined]  # a ModuleList of ModuleLists
                 h, step_logdet = step(h)
                 logdet = logdet + step_logdet
             if level < len(self.splits):
@@ -338,7 +339,7 @@ class Flow(ImageGenerator, nn.Module):
         for level in reversed(range(len(self.levels))):
             if level < len(self.splits):
                 h = self.splits[level].inverse(h, parts[level])
-            for step in reversed(self.levels[level]):
+            for step in reversed(self.levels[level]):  # type: ignore[call-overload]  # a ModuleList
                 h = step.inverse(h)
             h = unsqueeze(h)
         return h + 0.5

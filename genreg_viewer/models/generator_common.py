@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, fields
-from typing import Any, Callable, Mapping, TypeVar
+from typing import Any, Callable, Mapping, TypeVar, cast
 
 import torch
 
@@ -31,10 +31,10 @@ class JsonConfig:
     """
 
     label = "model"
-    tuple_fields = ()  # names of tuple-valued fields
+    tuple_fields: tuple[str, ...] = ()  # names of tuple-valued fields
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        data = asdict(self)  # type: ignore[call-overload]  # subclasses are dataclasses
         for name in self.tuple_fields:
             data[name] = list(getattr(self, name))
         return data
@@ -44,7 +44,7 @@ class JsonConfig:
         """Build from a dict (e.g. the weights JSON); unknown keys or bad values raise ``ValueError``."""
         if not isinstance(data, Mapping):
             raise ValueError(f"a {cls.label} config must be a JSON object, got {type(data).__name__}")
-        known = {f.name for f in fields(cls)}
+        known = {f.name for f in fields(cls)}  # type: ignore[arg-type]  # subclasses are dataclasses
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown {cls.label} config keys {unknown}; known keys are {sorted(known)}")
@@ -120,5 +120,7 @@ def generator_from_weights(
     except (TypeError, ValueError) as exc:
         raise WeightsError(f"{meta_path} has an invalid {label} config: {exc}") from exc
     model = build(config)
-    load_state_into(model, state, str(tensor_path), config=meta_path)
-    return model.to(device).freeze(), info
+    module = cast(torch.nn.Module, model)  # generators are ImageGenerator and nn.Module
+    load_state_into(module, state, str(tensor_path), config=meta_path)
+    module.to(device)
+    return model.freeze(), info

@@ -61,6 +61,7 @@ class UNet(nn.Module):
         self.head = nn.Conv2d(channels[0], 1, 1)
         if self.residual:  # start as the identity map on the input image
             nn.init.zeros_(self.head.weight)
+            assert self.head.bias is not None
             nn.init.zeros_(self.head.bias)
 
     @property

@@ -322,6 +322,7 @@ class GenerativeModel(ImageGenerator, nn.Module):
                                   dtype=z.dtype)
             off = torch.zeros((batch, cfg.off_diagonals, size, size), device=z.device, dtype=z.dtype)
             return SparseCholesky(log_diag, off, neighbourhood=cfg.neighbourhood)
+        assert self.covariance_decoder is not None  # every kind but identity has one
         return self.decode_cholesky_from_channels(self.covariance_decoder(z))
 
     def decode_cholesky_from_channels(self, channels: torch.Tensor) -> SparseCholesky:

@@ -201,6 +201,7 @@ class VariationalNetwork(nn.Module):
         x = None
         for iterate in self.iterates(y, operator):  # the output is the last stage's iterate
             x = iterate
+        assert x is not None  # iterates() yields at least x_0
         return x
 
 

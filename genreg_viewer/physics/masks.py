@@ -194,9 +194,9 @@ def random_mask(fraction: float, shape: tuple[int, int] = (128, 128), seed: int 
     if count:  # a 1 x 1 mask has no coefficient besides DC (and all-zero weights)
         rng = np.random.default_rng(seed)
         mask[rng.choice(h * w, size=count, replace=False, p=(weights / weights.sum()).ravel())] = True
-    mask = mask.reshape(shape)
-    mask[h // 2, w // 2] = True
-    return mask
+    centred = mask.reshape(shape)
+    centred[h // 2, w // 2] = True
+    return centred
 
 
 def as_mask_array(mask) -> np.ndarray:

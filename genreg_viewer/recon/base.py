@@ -59,6 +59,7 @@ class Parameter:
 
     def parse(self, value: Any) -> Any:
         """Convert ``value`` (text or number) to this parameter's type and check its range."""
+        parsed: Any
         try:
             if self.kind is bool:
                 if isinstance(value, str):

@@ -71,7 +71,9 @@ def iterate_progress(
                     time.perf_counter() - start, psnr, ssim, dict(step.extras),
                 )
     finally:
-        steps.close()
+        close = getattr(steps, "close", None)  # a generator: run its cleanup now
+        if close is not None:
+            close()
     if last is None:
         raise RuntimeError(f"method {method.name!r} produced no iterate")
     if problem.device.type == "cuda":

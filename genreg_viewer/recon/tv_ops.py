@@ -42,7 +42,7 @@ def divergence(p: torch.Tensor) -> torch.Tensor:
 
 def gradient_magnitude(g: torch.Tensor) -> torch.Tensor:
     """Pointwise Euclidean norm ``|g|`` over the direction channel: ``(B, 2, H, W)`` -> ``(B, 1, H, W)``."""
-    return torch.hypot(g[:, 0:1], g[:, 1:2])  # (torch.linalg.vector_norm over dim 1 is ~100x slower on CPU)
+    return torch.hypot(g[:, 0:1], g[:, 1:2])  # (torch.linalg.vector_norm over dim 1 is much slower on CPU)
 
 
 def total_variation(x: torch.Tensor) -> torch.Tensor:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import Any
 
 from ...data import limits
 from ...data.dataset import ANY_ACQUISITION, DEFAULT_ACQUISITION, build_slice_set
@@ -49,9 +50,9 @@ def run(args) -> int:
 
         text = args.planes.strip()
         planes = MRNET_PLANES if text == "all" else tuple(p.strip() for p in text.split(",") if p.strip())
-        summary = build_mrnet_slice_set(args.fastmri_dir, args.out, planes=planes, exams=args.exams,
-                                        slices_near_centre=args.slices_near_centre, size=args.size,
-                                        progress=not args.no_progress)
+        summary: Any = build_mrnet_slice_set(args.fastmri_dir, args.out, planes=planes, exams=args.exams,
+                                             slices_near_centre=args.slices_near_centre, size=args.size,
+                                             progress=not args.no_progress)
     else:
         if args.slices_near_centre is None:
             raise DataError("fastMRI slice sets need --slices-near-centre K (the paper's predecessor used 8)")

@@ -6,6 +6,7 @@ Phantom ``i`` uses seed ``S + i`` and is written as ``DIR/knee_phantom_<seed>.np
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -30,6 +31,10 @@ def register(subparsers) -> None:
 def phantom_name(seed: int) -> str:
     """File stem of the phantom drawn with ``seed``: ``knee_phantom_000`` style."""
     return f"knee_phantom_{seed:03d}"
+
+
+def _save_npy(path: Path, image: np.ndarray) -> None:
+    np.save(path, image)
 
 
 def _save_png(image: np.ndarray, path: Path) -> None:
@@ -64,7 +69,7 @@ def run(args) -> int:
     for seed in tqdm(range(args.seed, args.seed + args.count), desc="phantoms", unit="img", disable=args.json):
         image = knee_phantom(seed, args.size)
         stem = phantom_name(seed)
-        atomic_write(out / f"{stem}.npy", lambda tmp, image=image: np.save(tmp, image))
+        atomic_write(out / f"{stem}.npy", functools.partial(_save_npy, image=image))
         _save_png(image, out / f"{stem}.png")
         if args.grid is not None:
             images.append(image)

@@ -111,7 +111,7 @@ def save_result_npz(path: str, result: ReconResult, setup: ProblemSetup, summary
     if setup.ground_truth is not None:
         arrays["ground_truth"] = setup.ground_truth.astype(np.float32)
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:  # a file object: np.savez appends no suffix
-        np.savez_compressed(handle, **arrays)
+        np.savez_compressed(handle, **arrays)  # type: ignore[arg-type]  # numpy's stub: **kwds vs allow_pickle
 
 
 def _print_summary(summary: dict[str, Any]) -> None:

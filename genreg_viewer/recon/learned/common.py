@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
-from typing import Callable
+from typing import Callable, TypeVar
 
 import torch
 
+from ...models.cache import cached_model
 from ...models.weights import WeightsError, load_state_into, load_weights, weights_exist, weights_paths, weights_stem
 from ...weight_sets import find_weights
 
@@ -36,34 +36,28 @@ def weights_status(name: str, train_hint: str) -> tuple[bool, str]:
     return True, ""
 
 
-_CACHE: dict[tuple, tuple[torch.nn.Module, dict, dict]] = {}
-_LOCK = threading.Lock()
+ModuleT = TypeVar("ModuleT", bound=torch.nn.Module)
 
 
-def load_network(name: str, build: Callable[[dict], torch.nn.Module],
-                 device: torch.device) -> tuple[torch.nn.Module, dict, dict]:
-    """Load (once per file version and device) the network in weights ``name``: ``build(config)`` creates the module,
-    the stored tensors are checked against it and copied in. Returns ``(module, config, info)``; the module is in
-    eval mode with frozen parameters and shared between callers, who must not modify it."""
+def load_network(name: str, build: Callable[[dict], ModuleT], device: torch.device) -> tuple[ModuleT, dict, dict]:
+    """Load (once per file version and device, :func:`~genreg_viewer.models.cache.cached_model`) the network in
+    weights ``name``: ``build(config)`` creates the module, the stored tensors are checked against it and copied in.
+    Returns ``(module, config, info)``; the module is in eval mode with frozen parameters and shared between
+    callers, who must not modify it."""
     stem = resolve_weights(name)
-    tensors, meta = weights_paths(stem)
-    try:
-        version = (tensors.stat().st_mtime_ns, meta.stat().st_mtime_ns)
-    except FileNotFoundError:
-        raise WeightsError(f"weights {tensors} (and {meta.name}) not found") from None
-    key = (str(stem.resolve()), version, str(device))
-    with _LOCK:
-        if key not in _CACHE:
-            state, config, info = load_weights(stem)
-            try:
-                with torch.random.fork_rng(devices=[]):  # building draws initial weights: leave the caller's RNG alone
-                    module = build(config)
-            except (TypeError, ValueError, KeyError) as exc:
-                raise WeightsError(f"weights config {meta} cannot build the network: {exc}") from exc
-            load_state_into(module, state, str(tensors), config)
-            module.eval().requires_grad_(False)
-            _CACHE[key] = (module.to(device), config, info)
-        return _CACHE[key]
+
+    def load() -> tuple[ModuleT, dict, dict]:
+        state, config, info = load_weights(stem)
+        try:
+            with torch.random.fork_rng(devices=[]):  # building draws initial weights: leave the caller's RNG alone
+                module = build(config)
+        except (TypeError, ValueError, KeyError) as exc:
+            raise WeightsError(f"weights config {weights_paths(stem)[1]} cannot build the network: {exc}") from exc
+        load_state_into(module, state, str(weights_paths(stem)[0]), config)
+        module.eval().requires_grad_(False)
+        return module.to(device), config, info
+
+    return cached_model(stem, device, f"{build.__module__}.{build.__qualname__}", load)
 
 
 def data_objective(problem, image: torch.Tensor) -> float:

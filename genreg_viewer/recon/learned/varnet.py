@@ -139,7 +139,8 @@ class VariationalNetworkMethod(ReconMethod):
                 f"the variational network {name} has {stages} stages; ask for at most {stages} iterations"
             )
         note = "" if exact else " (nearest trained setting)"
-        extras = {"trained_setting": name, "exact_setting": exact, "setting_distance": round(distance, 4),
+        extras = {"trained_setting": name, "exact_setting": exact,
+                  "setting_distance": None if distance is None else round(distance, 4),
                   "message": f"variational network trained for {name}{note}"}
         with torch.no_grad():
             for t, x in enumerate(network.iterates(problem.y, problem.operator)):

@@ -18,19 +18,14 @@ Denoising: with the mask ``full`` (``--mask full``) ``A = F`` is unitary, so ``|
 
 from __future__ import annotations
 
-import threading
 from typing import Any, Iterator
 
 import torch
 
 from ...models.flow import Flow, bundled_flow_available, bundled_flow_stem, flow_from_weights
-from ...models.weights import WeightsError, weights_paths
+from ...models.cache import cached_model
 from ..base import Parameter, Problem, ReconMethod, Step
 from ..registry import register
-
-_CACHE: dict[tuple, Flow] = {}
-_LOCK = threading.Lock()
-
 
 def flow_available() -> tuple[bool, str]:
     """Whether the bundled flow weights exist (tests replace this together with :func:`bundled_flow`)."""
@@ -41,18 +36,8 @@ def bundled_flow(device: torch.device) -> Flow:
     """The bundled flow on ``device``: eval mode, frozen, loaded once per file version and device, shared between
     callers (who must not modify it)."""
     stem = bundled_flow_stem()
-    tensors, meta = weights_paths(stem)
-    try:
-        version = (tensors.stat().st_mtime_ns, meta.stat().st_mtime_ns)
-    except FileNotFoundError:
-        raise WeightsError(
-            f"flow weights {tensors} (and {meta.name}) not found; train them with 'genreg train flow'"
-        ) from None
-    key = (str(stem.resolve()), version, str(device))
-    with _LOCK:
-        if key not in _CACHE:
-            _CACHE[key] = flow_from_weights(stem, device)[0]
-        return _CACHE[key]
+    return cached_model(stem, device, "flow", lambda: flow_from_weights(stem, device)[0],
+                        missing_hint="train them with 'genreg train flow'")
 
 
 def check_image_size(flow: Flow, problem: Problem, method: str) -> None:
