@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import sys
 
 from .. import __version__
@@ -39,9 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"genreg-viewer {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
-        module = f"{__package__}.commands.{name}"
-        if importlib.util.find_spec(module) is not None:  # commands land one by one while the project grows
-            importlib.import_module(module).register(subparsers)
+        importlib.import_module(f"{__package__}.commands.{name}").register(subparsers)
     return parser
 
 

@@ -7,12 +7,8 @@ from .base import Parameter, ParameterError, Problem, ProgressState, ReconMethod
 from .registry import all_methods, get_method, method_names, register
 from .runner import iterate_progress, run_method, tune_parameter
 
-import importlib.util as _importlib_util
-
-# Importing the method modules registers their methods. Modules land one by one while the project grows.
-for _module in ("classical", "generative", "learned", "priors"):
-    if _importlib_util.find_spec(f"{__name__}.{_module}") is not None:
-        __import__(f"{__name__}.{_module}")
+# Importing the method modules registers their methods.
+from . import classical, generative, learned, priors  # noqa: F401
 
 __all__ = [
     "Parameter",

@@ -7,7 +7,6 @@ Each trainer module (listed in :data:`TRAINER_MODULES`) defines ``register(subpa
 from __future__ import annotations
 
 import importlib
-import importlib.util
 
 #: trainer modules, each adding its own ``genreg train`` kinds
 TRAINER_MODULES = [
@@ -21,6 +20,5 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("train", help="train a model (see 'genreg train --help')")
     kinds = p.add_subparsers(dest="kind", metavar="KIND")
     for module in TRAINER_MODULES:
-        if importlib.util.find_spec(module) is not None:
-            importlib.import_module(module).register(kinds)
+        importlib.import_module(module).register(kinds)
     p.set_defaults(func=lambda args: (p.print_help(), 1)[1])
