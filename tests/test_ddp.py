@@ -137,6 +137,14 @@ def test_a_batch_smaller_than_the_process_count_is_refused(tmp_path):
 
     with pytest.raises(ValueError, match="smaller than the 2 processes"):
         DistributedContext(rank=0, world_size=2).check_batch(1)
+    # with SyncBatchNorm (CUDA) a process with an empty share would hang its peers: such epochs are refused
+    cuda = DistributedContext(rank=0, world_size=4, device=torch.device("cuda", 0))
+    norm = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2))
+    with pytest.raises(ValueError, match="last batch of 2, fewer than the 4 processes"):
+        cuda.check_epoch_batches(10, 4, norm)
+    cuda.check_epoch_batches(12, 4, norm)  # no partial batch
+    cuda.check_epoch_batches(10, 4, torch.nn.Conv2d(1, 2, 3))  # no batch norm: an empty share contributes zero
+    DistributedContext(rank=0, world_size=4).check_epoch_batches(10, 4, norm)  # gloo: per-process statistics
 
 
 def test_sync_batch_norm_swap_keeps_the_parameters_and_statistics():

@@ -153,6 +153,17 @@ class DistributedContext:
             raise ValueError(f"{option} {batch} is smaller than the {self.world_size} processes: each needs at least "
                              "one item of the global batch")
 
+    def check_epoch_batches(self, count: int, batch: int, trainable: nn.Module) -> None:
+        """Refuse an epoch of ``count`` items in batches of ``batch`` whose last batch has fewer items than there are
+        processes when ``trainable`` will use SyncBatchNorm (CUDA): a process with no items would skip the forward
+        pass its peers' batch-norm synchronisation waits for."""
+        remainder = count % batch
+        if (self.distributed and self.device.type == "cuda" and has_batch_norm(trainable)
+                and 0 < remainder < self.world_size):
+            raise ValueError(f"{count} training images in batches of {batch} leave a last batch of {remainder}, fewer "
+                             f"than the {self.world_size} processes, and synchronised batch norm needs an image on "
+                             "every process: choose another --batch-size (or --no-batch-norm)")
+
     def wrap(self, trainable: nn.Module) -> "ParallelModule":
         """The module the loop calls: DDP over ``trainable`` under ``torchrun`` (``SyncBatchNorm`` on CUDA), else a
         plain pass-through."""

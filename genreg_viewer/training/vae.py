@@ -305,6 +305,7 @@ def run_epochs(
     """
     settings.validate()
     context.check_batch(settings.batch_size, "--batch-size")
+    context.check_epoch_batches(count, settings.batch_size, trainable)
     steps_per_epoch = math.ceil(count / settings.batch_size)
     plan = Plan(settings.schedule(), period=steps_per_epoch, budget="periods", periods=settings.epochs,
                 minutes=settings.minutes)
