@@ -104,7 +104,7 @@ def _check_phantom_count(spec: str | None, size: int) -> None:
     ``DataError`` naming ``spec``), before any is made."""
     phantom = _phantom_spec(spec) if spec is not None else None
     if phantom is not None:
-        limits.check_images(phantom[0], (size, size), spec)
+        limits.check_images(phantom[0], (size, size), str(spec))
 
 
 def load_image_set(spec: str, size: int = 128) -> ImageSet:

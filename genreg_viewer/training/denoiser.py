@@ -13,6 +13,7 @@ a bound valid on every image size (:meth:`RealSNConv2d.refresh_norm`: the larger
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from dataclasses import dataclass
@@ -92,7 +93,7 @@ def evaluate_denoiser(model: RealSNDnCNN, images: torch.Tensor, levels=(0.01, 0.
     out = {}
     for level in levels:
         noisy = images + level * torch.randn(images.shape, generator=generator).to(images.device)
-        denoised = in_chunks(lambda x, s=level: model(x, s), noisy)
+        denoised = in_chunks(functools.partial(model, noise_level=level), noisy)
         out[str(level)] = {"noisy_psnr": round(mean_psnr(noisy, images), 2),
                            "denoised_psnr": round(mean_psnr(denoised, images), 2)}
     return out

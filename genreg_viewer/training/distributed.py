@@ -115,8 +115,8 @@ def _swap_batch_norm(module: nn.Module, to_sync: bool) -> nn.Module:
         if child.affine:
             replacement.weight, replacement.bias = child.weight, child.bias
         if child.track_running_stats:
-            replacement.running_mean, replacement.running_var = child.running_mean, child.running_var
-            replacement.num_batches_tracked = child.num_batches_tracked
+            for buffer in ("running_mean", "running_var", "num_batches_tracked"):
+                setattr(replacement, buffer, getattr(child, buffer))
         replacement.train(child.training)
         setattr(module, name, replacement)
     return module

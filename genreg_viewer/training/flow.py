@@ -113,7 +113,7 @@ def train_flow(
         model = Flow(config).to(device)
         first = images[torch.randperm(images.shape[0], generator=generator)[: max(settings.batch, 64)]]
         model.initialize(dequantize(first, generator, settings.bins).to(device))
-        order = {"order": torch.randperm(images.shape[0], generator=generator), "cursor": 0}
+        order: dict[str, Any] = {"order": torch.randperm(images.shape[0], generator=generator), "cursor": 0}
 
         def batch_loss(step: int, share: BatchShare) -> torch.Tensor:
             if order["cursor"] + settings.batch > order["order"].numel():

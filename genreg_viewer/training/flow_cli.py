@@ -14,7 +14,6 @@ import sys
 
 from .cli_arguments import (
     add_device_arguments,
-    checkpoint_values,
     add_step_budget_arguments,
     device_from_arguments,
     int_list,
@@ -56,5 +55,6 @@ def run_flow(args) -> int:
     config = FlowConfig(image_size=args.size, hidden=args.hidden, steps_per_level=args.steps_per_level,
                         scale_bound=args.scale_bound)
     settings = FlowTrainingSettings(flips=not args.no_flips, **step_budget_values(args))
-    return report_written(train_flow(config, settings, args.out, device, argv=sys.argv[1:],
-                                     **checkpoint_values(args)))
+    written = train_flow(config, settings, args.out, device, argv=sys.argv[1:], resume=args.resume,
+                         keep_checkpoint=args.keep_checkpoint)
+    return report_written(written)

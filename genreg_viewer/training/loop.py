@@ -248,7 +248,7 @@ def train_loop(
     plan: Plan,
     context: DistributedContext,
     *,
-    train_mode: Callable[[], None] | None = None,
+    train_mode: Callable[[], object] | None = None,
     evaluate: Callable[[], dict[str, float]] | None = None,
     checkpointing: Checkpointing | None = None,
     state: Callable[[], dict[str, Any]] | None = None,
@@ -274,7 +274,7 @@ def train_loop(
     break the model before any loss shows it).
     """
     ensure_log_handler()
-    train_mode = train_mode if train_mode is not None else trainable.train
+    set_train_mode: Callable[[], object] = train_mode if train_mode is not None else trainable.train
     parameters = [p for p in trainable.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(parameters, lr=plan.schedule.peak)
     outcome = LoopOutcome(0, None, plan)
@@ -312,7 +312,7 @@ def train_loop(
                 bar = tqdm(total=remaining, desc=f"{label} {'epoch' if plan.budget == 'periods' else 'steps'} "
                            f"{step // plan.period + 1}/{plan.periods or '?'}", unit="batch", mininterval=10.0,
                            file=sys.stderr, dynamic_ncols=True, disable=not context.is_main)
-            train_mode()
+            set_train_mode()
             share = context.share()
             losses = module.run(functools.partial(_share_loss, batch_loss, trainable, step, share, keys))
             keys = keys or list(losses)

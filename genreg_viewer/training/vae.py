@@ -109,6 +109,8 @@ def stage1_loss(model: GenerativeModel, x: torch.Tensor, sigma: float, generator
 def covariance_loss(model: GenerativeModel, target: torch.Tensor, mean: torch.Tensor, z: torch.Tensor,
                     l1: float) -> dict[str, torch.Tensor]:
     """Stage-2 loss: exact nll in nats per pixel (with ``1/2 log 2 pi``) plus ``l1 * mean |a|``."""
+    if model.covariance_decoder is None:
+        raise ValueError("an identity-covariance model has no covariance decoder to train")
     channels = model.covariance_decoder(z)
     factor = model.decode_cholesky_from_channels(channels)
     nll = factor.nll(target, mean, include_constant=True) / target[0].numel()
@@ -282,7 +284,7 @@ def run_epochs(
     settings: LoopSettings,
     identity: dict[str, Any],
     trainable: torch.nn.Module,
-    train_mode: Callable[[], None],
+    train_mode: Callable[[], object],
     count: int,
     batch_loss: Callable[[torch.Tensor, torch.Generator, BatchShare], dict[str, torch.Tensor]],
     evaluate: Callable[[], dict[str, float]],
@@ -529,8 +531,11 @@ def train_covariance(
         identity = {"stage": "covariance", "config": config.to_dict(), "settings": _resumable(settings),
                     "base": str(base_stem.resolve())}
 
+        covariance_decoder = model.covariance_decoder
+        assert covariance_decoder is not None  # kind is diagonal or covar
+
         def train_mode() -> None:
-            model.covariance_decoder.train()
+            covariance_decoder.train()
 
         def batch_loss(indices: torch.Tensor, generator: torch.Generator, share: BatchShare) -> dict[str, torch.Tensor]:
             x = augmented(images[indices.to(device)], settings, generator)
@@ -549,7 +554,7 @@ def train_covariance(
             return {"nll": evaluate_model(model, held_out.images, settings.noise_std)["nll"]}
 
         history, seconds = run_epochs(
-            run=run, settings=settings, identity=identity, trainable=model.covariance_decoder, train_mode=train_mode,
+            run=run, settings=settings, identity=identity, trainable=covariance_decoder, train_mode=train_mode,
             count=len(train), batch_loss=batch_loss, evaluate=evaluate, resume=resume, stage_label=kind,
             context=context,
         )
