@@ -195,3 +195,33 @@ def test_the_diverging_map_is_white_at_zero_in_the_app_and_the_cli(window, qtbot
     assert cli_rgb[2].tolist() == [255, 255, 255]
     np.testing.assert_allclose(app_rgb, cli_rgb, atol=6)  # 257-entry tables, same stops
     np.testing.assert_allclose(255 * diverging_rgb(values[0], 1.0), cli_rgb, atol=3)
+
+
+def test_worker_threads_use_torchs_thread_count(qtbot):
+    """OpenMP keeps its thread count per thread: a new thread starts with every core whatever the main thread set.
+    The app's workers (the reconstruction thread and the superqt workers) apply torch's count on their own thread;
+    read back through OpenMP itself."""
+    import ctypes
+    import glob
+    import os
+
+    import torch
+
+    from genreg_viewer.gui.workers import WorkerThread
+
+    libraries = glob.glob(os.path.join(os.path.dirname(torch.__file__), "lib", "libgomp*"))
+    if not libraries or os.cpu_count() == 1:
+        pytest.skip("torch is not built with GNU OpenMP here, or one core only")
+    openmp = ctypes.CDLL(libraries[0])
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        worker = WorkerThread("test")
+        results = []
+        worker.done.connect(lambda tag, value: results.append(value))
+        worker.submit("count", openmp.omp_get_max_threads)
+        qtbot.waitUntil(lambda: bool(results), timeout=30_000)
+        assert results == [1]
+        worker.shutdown()
+    finally:
+        torch.set_num_threads(before)

@@ -83,9 +83,6 @@ class ThemeManager(QObject):
         hints = QGuiApplication.styleHints()
         return hasattr(hints, "colorScheme") and hints.colorScheme() == Qt.ColorScheme.Dark
 
-    def is_dark(self) -> bool:
-        return self._app.palette().color(QPalette.ColorRole.Window).lightness() < 128
-
     def apply(self) -> None:
         if self._mode == "dark" or (self._mode == "system" and self.system_is_dark()):
             palette = scheme_palette(dark=True)

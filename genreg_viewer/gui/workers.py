@@ -1,9 +1,10 @@
-"""Background work on QThreads: reconstructions (a queue), sweeps and covariance-model queries.
+"""Background work: reconstructions (a queue on its own ``QThread``), sweeps and covariance-model queries (superqt
+``GeneratorWorker``/``FunctionWorker`` on one-thread pools).
 
-Each worker is a ``QObject`` moved to its own ``QThread``; the GUI talks to it only through queued signals, so
-the event loop never blocks. Reconstructions run through :func:`genreg_viewer.recon.run_method` with a
-``threading.Event`` as ``cancel``: the runner checks it between iterations, so Cancel stops within one
-iteration. Progress reaches the GUI at most every ``PROGRESS_INTERVAL`` seconds (plus the final state).
+The GUI talks to the workers only through queued signals, so the event loop never blocks. Reconstructions run
+through :func:`genreg_viewer.recon.run_method` with a ``threading.Event`` as ``cancel``: the runner checks it between
+iterations, so Cancel stops within one iteration. Progress reaches the GUI at most every ``PROGRESS_INTERVAL``
+seconds (plus the final state).
 
 Shutdown (the window closing) is two steps: every owner's ``shutdown(wait_ms=0)`` cancels its work, asks its thread
 to quit and from then on drops the signals its worker still sends (a cancelled run reports its last state late);
@@ -18,12 +19,14 @@ import sys
 import threading
 import time
 import traceback
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
 import torch
-from PyQt6.QtCore import QObject, Qt, QThread, pyqtSignal, pyqtSlot
+from PyQt6.QtCore import QObject, Qt, QThread, QThreadPool, pyqtSignal, pyqtSlot
+from superqt.utils import create_worker
 
 from ..device import configure_background_threads
 from ..physics import Measurement
@@ -66,18 +69,22 @@ def stop_thread(thread: QThread, timeout_ms: int = 10_000) -> bool:
 
 
 def wait_for_threads(timeout_ms: int) -> bool:
-    """Ask every running worker thread to quit and wait for them, ``timeout_ms`` in all (not per thread); True
-    when none is left running."""
+    """Ask every running worker thread to quit and wait for them and for the superqt workers' pools,
+    ``timeout_ms`` in all (not per thread); True when none is left running."""
     deadline = time.monotonic() + timeout_ms / 1000
     for thread in list(_THREADS):
         left_ms = max(0, int((deadline - time.monotonic()) * 1000))
         stop_thread(thread, left_ms)
-    return not _THREADS
+    for pool in _Pool.alive():
+        pool.waitForDone(max(0, int((deadline - time.monotonic()) * 1000)))
+    return not running_threads()
 
 
 def running_threads() -> list[str]:
-    """Names of the worker threads still running."""
-    return sorted(thread.objectName() for thread in _THREADS if thread.isRunning())
+    """Names of the worker threads (and superqt workers' pools) still running."""
+    names = [thread.objectName() for thread in _THREADS if thread.isRunning()]
+    names += [pool.objectName() for pool in _Pool.alive() if pool.activeThreadCount() > 0]
+    return sorted(names)
 
 
 @atexit.register
@@ -304,37 +311,47 @@ class ReconQueue(QObject):
             self.queueChanged.emit()
 
 
-class FunctionWorker(QObject):
-    """Runs callables on its thread and reports ``done(tag, result)`` or ``failed(tag, message)``.
+class _Pool:
+    """The single-thread pools of :class:`WorkerThread` and :class:`SweepWorker` (weakly held: a pool lives as long
+    as its owner), so that closing the window can wait for all background work with one deadline."""
 
-    Used for short jobs that must not block the GUI (loading a model, computing a covariance row). The caller
-    coalesces requests itself (see the covariance panel), so at most one call is in flight per worker.
-    """
+    pools: "weakref.WeakSet[QThreadPool]" = weakref.WeakSet()
 
-    done = pyqtSignal(str, object)
-    failed = pyqtSignal(str, str)
-    _call = pyqtSignal(str, object)
+    @classmethod
+    def alive(cls) -> list[QThreadPool]:
+        """The pools whose Qt object still exists."""
+        pools = []
+        for pool in list(cls.pools):
+            try:
+                pool.objectName()
+            except RuntimeError:  # deleted with its owner
+                continue
+            pools.append(pool)
+        return pools
 
-    def __init__(self):
-        super().__init__()
-        self._call.connect(self._run)
+    @classmethod
+    def new(cls, name: str, parent: QObject) -> QThreadPool:
+        pool = QThreadPool(parent)
+        pool.setObjectName(name)
+        pool.setMaxThreadCount(1)  # one task at a time, in the order submitted
+        cls.pools.add(pool)
+        return pool
 
-    def submit(self, tag: str, function: Callable[[], Any]) -> None:
-        self._call.emit(tag, function)
 
-    @pyqtSlot(str, object)
-    def _run(self, tag: str, function: Callable[[], Any]) -> None:
-        try:
-            result = function()
-        except Exception as exc:
-            self.failed.emit(tag, report_exception(exc))
-            return
-        self.done.emit(tag, result)
+def _with_thread_count(function: Callable[[], Any]) -> Callable[[], Any]:
+    def run() -> Any:
+        _apply_thread_count_here()
+        return function()
+
+    return run
 
 
 class WorkerThread(QObject):
-    """A ``FunctionWorker`` on its own ``QThread``; ``submit`` is safe to call from the GUI thread. ``done`` and
-    ``failed`` are relayed from the worker until :meth:`shutdown`."""
+    """Runs callables one after the other, each as a superqt ``FunctionWorker`` on a private one-thread pool, and
+    reports ``done(tag, result)`` or ``failed(tag, message)`` on the GUI thread until :meth:`shutdown`.
+
+    Used for short jobs that must not block the GUI (loading a model, computing a covariance row); the caller
+    coalesces requests itself (see the covariance panel)."""
 
     done = pyqtSignal(str, object)
     failed = pyqtSignal(str, str)
@@ -342,84 +359,68 @@ class WorkerThread(QObject):
     def __init__(self, name: str, parent: QObject | None = None):
         super().__init__(parent)
         self.closed = False
-        self.thread = start_thread(name)
-        self.worker = FunctionWorker()
-        self.worker.moveToThread(self.thread)
-        self.worker.done.connect(self._relay_done)
-        self.worker.failed.connect(self._relay_failed)
+        self.pool = _Pool.new(name, self)
 
     def submit(self, tag: str, function: Callable[[], Any]) -> None:
-        if not self.closed:
-            self.worker.submit(tag, function)
+        if self.closed:
+            return
+        worker = create_worker(_with_thread_count(function), _start_thread=False, _ignore_errors=True)
+        worker.returned.connect(lambda result, tag=tag: self._relay_done(tag, result))
+        worker.errored.connect(lambda exc, tag=tag: self._relay_failed(tag, exc))
+        self.pool.start(worker)
 
     def shutdown(self, timeout_ms: int = 5000) -> bool:
+        """Drop queued calls and every later result; wait up to ``timeout_ms`` (0: not at all) for the running one;
+        True when nothing runs any more."""
         self.closed = True
-        return stop_thread(self.thread, timeout_ms)
+        self.pool.clear()
+        return self.pool.waitForDone(timeout_ms) if timeout_ms > 0 else self.pool.activeThreadCount() == 0
 
     def _relay_done(self, tag: str, result: Any) -> None:
         if not self.closed:
             self.done.emit(tag, result)
 
-    def _relay_failed(self, tag: str, message: str) -> None:
+    def _relay_failed(self, tag: str, exc: BaseException) -> None:
         if not self.closed:
-            self.failed.emit(tag, message)
+            self.failed.emit(tag, report_exception(exc))
 
 
-class _SweepRunner(QObject):
-    """The thread side of :class:`SweepWorker`."""
+def _sweep_points(spec, cancel: threading.Event):
+    """The points of ``spec`` as they finish (a generator: superqt's ``GeneratorWorker`` yields each to the GUI)."""
+    from .sweeps import run_sweep
 
-    point = pyqtSignal(object)
-    finished = pyqtSignal(bool)
-    failed = pyqtSignal(str)
-
-    def __init__(self, cancel: threading.Event):
-        super().__init__()
-        self.cancel = cancel
-
-    @pyqtSlot(object)
-    def run(self, spec) -> None:
-        from .sweeps import run_sweep
-
-        try:
-            for point in run_sweep(spec, self.cancel):
-                self.point.emit(point)
-        except Exception as exc:
-            self.failed.emit(report_exception(exc))
-            return
-        self.finished.emit(self.cancel.is_set())
+    _apply_thread_count_here()
+    yield from run_sweep(spec, cancel)
 
 
 class SweepWorker(QObject):
-    """Runs a :class:`~genreg_viewer.gui.sweeps.SweepSpec` on its own thread, one point at a time; its signals
-    are relayed until :meth:`shutdown`."""
+    """Runs a :class:`~genreg_viewer.gui.sweeps.SweepSpec` as a superqt ``GeneratorWorker`` (one point per
+    ``yielded``) on a private one-thread pool; its signals are relayed until :meth:`shutdown`."""
 
     point = pyqtSignal(object)  # SweepPoint
     finished = pyqtSignal(bool)  # cancelled
     failed = pyqtSignal(str)
-    _start = pyqtSignal(object)
 
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
         self.cancel = threading.Event()
         self.closed = False
-        self.thread = start_thread("sweep")
-        self._runner = _SweepRunner(self.cancel)
-        self._runner.moveToThread(self.thread)
-        self._start.connect(self._runner.run)
-        self._runner.point.connect(self._relay_point)
-        self._runner.finished.connect(self._relay_finished)
-        self._runner.failed.connect(self._relay_failed)
+        self.pool = _Pool.new("sweep", self)
 
     def start(self, spec) -> None:
         if self.closed:
             return
         self.cancel.clear()
-        self._start.emit(spec)
+        worker = create_worker(_sweep_points, spec, self.cancel, _start_thread=False, _ignore_errors=True)
+        worker.yielded.connect(self._relay_point)
+        worker.returned.connect(lambda _result: self._relay_finished(self.cancel.is_set()))
+        worker.errored.connect(self._relay_failed)
+        self.pool.start(worker)
 
     def shutdown(self, timeout_ms: int = 5000) -> bool:
         self.cancel.set()
         self.closed = True
-        return stop_thread(self.thread, timeout_ms)
+        return self.pool.waitForDone(timeout_ms) if timeout_ms > 0 else self.pool.activeThreadCount() == 0
 
     def _relay_point(self, point) -> None:
         if not self.closed:
@@ -429,6 +430,6 @@ class SweepWorker(QObject):
         if not self.closed:
             self.finished.emit(cancelled)
 
-    def _relay_failed(self, message: str) -> None:
+    def _relay_failed(self, exc: BaseException) -> None:
         if not self.closed:
-            self.failed.emit(message)
+            self.failed.emit(report_exception(exc))

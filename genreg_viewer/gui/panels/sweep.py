@@ -121,18 +121,20 @@ class SweepPanel(QWidget):
     def _method_group(self) -> QGroupBox:
         box, layout = group_box("Methods")
         self.method_list = QListWidget()
+        self.method_list.setWordWrap(True)  # full names, wrapped, instead of cut off behind a scroll bar
+        self.method_list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         for method in all_methods():
             ok, why = method.available()
             item = QListWidgetItem(method.title)
             item.setData(Qt.ItemDataRole.UserRole, method.name)
-            item.setToolTip(method.description if ok else why)
+            item.setToolTip(f"{method.title}: {method.description}" if ok else f"{method.title}: not available: {why}")
             if ok:
                 item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
                 checked = method.name in DEFAULT_SWEEP_METHODS
                 item.setCheckState(Qt.CheckState.Checked if checked else Qt.CheckState.Unchecked)
             else:
                 item.setFlags(Qt.ItemFlag.NoItemFlags)
-                item.setText(f"{method.title} (unavailable)")
+                item.setText(f"{method.title} — not available")
             self.method_list.addItem(item)
         layout.addWidget(self.method_list)
         layout.addWidget(note_label("Each method runs with its default (setting-tuned) parameters and iterations."))

@@ -108,6 +108,8 @@ class RunControls(QWidget):
         self.progress_bar.setTextVisible(True)
         layout.addWidget(self.progress_bar)
         self.progress_label = wrapped_label("Idle")
+        # two lines, always: a new progress text then repaints the label without re-laying out the dock
+        self.progress_label.setFixedHeight(2 * self.progress_label.fontMetrics().lineSpacing() + 2)
         layout.addWidget(self.progress_label)
 
     def set_progress(self, text: str, done: int | None = None, total: int | None = None) -> None:

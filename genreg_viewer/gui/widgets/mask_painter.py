@@ -92,10 +92,6 @@ class MaskPainter(ImageView):
     def set_radius(self, radius: float) -> None:
         self.radius = max(float(radius), 0.0)
 
-    def set_overlay_opacity(self, opacity: float) -> None:
-        self.overlay_opacity = float(np.clip(opacity, 0.0, 1.0))
-        self._draw_overlay()
-
     def paint(self, row: int, col: int, previous: tuple[int, int] | None = None) -> None:
         """Apply the current tool at ``(row, col)`` (a stroke from ``previous``) and emit ``maskEdited``."""
         if self.mask is None or self.tool == "pan":
