@@ -437,8 +437,12 @@ def main(argv=None) -> int:
         summarise(Path(args.out).resolve() if args.out else DEFAULT_OUT, args.figures)
         return 0
     torch.set_num_threads(max(1, args.threads))
-    device = resolve_device(args.device)
-    weight_set = use_weight_set(args.weights)
+    try:
+        device = resolve_device(args.device)
+        weight_set = use_weight_set(args.weights)
+    except ValueError as exc:  # an unknown or missing device, an unknown weight set: one line, no traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if args.data:
         out = Path(args.out).resolve() if args.out else REAL_DATA_OUT
         if out == DEFAULT_OUT.resolve() or DEFAULT_OUT.resolve() in out.parents:

@@ -76,6 +76,11 @@ def test_real_data_never_goes_to_docs_figures(tmp_path, capsys):
     assert "must not go to docs/figures" in capsys.readouterr().err
 
 
+def test_unknown_weight_set_is_a_one_line_error(capsys):
+    assert reproduce.main(["--weights", "no-such-set", "--images", "1"]) == 2
+    assert "unknown weight set 'no-such-set'" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--figure", "4"], "unknown figure"),
     (["--methods", "nope"], "unknown method"),
