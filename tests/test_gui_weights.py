@@ -6,7 +6,8 @@ import shutil
 
 import pytest
 
-from genreg_viewer.weight_sets import active_weight_set, resolve_weight_set, use_weight_set
+from genreg_viewer.paths import RESOURCES_DIR
+from genreg_viewer.weight_sets import active_weight_set, is_auto, resolve_weight_set, use_weight_set
 
 from gui_helpers import run_and_wait  # noqa: E402
 
@@ -16,7 +17,7 @@ pytest_plugins = ["gui_helpers"]
 @pytest.fixture
 def folder_set(tmp_path):
     """A weight set of its own: the phantom stage-1 VAE copied into a folder (the rest comes from its fallback)."""
-    before = active_weight_set()
+    before = None if is_auto() else active_weight_set()  # None: auto mode
     folder = tmp_path / "my-weights"
     folder.mkdir()
     for suffix in (".safetensors", ".json"):
@@ -49,3 +50,28 @@ def test_covariance_panel_forgets_its_model_when_the_set_changes(window, folder_
     panel.model, panel.model_error = object(), "stale"
     window.method_panel.select_weight_set(str(folder_set))
     assert panel.model is None and panel.model_error is None
+
+
+def test_auto_gives_opened_scans_the_real_knee_set_and_phantoms_the_phantom_set(window, qtbot, errors, tmp_path):
+    use_weight_set("auto")
+    panel = window.method_panel
+    combo = panel.weights_combo
+    panel.select_weight_set("auto")
+    assert combo.currentData() == "auto" and combo.currentText() == "auto (phantom for this image)"
+    assert panel.make_job().weight_set.name == "phantom"  # the start-up phantom
+    scan = tmp_path / "scan.npy"  # the pixels of a sample, but a file the user opens: a scan
+    shutil.copy(RESOURCES_DIR / "samples" / "knee_phantom_002.npy", scan)
+    assert window.open_path(scan)
+    assert combo.currentText() == "auto (real-knee for this image)" and "real scan" in combo.toolTip()
+    assert window.covariance.image_weight_set().name == "real-knee"
+    panel.select_method("tv")
+    panel.iterations_spin.setValue(20)
+    run_and_wait(qtbot, window, 1, errors)
+    assert window.state.results[-1].setting["weights"] == "real-knee"
+    combo.setCurrentIndex(combo.findData("phantom"))  # a chosen set applies to every image
+    assert not is_auto() and panel.make_job().weight_set.name == "phantom"
+    assert panel.settings()["weights"] == "phantom"
+    combo.setCurrentIndex(combo.findData("auto"))
+    assert is_auto() and panel.make_job().weight_set.name == "real-knee" and panel.settings()["weights"] == "auto"
+    assert window.open_path(RESOURCES_DIR / "samples" / "knee_phantom_000.npy")
+    assert panel.make_job().weight_set.name == "phantom" and combo.currentText() == "auto (phantom for this image)"

@@ -25,7 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--theme", choices=("system", "light", "dark"), default=None,
                         help="colour theme (default: the last choice, else the system's)")
     parser.add_argument("--weights", default=None, metavar="SET",
-                        help="trained weights: phantom (default), real-knee, or a folder of weights")
+                        help="trained weights: auto (default: real-knee for scans you open, phantom for phantoms), "
+                             "phantom, real-knee, or a folder of weights")
     return parser
 
 

@@ -43,7 +43,7 @@ from superqt.utils import qthrottled
 
 from ...data.phantom import phantom_grid
 from ...render import diverging_rgb
-from ...weight_sets import active_weight_set
+from ...weight_sets import weight_set_for
 from ..covariance_model import (
     INSPECTABLE_ARRAYS,
     MODEL_KIND,
@@ -96,6 +96,7 @@ class CovariancePanel(QWidget):
         self._samples: np.ndarray | None = None  #: mosaic of the last residual samples
         self._samples_count, self._samples_seed = 0, 0
         self.model_loader = load_covariance_model  #: called on the worker thread (tests inject a small model)
+        self._model_weight_set: str | None = None  #: the weight set of the model loaded or loading
 
         layout = QVBoxLayout(self)
         layout.addWidget(self._toolbar())
@@ -134,6 +135,7 @@ class CovariancePanel(QWidget):
         self.source_view.image_item.pixelDragged.connect(lambda r, c, _finished: self._throttled_drag(r, c))
         self.correlation_view.pixelClicked.connect(self.request_pixel)
         self.zoom_view.pixelClicked.connect(self.request_pixel)
+        state.imageChanged.connect(self._image_changed_weights)  # before the sources refresh
         for signal in (state.imageChanged, state.resultRemoved, state.resultsCleared):
             signal.connect(self._refresh_sources)
         state.resultAdded.connect(self._result_added)
@@ -191,7 +193,20 @@ class CovariancePanel(QWidget):
         if self.model is None and not self._loading and self.model_error is None:
             self._loading = True
             self.status_label.setText("Loading the covariance model…")
-            self.worker.submit("model", self.model_loader)
+            weight_set = self.image_weight_set()
+            self._model_weight_set = weight_set.name
+            loader = self.model_loader
+            self.worker.submit("model", (lambda: loader(weight_set)) if loader is load_covariance_model else loader)
+
+    def image_weight_set(self):
+        """The weight set of the current image (the chosen set, or in auto mode the one trained for its kind)."""
+        info = self.state.image_info
+        return weight_set_for(info.path if info.path else "phantom:")
+
+    def _image_changed_weights(self) -> None:
+        """Auto mode: an image of another kind (scan vs phantom) needs the other set's model."""
+        if self._model_weight_set is not None and self.image_weight_set().name != self._model_weight_set:
+            self.reset_model()
 
     def following(self) -> bool:
         """Whether each new inspectable run (see :func:`is_inspectable`) becomes the inspected image."""
@@ -246,7 +261,8 @@ class CovariancePanel(QWidget):
             record = self.state.result(int(key[4:]))
             if record is not None:
                 # a latent belongs to the weights it was found with: after a switch of weight set, encode instead
-                same_weights = record.setting.get("weights", active_weight_set().name) == active_weight_set().name
+                current = self.image_weight_set().name
+                same_weights = record.setting.get("weights", current) == current
                 latent = covariance_latent(record) if same_weights else None
                 own_model = same_weights and self.model_loader is load_covariance_model
                 return (key, record.image, latent, record.arrays.get("std_map"),
@@ -441,6 +457,7 @@ class CovariancePanel(QWidget):
     def reset_model(self, *_args) -> None:
         """Forget the loaded model (the weight set changed): the next source is decoded by the new one."""
         self.model, self.model_error, self._loading = None, None, False
+        self._model_weight_set = None
         self._source_shown = None
         self._source_changed()
 

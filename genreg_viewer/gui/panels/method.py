@@ -28,7 +28,16 @@ from PyQt6.QtWidgets import (
 
 from ...device import default_device
 from ...recon import ParameterError, ReconMethod, all_methods
-from ...weight_sets import BUNDLED_SETS, WeightSetError, active_weight_set, resolve_weight_set, use_weight_set
+from ...weight_sets import (
+    AUTO,
+    BUNDLED_SETS,
+    WeightSetError,
+    active_weight_set,
+    is_auto,
+    resolve_weight_set,
+    use_weight_set,
+    weight_set_choice,
+)
 from ..state import ExperimentState, describe_setting
 from ..widgets.controls import (
     ElidedLabel,
@@ -135,6 +144,7 @@ class MethodControls(QWidget):
         self.weights_combo = compact_combo(QComboBox())
         self._fill_weight_sets()
         self.weights_combo.currentIndexChanged.connect(self._weight_set_chosen)
+        self.state.imageChanged.connect(self._fill_weight_sets)  # auto: the label names this image's set
         form.addRow("Weights", self.weights_combo)
         layout.addLayout(form)
         self.run_controls = RunControls("Run", self.run, self.cancel,
@@ -156,11 +166,15 @@ class MethodControls(QWidget):
         return box
 
     def _fill_weight_sets(self) -> None:
-        """The bundled weight sets that are installed (and the active one, when it is a folder of its own)."""
+        """``auto`` (each image gets the set trained for its kind), the bundled weight sets that are installed, and
+        the active one when it is a folder of its own."""
         active = active_weight_set()
         combo = self.weights_combo
         combo.blockSignals(True)
         combo.clear()
+        image_set, _why = self.image_weight_set()
+        combo.addItem(f"auto ({image_set.name} for this image)" if is_auto() else "auto", AUTO)
+        combo.setItemData(0, self._auto_tooltip(), Qt.ItemDataRole.ToolTipRole)
         for name in BUNDLED_SETS:
             try:
                 weight_set = resolve_weight_set(name)
@@ -168,13 +182,25 @@ class MethodControls(QWidget):
                 continue
             combo.addItem(f"{name}", name)
             combo.setItemData(combo.count() - 1, self._weights_tooltip(weight_set), Qt.ItemDataRole.ToolTipRole)
-        if combo.findData(active.name) < 0:
+        if not is_auto() and combo.findData(active.name) < 0:
             combo.addItem(active.name, str(active.folder))
             combo.setItemData(combo.count() - 1, self._weights_tooltip(active), Qt.ItemDataRole.ToolTipRole)
-        index = combo.findData(active.name)
+        index = 0 if is_auto() else combo.findData(active.name)
         combo.setCurrentIndex(index if index >= 0 else combo.count() - 1)
-        combo.setToolTip(self._weights_tooltip(active))
+        combo.setToolTip(self._auto_tooltip() if is_auto() else self._weights_tooltip(active))
         combo.blockSignals(False)
+
+    def image_weight_set(self):
+        """``(WeightSet, why)``: the set the next run of the current image uses (the chosen set, or in auto mode the
+        one trained for the image's kind: phantom for the bundled and generated phantoms, real-knee for scans)."""
+        info = self.state.image_info
+        return weight_set_choice(info.path if info.path else "phantom:")
+
+    def _auto_tooltip(self) -> str:
+        image_set, why = self.image_weight_set()
+        now = f"\nThis image ({why.removeprefix('auto: ')}) uses: {image_set.name}" if is_auto() else ""
+        return ("Each image gets the weights trained for its kind: phantom for the bundled and generated phantoms, "
+                "real-knee for scans you open (fastMRI, MRNet, your own)" + now)
 
     @staticmethod
     def _weights_tooltip(weight_set) -> str:
@@ -188,16 +214,23 @@ class MethodControls(QWidget):
         return "\n".join(lines)
 
     def select_weight_set(self, spec: str) -> None:
-        """Use the weight set ``spec`` (a bundled name or a folder) for the next runs; raises ``WeightSetError``."""
+        """Use the weight set ``spec`` (``auto``, a bundled name or a folder) for the next runs; raises
+        ``WeightSetError``."""
         chosen = use_weight_set(spec)
         self._fill_weight_sets()
+        if is_auto():
+            image_set, why = self.image_weight_set()
+            self._populate_methods()
+            self.weightSetChanged.emit(AUTO)
+            self.statusMessage.emit(f"Weights: auto (this image, {why.removeprefix('auto: ')}: {image_set.name})")
+            return
         self._populate_methods()
         self.weightSetChanged.emit(chosen.name)
         self.statusMessage.emit(f"Weights: {chosen.name}" + (f" ({chosen.data})" if chosen.data else ""))
 
     def _weight_set_chosen(self, *_args) -> None:
         spec = self.weights_combo.currentData()
-        if spec is None or spec == active_weight_set().name:
+        if spec is None or (spec == AUTO) == is_auto() and (spec == AUTO or spec == active_weight_set().name):
             return
         current = self._current.name if self._current else None
         try:
@@ -246,12 +279,13 @@ class MethodControls(QWidget):
             "edited": sorted(self.form.edited),
             "iterations": self.iterations_spin.value(),
             "device": self.device_combo.currentData(),
-            "weights": active_weight_set().name,
+            "weights": AUTO if is_auto() else active_weight_set().name,
         }
 
     def restore_settings(self, settings: dict) -> None:
         weights = settings.get("weights")
-        if isinstance(weights, str) and weights in BUNDLED_SETS and weights != active_weight_set().name:
+        current = AUTO if is_auto() else active_weight_set().name
+        if isinstance(weights, str) and (weights in BUNDLED_SETS or weights == AUTO) and weights != current:
             try:
                 self.select_weight_set(weights)
             except WeightSetError as exc:
@@ -271,6 +305,7 @@ class MethodControls(QWidget):
         ok, why = method.available()
         if not ok:
             raise ValueError(f"{method.title} is not available: {why}")
+        weight_set, _why = self.image_weight_set()
         problem = self.state.problem("cpu")
         job_id = self.state.next_run_id()
         return ReconJob(
@@ -283,9 +318,9 @@ class MethodControls(QWidget):
             measurement=problem.measurement,
             ground_truth=problem.ground_truth,
             seed=problem.seed,
-            setting={**self.state.setting(), "weights": active_weight_set().name},
+            setting={**self.state.setting(), "weights": weight_set.name},
             image_version=self.state.image_version,
-            weight_set=active_weight_set(),
+            weight_set=weight_set,
         )
 
     def run(self) -> None:
