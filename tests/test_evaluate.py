@@ -4,7 +4,6 @@ bad input, and a 2-process gloo run under ``torch.distributed.run`` that merges 
 from __future__ import annotations
 
 import csv
-import json
 import math
 import os
 import subprocess

@@ -1,4 +1,7 @@
-"""Generative reconstructions on small random-weight VAEs (the bundled-weight behaviour is in test_generative_bundled)."""
+"""Generative reconstructions on small random-weight VAEs.
+
+The bundled-weight behaviour is in test_generative_bundled.
+"""
 
 import numpy as np
 import pytest
@@ -6,7 +9,7 @@ import torch
 
 from genreg_viewer.models.vae import GenerativeModel, VAEConfig
 from genreg_viewer.physics import radial_mask, simulate_measurement
-from genreg_viewer.recon import Problem, get_method, run_method
+from genreg_viewer.recon import Problem, run_method
 from genreg_viewer.recon.generative import common
 from genreg_viewer.recon.generative.latent_steps import DecodedLatent, LBFGSSteps
 from genreg_viewer.recon.generative.posterior import posterior_samples, posterior_std
@@ -130,7 +133,8 @@ def test_lbfgs_direction_satisfies_the_secant_equation():
 
 
 def test_x_update_is_exact_minimiser(use_tiny_models):
-    """After the x-update the gradient of E in x vanishes: (Re A^H A / s^2 + lam L L^T) x = Re A^H y / s^2 + lam L L^T G."""
+    """After the x-update the gradient of E in x vanishes:
+    (Re A^H A / s^2 + lam L L^T) x = Re A^H y / s^2 + lam L L^T G."""
     model = use_tiny_models["covar"]
     problem = tiny_problem(batch=1)
     z = model.encode(problem.zero_filled())[0]
@@ -167,7 +171,8 @@ def test_posterior_samples_have_the_exact_covariance(use_tiny_models):
     assert torch.allclose(empirical.diagonal(), dense_cov.diagonal(), rtol=0.12)
     rhs = problem.operator.adjoint_real(problem64.y).view(n) / sigma**2 + lam * (lower @ lower.T) @ mean.view(n)
     posterior_mean = torch.linalg.solve(precision, rhs)
-    assert torch.allclose(flat.mean(0), posterior_mean, atol=4 * float(dense_cov.diagonal().max().sqrt()) / 4000**0.5 + 1e-6)
+    tolerance = 4 * float(dense_cov.diagonal().max().sqrt()) / 4000**0.5 + 1e-6
+    assert torch.allclose(flat.mean(0), posterior_mean, atol=tolerance)
 
 
 def test_std_map_matches_the_dense_posterior(use_tiny_models):

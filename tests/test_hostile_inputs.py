@@ -138,13 +138,13 @@ def test_a_valid_session_round_trips(saved, qapp):
 def test_array_names_outside_the_folder_are_refused_before_reading(saved, victims, qapp):
     state, folder = saved
     for name in ["../../victim/precious", str(victims[1].with_suffix("")), "..", "a/b", "x.y", "", 5]:
-        edit_meta(folder, lambda meta: meta["arrays"].append(name))
+        edit_meta(folder, lambda meta, name=name: meta["arrays"].append(name))
         before = snapshot(state)
         with pytest.raises(SessionError, match="invalid array name") as info:
             sessions.load_session(folder, state)
         one_line(info.value)
         assert_unchanged(state, before)
-        edit_meta(folder, lambda meta: meta["arrays"].remove(name))
+        edit_meta(folder, lambda meta, name=name: meta["arrays"].remove(name))
     assert_intact(victims)
 
 
@@ -591,7 +591,10 @@ def test_every_step_trainer_stops_on_non_finite_values(case):
     model = _Tiny()
     loss, kwargs = _tiny_loss(model), dict(steps=5, minutes=None, learning_rate=1e-3)
     if case == "nan-loss":
-        loss = (lambda base=loss: base() * float("nan"))
+        base_loss = loss
+
+        def loss():
+            return base_loss() * float("nan")
     elif case == "nan-parameter":  # e.g. a rescaling after the step that divides by zero
         kwargs["after_step"] = lambda: model.linear.weight.data.fill_(float("inf"))
     elif case == "last-step":  # the one step makes the weights huge; only the model's next output shows it

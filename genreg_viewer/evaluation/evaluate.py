@@ -505,7 +505,7 @@ def run_evaluation(config: EvaluationConfig, shard: Shard | None = None, progres
 
             bar = tqdm(total=total, unit="img", desc=f"{prefix}evaluate", file=sys.stderr, dynamic_ncols=True)
         try:
-            for positions, method, missing in work:
+            for _positions, method, missing in work:
                 index = torch.as_tensor(missing)
                 problem = make_batch_problem(selection.images[index], selection.indices[missing], mask,
                                              config.sigma, config.seed, device, weight_set)
