@@ -53,10 +53,14 @@ class CalibrationPlot(QWidget):
             self.refresh()
 
     def refresh(self) -> None:
-        """Redraw from the active weight set's calibration table."""
+        """Redraw from the calibration table of the inspected image's weight set (the chosen set, or in auto mode
+        the one trained for the image's kind)."""
         from ..weight_sets import active_weight_set
 
-        weight_set = active_weight_set()
+        owner = self.parent()
+        while owner is not None and not hasattr(owner, "image_weight_set"):
+            owner = owner.parent()
+        weight_set = owner.image_weight_set() if owner is not None else active_weight_set()
         self.plot.clear()
         self.curves = []
         try:
