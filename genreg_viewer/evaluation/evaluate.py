@@ -44,7 +44,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -102,7 +102,7 @@ class Shard:
     local_rank: int = 0
 
 
-def shard_from_environment(environ: dict[str, str] | None = None) -> Shard:
+def shard_from_environment(environ: Mapping[str, str] | None = None) -> Shard:
     """The shard ``torchrun`` describes in ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK`` (one process when unset)."""
     environ = os.environ if environ is None else environ
     try:
@@ -507,7 +507,7 @@ def run_evaluation(config: EvaluationConfig, shard: Shard | None = None, progres
         try:
             for _positions, method, missing in work:
                 index = torch.as_tensor(missing)
-                problem = make_batch_problem(selection.images[index], selection.indices[missing], mask,
+                problem = make_batch_problem(selection.images[index], selection.indices[missing].tolist(), mask,
                                              config.sigma, config.seed, device, weight_set)
                 rows = evaluate_batch(method, problem, missing, selection, config, options[method.name],
                                       weight_set.name)

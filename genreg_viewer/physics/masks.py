@@ -296,7 +296,7 @@ def _number(text: str, kind, what: str):
         raise MaskError(f"{what} must be a number, got {text!r}") from None
 
 
-def mask_from_spec(spec: str, shape: tuple[int, int] = (128, 128), seed: int = 0) -> np.ndarray:
+def mask_from_spec(spec: str, shape: tuple[int, ...] = (128, 128), seed: int = 0) -> np.ndarray:
     """Build a mask from a spec string (see module docstring)."""
     shape = check_mask_shape(shape)
     spec = str(spec).strip()
