@@ -286,12 +286,10 @@ def test_covariance_cli_rows_match_the_dense_covariance(tmp_path, capsys):
 
 def test_each_image_converges_on_its_own(use_tiny_models):
     """Converged images are frozen, so an image's result does not depend on the rest of its batch (here the two
-    images converge after 19 and 17 iterations). Gradient z-steps: with L-BFGS's unit steps, float differences of
-    batched kernels (1e-8) can flip a line-search decision, so equality holds only to floating point there."""
+    images converge after different numbers of iterations)."""
     problem = tiny_problem(batch=2)
     params = {"posterior_samples": 0, "tolerance": 1e-3, "z_optimiser": "gradient"}
     together = run_method("mean+covar", problem, params, iterations=60)
-    assert together.iterations == 19
     alone_iterations = []
     for index in range(2):
         single = Problem(simulate_measurement(problem.ground_truth[index:index + 1], radial_mask(6, (16, 16)), 0.05,
@@ -300,7 +298,8 @@ def test_each_image_converges_on_its_own(use_tiny_models):
         alone = run_method("mean+covar", single, params, iterations=60)
         assert torch.allclose(alone.image, together.image[index:index + 1], atol=1e-4)
         alone_iterations.append(alone.iterations)
-    assert alone_iterations == [19, 17]  # the first image keeps iterating after the second has left the batch
+    assert len(set(alone_iterations)) == 2, alone_iterations  # one image keeps iterating after the other has left
+    assert together.iterations == max(alone_iterations) < 60
     assert together.extras["converged"] is True
     # the std map covers every image, also those that left the working batch early
     with_std = run_method("mean+covar", problem, dict(params, posterior_samples=4), iterations=60)

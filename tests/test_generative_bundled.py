@@ -45,12 +45,15 @@ def test_range_search_lies_in_the_range_and_beats_adjoint(problem, adjoint_psnr)
     torch.testing.assert_close(result.image, decoded, rtol=0, atol=1e-5)
 
 
-def test_mean_covar_defaults_run_to_convergence(problem):
-    """With the shipped defaults the convergence test fires before the iteration cap, and L-BFGS z-steps end at a
-    lower objective than the paper's plain gradient steps given the same number of outer iterations."""
+def test_mean_covar_defaults_descend_and_lbfgs_descends_faster(problem):
+    """The shipped defaults (the paper's gradient z-steps, at most ``default_iterations`` outer iterations) lower the
+    objective at every iteration; the optional L-BFGS z-steps reach a lower objective in as many iterations (but are
+    not the default: their long steps make the result sensitive to tiny changes of the data, see test_stability)."""
     method = get_method("mean+covar")
-    result = run_method(method, problem, {"posterior_samples": 0})
-    assert result.iterations < method.default_iterations
-    gradient = run_method(method, problem, {"posterior_samples": 0, "z_optimiser": "gradient", "tolerance": 0.0},
-                          iterations=result.iterations)
-    assert result.history[-1]["objective"] < gradient.history[-1]["objective"]
+    result = run_method(method, problem, {"posterior_samples": 0}, report_every=1)
+    assert result.params["z_optimiser"] == "gradient" and result.iterations <= method.default_iterations
+    objectives = [h["objective"] for h in result.history]
+    assert all(b <= a for a, b in zip(objectives, objectives[1:])) and objectives[-1] < objectives[0]
+    lbfgs = run_method(method, problem, {"posterior_samples": 0, "z_optimiser": "lbfgs", "tolerance": 0.0},
+                       iterations=result.iterations)
+    assert lbfgs.history[-1]["objective"] < objectives[-1]

@@ -18,18 +18,31 @@ def conjugate_gradient(
     x0: torch.Tensor | None = None,
     max_iterations: int = 50,
     tolerance: float = 1e-6,
+    inverse_diagonal: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, int]:
     """Solve ``M x = b`` for a symmetric positive definite ``M`` (given as a function), batched over dim 0.
 
-    Standard CG (Hestenes-Stiefel). Every batch item has its own step sizes; iteration stops when all items reach
+    Standard CG (Hestenes-Stiefel); with ``inverse_diagonal`` (``1 / diag(M)``, broadcastable to ``b``) the Jacobi
+    preconditioned CG (Saad 2003, Alg. 9.1), which on badly scaled diagonals (a learned precision spans decades)
+    converges in far fewer iterations. Every batch item has its own step sizes; iteration stops when all items reach
     ``||r|| <= tolerance * ||b||``. Each CG iteration decreases the quadratic ``1/2 x^T M x - b^T x`` of every item,
-    so a warm start never makes the energy worse. Returns the solution and the number of iterations run.
+    so a warm start never makes the energy worse. The scalar reductions are accumulated in float64. Returns the
+    solution and the number of iterations run.
     """
     x = torch.zeros_like(rhs) if x0 is None else x0.clone()
     r = rhs - apply_matrix(x) if x0 is not None else rhs.clone()
-    p = r.clone()
-    rr = batch_dot(r, r)
-    threshold = (tolerance**2) * batch_dot(rhs, rhs).clamp_min(1e-30)
+
+    def precondition(v: torch.Tensor) -> torch.Tensor:
+        return v if inverse_diagonal is None else v * inverse_diagonal
+
+    def dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return batch_dot(a.double(), b.double())
+
+    zvec = precondition(r)
+    p = zvec.clone()
+    rz = dot(r, zvec)
+    rr = dot(r, r)
+    threshold = (tolerance**2) * dot(rhs, rhs).clamp_min(1e-30)
     shape = (-1,) + (1,) * (rhs.ndim - 1)
     iterations = 0
     for iterations in range(1, max_iterations + 1):
@@ -37,13 +50,15 @@ def conjugate_gradient(
             iterations -= 1
             break
         mp = apply_matrix(p)
-        pmp = batch_dot(p, mp)
+        pmp = dot(p, mp)
         active = rr > threshold
-        alpha = torch.where(active, rr / pmp.clamp_min(1e-30), torch.zeros_like(rr))
-        x = x + alpha.view(shape) * p
-        r = r - alpha.view(shape) * mp
-        rr_new = batch_dot(r, r)
-        beta = torch.where(active, rr_new / rr.clamp_min(1e-30), torch.zeros_like(rr))
-        p = r + beta.view(shape) * p
-        rr = rr_new
+        alpha = torch.where(active & (pmp > 0), rz / pmp.clamp_min(1e-300), torch.zeros_like(rz))
+        x = x + alpha.to(x.dtype).view(shape) * p
+        r = r - alpha.to(r.dtype).view(shape) * mp
+        zvec = precondition(r)
+        rz_new = dot(r, zvec)
+        rr = dot(r, r)
+        beta = torch.where(active, rz_new / rz.clamp_min(1e-300), torch.zeros_like(rz))
+        p = zvec + beta.to(p.dtype).view(shape) * p
+        rz = rz_new
     return x, iterations

@@ -65,13 +65,16 @@ def solve_quadratic_x(
     iterations: int,
     tolerance: float = 1e-5,
     data: torch.Tensor | None = None,
+    precision_diagonal: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, int]:
     """Exact minimiser over real x of ``1/(2 sigma^2)||A x - y||^2 + lam/2 (x - G)^T P (x - G)``.
 
     Normal equations (paper eq. 12 with z fixed): ``(Re(A^H A)/sigma^2 + lam P) x = Re(A^H y)/sigma^2 + lam P G``,
     with ``prior_rhs = P G`` precomputed and ``P = L L^T`` applied by ``precision_mul``. Solved by conjugate
     gradients warm-started at ``x0`` (each CG step lowers the quadratic, so the objective never increases).
-    ``data`` replaces ``Re(A^H y)`` (perturb-and-MAP passes perturbed data).
+    ``data`` replaces ``Re(A^H y)`` (perturb-and-MAP passes perturbed data). With ``precision_diagonal``
+    (``diag(P)``, see :func:`cholesky_precision_diagonal`) CG is Jacobi-preconditioned by
+    ``diag(Re(A^H A))/sigma^2 + lam diag(P)``, where ``diag(Re(A^H A))`` is the sampling fraction (orthonormal FFT).
     """
     inv_var = 1.0 / sigma**2
     gram = real_gram(problem)
@@ -81,4 +84,14 @@ def solve_quadratic_x(
     def apply(v: torch.Tensor) -> torch.Tensor:
         return inv_var * gram(v) + lam * precision_mul(v)
 
-    return conjugate_gradient(apply, rhs, x0, iterations, tolerance)
+    inverse_diagonal = None
+    if precision_diagonal is not None:
+        inverse_diagonal = 1.0 / (inv_var * problem.operator.sampling.mean() + lam * precision_diagonal)
+    return conjugate_gradient(apply, rhs, x0, iterations, tolerance, inverse_diagonal)
+
+
+def cholesky_precision_diagonal(cholesky) -> torch.Tensor:
+    """``diag(L L^T)_q = sum_p L_qp^2 = exp(2 l_q) + sum_j w_j(q - off_j)^2``, shape ``(B, 1, H, W)``: the
+    factor with squared entries (log-diagonal ``2 l``, weights ``w^2``) applied to the all-ones image."""
+    squared = type(cholesky)(2 * cholesky.log_diag, cholesky.off_diag.square(), cholesky.neighbourhood)
+    return squared.mul(torch.ones_like(cholesky.log_diag))

@@ -34,7 +34,7 @@ import torch
 from ..base import Parameter, Problem, ReconMethod, Step
 from ..registry import register
 from . import common
-from .common import effective_sigma, solve_quadratic_x
+from .common import cholesky_precision_diagonal, effective_sigma, solve_quadratic_x
 from .latent_steps import Z_OPTIMISERS, DecodedLatent
 from .posterior import posterior_std
 from .tuned import tuned_defaults
@@ -45,7 +45,7 @@ class JointGenerativeReconstruction(ReconMethod):
 
     covariance_kind: ClassVar[str]
     category = "generative"
-    default_iterations = 80
+    default_iterations = 50
     #: convergence is judged on the objective decrease over this many outer iterations (single steps are noisy)
     convergence_window = 5
     tune_parameter = "lam"
@@ -54,10 +54,12 @@ class JointGenerativeReconstruction(ReconMethod):
         Parameter("lam", float, 1.0, "lambda: weight of the generative regulariser (eq. 12)", 1e-4, 1e4, log_scale=True),
         Parameter("mu", float, 1.0, "mu: weight of the latent prior mu/2 ||z||^2", 0.0, 1e4, log_scale=True),
         Parameter("z_steps", int, 1, "line-searched z-steps per outer iteration", 1, 100),
-        Parameter("z_optimiser", str, "lbfgs", "z-step direction: L-BFGS or the paper's plain gradient",
+        Parameter("z_optimiser", str, "gradient", "z-step direction: the paper's plain gradient or L-BFGS (faster "
+                  "descent, but its long steps make the result sensitive to tiny changes of the data)",
                   choices=tuple(Z_OPTIMISERS)),
         Parameter("z_step_size", float, 1e-3, "initial z step size (adapted by backtracking)", 1e-8, 10.0, log_scale=True),
-        Parameter("cg_iterations", int, 40, "maximum conjugate-gradient iterations per exact x-update", 1, 1000),
+        Parameter("cg_iterations", int, 20, "maximum Jacobi-preconditioned conjugate-gradient iterations per "
+                  "x-update (warm-started)", 1, 1000),
         Parameter("tolerance", float, 2e-5, "converged when the objective's mean relative decrease per iteration over "
                   "the last 5 iterations is below this (0: run all iterations)", 0.0, 1.0, log_scale=True),
         Parameter("posterior_samples", int, 16, "perturb-and-MAP samples for the posterior std map (0: none)", 0, 512),
@@ -107,6 +109,7 @@ class JointGenerativeReconstruction(ReconMethod):
                 cholesky, mean = decoded.cholesky.detach(), decoded.mean.detach()
                 x, _ = solve_quadratic_x(
                     sub, cholesky.precision_mul, cholesky.precision_mul(mean), x, sigma, lam, params["cg_iterations"],
+                    precision_diagonal=cholesky_precision_diagonal(cholesky),
                 )
             # z-update: line-searched (L-BFGS or gradient) steps on the latent energy
             decoded = z_optimiser.run(model, x, decoded, mu, params["z_steps"])

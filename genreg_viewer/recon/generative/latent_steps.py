@@ -4,14 +4,16 @@ For fixed x the z-part of paper eq. 12 (divided by lambda) is the *latent energy
 
     f(z) = nll(x; G(z), L(z)) + mu/2 ||z||^2,
 
-which is non-convex and ill-conditioned. Both optimisers accept a trial point only when it satisfies the Armijo
-condition ``f(z + t d) <= f(z) + c t g^T d`` (per image; otherwise t is halved, at most ``max_backtracks`` times,
-after which that image keeps its z), so the joint objective never increases:
+which is non-convex and ill-conditioned. Both optimisers take per-image line-searched steps along a descent direction
+``d`` whose length is a continuous function of the problem (:meth:`GradientSteps.line_search`: the first trial
+``t0`` stands when ``f(z + t0 d) <= f(z) + t0 g^T d / 2``, otherwise the minimiser of the quadratic interpolant,
+accepted under the Armijo condition ``f(z + t d) <= f(z) + 1e-4 t g^T d``; an image whose search fails keeps its z),
+so the joint objective never increases and a tiny change of the data changes the iterates only a little:
 
-* :class:`GradientSteps`: ``d = -g`` with ``c = 1/2`` and a step that doubles after each success (the paper's
+* :class:`GradientSteps`: ``d = -g`` with a first trial that doubles the last accepted step (the paper's
   backtracking gradient descent);
 * :class:`LBFGSSteps`: the L-BFGS direction ``d = -H g`` (two-loop recursion, Nocedal & Wright 2006, Alg. 7.4) from
-  the last ``memory`` curvature pairs ``(s, y) = (z_new - z, g(z_new) - g(z))``, ``c = 1e-4`` and a unit first trial.
+  the last ``memory`` curvature pairs ``(s, y) = (z_new - z, g(z_new) - g(z))`` and a unit first trial.
   Pairs are kept across outer iterations (see the class); a row whose direction is not a descent direction, or
   whose line search fails, falls back to ``-g`` and forgets its pairs.
 """
@@ -27,6 +29,18 @@ from ..solvers import batch_dot
 
 #: curvature pairs with ``s^T y`` below this (relative to ``||s|| ||y||``) are not stored (keeps ``H`` positive definite)
 _CURVATURE_EPS = 1e-8
+
+
+def latent_energy64(cholesky: SparseCholesky, x: torch.Tensor, mean: torch.Tensor, z: torch.Tensor,
+                    mu: float) -> torch.Tensor:
+    """``f(z) = 1/2 ||L^T (x - G)||^2 - sum_p l_p + mu/2 ||z||^2`` per image, the sums accumulated in float64.
+
+    The terms are ~1e4 while line-search decisions compare differences of ~1e-2: float32 sums (rounding ~1e-3,
+    order-dependent) would make those comparisons noise-driven.
+    """
+    whitened = cholesky.mul_transpose(x - mean).double()
+    return (0.5 * whitened.square().sum(dim=(1, 2, 3)) - cholesky.log_diag.double().sum(dim=(1, 2, 3))
+            + 0.5 * mu * z.double().square().sum(1))
 
 
 @dataclass
@@ -53,7 +67,7 @@ class DecodedLatent:
     def energy(self, x: torch.Tensor, mu: float) -> torch.Tensor:
         """``f(z) = nll(x; G(z), L(z)) + mu/2 ||z||^2`` per image, without graph."""
         with torch.no_grad():
-            return self.cholesky.nll(x, self.mean) + 0.5 * mu * self.z.square().sum(1)
+            return latent_energy64(self.cholesky, x, self.mean, self.z, mu)
 
     def energy_and_gradient(self, x: torch.Tensor, mu: float) -> tuple[torch.Tensor, torch.Tensor]:
         """``f(z)`` per image and its gradient in z (one backward pass; the graph is retained for reuse)."""
@@ -64,7 +78,9 @@ class DecodedLatent:
         for g in grads:
             if g is not None:
                 grad = grad + g
-        return nll.detach() + 0.5 * mu * self.z.square().sum(1), grad
+        with torch.no_grad():
+            energy = latent_energy64(self.cholesky, x, self.mean, self.z, mu)
+        return energy, grad
 
     def select(self, take: torch.Tensor, other: "DecodedLatent") -> "DecodedLatent":
         """Rows from ``other`` where ``take`` (shape ``(B,)``) is true, the rest from ``self``."""
@@ -87,7 +103,7 @@ class DecodedLatent:
 class GradientSteps:
     """Backtracking gradient descent on z (the paper's z-update); the step adapts per image across calls."""
 
-    armijo = 0.5
+    armijo = 1e-4
     grow = 2.0
 
     def __init__(self, batch: int, step_size: float, device, max_backtracks: int = 12, max_graphs: int = 4):
@@ -122,21 +138,50 @@ class GradientSteps:
             energy, grad = decoded.energy_and_gradient(x, mu)
             self.observe_gradient(decoded.z, grad)
             direction = self.direction(grad)
-            slope = batch_dot(grad, direction)
-            accepted = torch.zeros_like(slope, dtype=torch.bool)
-            trial = self.first_trial()
-            new = decoded
-            for _ in range(self.max_backtracks):
-                candidate = DecodedLatent.decode(model, decoded.z + trial[:, None] * direction)
-                ok = (candidate.energy(x, mu) <= energy + self.armijo * trial * slope) & ~accepted
-                new = new.select(ok, candidate)
-                accepted = accepted | ok
-                if bool(accepted.all()):
-                    break
-                trial = torch.where(accepted, trial, trial * 0.5)
-            self.after_step(accepted, trial)
-            decoded = new
+            decoded, accepted, step = self.line_search(model, x, decoded, energy, direction, grad, mu)
+            self.after_step(accepted, step)
         return decoded
+
+    def line_search(self, model, x, decoded: DecodedLatent, energy: torch.Tensor, direction: torch.Tensor,
+                    grad: torch.Tensor, mu: float) -> tuple[DecodedLatent, torch.Tensor, torch.Tensor]:
+        """Per image: a step ``t`` along ``direction`` that is a *continuous* function of the problem.
+
+        With ``f0 = f(z)``, slope ``g0 = g^T d < 0`` and ``f1 = f(z + t0 d)`` at the first trial ``t0``, the next
+        step is the minimiser of the quadratic through ``(f0, g0, f1)``, kept in ``[t0 / 10, t0]``:
+
+            t = min(t0, max(t0 / 10, -g0 t0^2 / (2 (f1 - f0 - g0 t0))))      (t0 when the quadratic is not convex)
+
+        ``t = t0`` exactly when ``f1 <= f0 + g0 t0 / 2`` (Armijo with ``c = 1/2``), and at that boundary the
+        quadratic's minimiser is ``t0`` itself, so the step moves continuously as ``f1`` crosses it (plain halving
+        jumps from ``t0`` to ``t0/2``: a 1e-6 change of the data could flip it and send the non-convex iteration
+        to another local minimum). A step shorter than ``t0`` is accepted when it meets Armijo with ``c =
+        armijo``; otherwise the interpolation repeats from it (at most ``max_backtracks`` trials; an image whose
+        search fails keeps its z, so the objective never increases). Energies and the model are float64.
+        Returns the decoder outputs at the new z, which images accepted a step, and the accepted (or last) steps.
+        """
+        slope = batch_dot(grad.double(), direction.double())
+        accepted = torch.zeros_like(slope, dtype=torch.bool)
+        trial = self.first_trial().double()
+        new = decoded
+        for attempt in range(self.max_backtracks):
+            candidate = DecodedLatent.decode(model, decoded.z + trial.to(direction.dtype)[:, None] * direction)
+            value = candidate.energy(x, mu)
+            curvature = value - energy - slope * trial  # > 0: the quadratic model along d is convex
+            minimiser = torch.where(curvature > 0, -slope * trial.square() / (2 * curvature).clamp_min(1e-300),
+                                    torch.full_like(trial, torch.inf))
+            interpolated = torch.minimum(trial, torch.maximum(0.1 * trial, minimiser))
+            interpolated = torch.where(torch.isfinite(value), interpolated, 0.5 * trial)  # NaN/inf: halve
+            if attempt == 0:  # the first trial stands when the interpolated step is the trial itself
+                ok = (interpolated >= trial) & (value < energy)
+            else:
+                ok = value <= energy + self.armijo * trial * slope
+            ok = ok & ~accepted
+            new = new.select(ok, candidate)
+            accepted = accepted | ok
+            if bool(accepted.all()):
+                break
+            trial = torch.where(accepted, trial, interpolated)
+        return new, accepted, trial.to(grad.dtype)
 
 
 class LBFGSSteps(GradientSteps):
@@ -148,8 +193,6 @@ class LBFGSSteps(GradientSteps):
     (envelope theorem), so with ``z_steps = 1`` this is L-BFGS on the reduced objective. Each image keeps its own
     ring buffer of its last ``memory`` valid pairs, so its steps do not depend on the other images of the batch.
     """
-
-    armijo = 1e-4
 
     def __init__(self, batch: int, step_size: float, device, memory: int = 8, **kwargs):
         super().__init__(batch, step_size, device, **kwargs)
@@ -221,9 +264,9 @@ class LBFGSSteps(GradientSteps):
         slots = self.head[valid]
         self.s[slots, rows] = s[valid]
         self.y[slots, rows] = y[valid]
-        self.rho[slots, rows] = 1.0 / sy[valid]
+        self.rho[slots, rows] = (1.0 / sy[valid]).to(self.rho.dtype)
         self.head = torch.where(valid, (self.head + 1) % self.memory, self.head)
-        self.gamma = torch.where(valid, sy / batch_dot(y, y).clamp_min(1e-30), self.gamma)
+        self.gamma = torch.where(valid, sy / batch_dot(y, y).clamp_min(1e-30), self.gamma).to(self.gamma.dtype)
 
     def after_step(self, accepted: torch.Tensor, trial: torch.Tensor) -> None:
         self.step = torch.where(self.has_memory, self.step, torch.where(accepted, trial * self.grow, trial))

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 
 from ..base import Problem
-from .common import solve_quadratic_x
+from .common import cholesky_precision_diagonal, solve_quadratic_x
 
 
 def posterior_samples(
@@ -39,6 +39,7 @@ def posterior_samples(
     prior_rhs = tiled.precision_mul(tile(mean)) + (lam**-0.5) * tiled.mul(e2.flatten(0, 1))
     samples, _ = solve_quadratic_x(
         problem, tiled.precision_mul, prior_rhs, tile(x_map), sigma, lam, cg_iterations, data=perturbed,
+        precision_diagonal=cholesky_precision_diagonal(tiled),
     )
     return samples.view(count, batch, *x_map.shape[1:])
 
