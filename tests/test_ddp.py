@@ -97,6 +97,38 @@ def test_two_process_vae_stage1_equals_one_process_with_the_global_batch(job, tm
     assert (out / "vae" / "vae_identity.checkpoint.pt").is_file()  # the VAE keeps its per-epoch checkpoint
 
 
+def test_one_process_under_a_launcher_trains_through_ddp_like_a_plain_run(tmp_path, monkeypatch):
+    """``torchrun --nproc_per_node 1`` (the environment it sets, here in this process) joins a one-rank group and
+    trains through DistributedDataParallel: the way to run that code path on a single GPU. The weights must equal
+    a plain run's."""
+    import socket
+
+    import torch.distributed as dist
+
+    from genreg_viewer.training import distributed
+
+    command = ["train", "edip", "--images", "3", "--batch", "2", "--steps", "3", "--threads", "1"]
+    assert main([*command, "--out", str(tmp_path / "plain")]) == 0
+    with socket.socket() as probe:  # a free port for the one-rank group's store
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    for name, value in {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
+                        "MASTER_PORT": str(port)}.items():
+        monkeypatch.setenv(name, value)
+    wrapped = []
+    monkeypatch.setattr(distributed.ParallelModule, "release",
+                        lambda self: wrapped.append(self.ddp is not None))
+    try:
+        assert main([*command, "--out", str(tmp_path / "launched")]) == 0
+        assert dist.is_initialized() and dist.get_world_size() == 1
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    assert wrapped == [True]  # the model was trained through DDP
+    plain, launched = (load_file(tmp_path / f"{run}.safetensors") for run in ("plain", "launched"))
+    assert differences(plain, launched) == 0.0
+
+
 def test_resume_continues_the_interrupted_run_exactly(tmp_path, monkeypatch):
     """A run killed right after its step-2 checkpoint and resumed equals the uninterrupted 4-step run: model,
     optimiser, step and the batch generator all come back from the checkpoint."""

@@ -38,10 +38,11 @@ logger = logging.getLogger("genreg_viewer.training")
 
 
 def launched_by_torchrun() -> bool:
-    """Whether this process is one of several started by ``torchrun`` (``WORLD_SIZE`` > 1 in the environment)."""
+    """Whether a launcher (``torchrun``) started this process: ``RANK`` and ``WORLD_SIZE`` are in the environment.
+    One process (``--nproc_per_node 1``) then also trains through DDP, which checks that code path on one GPU."""
     try:
-        return int(os.environ.get("WORLD_SIZE", "1")) > 1
-    except ValueError:
+        return int(os.environ["WORLD_SIZE"]) >= 1 and int(os.environ["RANK"]) >= 0
+    except (KeyError, ValueError):
         return False
 
 
@@ -134,9 +135,12 @@ class DistributedContext:
     world_size: int = 1
     local_rank: int = 0
     device: torch.device = torch.device("cpu")
+    #: whether this process joined a process group (under ``torchrun``, also with one process): DDP wraps the model
+    joined: bool = False
 
     @property
     def distributed(self) -> bool:
+        """Whether there are other ranks (collectives, batch sharing and loss weighting are needed)."""
         return self.world_size > 1
 
     @property
@@ -209,14 +213,14 @@ class ParallelModule:
         self.synced_batch_norm = False
         self.holder = _LossModule(trainable)
         self.ddp: nn.Module | None = None
-        if context.distributed and any(p.requires_grad for p in trainable.parameters()):
+        if context.joined and any(p.requires_grad for p in trainable.parameters()):
             from torch.nn.parallel import DistributedDataParallel
 
             if has_batch_norm(trainable):
                 if context.device.type == "cuda":
                     _swap_batch_norm(trainable, to_sync=True)
                     self.synced_batch_norm = True
-                elif context.is_main:
+                elif context.distributed and context.is_main:
                     logger.warning("batch norm under gloo (CPU): each of the %d processes normalises with the "
                                    "statistics of its own share of the batch (SyncBatchNorm needs CUDA), so the "
                                    "result differs from a one-process run", context.world_size)
@@ -270,7 +274,7 @@ def distributed_run(device: torch.device | str) -> Iterator[DistributedContext]:
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
         atexit.register(_close_process_group)
-    context = DistributedContext(rank, world, local_rank, device)
+    context = DistributedContext(rank, world, local_rank, device, joined=True)
     if not context.is_main:
         logger.setLevel(logging.WARNING)  # rank 0 reports progress; warnings and errors still show
     yield context
