@@ -114,10 +114,17 @@ class RunControls(QWidget):
 
     def set_progress(self, text: str, done: int | None = None, total: int | None = None) -> None:
         """Show ``text`` under the bar; the bar counts to ``total`` and shows ``done`` where they are given."""
-        if total is not None:
-            self.progress_bar.setRange(0, total)
-        if done is not None:
-            self.progress_bar.setValue(done)
+        bar = self.progress_bar
+        # QProgressBar repaints at once (synchronously, with every other pending paint of the window) when its
+        # value changes; with updates off for the change it is painted with the next regular paint instead
+        bar.setUpdatesEnabled(False)
+        try:
+            if total is not None:
+                bar.setRange(0, total)
+            if done is not None:
+                bar.setValue(done)
+        finally:
+            bar.setUpdatesEnabled(True)  # schedules the (asynchronous) repaint
         self.progress_label.setText(text)
 
     def set_running(self, running: bool) -> None:

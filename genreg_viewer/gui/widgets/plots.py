@@ -29,6 +29,9 @@ class ThemedPlot(pg.PlotWidget):
             # an axis (with its grid lines) is redrawn from a cached pixmap unless its range or size changed: a
             # new curve point then repaints only the curve (the axes were most of each repaint, several ms each)
             axis.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
+        # a fixed width for the tick labels: new labels (a growing range) then do not resize the plot area, which
+        # would redraw every axis of the plot
+        self.getAxis("left").setWidth(em(self, 4.2))
         on_theme_change(self, self._apply_theme)
 
     def set_axis_label(self, axis: str, text: str) -> None:
