@@ -225,3 +225,12 @@ def test_worker_threads_use_torchs_thread_count(qtbot):
         worker.shutdown()
     finally:
         torch.set_num_threads(before)
+
+
+def test_the_run_status_is_shown_whole(window, qtbot, errors):
+    """The longest status text under the progress bar fits its (fixed) height at the dock's width."""
+    adjoint_run(window, qtbot, errors)
+    label = window.method_panel.run_controls.progress_label
+    label.setText("VAE mean + structured covariance stopped at the iteration limit (not converged) after 50 "
+                  "iterations (9.5 s)")
+    assert label.heightForWidth(label.width()) <= label.height()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+from PyQt6.QtCore import Qt
 from PyQt6.QtGui import QFont
 from PyQt6.QtWidgets import QSizePolicy
 from PyQt6.QtWidgets import (
@@ -88,6 +89,11 @@ def compact_combo(combo: QComboBox, characters: int = 14) -> QComboBox:
     return combo
 
 
+#: lines of text under a progress bar (the longest, "... stopped at the iteration limit (not converged) after N
+#: iterations (T s)", takes three at the docks' width)
+PROGRESS_LINES = 3
+
+
 class RunControls(QWidget):
     """A bold Run button and a Cancel button over a progress bar and a progress text ("Idle" at first)."""
 
@@ -108,8 +114,9 @@ class RunControls(QWidget):
         self.progress_bar.setTextVisible(True)
         layout.addWidget(self.progress_bar)
         self.progress_label = wrapped_label("Idle")
-        # two lines, always: a new progress text then repaints the label without re-laying out the dock
-        self.progress_label.setFixedHeight(2 * self.progress_label.fontMetrics().lineSpacing() + 2)
+        # three lines, always: a new progress text then repaints the label without re-laying out the dock
+        self.progress_label.setFixedHeight(PROGRESS_LINES * self.progress_label.fontMetrics().lineSpacing() + 2)
+        self.progress_label.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
         layout.addWidget(self.progress_label)
 
     def set_progress(self, text: str, done: int | None = None, total: int | None = None) -> None:
