@@ -20,16 +20,18 @@ from pathlib import Path
 import numpy as np
 
 from common import (
-    TEST_SEED, VALIDATION_SEED, make_problem, markdown_table, merge_tuned, per_image_psnr_ssim, phantoms, set_threads,
-    timed_run,
+    TEST_SEED, VALIDATION_SEED, interior_grid_search, make_problem, markdown_table, merge_tuned, per_image_psnr_ssim,
+    phantoms, set_threads, timed_run,
 )
 
 from genreg_viewer.recon.generative.tuned import TUNED_FILE
 
 JOINT = ("mean+identity", "mean+diagonal", "mean+covar")
+#: starting grids (log-spaced); every axis grows while its optimum sits on an edge, inside BOUNDS
 LAMBDA_GRID = (0.03, 0.1, 0.3, 1.0)
 MU_GRID = (0.25, 1.0, 4.0)  # mu = 1 is the VAE's own N(0, I) prior
-TV_GRID = (0.005, 0.01, 0.02, 0.03, 0.05)
+TV_GRID = (0.005, 0.01, 0.02, 0.04)
+BOUNDS = {"alpha": (1e-4, 1.0), "lam": (1e-4, 100.0), "mu": (0.004, 1000.0)}
 
 
 def mean_psnr(method, problem, params, iterations=None) -> float:
@@ -37,20 +39,26 @@ def mean_psnr(method, problem, params, iterations=None) -> float:
     return float(per_image_psnr_ssim(result, problem)[0].mean())
 
 
-def tune(setting: tuple[int, float], count: int, iterations: int | None) -> dict[str, dict]:
+def tune(setting: tuple[int, float], count: int, iterations: int | None, edges: list[str]) -> dict[str, dict]:
+    """Grid-search TV's alpha and each joint method's lambda and mu on ``count`` validation phantoms, every grid grown
+    until its optimum is interior (or a bound is hit: then ``edges`` gets a line naming it)."""
     spokes, sigma = setting
     problem = make_problem(phantoms(count, VALIDATION_SEED), f"radial:{spokes}", sigma, seed=1)
     tuned: dict[str, dict] = {}
-    scores = {alpha: mean_psnr("tv", problem, {"alpha": alpha}) for alpha in TV_GRID}
-    tuned["tv"] = {"alpha": max(scores, key=scores.get)}
-    print(f"  tv alpha: {scores} -> {tuned['tv']}", flush=True)
-    for method in JOINT:
-        scores = {}
-        for lam, mu in itertools.product(LAMBDA_GRID, MU_GRID):
-            scores[(lam, mu)] = mean_psnr(method, problem, {"lam": lam, "mu": mu, "posterior_samples": 0}, iterations)
-        lam, mu = max(scores, key=scores.get)
-        tuned[method] = {"lam": lam, "mu": mu}
-        print(f"  {method}: best lam={lam} mu={mu} ({scores[(lam, mu)]:.2f} dB)", flush=True)
+    searches = [("tv", {"alpha": TV_GRID}, {})] + [
+        (method, {"lam": LAMBDA_GRID, "mu": MU_GRID}, {"posterior_samples": 0}) for method in JOINT]
+    for method, grids, extra in searches:
+        def score(params: dict[str, float], method=method, extra=extra) -> float:
+            value = mean_psnr(method, problem, {**params, **extra}, iterations if method in JOINT else None)
+            print(f"    {method} {params}: {value:.2f} dB", flush=True)
+            return value
+
+        best, scores, on_edge = interior_grid_search(score, grids, BOUNDS)
+        tuned[method] = best
+        where = f"ON AN EDGE: {', '.join(on_edge)} (bound reached)" if on_edge else "interior"
+        print(f"  {method}: best {best} ({scores[tuple(best.values())]:.2f} dB, {where}, {len(scores)} points)",
+              flush=True)
+        edges += [f"{spokes}:{sigma} {method} {name}={best[name]}" for name in on_edge]
     return tuned
 
 
@@ -103,10 +111,10 @@ def spokes_curve(count: int, sigma: float, spokes_list, methods) -> None:
 
 def speed(repeats: int = 3) -> None:
     """Seconds for one 128x128 reconstruction with the shipped defaults (joint methods: to convergence, with the
-    posterior std map), and mean+covar with the paper's plain gradient z-steps for comparison."""
+    posterior std map), and mean+covar with the optional L-BFGS z-steps for comparison."""
     problem = make_problem(phantoms(1, TEST_SEED), "radial:25", 0.05, seed=0)
     runs = [("tv", {}, None)] + [(m, {}, None) for m in JOINT] + [
-        ("mean+covar", {"z_optimiser": "gradient", "z_steps": 3, "tolerance": 0.0}, 40)]
+        ("mean+covar", {"z_optimiser": "lbfgs"}, None)]
     rows = []
     for method, params, iterations in runs:
         times, result = [], None
@@ -164,13 +172,16 @@ def main() -> None:
     settings = [(int(s.split(":")[0]), float(s.split(":")[1])) for s in args.settings]
     tuned_all = {}
     rows = []
+    edges: list[str] = []
     for setting in settings:
         print(f"setting {setting}", flush=True)
-        tuned = tune(setting, args.tune_images, args.iterations) if args.tune else {}
+        tuned = tune(setting, args.tune_images, args.iterations, edges) if args.tune else {}
         tuned_all[setting] = tuned
         rows += evaluate(setting, args.methods, args.images, tuned, args.iterations)
     print()
     print(markdown_table(["setting", "method", "PSNR (dB)", "SSIM", "s/image", "params"], rows))
+    if args.tune:
+        print("tuned values on a grid edge: " + ("; ".join(edges) if edges else "none (every optimum is interior)"))
     if args.tune and args.write_tuned:
         write_tuned(tuned_all)
     if args.curve:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 import time
@@ -68,6 +69,40 @@ def merge_tuned(path: Path, tuned_all: dict, methods, extra: dict | None = None)
     if table:
         atomic_write_text(path, json.dumps(table, indent=2) + "\n")
         print(f"wrote {path}")
+
+
+def interior_grid_search(score, grids: dict[str, tuple[float, ...]], bounds: dict[str, tuple[float, float]]):
+    """Maximise ``score(params)`` over the product of the (log-spaced) ``grids``; while the best point lies on an
+    edge of an axis, extend that axis by one more point at the same ratio (3 significant digits), inside ``bounds``.
+
+    Returns ``(best, scores, edges)``: the best parameters, every scored point, and the names of the axes whose best
+    value is still the first or last of its (grown) axis, i.e. stopped by ``bounds`` (empty when every optimum is
+    interior). Single-value axes are fixed, never reported.
+    """
+    axes = {name: sorted(values) for name, values in grids.items()}
+    scores: dict[tuple, float] = {}
+    while True:
+        for point in itertools.product(*axes.values()):
+            if point not in scores:
+                scores[point] = score(dict(zip(axes, point)))
+        best = max(scores, key=scores.get)
+        grew = False
+        for i, name in enumerate(axes):
+            values, value = axes[name], best[i]
+            if len(values) < 2:
+                continue
+            low, high = bounds[name]
+            below, above = values[0] / (values[1] / values[0]), values[-1] * (values[-1] / values[-2])
+            if value == values[0] and below >= low:
+                values.insert(0, float(f"{below:.3g}"))
+                grew = True
+            elif value == values[-1] and above <= high:
+                values.append(float(f"{above:.3g}"))
+                grew = True
+        if not grew:
+            break
+    edges = [name for i, name in enumerate(axes) if len(axes[name]) > 1 and best[i] in (axes[name][0], axes[name][-1])]
+    return dict(zip(axes, best)), scores, edges
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:

@@ -45,7 +45,7 @@ class JointGenerativeReconstruction(ReconMethod):
 
     covariance_kind: ClassVar[str]
     category = "generative"
-    default_iterations = 50
+    default_iterations = 40
     #: convergence is judged on the objective decrease over this many outer iterations (single steps are noisy)
     convergence_window = 5
     tune_parameter = "lam"
