@@ -1,14 +1,15 @@
-"""Background work: reconstructions (a queue on its own ``QThread``), sweeps and covariance-model queries (superqt
-``GeneratorWorker``/``FunctionWorker`` on one-thread pools).
+"""Background work on superqt workers: reconstructions (a queue), sweeps and covariance-model queries.
 
-The GUI talks to the workers only through queued signals, so the event loop never blocks. Reconstructions run
-through :func:`genreg_viewer.recon.run_method` with a ``threading.Event`` as ``cancel``: the runner checks it between
-iterations, so Cancel stops within one iteration. Progress reaches the GUI at most every ``PROGRESS_INTERVAL``
-seconds (plus the final state).
+Each owner runs its work as superqt ``FunctionWorker``/``GeneratorWorker`` objects on a private one-thread
+``QThreadPool`` (jobs run one after the other, in the order submitted); the GUI hears of them only through queued
+signals, so the event loop never blocks. Reconstructions run through :func:`genreg_viewer.recon.run_method` with a
+``threading.Event`` as ``cancel``: the runner checks it between iterations, so Cancel stops within one iteration.
+Progress reaches the GUI at most every ``PROGRESS_INTERVAL`` seconds (plus the final state). Every worker applies
+torch's thread count on its own thread first (OpenMP keeps the count per thread).
 
-Shutdown (the window closing) is two steps: every owner's ``shutdown(wait_ms=0)`` cancels its work, asks its thread
-to quit and from then on drops the signals its worker still sends (a cancelled run reports its last state late);
-then :func:`wait_for_threads` waits for all of them with one deadline. A thread stuck in a long operation does not
+Shutdown (the window closing) is two steps: every owner's ``shutdown(wait_ms=0)`` cancels its work, drops what is
+queued and from then on ignores the signals its running worker still sends (a cancelled run reports its last state
+late); then :func:`wait_for_threads` waits for all pools with one deadline. Work stuck in a long operation does not
 keep the application alive: :func:`genreg_viewer.gui.app.main` exits without it (see there).
 """
 
@@ -25,7 +26,7 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from PyQt6.QtCore import QObject, Qt, QThread, QThreadPool, pyqtSignal, pyqtSlot
+from PyQt6.QtCore import QObject, QThreadPool, pyqtSignal
 from superqt.utils import create_worker
 
 from ..device import configure_background_threads
@@ -36,11 +37,6 @@ from .state import RunRecord
 
 PROGRESS_INTERVAL = 0.125  #: seconds between progress signals (8 Hz: smooth enough, and painting stays cheap)
 
-#: running worker threads. Qt aborts the process when a running ``QThread`` is destroyed, so this module keeps
-#: them alive until :func:`stop_thread` (called by their owners on close) or interpreter exit stops them.
-_THREADS: set[QThread] = set()
-
-
 def _apply_thread_count_here() -> None:
     """Apply torch's process-wide intra-op thread count on the calling thread too: OpenMP keeps the count per
     thread, and a new thread starts with OpenMP's default (every core), which on a busy 2-core machine made a worker's
@@ -48,43 +44,18 @@ def _apply_thread_count_here() -> None:
     torch.set_num_threads(torch.get_num_threads())
 
 
-def start_thread(name: str) -> QThread:
-    """A started ``QThread`` (using torch's thread count) kept alive until :func:`stop_thread`."""
-    thread = QThread()
-    thread.setObjectName(name)
-    thread.started.connect(_apply_thread_count_here, Qt.ConnectionType.DirectConnection)  # runs on the thread
-    _THREADS.add(thread)
-    thread.start()
-    return thread
-
-
-def stop_thread(thread: QThread, timeout_ms: int = 10_000) -> bool:
-    """Stop ``thread``'s event loop after its current task; True when it ended within ``timeout_ms`` (0: ask it
-    to stop and do not wait)."""
-    thread.quit()
-    ended = thread.wait(timeout_ms) if timeout_ms > 0 else thread.isFinished()
-    if ended:
-        _THREADS.discard(thread)
-    return ended
-
-
 def wait_for_threads(timeout_ms: int) -> bool:
-    """Ask every running worker thread to quit and wait for them and for the superqt workers' pools,
-    ``timeout_ms`` in all (not per thread); True when none is left running."""
+    """Wait for the background work of every worker pool, ``timeout_ms`` in all (not per pool); True when none is
+    left running."""
     deadline = time.monotonic() + timeout_ms / 1000
-    for thread in list(_THREADS):
-        left_ms = max(0, int((deadline - time.monotonic()) * 1000))
-        stop_thread(thread, left_ms)
     for pool in _Pool.alive():
         pool.waitForDone(max(0, int((deadline - time.monotonic()) * 1000)))
     return not running_threads()
 
 
 def running_threads() -> list[str]:
-    """Names of the worker threads (and superqt workers' pools) still running."""
-    names = [thread.objectName() for thread in _THREADS if thread.isRunning()]
-    names += [pool.objectName() for pool in _Pool.alive() if pool.activeThreadCount() > 0]
-    return sorted(names)
+    """Names of the worker pools with work still running."""
+    return sorted(pool.objectName() for pool in _Pool.alive() if pool.activeThreadCount() > 0)
 
 
 @atexit.register
@@ -145,7 +116,7 @@ def user_message(exc: BaseException) -> str:
 
 
 class ReconWorker(QObject):
-    """Runs jobs one after the other on its thread (jobs arrive as queued signals, so they queue in order)."""
+    """Runs one job (called on a pool thread by :class:`ReconQueue`); its signals reach the GUI thread queued."""
 
     started = pyqtSignal(int)
     progress = pyqtSignal(int, object)  # job id, ProgressUpdate
@@ -153,8 +124,8 @@ class ReconWorker(QObject):
     failed = pyqtSignal(int, str)
     skipped = pyqtSignal(int)  # cancelled before it started
 
-    @pyqtSlot(object)
     def run(self, job: ReconJob) -> None:
+        _apply_thread_count_here()
         if job.cancel.is_set():
             self.skipped.emit(job.job_id)
             return
@@ -192,9 +163,9 @@ class ReconWorker(QObject):
 
 
 class ReconQueue(QObject):
-    """The GUI side of the reconstruction thread: submit, cancel and follow queued jobs."""
+    """Submit, cancel and follow reconstructions: each job is a superqt ``FunctionWorker`` on a one-thread pool, so
+    jobs run one after the other in the order submitted."""
 
-    _dispatch = pyqtSignal(object)
     queueChanged = pyqtSignal()
     jobStarted = pyqtSignal(object)  # ReconJob
     jobProgress = pyqtSignal(object, object)  # ReconJob, ProgressUpdate
@@ -211,10 +182,8 @@ class ReconQueue(QObject):
         except ValueError as exc:
             print(f"genreg-viewer: {exc}; using 1 thread", file=sys.stderr)
             torch.set_num_threads(1)
-        self._thread = start_thread("reconstruction")
-        self._worker = ReconWorker()
-        self._worker.moveToThread(self._thread)
-        self._dispatch.connect(self._worker.run)
+        self.pool = _Pool.new("reconstruction", self)
+        self._worker = ReconWorker()  # lives on the GUI thread; its signals are emitted from the pool's thread
         self._worker.started.connect(self._on_started)
         self._worker.progress.connect(self._on_progress)
         self._worker.finished.connect(self._on_finished)
@@ -229,7 +198,8 @@ class ReconQueue(QObject):
         if self.closed:
             return
         self.pending.append(job)
-        self._dispatch.emit(job)
+        worker = create_worker(self._worker.run, job, _start_thread=False, _ignore_errors=True)
+        self.pool.start(worker)
         self.queueChanged.emit()
 
     def cancel_current(self) -> bool:
@@ -264,7 +234,8 @@ class ReconQueue(QObject):
         self.cancel_all()
         self.closed = True
         self.current = None  # cancelled; what it reports from now on is dropped
-        return stop_thread(self._thread, timeout_ms)
+        self.pool.clear()
+        return self.pool.waitForDone(timeout_ms) if timeout_ms > 0 else self.pool.activeThreadCount() == 0
 
     # ------------------------------------------------------------ worker events
     def _find(self, job_id: int) -> ReconJob | None:
