@@ -81,27 +81,29 @@ def test_environment_and_explicit_count_override_the_default(monkeypatch):
 
 
 def test_busy_cores_sees_a_neighbour_that_just_started(monkeypatch):
-    """A process spinning for a second is counted at once, though the load average (here 0) has not seen it yet."""
+    """A process spinning for a moment is counted at once, though the load average (here 0) has not seen it yet."""
     import multiprocessing
     import os
-    import time
 
     from genreg_viewer.device import busy_cores
 
     monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
-    spinner = multiprocessing.get_context("spawn").Process(target=_spin, args=(5.0,), daemon=True)
+    context = multiprocessing.get_context("spawn")
+    spinning = context.Event()
+    spinner = context.Process(target=_spin, args=(spinning, 30.0), daemon=True)
     spinner.start()
     try:
-        time.sleep(1.5)  # the child interpreter starts, then spins
+        assert spinning.wait(120), "the spinning process did not start"
         assert busy_cores() >= 0.5
     finally:
         spinner.terminate()
         spinner.join()
 
 
-def _spin(seconds: float) -> None:
+def _spin(spinning, seconds: float) -> None:
     import time
 
+    spinning.set()
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         pass
