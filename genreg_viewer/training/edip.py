@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from ..models.unet import UNet
+from ..models.unet import DIP_CHANNELS, UNet
 from ..models.weights import save_weights, weights_paths
 from ..paths import WEIGHTS_DIR
 from ..physics import MRIOperator, add_kspace_noise, radial_mask
@@ -40,7 +40,6 @@ from .distributed import BatchShare, distributed_run
 DEFAULT_STEM = WEIGHTS_DIR / "edip"
 SPOKE_CHOICES = (15, 25, 35, 45, 65, 85, 125)
 NOISE_CHOICES = (0.0125, 0.025, 0.05)
-DIP_CHANNELS = (16, 32, 64)  #: the U-Net used by DIP and eDIP
 
 
 @dataclass
