@@ -75,11 +75,12 @@ def dense_posterior_std(mask, cholesky, index: int, sigma: float, lam: float) ->
     return np.sqrt(np.diag(np.linalg.inv(precision))).reshape(mask.shape)
 
 
+@pytest.mark.parametrize("penalty", ["none", "marginal"])
 @pytest.mark.parametrize("optimiser", ["lbfgs", "gradient"])
 @pytest.mark.parametrize("name", ["mean+identity", "mean+diagonal", "mean+covar"])
-def test_joint_objective_never_increases(use_tiny_models, name, optimiser):
+def test_joint_objective_never_increases(use_tiny_models, name, optimiser, penalty):
     problem = tiny_problem()
-    params = {"posterior_samples": 0, "tolerance": 0.0, "z_optimiser": optimiser}
+    params = {"posterior_samples": 0, "tolerance": 0.0, "z_optimiser": optimiser, "precision_penalty": penalty}
     result = run_method(name, problem, params, iterations=8, report_every=1)
     objectives = [h["objective"] for h in result.history]
     assert all(b <= a * (1 + 1e-6) + 1e-6 for a, b in zip(objectives, objectives[1:])), objectives
@@ -94,6 +95,23 @@ def test_lbfgs_reaches_a_lower_objective_than_gradient_steps(use_tiny_models):
         params = {"posterior_samples": 0, "tolerance": 0.0, "z_optimiser": optimiser}
         final[optimiser] = run_method("mean+covar", problem, params, iterations=15).history[-1]["objective"]
     assert final["lbfgs"] < final["gradient"]
+
+
+def test_marginal_penalty_is_half_the_log_of_the_dense_posterior_precision_diagonal(use_tiny_models):
+    """``1/2 sum_p log(diag(H / lam))`` with ``H = Re(A^H A)/sigma^2 + lam L L^T`` built densely (8 x 8 DFT and L)."""
+    from genreg_viewer.recon.generative.joint import JointGenerativeReconstruction
+
+    size, sigma, lam = 8, 0.1, 0.3
+    model = tiny_model("covar", size=size)
+    truth = torch.rand(1, 1, size, size, generator=torch.Generator().manual_seed(0))
+    mask = radial_mask(3, (size, size))
+    problem = Problem(simulate_measurement(truth, mask, sigma, seed=0), truth)
+    cholesky = model.decode_cholesky(torch.randn(1, 6, generator=torch.Generator().manual_seed(1))).detach()
+    lower = dense_lower(cholesky)
+    posterior = dense_real_gram(mask) / sigma**2 + lam * lower @ lower.T
+    expected = 0.5 * np.log(np.diag(posterior) / lam).sum()
+    value = JointGenerativeReconstruction.marginal_penalty(problem, sigma, lam)(cholesky)
+    assert float(value) == pytest.approx(expected, rel=1e-5)
 
 
 def test_decoded_latent_rows_from_several_graphs_give_exact_gradients(use_tiny_models):

@@ -62,6 +62,9 @@ class JointGenerativeReconstruction(ReconMethod):
                   "x-update (warm-started)", 1, 1000),
         Parameter("tolerance", float, 2e-5, "converged when the objective's mean relative decrease per iteration over "
                   "the last 5 iterations is below this (0: run all iterations)", 0.0, 1.0, log_scale=True),
+        Parameter("precision_penalty", str, "none", "none: eq. 12; marginal: + lambda/2 sum_p log(f/(lambda sigma^2) "
+                  "+ diag(L L^T)_p), a diagonal approximation of the marginal likelihood's log det (penalises "
+                  "confident covariances where the data are weak)", choices=("none", "marginal")),
         Parameter("posterior_samples", int, 16, "perturb-and-MAP samples for the posterior std map (0: none)", 0, 512),
     )
 
@@ -73,11 +76,29 @@ class JointGenerativeReconstruction(ReconMethod):
 
     @staticmethod
     def objective(problem: Problem, x: torch.Tensor, decoded: DecodedLatent, lam: float, mu: float,
-                  sigma: float) -> torch.Tensor:
-        """``E(x, z)`` per image (eq. 12), from the decoder outputs at z."""
+                  sigma: float, penalty=None) -> torch.Tensor:
+        """``E(x, z)`` per image (eq. 12, plus the optional precision penalty), from the decoder outputs at z."""
         with torch.no_grad():
             data = problem.operator.data_misfit(x, problem.y) / (2 * sigma**2)
-        return data + lam * decoded.energy(x, mu)
+        return data + lam * decoded.energy(x, mu, penalty)
+
+    @staticmethod
+    def marginal_penalty(problem: Problem, sigma: float, lam: float):
+        """``L -> 1/2 sum_p log(f / (lam sigma^2) + diag(L L^T)_p)`` (``f`` = sampling fraction), added to the latent
+        energy ``E / lam`` (so ``lam/2 sum_p log(...)`` in ``E``).
+
+        The marginal likelihood of the tempered model (likelihood to the power ``1/lam``) is ``-log p(y | z) =
+        min_x E(x, z) / lam + 1/2 log det(H / lam) + const`` with the posterior precision ``H = Re(A^H A)/sigma^2 +
+        lam L L^T``. The joint MAP (eq. 12) drops the ``log det`` term, so it rewards confident covariances
+        (``-sum log L_pp``) even where the data see nothing; there ``H / lam ~ L L^T`` and the two would cancel.
+        ``log det`` is approximated by the sum of the logs of the diagonal (``diag(Re(A^H A)) = f``)."""
+        fraction = float(problem.operator.sampling.mean())
+
+        def penalty(cholesky) -> torch.Tensor:
+            diagonal = cholesky_precision_diagonal(cholesky)
+            return 0.5 * torch.log(fraction / (lam * sigma**2) + diagonal).sum(dim=(1, 2, 3))
+
+        return penalty
 
     @staticmethod
     def _converged(history, energy: torch.Tensor, tolerance: float) -> torch.Tensor:
@@ -100,7 +121,9 @@ class JointGenerativeReconstruction(ReconMethod):
         sub, x = problem, x_all
         decoded = DecodedLatent.decode(model, z_all)
         z_optimiser = Z_OPTIMISERS[params["z_optimiser"]](x.shape[0], params["z_step_size"], x.device)
-        energy_all = self.objective(problem, x, decoded, lam, mu, sigma)
+        penalty = self.marginal_penalty(problem, sigma, lam) if params["precision_penalty"] == "marginal" else None
+        z_optimiser.penalty = penalty
+        energy_all = self.objective(problem, x, decoded, lam, mu, sigma, penalty)
         history = collections.deque(maxlen=self.convergence_window)
         for iteration in range(1, iterations + 1):
             history.append(energy_all[work])
@@ -113,7 +136,7 @@ class JointGenerativeReconstruction(ReconMethod):
                 )
             # z-update: line-searched (L-BFGS or gradient) steps on the latent energy
             decoded = z_optimiser.run(model, x, decoded, mu, params["z_steps"])
-            energy = self.objective(sub, x, decoded, lam, mu, sigma)
+            energy = self.objective(sub, x, decoded, lam, mu, sigma, penalty)
             # fresh tensors: the previous step's image may still be shown or stored by the caller
             x_all, z_all, energy_all = x_all.clone(), z_all.clone(), energy_all.clone()
             x_all[work], z_all[work], energy_all[work] = x, decoded.z, energy

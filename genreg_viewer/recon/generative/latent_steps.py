@@ -64,23 +64,24 @@ class DecodedLatent:
         with torch.enable_grad():
             return cls(leaf.detach(), model.decode_mean(leaf), model.decode_cholesky(leaf), (leaf,))
 
-    def energy(self, x: torch.Tensor, mu: float) -> torch.Tensor:
-        """``f(z) = nll(x; G(z), L(z)) + mu/2 ||z||^2`` per image, without graph."""
+    def energy(self, x: torch.Tensor, mu: float, penalty=None) -> torch.Tensor:
+        """``f(z) = nll(x; G(z), L(z)) + mu/2 ||z||^2 [+ penalty(L(z))]`` per image, without graph."""
         with torch.no_grad():
-            return latent_energy64(self.cholesky, x, self.mean, self.z, mu)
+            value = latent_energy64(self.cholesky, x, self.mean, self.z, mu)
+            return value if penalty is None else value + penalty(self.cholesky).double()
 
-    def energy_and_gradient(self, x: torch.Tensor, mu: float) -> tuple[torch.Tensor, torch.Tensor]:
+    def energy_and_gradient(self, x: torch.Tensor, mu: float, penalty=None) -> tuple[torch.Tensor, torch.Tensor]:
         """``f(z)`` per image and its gradient in z (one backward pass; the graph is retained for reuse)."""
         with torch.enable_grad():
             nll = self.cholesky.nll(x, self.mean)
+            if penalty is not None:
+                nll = nll + penalty(self.cholesky)
             grads = torch.autograd.grad(nll.sum(), self.leaves, retain_graph=True, allow_unused=True)
         grad = mu * self.z
         for g in grads:
             if g is not None:
                 grad = grad + g
-        with torch.no_grad():
-            energy = latent_energy64(self.cholesky, x, self.mean, self.z, mu)
-        return energy, grad
+        return self.energy(x, mu, penalty), grad
 
     def select(self, take: torch.Tensor, other: "DecodedLatent") -> "DecodedLatent":
         """Rows from ``other`` where ``take`` (shape ``(B,)``) is true, the rest from ``self``."""
@@ -110,6 +111,8 @@ class GradientSteps:
         self.step = torch.full((batch,), float(step_size), device=device)
         self.max_backtracks = max_backtracks
         self.max_graphs = max_graphs
+        #: optional extra term of the latent energy, a differentiable function of the factor ``L(z)`` -> ``(B,)``
+        self.penalty = None
 
     def direction(self, grad: torch.Tensor) -> torch.Tensor:
         return -grad
@@ -135,7 +138,7 @@ class GradientSteps:
         if len(decoded.leaves) > self.max_graphs:  # images stuck on old graphs: start one fresh graph
             decoded = DecodedLatent.decode(model, decoded.z)
         for _ in range(count):
-            energy, grad = decoded.energy_and_gradient(x, mu)
+            energy, grad = decoded.energy_and_gradient(x, mu, self.penalty)
             self.observe_gradient(decoded.z, grad)
             direction = self.direction(grad)
             decoded, accepted, step = self.line_search(model, x, decoded, energy, direction, grad, mu)
@@ -165,7 +168,7 @@ class GradientSteps:
         new = decoded
         for attempt in range(self.max_backtracks):
             candidate = DecodedLatent.decode(model, decoded.z + trial.to(direction.dtype)[:, None] * direction)
-            value = candidate.energy(x, mu)
+            value = candidate.energy(x, mu, self.penalty)
             curvature = value - energy - slope * trial  # > 0: the quadratic model along d is convex
             minimiser = torch.where(curvature > 0, -slope * trial.square() / (2 * curvature).clamp_min(1e-300),
                                     torch.full_like(trial, torch.inf))
