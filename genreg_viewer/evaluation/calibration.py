@@ -275,7 +275,7 @@ def plot_calibration(panels: Sequence[tuple[str, dict[str, Any]]], path) -> Path
                     continue
                 curve = entry[label]
                 nominal = [gaussian_coverage(k) for k in curve["curve_k"]]
-                text = name if label == "raw" else f"{name} x {curve['scale']:.2g}"
+                text = name if label == "raw" else f"{name} x {curve['scale']:.3g}"
                 line, = ax.plot(nominal, curve["curve_coverage"], style, color=colour, linewidth=1.5, label=text)
                 ax.plot([gaussian_coverage(float(k)) for k in curve["coverage"]], list(curve["coverage"].values()),
                         "o", color=line.get_color(), markersize=3.5)
