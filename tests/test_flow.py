@@ -115,7 +115,7 @@ def test_train_flow_cli_rejects_bad_arguments(tmp_path, capsys):
 @pytest.fixture
 def use_tiny_flow(monkeypatch):
     model = tiny_flow(size=16, hidden=(6, 8), dtype=torch.float32)
-    monkeypatch.setattr(flow_prior, "bundled_flow", lambda device: model.to(device))
+    monkeypatch.setattr(flow_prior, "bundled_flow", lambda device, weight_set=None: model.to(device))
     monkeypatch.setattr(flow_prior, "flow_available", lambda: (True, ""))
     return model
 
@@ -156,7 +156,7 @@ def test_flow_prior_rejects_other_image_sizes(use_tiny_flow):
 
 
 def test_missing_flow_weights_are_reported(monkeypatch, tmp_path):
-    monkeypatch.setattr(flow_module, "bundled_flow_stem", lambda: tmp_path / "flow")
+    monkeypatch.setattr(flow_module, "bundled_flow_stem", lambda weight_set=None: tmp_path / "flow")
     ok, why = flow_prior.flow_available()
     assert not ok and "genreg train flow" in why
     with pytest.raises(RuntimeError, match="not available"):

@@ -132,7 +132,7 @@ def test_tempering_widens_the_posterior(monkeypatch):
 
 def test_flow_generator(monkeypatch):
     model = tiny_flow(size=16, hidden=(6, 8), dtype=torch.float32)
-    monkeypatch.setattr(flow_prior, "bundled_flow", lambda device: model.to(device))
+    monkeypatch.setattr(flow_prior, "bundled_flow", lambda device, weight_set=None: model.to(device))
     monkeypatch.setattr(flow_prior, "flow_available", lambda: (True, ""))
     use_model(monkeypatch, tiny_vae())
     problem = tiny_problem(batch=1)

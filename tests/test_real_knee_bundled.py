@@ -71,3 +71,27 @@ def test_cli_uses_the_sets_tuned_defaults_and_says_which_weights(tmp_path, capsy
     nearest = min(tuned, key=lambda e: abs(e["sampling_fraction"] - summary["mask_fraction"]) + abs(e["sigma"] - 0.05))
     assert {k: summary["params"][k] for k in nearest["params"]} == nearest["params"]
     assert summary["psnr"] > results["tv"]["psnr"] > results["adjoint"]["psnr"]
+
+
+def test_learned_networks_come_from_the_problems_set_not_the_active_one():
+    """A problem made for a real scan (auto mode) runs the real-knee variational network even though the active set
+    (for contexts without an image) is the phantom one; networks the set lacks come from its fallback."""
+    from genreg_viewer.physics import mask_from_spec, simulate_measurement
+    from genreg_viewer.recon import Problem, get_method
+    from genreg_viewer.recon.learned.common import resolve_weights
+    from genreg_viewer.weight_sets import active_weight_set, is_auto, use_weight_set
+
+    before = None if is_auto() else active_weight_set()
+    use_weight_set("auto")
+    try:
+        real_knee, phantom = resolve_weight_set("real-knee"), resolve_weight_set("phantom")
+        truth = torch.from_numpy(phantom_batch(1, 1_000_000))[:, None]
+        measurement = simulate_measurement(truth, mask_from_spec("radial:25", (128, 128)), 0.05, seed=0)
+        problem = Problem(measurement, truth, weight_set=real_knee)
+        _name, stem, exact, _distance = get_method("varnet").choose(problem, "auto")
+        assert exact and str(stem).startswith(str(real_knee.folder))
+        phantom_problem = Problem(measurement, truth, weight_set=phantom)
+        assert str(get_method("varnet").choose(phantom_problem, "auto")[1]).startswith(str(phantom.folder / "varnet"))
+        assert resolve_weights("dncnn", real_knee).parent == phantom.folder  # not in real-knee: its fallback
+    finally:
+        use_weight_set(before)

@@ -394,11 +394,11 @@ def flow_from_weights(stem: str | os.PathLike, device: str | torch.device = "cpu
     return generator_from_weights(stem, MODEL_TYPE, FlowConfig, Flow, device)
 
 
-def bundled_flow_stem() -> Path:
-    """The flow of the active weight set (or its fallback)."""
+def bundled_flow_stem(weight_set=None) -> Path:
+    """The flow of ``weight_set`` (default: the active one) or its fallback."""
     from ..weight_sets import find_weights
 
-    return find_weights(BUNDLED_NAME)[0]
+    return find_weights(BUNDLED_NAME, weight_set)[0]
 
 
 def bundled_flow_available() -> tuple[bool, str]:

@@ -12,22 +12,22 @@ from ...models.weights import WeightsError, load_state_into, load_weights, weigh
 from ...weight_sets import find_weights
 
 
-def resolve_weights(name: str) -> Path:
-    """A bare name (``dncnn``) means ``NAME`` in the active weight set (or its fallback, normally
-    ``resources/weights``); anything with a folder or suffix is a path."""
+def resolve_weights(name: str, weight_set=None) -> Path:
+    """A bare name (``dncnn``) means ``NAME`` in ``weight_set`` (default: the active one; a run passes its
+    problem's) or its fallback, normally ``resources/weights``; anything with a folder or suffix is a path."""
     text = str(name).strip()
     if not text:
         raise WeightsError("no weights file given")
     path = Path(text).expanduser()
     if path.parent == Path(".") and not path.suffix:
-        path = find_weights(text)[0]
+        path = find_weights(text, weight_set)[0]
     return weights_stem(path)
 
 
-def weights_status(name: str, train_hint: str) -> tuple[bool, str]:
+def weights_status(name: str, train_hint: str, weight_set=None) -> tuple[bool, str]:
     """``(True, '')`` when the weights exist, else ``(False, reason with the command that creates them)``."""
     try:
-        stem = resolve_weights(name)
+        stem = resolve_weights(name, weight_set)
     except WeightsError as exc:
         return False, str(exc)
     if not weights_exist(stem):
@@ -39,12 +39,13 @@ def weights_status(name: str, train_hint: str) -> tuple[bool, str]:
 ModuleT = TypeVar("ModuleT", bound=torch.nn.Module)
 
 
-def load_network(name: str, build: Callable[[dict], ModuleT], device: torch.device) -> tuple[ModuleT, dict, dict]:
+def load_network(name: str, build: Callable[[dict], ModuleT], device: torch.device,
+                 weight_set=None) -> tuple[ModuleT, dict, dict]:
     """Load (once per file version and device, :func:`~genreg_viewer.models.cache.cached_model`) the network in
     weights ``name``: ``build(config)`` creates the module, the stored tensors are checked against it and copied in.
     Returns ``(module, config, info)``; the module is in eval mode with frozen parameters and shared between
-    callers, who must not modify it."""
-    stem = resolve_weights(name)
+    callers, who must not modify it. Bare names are looked up in ``weight_set`` (see :func:`resolve_weights`)."""
+    stem = resolve_weights(name, weight_set)
 
     def load() -> tuple[ModuleT, dict, dict]:
         state, config, info = load_weights(stem)

@@ -150,7 +150,7 @@ class EducatedDeepImagePrior(_DeepImagePriorBase):
         return weights_status(DEFAULT_EDIP_WEIGHTS, "genreg train edip")
 
     def networks_and_inputs(self, problem: Problem, params: dict[str, Any]) -> tuple[list[UNet], torch.Tensor]:
-        pretrained, _, _ = load_network(params["weights"], _build_unet, problem.device)
+        pretrained, _, _ = load_network(params["weights"], _build_unet, problem.device, problem.weight_set)
         networks = []
         for _ in range(problem.batch_size):
             net = copy.deepcopy(pretrained)

@@ -54,9 +54,10 @@ def _build_denoiser(config: dict) -> RealSNDnCNN:
     return RealSNDnCNN(int(config["layers"]), int(config["channels"]), float(config.get("bound", 1.0)))
 
 
-def load_denoiser(name: str, device: torch.device) -> tuple[RealSNDnCNN, dict, dict]:
-    """The RealSN-DnCNN in weights ``name`` (bundled ``dncnn`` by default), cached, eval mode."""
-    return load_network(name, _build_denoiser, device)
+def load_denoiser(name: str, device: torch.device, weight_set=None) -> tuple[RealSNDnCNN, dict, dict]:
+    """The RealSN-DnCNN in weights ``name`` (bundled ``dncnn`` by default; bare names from ``weight_set``), cached,
+    eval mode."""
+    return load_network(name, _build_denoiser, device, weight_set)
 
 
 @register
@@ -90,7 +91,7 @@ class PnPADMM(ReconMethod):
         return tuned_defaults(TUNED_FILE, self.name, problem)
 
     def iterate(self, problem: Problem, params: dict[str, Any], iterations: int) -> Iterator[Step]:
-        denoiser, config, _ = load_denoiser(params["weights"], problem.device)
+        denoiser, config, _ = load_denoiser(params["weights"], problem.device, problem.weight_set)
         level = float(params["denoiser_sigma"])
         low, high = config.get("sigma_range", [0.0, float("inf")])
         if not low * 0.5 <= level <= high * 1.5:

@@ -46,10 +46,11 @@ class TrainedSetting:
         return mask_term + noise_term + (0.0 if fingerprint == self.fingerprint else PATTERN_PENALTY)
 
 
-def trained_settings(folder=None) -> list[TrainedSetting]:
-    """The variational networks found as ``varnet-*.json`` in the weights folder (unreadable files are skipped)."""
-    if folder is None:  # the active weight set, else the first fallback that has any
-        folders = [s.folder for s in weight_set_chain()]
+def trained_settings(folder=None, weight_set=None) -> list[TrainedSetting]:
+    """The variational networks found as ``varnet-*.json`` in ``folder``, else in ``weight_set`` (default: the
+    active one) or the first of its fallbacks that has any (unreadable files are skipped)."""
+    if folder is None:
+        folders = [s.folder for s in weight_set_chain(weight_set)]
         folder = next((f for f in folders if any(f.glob("varnet-*.json"))), folders[0])
     settings = []
     for meta in sorted(folder.glob("varnet-*.json")):
@@ -104,7 +105,7 @@ class VariationalNetworkMethod(ReconMethod):
 
     def choose(self, problem: Problem, requested: str) -> tuple[str, str, bool, float | None]:
         """``(setting name, weights stem, exact match, distance)`` for the request."""
-        settings = trained_settings()
+        settings = trained_settings(weight_set=problem.weight_set)
         fingerprint = mask_fingerprint(problem.operator.mask)
         if requested.strip().lower() == "auto":
             best, distance = nearest_setting(problem, settings)
@@ -113,7 +114,7 @@ class VariationalNetworkMethod(ReconMethod):
             if requested in by_name:
                 best = by_name[requested]
             else:
-                stem = resolve_weights(requested)
+                stem = resolve_weights(requested, problem.weight_set)
                 try:
                     config = read_weights_json(stem)["config"]
                     best = TrainedSetting(str(config["setting"]), str(stem), str(config["mask_spec"]),
@@ -132,7 +133,7 @@ class VariationalNetworkMethod(ReconMethod):
 
     def iterate(self, problem: Problem, params: dict[str, Any], iterations: int) -> Iterator[Step]:
         name, stem, exact, distance = self.choose(problem, params["setting"])
-        network, config, _ = load_network(stem, _build, problem.device)
+        network, config, _ = load_network(stem, _build, problem.device, problem.weight_set)
         stages = len(network.stages)
         if iterations > stages:
             raise ParameterError(

@@ -32,10 +32,10 @@ def flow_available() -> tuple[bool, str]:
     return bundled_flow_available()
 
 
-def bundled_flow(device: torch.device) -> Flow:
-    """The bundled flow on ``device``: eval mode, frozen, loaded once per file version and device, shared between
-    callers (who must not modify it)."""
-    stem = bundled_flow_stem()
+def bundled_flow(device: torch.device, weight_set=None) -> Flow:
+    """The flow of ``weight_set`` (default: the active one; or its fallback) on ``device``: eval mode, frozen, loaded
+    once per file version and device, shared between callers (who must not modify it)."""
+    stem = bundled_flow_stem(weight_set)
     return cached_model(stem, device, "flow", lambda: flow_from_weights(stem, device)[0],
                         missing_hint="train them with 'genreg train flow'")
 
@@ -85,7 +85,7 @@ class FlowPrior(ReconMethod):
         return flow_available()
 
     def iterate(self, problem: Problem, params: dict[str, Any], iterations: int) -> Iterator[Step]:
-        flow = bundled_flow(problem.device)
+        flow = bundled_flow(problem.device, problem.weight_set)
         check_image_size(flow, problem, self.name)
         z = initial_latent(flow, problem, params["init"]).clone().requires_grad_(True)
         optimizer = torch.optim.Adam([z], lr=params["learning_rate"])

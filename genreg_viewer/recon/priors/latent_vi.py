@@ -60,7 +60,7 @@ def vae_generator(problem: Problem, kind: str) -> LatentGenerator:
 @torch.no_grad()
 def flow_generator(problem: Problem, initial_std: float, method: str) -> LatentGenerator:
     """The bundled flow ``G = f^{-1}``; start at ``m = f(Re(A^H y))`` with ``s = initial_std``."""
-    flow = flow_prior.bundled_flow(problem.device)
+    flow = flow_prior.bundled_flow(problem.device, problem.weight_set)
     flow_prior.check_image_size(flow, problem, method)
     mean = flow.encode(problem.zero_filled())[0]
     return LatentGenerator(flow.decode, flow.dimension, mean, torch.full_like(mean, initial_std))
