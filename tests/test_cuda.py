@@ -20,7 +20,8 @@ from genreg_viewer.recon.registry import all_methods
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 #: a short budget per method (the iterative ones converge far enough to compare devices)
-ITERATIONS = {"dip": 60, "edip": 60, "narnhofer19": 40, "range": 60, "latent-vi": 60, "flow-prior": 60}
+ITERATIONS = {"dip": 60, "edip": 60, "narnhofer19": 40, "range": 60, "latent-vi": 60, "flow-prior": 60,
+              "varnet": None}  # None: the method's own count (a variational network runs its stages)
 STOCHASTIC = {"dip", "edip", "latent-vi", "narnhofer19"}
 
 
