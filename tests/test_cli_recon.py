@@ -166,3 +166,11 @@ def test_json_notes_say_which_variational_network_ran(capsys, image_file):
     summary = run_json(capsys, image_file, "--mask", "radial:27", "--noise", "0.05", "--method", "varnet")
     assert summary["notes"]["trained_setting"] == "radial25-sigma0.05"
     assert summary["notes"]["exact_setting"] is False
+
+
+@pytest.mark.parametrize("iters", ["1000", "30"])  # converges early / runs out of iterations
+def test_progress_bar_ends_with_one_full_line(capsys, image_file, iters):
+    assert main(["recon", str(image_file), "--method", "tv", "--iters", iters]) == 0
+    lines = capsys.readouterr().err.replace("\r", "\n").splitlines()
+    finished = [line for line in lines if line.startswith("tv: 100%")]
+    assert len(finished) == 1, lines

@@ -81,11 +81,12 @@ def _run_with_progress(
 
     with tqdm(total=total, desc=method.name, unit="it", file=sys.stderr) as bar:
         def show(state) -> None:
-            if state.final:  # a method that converged early ends the bar there
-                bar.total = state.iteration
-            bar.update(state.iteration - bar.n)
             if state.psnr is not None:
                 bar.set_postfix(psnr=f"{state.psnr:.2f}", refresh=False)
+            if state.final:  # the bar ends here (early convergence included); closing it prints the one 100 % line
+                bar.total = bar.n = state.iteration
+                return
+            bar.update(state.iteration - bar.n)
 
         return run_method(method, setup.problem, overrides, iterations, callback=show, report_every=report_every)
 
