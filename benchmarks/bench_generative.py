@@ -4,7 +4,8 @@
     python benchmarks/bench_generative.py --tune --write-tuned    # grid-search lambda, mu (and TV alpha) on validation
                                                                   # phantoms first; ship them in resources/tuned/
     python benchmarks/bench_generative.py --curve                 # PSNR against spokes (range saturates)
-    python benchmarks/bench_generative.py --speed                 # one image, defaults; --throughput [--device cuda]: batches
+    python benchmarks/bench_generative.py --speed                 # one image, defaults
+    python benchmarks/bench_generative.py --throughput [--device cuda]   # batched mean+covar
 
 Tuning follows the paper: each setting's parameters are chosen by grid search for the best mean PSNR, here on
 validation phantoms (seeds 2,000,000+) disjoint from the test phantoms (seeds 1,000,000+) and the training set.
@@ -13,7 +14,6 @@ validation phantoms (seeds 2,000,000+) disjoint from the test phantoms (seeds 1,
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 from pathlib import Path
 

@@ -51,13 +51,15 @@ class JointGenerativeReconstruction(ReconMethod):
     tune_parameter = "lam"
     tune_grid = (0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
     parameters = (
-        Parameter("lam", float, 1.0, "lambda: weight of the generative regulariser (eq. 12)", 1e-4, 1e4, log_scale=True),
+        Parameter("lam", float, 1.0, "lambda: weight of the generative regulariser (eq. 12)", 1e-4, 1e4,
+                  log_scale=True),
         Parameter("mu", float, 1.0, "mu: weight of the latent prior mu/2 ||z||^2", 0.0, 1e4, log_scale=True),
         Parameter("z_steps", int, 1, "line-searched z-steps per outer iteration", 1, 100),
         Parameter("z_optimiser", str, "gradient", "z-step direction: the paper's plain gradient or L-BFGS (faster "
                   "descent, but its long steps make the result sensitive to tiny changes of the data)",
                   choices=tuple(Z_OPTIMISERS)),
-        Parameter("z_step_size", float, 1e-3, "initial z step size (adapted by backtracking)", 1e-8, 10.0, log_scale=True),
+        Parameter("z_step_size", float, 1e-3, "initial z step size (adapted by the line search)", 1e-8, 10.0,
+                  log_scale=True),
         Parameter("cg_iterations", int, 20, "maximum Jacobi-preconditioned conjugate-gradient iterations per "
                   "x-update (warm-started)", 1, 1000),
         Parameter("tolerance", float, 2e-5, "converged when the objective's mean relative decrease per iteration over "
@@ -124,7 +126,7 @@ class JointGenerativeReconstruction(ReconMethod):
         penalty = self.marginal_penalty(problem, sigma, lam) if params["precision_penalty"] == "marginal" else None
         z_optimiser.penalty = penalty
         energy_all = self.objective(problem, x, decoded, lam, mu, sigma, penalty)
-        history = collections.deque(maxlen=self.convergence_window)
+        history: collections.deque[torch.Tensor] = collections.deque(maxlen=self.convergence_window)
         for iteration in range(1, iterations + 1):
             history.append(energy_all[work])
             # x-update: exact minimiser of the quadratic for fixed z

@@ -21,13 +21,15 @@ so the joint objective never increases and a tiny change of the data changes the
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
 from ...models.cholesky import SparseCholesky
 from ..solvers import batch_dot
 
-#: curvature pairs with ``s^T y`` below this (relative to ``||s|| ||y||``) are not stored (keeps ``H`` positive definite)
+#: curvature pairs with ``s^T y`` below this (relative to ``||s|| ||y||``) are not stored (keeps ``H`` positive
+#: definite)
 _CURVATURE_EPS = 1e-8
 
 
@@ -112,7 +114,7 @@ class GradientSteps:
         self.max_backtracks = max_backtracks
         self.max_graphs = max_graphs
         #: optional extra term of the latent energy, a differentiable function of the factor ``L(z)`` -> ``(B,)``
-        self.penalty = None
+        self.penalty: Callable[[SparseCholesky], torch.Tensor] | None = None
 
     def direction(self, grad: torch.Tensor) -> torch.Tensor:
         return -grad
@@ -281,4 +283,4 @@ class LBFGSSteps(GradientSteps):
         self.gamma = torch.where(rows, torch.ones_like(self.gamma), self.gamma)
 
 
-Z_OPTIMISERS = {"lbfgs": LBFGSSteps, "gradient": GradientSteps}
+Z_OPTIMISERS: dict[str, type[GradientSteps]] = {"lbfgs": LBFGSSteps, "gradient": GradientSteps}

@@ -50,7 +50,8 @@ class Narnhofer19(ReconMethod):
         if phase_one == iterations:
             return
         # Phase 2: one (z, decoder copy) pair per image, started from the best latent of phase 1.
-        fits = [_LatentAndWeights(model, problem, i, search.best_latent[i : i + 1], params) for i in range(problem.batch_size)]
+        fits = [_LatentAndWeights(model, problem, i, search.best_latent[i : i + 1], params)
+                for i in range(problem.batch_size)]
         for iteration in range(phase_one + 1, iterations + 1):
             values = [fit.step() for fit in fits]
             image = torch.cat([fit.image for fit in fits], dim=0)

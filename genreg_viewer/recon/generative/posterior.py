@@ -7,7 +7,8 @@ For fixed z* the conditional posterior over real x is Gaussian with precision
 
     P x_s = Re(A^H (y + sigma e1))/sigma^2 + lambda L L^T G + sqrt(lambda) L e2,   e1 complex N(0, I), e2 ~ N(0, I)
 
-(Papandreou & Yuille 2010): the right-hand side has mean ``P x_mean`` and covariance ``P``, so ``x_s ~ N(x_mean, P^-1)``.
+(Papandreou & Yuille 2010): the right-hand side has mean ``P x_mean`` and covariance ``P``, so
+``x_s ~ N(x_mean, P^-1)``.
 All samples are solved together as one batch of conjugate-gradient systems.
 """
 
@@ -27,7 +28,8 @@ def posterior_samples(
     batch = x_map.shape[0]
     generator = problem.generator(seed_offset)
     shape = (count, *x_map.shape)
-    e1 = torch.complex(torch.randn(shape, generator=generator), torch.randn(shape, generator=generator)).to(x_map.device)
+    e1 = torch.complex(torch.randn(shape, generator=generator), torch.randn(shape, generator=generator))
+    e1 = e1.to(x_map.device)
     e2 = torch.randn(shape, generator=generator).to(x_map.device)
 
     def tile(t: torch.Tensor) -> torch.Tensor:
