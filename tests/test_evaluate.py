@@ -112,6 +112,9 @@ def test_summary_statistics_by_hand():
     assert entry["wins_vs_reference"] == 3 and entry["paired_images"] == 4
     assert entry["psnr_std"] == pytest.approx(np.std(psnr["mean+covar"]))
     assert "diff_vs_reference" not in summary["methods"]["tv"]
+    assert entry["params_variants"] == 1
+    rows[-1]["params"] = '{"lam": 2}'  # a row from a run with other defaults
+    assert ev.summarise(rows, ["tv", "mean+covar"], "tv")["methods"]["mean+covar"]["params_variants"] == 2
     table = ev.summary_table(summary)
     assert "| mean+covar | 4 | 23.75 ± 2.56 | 0.500 ± 0.000 | +0.75 ± 0.43 | 3/4 | 4.00 |" in table
 

@@ -24,7 +24,8 @@
   atomically (sorted rows of ``OUT`` and every part file, duplicates dropped, then the parts deleted).
 * **Resuming.** Rows already in ``OUT`` or in any part file are not computed again; a row is identified by
   :data:`KEY_COLUMNS` (data, image, method, mask, sigma, seed, weights and the method options), so one CSV can hold
-  several settings.
+  several settings. The resolved parameters are recorded (``params``) but are not part of the key: when a
+  method's defaults changed between runs the summary warns that its rows mix parameter sets.
 * **Summary** (:func:`summarise`): per method the mean ± std (ddof 0) of PSNR and SSIM, seconds per image, and
   against a reference method (default ``tv``) the paired PSNR difference, mean ± standard error
   ``std(d, ddof=1) / sqrt(n)`` over the images both have, and how many images the method beats it on.
@@ -532,6 +533,10 @@ def run_evaluation(config: EvaluationConfig, shard: Shard | None = None, progres
             and r["sigma"] == repr(float(config.sigma)) and r["seed"] == str(config.seed)
             and r["weights"] == weight_set.name and names.get(r["method"]) == r["options"] and r["image"] in selected]
     summary = summarise(rows, [m.name for m in methods], config.reference)
+    for name, entry in summary["methods"].items():
+        if entry["params_variants"] > 1:
+            log(f"warning: the rows of {name} were computed with {entry['params_variants']} different parameter sets "
+                "(the method's defaults changed between runs); evaluate into a fresh --out to compare like with like")
     summary.update({"data": config.data, "mask": config.mask, "sigma": config.sigma, "seed": config.seed,
                     "weights": weight_set.name, "out": str(out)})
     return EvaluationRun(rows, summary, computed, skipped)
@@ -558,6 +563,8 @@ def summarise(rows: Sequence[dict[str, str]], methods: Sequence[str], reference:
             "images": len(entries), "psnr_mean": float(psnr.mean()), "psnr_std": float(psnr.std()),
             "ssim_mean": float(ssim.mean()), "ssim_std": float(ssim.std()),
             "seconds_per_image": float(seconds.mean()),
+            #: distinct resolved parameter sets among the rows (more than one: rows from runs with other defaults)
+            "params_variants": len({r.get("params", "") for r in entries.values()}),
         }
         if reference_rows and name != reference:
             common = sorted(set(entries) & set(reference_rows))
