@@ -57,12 +57,12 @@ def test_auto_gives_opened_scans_the_real_knee_set_and_phantoms_the_phantom_set(
     panel = window.method_panel
     combo = panel.weights_combo
     panel.select_weight_set("auto")
-    assert combo.currentData() == "auto" and combo.currentText() == "auto (phantom for this image)"
+    assert combo.currentData() == "auto" and combo.currentText() == "auto (phantom)"
     assert panel.make_job().weight_set.name == "phantom"  # the start-up phantom
     scan = tmp_path / "scan.npy"  # the pixels of a sample, but a file the user opens: a scan
     shutil.copy(RESOURCES_DIR / "samples" / "knee_phantom_002.npy", scan)
     assert window.open_path(scan)
-    assert combo.currentText() == "auto (real-knee for this image)" and "real scan" in combo.toolTip()
+    assert combo.currentText() == "auto (real-knee)" and "real scan" in combo.toolTip()
     assert window.covariance.image_weight_set().name == "real-knee"
     panel.select_method("tv")
     panel.iterations_spin.setValue(20)
@@ -74,4 +74,4 @@ def test_auto_gives_opened_scans_the_real_knee_set_and_phantoms_the_phantom_set(
     combo.setCurrentIndex(combo.findData("auto"))
     assert is_auto() and panel.make_job().weight_set.name == "real-knee" and panel.settings()["weights"] == "auto"
     assert window.open_path(RESOURCES_DIR / "samples" / "knee_phantom_000.npy")
-    assert panel.make_job().weight_set.name == "phantom" and combo.currentText() == "auto (phantom for this image)"
+    assert panel.make_job().weight_set.name == "phantom" and combo.currentText() == "auto (phantom)"

@@ -173,7 +173,7 @@ class MethodControls(QWidget):
         combo.blockSignals(True)
         combo.clear()
         image_set, _why = self.image_weight_set()
-        combo.addItem(f"auto ({image_set.name} for this image)" if is_auto() else "auto", AUTO)
+        combo.addItem(f"auto ({image_set.name})" if is_auto() else "auto", AUTO)
         combo.setItemData(0, self._auto_tooltip(), Qt.ItemDataRole.ToolTipRole)
         for name in BUNDLED_SETS:
             try:
