@@ -178,6 +178,7 @@ def test_auto_mode_follows_genreg_weights_and_the_cli(tmp_path, capsys, monkeypa
                                                              "data": resolve_weight_set("phantom").data,
                                                              "terms": resolve_weight_set("phantom").terms}
     assert is_auto()  # --weights applied to that command only
+    assert main(["weights"]) == 0 and capsys.readouterr().out.splitlines()[-1].startswith("in use: auto (")
     monkeypatch.setenv("GENREG_WEIGHTS", "phantom")
     monkeypatch.setattr(weight_sets, "_AUTO", None)  # as in a new process
     assert not is_auto() and weight_set_for(scan).name == "phantom"

@@ -55,4 +55,10 @@ def run(args) -> int:
         print(f"  networks: {', '.join(entry['networks']) or 'none'}")
         if entry["notice"]:
             print(f"  notice: {entry['notice']}")
+    if not args.set:
+        from ...weight_sets import active_weight_set, is_auto
+
+        print("in use: " + ("auto (each image gets the set trained for its kind: phantom for synthetic phantoms, "
+                            "real-knee for scans you load; --weights NAME or GENREG_WEIGHTS chooses one set)"
+                            if is_auto() else f"{active_weight_set().name} (chosen by --weights or GENREG_WEIGHTS)"))
     return 0
