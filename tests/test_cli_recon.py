@@ -174,3 +174,11 @@ def test_progress_bar_ends_with_one_full_line(capsys, image_file, iters):
     lines = capsys.readouterr().err.replace("\r", "\n").splitlines()
     finished = [line for line in lines if line.startswith("tv: 100%")]
     assert len(finished) == 1, lines
+
+
+def test_progress_bar_names_the_posterior_sampling_phase(capsys, image_file):
+    args = ["recon", str(image_file), "--method", "mean+diagonal", "--iters", "3", "--weights", "phantom"]
+    assert main([*args, "--param", "posterior_samples=2"]) == 0
+    assert "mean+diagonal (last step: std map, 2 samples): 100%" in capsys.readouterr().err
+    assert main([*args, "--param", "posterior_samples=0"]) == 0
+    assert "mean+diagonal: 100%" in capsys.readouterr().err

@@ -79,7 +79,10 @@ def _run_with_progress(
         return run_method(method, setup.problem, overrides, iterations, report_every=report_every)
     from tqdm import tqdm
 
-    with tqdm(total=total, desc=method.name, unit="it", file=sys.stderr) as bar:
+    samples = method.resolve_params(overrides).get("posterior_samples", 0)
+    # the posterior std map is drawn inside the last iteration: say so, or the bar seems stuck at its end
+    desc = f"{method.name} (last step: std map, {samples} samples)" if samples else method.name
+    with tqdm(total=total, desc=desc, unit="it", file=sys.stderr) as bar:
         def show(state) -> None:
             if state.psnr is not None:
                 bar.set_postfix(psnr=f"{state.psnr:.2f}", refresh=False)
