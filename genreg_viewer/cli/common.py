@@ -29,7 +29,7 @@ from ..data.preprocess import DataError
 from ..device import resolve_device
 from ..physics import MaskError, Measurement, MRIOperator, check_sigma, mask_from_spec, simulate_measurement
 from ..recon import ParameterError, Problem
-from ..weight_sets import weight_set_for
+from ..weight_sets import weight_set_choice
 
 DEFAULT_MASK = "radial:25"
 DEFAULT_NOISE = 0.05
@@ -68,7 +68,7 @@ def add_weights_argument(parser) -> None:
 
 def apply_weights_argument(args):
     """Activate ``--weights`` (when given; ``auto`` included) and return the active
-    :class:`~genreg_viewer.weight_sets.WeightSet` (in auto mode an image's own set is ``weight_set_for(image)``)."""
+    :class:`~genreg_viewer.weight_sets.WeightSet` (in auto mode an image's own set is ``weight_set_choice(image)``)."""
     from ..weight_sets import active_weight_set, use_weight_set
 
     return use_weight_set(args.weights) if getattr(args, "weights", None) else active_weight_set()
@@ -92,6 +92,8 @@ class ProblemSetup:
 
     problem: Problem
     info: dict[str, Any] = field(default_factory=dict)  #: mask spec and fraction, sigma, seed, shape, ...
+    #: why ``problem.weight_set`` was used ("chosen", "auto: real scan", "auto: synthetic phantom")
+    weights_reason: str = "chosen"
 
     @property
     def mask(self) -> np.ndarray:
@@ -191,9 +193,9 @@ def _measured_problem(args, device: torch.device) -> ProblemSetup:
               "an image scaled to about [0, 1]", file=sys.stderr)
     info = {"kspace": str(args.kspace), "image": args.image}
     truth_tensor = None if truth is None else torch.from_numpy(np.asarray(truth, dtype=np.float32))
-    return _setup(Problem(measurement, truth_tensor, seed=args.seed, device=device,
-                          weight_set=weight_set_for(args.kspace)),
-                  mask_spec, info)
+    weight_set, reason = weight_set_choice(args.kspace)
+    return _setup(Problem(measurement, truth_tensor, seed=args.seed, device=device, weight_set=weight_set),
+                  mask_spec, info, reason)
 
 
 def _simulated_problem(args, device: torch.device) -> ProblemSetup:
@@ -202,18 +204,18 @@ def _simulated_problem(args, device: torch.device) -> ProblemSetup:
     mask = mask_from_spec(mask_spec, truth.shape, args.seed)
     measurement = simulate_measurement(truth, mask, args.noise, seed=args.seed, device=device)
     truth_tensor = torch.from_numpy(np.asarray(truth, dtype=np.float32))
-    return _setup(Problem(measurement, truth_tensor, seed=args.seed, device=device,
-                          weight_set=weight_set_for(args.image)),
-                  mask_spec, {"image": str(args.image)})
+    weight_set, reason = weight_set_choice(args.image)
+    return _setup(Problem(measurement, truth_tensor, seed=args.seed, device=device, weight_set=weight_set),
+                  mask_spec, {"image": str(args.image)}, reason)
 
 
-def _setup(problem: Problem, mask_spec: str, info: dict) -> ProblemSetup:
+def _setup(problem: Problem, mask_spec: str, info: dict, weights_reason: str) -> ProblemSetup:
     operator = problem.operator
     info = {
         **info, "mask": mask_spec, "mask_fraction": operator.sampling_fraction, "sigma": problem.sigma,
         "seed": problem.seed, "shape": list(operator.shape),
     }
-    return ProblemSetup(problem, info)
+    return ProblemSetup(problem, info, weights_reason)
 
 
 def build_problem(args) -> ProblemSetup:

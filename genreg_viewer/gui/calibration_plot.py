@@ -10,6 +10,8 @@ changed). No numbers are computed here.
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
 import pyqtgraph as pg
 from PyQt6.QtWidgets import QLabel, QToolButton, QVBoxLayout, QWidget
 
@@ -21,8 +23,10 @@ from .widgets.plots import ThemedPlot
 class CalibrationPlot(QWidget):
     """A folding plot: the stored calibration curves of the active weight set."""
 
-    def __init__(self, parent: QWidget | None = None):
+    def __init__(self, parent: QWidget | None = None, weight_set_of: Callable[[], Any] | None = None):
         super().__init__(parent)
+        #: the weight set whose calibration is shown (default: the active one)
+        self.weight_set_of = weight_set_of
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         self.toggle = QToolButton(text="Std-map calibration ▸", checkable=True)
@@ -57,10 +61,7 @@ class CalibrationPlot(QWidget):
         the one trained for the image's kind)."""
         from ..weight_sets import active_weight_set
 
-        owner = self.parent()
-        while owner is not None and not hasattr(owner, "image_weight_set"):
-            owner = owner.parent()
-        weight_set = owner.image_weight_set() if owner is not None else active_weight_set()
+        weight_set = self.weight_set_of() if self.weight_set_of is not None else active_weight_set()
         self.plot.clear()
         self.curves = []
         try:
@@ -95,8 +96,9 @@ class CalibrationPlot(QWidget):
                               "solid: raw std map, dashed: times the fitted factor (applied only on request).")
 
 
-def add_calibration_plot(panel: QWidget, layout) -> CalibrationPlot:
-    """Add a (folded) :class:`CalibrationPlot` at the end of ``layout`` of ``panel``: the Covariance tab's hook."""
-    plot = CalibrationPlot(panel)
+def add_calibration_plot(panel: QWidget, layout, weight_set_of: Callable[[], Any] | None = None) -> CalibrationPlot:
+    """Add a (folded) :class:`CalibrationPlot` at the end of ``layout`` of ``panel``: the Covariance tab's hook
+    (``weight_set_of``: the inspected image's weight set)."""
+    plot = CalibrationPlot(panel, weight_set_of)
     layout.addWidget(plot)
     return plot

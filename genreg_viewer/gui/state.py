@@ -280,6 +280,14 @@ class ExperimentState(QObject):
             raise ValueError("no image loaded")
         return torch.from_numpy(self.image)[None, None].clone()
 
+    def weight_set_choice(self):
+        """``(WeightSet, why)``: the set the next run of this image uses -- the chosen set, or in auto mode the one
+        trained for the image's kind (:func:`~genreg_viewer.weight_sets.weight_set_choice`; an image without a file,
+        a generated phantom, counts as synthetic)."""
+        from ..weight_sets import weight_set_choice
+
+        return weight_set_choice(self.image_info.path)
+
     def problem(self, device: torch.device | str = "cpu") -> Problem:
         """A snapshot problem for a run (later edits of the mask or noise do not affect it)."""
         if self.measurement is None:

@@ -136,8 +136,6 @@ def _print_summary(summary: dict[str, Any]) -> None:
 
 
 def run(args) -> int:
-    from ...weight_sets import weight_set_choice
-
     if args.threads is not None and args.threads < 1:
         raise ValueError(f"--threads must be at least 1, got {args.threads}")
     if args.iters is not None and args.iters < 1:
@@ -164,7 +162,7 @@ def run(args) -> int:
 
     summary = {**result.summary(), **setup.info, "out": args.out, "png": args.png,
                "weights": {"name": weight_set.name, "data": weight_set.data, "terms": weight_set.terms,
-                           "chosen": weight_set_choice(args.image if args.kspace is None else args.kspace)[1]}}
+                           "chosen": setup.weights_reason}}
     if tuning is not None:
         summary["tuning"] = tuning
     if args.out:

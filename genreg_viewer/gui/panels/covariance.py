@@ -43,7 +43,6 @@ from superqt.utils import qthrottled
 
 from ...data.phantom import phantom_grid
 from ...render import diverging_rgb
-from ...weight_sets import weight_set_for
 from ..covariance_model import (
     INSPECTABLE_ARRAYS,
     MODEL_KIND,
@@ -143,7 +142,7 @@ class CovariancePanel(QWidget):
         self._refresh_sources()
         from ..calibration_plot import add_calibration_plot  # std-map calibration curves (genreg calibrate)
 
-        self.calibration_plot = add_calibration_plot(self, layout)
+        self.calibration_plot = add_calibration_plot(self, layout, self.image_weight_set)
 
     # ------------------------------------------------------------------ toolbar
     def _toolbar(self) -> QToolBar:
@@ -200,8 +199,7 @@ class CovariancePanel(QWidget):
 
     def image_weight_set(self):
         """The weight set of the current image (the chosen set, or in auto mode the one trained for its kind)."""
-        info = self.state.image_info
-        return weight_set_for(info.path if info.path else "phantom:")
+        return self.state.weight_set_choice()[0]
 
     def _image_changed_weights(self) -> None:
         """Auto mode: an image of another kind (scan vs phantom) needs the other set's model."""

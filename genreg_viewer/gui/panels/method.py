@@ -36,7 +36,6 @@ from ...weight_sets import (
     is_auto,
     resolve_weight_set,
     use_weight_set,
-    weight_set_choice,
 )
 from ..state import ExperimentState, describe_setting
 from ..widgets.controls import (
@@ -172,7 +171,7 @@ class MethodControls(QWidget):
         combo = self.weights_combo
         combo.blockSignals(True)
         combo.clear()
-        image_set, _why = self.image_weight_set()
+        image_set, _why = self.state.weight_set_choice()
         combo.addItem(f"auto ({image_set.name})" if is_auto() else "auto", AUTO)
         combo.setItemData(0, self._auto_tooltip(), Qt.ItemDataRole.ToolTipRole)
         for name in BUNDLED_SETS:
@@ -190,14 +189,8 @@ class MethodControls(QWidget):
         combo.setToolTip(self._auto_tooltip() if is_auto() else self._weights_tooltip(active))
         combo.blockSignals(False)
 
-    def image_weight_set(self):
-        """``(WeightSet, why)``: the set the next run of the current image uses (the chosen set, or in auto mode the
-        one trained for the image's kind: phantom for the bundled and generated phantoms, real-knee for scans)."""
-        info = self.state.image_info
-        return weight_set_choice(info.path if info.path else "phantom:")
-
     def _auto_tooltip(self) -> str:
-        image_set, why = self.image_weight_set()
+        image_set, why = self.state.weight_set_choice()
         now = f"\nThis image ({why.removeprefix('auto: ')}) uses: {image_set.name}" if is_auto() else ""
         return ("Each image gets the weights trained for its kind: phantom for the bundled and generated phantoms, "
                 "real-knee for scans you open (fastMRI, MRNet, your own)" + now)
@@ -219,7 +212,7 @@ class MethodControls(QWidget):
         chosen = use_weight_set(spec)
         self._fill_weight_sets()
         if is_auto():
-            image_set, why = self.image_weight_set()
+            image_set, why = self.state.weight_set_choice()
             self._populate_methods()
             self.weightSetChanged.emit(AUTO)
             self.statusMessage.emit(f"Weights: auto (this image, {why.removeprefix('auto: ')}: {image_set.name})")
@@ -305,7 +298,7 @@ class MethodControls(QWidget):
         ok, why = method.available()
         if not ok:
             raise ValueError(f"{method.title} is not available: {why}")
-        weight_set, _why = self.image_weight_set()
+        weight_set, _why = self.state.weight_set_choice()
         problem = self.state.problem("cpu")
         job_id = self.state.next_run_id()
         return ReconJob(
