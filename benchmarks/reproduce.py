@@ -101,22 +101,23 @@ def _curve(axes, runs: list[MethodRun], xs: list[float], metric: str, total: int
                   label=_label(runs[0], total), **kwargs)
 
 
-def _spokes_axis(axes, spokes: tuple[int, ...]) -> None:
+def _log_axis(axes, ticks: list[float], labels: list[str], xlabel: str) -> None:
+    """A logarithmic x axis with a labelled tick at each curve point and no minor ticks."""
     axes.set_xscale("log")
-    axes.set_xticks(list(spokes))
-    axes.set_xticklabels([f"{s}\n{sampled_percent(f'radial:{s}'):.1f}%" for s in spokes], fontsize=7)
+    axes.set_xticks(ticks)
+    axes.set_xticklabels(labels, fontsize=7)
     axes.minorticks_off()
-    axes.set_xlabel("radial spokes (sampled fraction)")
+    axes.set_xlabel(xlabel)
     axes.grid(alpha=0.3)
+
+
+def _spokes_axis(axes, spokes: tuple[int, ...]) -> None:
+    _log_axis(axes, list(spokes), [f"{s}\n{sampled_percent(f'radial:{s}'):.1f}%" for s in spokes],
+              "radial spokes (sampled fraction)")
 
 
 def _sigma_axis(axes, sigmas: tuple[float, ...]) -> None:
-    axes.set_xscale("log")
-    axes.set_xticks(list(sigmas))
-    axes.set_xticklabels([f"{s:g}" for s in sigmas], fontsize=7)
-    axes.minorticks_off()
-    axes.set_xlabel("k-space noise sigma")
-    axes.grid(alpha=0.3)
+    _log_axis(axes, list(sigmas), [f"{s:g}" for s in sigmas], "k-space noise sigma")
 
 
 #: the per-image numbers printed on an image
