@@ -98,7 +98,8 @@ export PATH="$work/venv/bin:$PATH"
 run() {
   step "\$ $*"
   "$@" > "$work/out.txt" 2>&1 || { cat "$work/out.txt" >&2; fail "$*"; }
-  sed 's/^/    /' "$work/out.txt" | head -n "${LINES_SHOWN:-8}"
+  # (sed stops by itself: `| head` would kill it with SIGPIPE on long output, which pipefail turns into exit 141)
+  sed -n "1,${LINES_SHOWN:-8}s/^/    /p" "$work/out.txt"
 }
 
 step "where the package and its resources are"
