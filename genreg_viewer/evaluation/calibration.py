@@ -236,6 +236,103 @@ def stored_scale(method: str, mask: str, sigma: float, weight_set=None) -> float
     return None if entry is None else float(entry["scale"])
 
 
+#: the image shape the stored factors were fitted at, for entries that do not record their sampling fraction (both
+#: bundled sets: 128 x 128 phantoms and MRNet slices)
+FITTED_SHAPE = (128, 128)
+
+
+@dataclass(frozen=True)
+class StdScale:
+    """The stored std scale factor that applies to one run (:func:`std_scale_for_run`)."""
+
+    method: str
+    scale: float  #: multiply the run's std map by this
+    mask: str  #: the setting the factor was fitted at
+    sigma: float
+    fitted_on: str  #: e.g. ``"mrnet_val_c8.h5, 12 images"``
+    fitted_for_k: tuple[float, ...]
+    weight_set: str
+    exact: bool  #: the run's own mask spec and sigma (else the nearest stored setting)
+    #: parameters the factor was fitted with that differ from the run's: ``name -> (fitted, run)``
+    differing_params: dict[str, tuple[Any, Any]]
+    description: str  #: one line for a tooltip or a note
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"scale": self.scale, "description": self.description, "mask": self.mask, "sigma": self.sigma,
+                "fitted_on": self.fitted_on, "fitted_for_k": list(self.fitted_for_k), "weights": self.weight_set,
+                "exact": self.exact, "differing_params": {k: list(v) for k, v in self.differing_params.items()}}
+
+
+def _entry_fraction(entry: dict[str, Any]) -> float | None:
+    """The sampling fraction of a stored entry: its ``sampling_fraction``, else its mask spec at
+    :data:`FITTED_SHAPE` (None for a spec that cannot be rebuilt, e.g. a mask file that is gone)."""
+    if "sampling_fraction" in entry:
+        return float(entry["sampling_fraction"])
+    from ..physics import mask_from_spec
+
+    try:
+        return float(mask_from_spec(str(entry["mask"]), tuple(entry.get("shape", FITTED_SHAPE))).mean())
+    except (ValueError, OSError, KeyError):
+        return None
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
+        return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-12)
+    return a == b
+
+
+def std_scale_for_run(method: str, mask: str, sigma: float, fraction: float | None = None,
+                      params: dict[str, Any] | None = None, weight_set=None) -> StdScale | None:
+    """The stored std scale factor for a run of ``method`` at ``mask`` (spec) / ``fraction`` (its sampled fraction)
+    / ``sigma`` with the weight set (default: the active one), or None when the set stores none for the method.
+
+    The entry of the same mask spec and sigma is used when there is one; otherwise, like the tuned defaults
+    (:func:`genreg_viewer.recon.tuned.nearest_setting`), the entry nearest in ``(log fraction, log sigma)``
+    (``fraction`` defaults to the run's mask spec at :data:`FITTED_SHAPE`), and the description says that it was
+    fitted at another setting; parameters that differ from the fit (``params``, e.g. another ``lam`` or fewer
+    posterior samples) are named too. The factor is fitted for the ±k std intervals of ``fitted_for_k``."""
+    from ..recon.tuned import nearest_setting
+
+    weight_set = weight_set or _active_weight_set()
+    entries = read_calibration(weight_set).get(method, [])
+    if not entries:
+        return None
+    entry = stored_entry(method, mask, sigma, weight_set)
+    exact = entry is not None
+    if entry is None:
+        if fraction is None:
+            fraction = _entry_fraction({"mask": mask})
+        located = [{**e, "sampling_fraction": f} for e in entries if (f := _entry_fraction(e)) is not None]
+        if fraction is None or not located:
+            return None
+        entry = nearest_setting(located, fraction, sigma)
+        if entry is None:
+            return None
+    scale = float(entry["scale"])
+    fitted_for_k = tuple(float(k) for k in entry.get("fitted_for_k", FIT_KS))
+    fitted_params = entry.get("params", {}) or {}
+    differing = {name: (value, params[name]) for name, value in fitted_params.items()
+                 if params is not None and name in params and not _same_value(value, params[name])}
+    ks = ", ".join(f"{k:g}" for k in fitted_for_k)
+    text = (f"x{scale:.3g}, fitted on {entry.get('fitted_on', 'validation images')} ({weight_set.name} set) at "
+            f"{entry['mask']}, sigma {float(entry['sigma']):g} for the ±{ks} std interval"
+            f"{'s' if len(fitted_for_k) > 1 else ''}")
+    if not exact:
+        text += f"; the nearest stored setting to this run's {mask}, sigma {float(sigma):g}"
+    if differing:
+        text += "; fitted with " + ", ".join(f"{k}={v[0]}" for k, v in differing.items()) + " (this run: " + \
+            ", ".join(f"{k}={v[1]}" for k, v in differing.items()) + ")"
+    return StdScale(method, scale, str(entry["mask"]), float(entry["sigma"]), str(entry.get("fitted_on", "")),
+                    fitted_for_k, weight_set.name, exact, differing, text)
+
+
+def _active_weight_set():
+    from ..weight_sets import active_weight_set
+
+    return active_weight_set()
+
+
 def write_calibration(entries: dict[str, dict[str, Any]], weight_set=None) -> Path:
     """Merge ``{method: entry}`` (each entry with ``mask``, ``sigma``, ``scale`` and what it was fitted on) into the
     weight set's ``tuned/calibration.json`` (an entry of the same method, mask and sigma is replaced)."""

@@ -4,6 +4,11 @@ Simulates ``y = M F x + n`` from the ground-truth IMAGE (or reads measured data 
 with a progress bar on stderr, and prints a summary (``--json``: one JSON object with method, psnr, ssim, seconds,
 iterations, device, params, mask, mask_fraction, sigma, seed). ``--tune`` first grid-searches the method's main
 parameter for the best PSNR. ``--out`` writes an ``.npz`` (see :func:`save_result_npz`), ``--png`` the image.
+
+Methods with a posterior std map (mean+covar, mean+diagonal, latent-vi) also report ``std_map`` (its RMS and
+maximum, and the map itself in ``--out``) and ``std_calibration``: the stored std scale factor of the weight set
+that applies to this run (:func:`genreg_viewer.evaluation.calibration.std_scale_for_run`). The map is the raw one
+unless ``--calibrated-std`` multiplies it by that factor (``std_scale`` says which was written).
 """
 
 from __future__ import annotations
@@ -47,6 +52,9 @@ def register(subparsers) -> None:
     p.add_argument("--out", default=None, help="write image, ground truth, adjoint, mask, params, history as .npz")
     p.add_argument("--png", default=None, help="write the reconstruction as an 8-bit PNG (values clipped to [0, 1])")
     p.add_argument("--json", action="store_true", help="print one JSON object (no progress bar)")
+    p.add_argument("--calibrated-std", action="store_true",
+                   help="multiply the posterior std map (mean+covar, mean+diagonal, latent-vi) by the weight set's "
+                        "stored scale factor (genreg calibrate --write); default: the raw map")
     p.set_defaults(func=run)
 
 
@@ -103,7 +111,8 @@ def _history_arrays(history: list[dict[str, Any]]) -> dict[str, np.ndarray]:
 
 def save_result_npz(path: str, result: ReconResult, setup: ProblemSetup, summary: dict[str, Any]) -> None:
     """Write ``image``, ``adjoint``, ``mask`` (centred, bool), ``ground_truth`` (only with one), ``params`` and
-    ``summary`` (JSON strings) and ``history_{iteration,objective,psnr,ssim,elapsed}`` atomically."""
+    ``summary`` (JSON strings), ``history_{iteration,objective,psnr,ssim,elapsed}`` and, for a method with one,
+    ``std_map`` (the posterior std times ``summary["std_scale"]``) atomically."""
     arrays: dict[str, np.ndarray] = {
         "image": result.image_numpy(0).astype(np.float32),
         "adjoint": setup.problem.zero_filled()[0, 0].detach().cpu().numpy().astype(np.float32),
@@ -112,10 +121,63 @@ def save_result_npz(path: str, result: ReconResult, setup: ProblemSetup, summary
         "summary": np.array(json.dumps(summary)),
         **_history_arrays(result.history),
     }
+    std_map = _std_map(result)
+    if std_map is not None:  # the posterior std, times summary["std_scale"] (1: the raw map)
+        arrays["std_map"] = (float(summary.get("std_scale", 1.0)) * std_map).astype(np.float32)
     if setup.ground_truth is not None:
         arrays["ground_truth"] = setup.ground_truth.astype(np.float32)
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:  # a file object: np.savez appends no suffix
         np.savez_compressed(handle, **arrays)  # type: ignore[arg-type]  # numpy's stub: **kwds vs allow_pickle
+
+
+def _std_map(result: ReconResult) -> np.ndarray | None:
+    """The first image's raw posterior std map ``(H, W)``, or None when the method reports none."""
+    std = result.extras.get("std_map")
+    if std is None:
+        return None
+    array = std.detach().cpu().numpy() if hasattr(std, "detach") else np.asarray(std)
+    return np.asarray(array, dtype=np.float64).reshape(-1, *array.shape[-2:])[0]
+
+
+def _std_calibration(method, setup: ProblemSetup, overrides: dict, calibrated: bool):
+    """The stored std scale factor for this run (None when the weight set stores none for the method); with
+    ``--calibrated-std``, a clear error before any work when the method has no std map or there is no factor."""
+    from ...evaluation.calibration import STD_MAP_METHODS, calibration_path, std_scale_for_run
+
+    if method.name not in STD_MAP_METHODS:
+        if calibrated:
+            raise ParameterError(f"--calibrated-std: method {method.name!r} has no posterior std map; use one of "
+                                 f"{', '.join(STD_MAP_METHODS)}")
+        return None
+    if calibrated and method.resolve_params(overrides).get("posterior_samples") == 0:
+        raise ParameterError("--calibrated-std: posterior_samples=0 draws no std map; give posterior_samples >= 1")
+    info, weight_set = setup.info, setup.problem.weight_set
+    found = std_scale_for_run(method.name, info["mask"], info["sigma"], info["mask_fraction"], None, weight_set)
+    if calibrated and found is None:
+        raise ValueError(f"--calibrated-std: {calibration_path(weight_set)} has no std scale factor for "
+                         f"{method.name}; fit one with genreg calibrate TEST --fit-on VAL --write")
+    return found
+
+
+def _std_summary(result: ReconResult, setup: ProblemSetup, calibrated: bool) -> dict[str, Any]:
+    """``std_map`` (RMS and maximum of the map as written), ``std_scale`` and ``std_calibration`` for the summary
+    (empty for a method without a std map)."""
+    from ...evaluation.calibration import std_scale_for_run
+
+    std = _std_map(result)
+    if std is None:
+        return {}
+    info = setup.info
+    found = std_scale_for_run(result.method, info["mask"], info["sigma"], info["mask_fraction"], result.params,
+                              setup.problem.weight_set)
+    scale = found.scale if calibrated and found is not None else 1.0
+    calibration = {"applied": bool(calibrated and found is not None), **found.to_dict()} if found is not None else \
+        {"applied": False, "scale": None, "description": f"no stored factor for {result.method} in the "
+                                                         f"{setup.problem.weight_set.name} set"}
+    shown = scale * std
+    return {"std_map": {"rms": float(np.sqrt(np.mean(shown**2))), "max": float(shown.max()),
+                        "calibrated": calibration["applied"]},
+            "std_scale": scale, "std_calibration": calibration}
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
@@ -130,6 +192,12 @@ def _print_summary(summary: dict[str, Any]) -> None:
     print(f"{summary['method']} ({params}): {quality}; {summary['iterations']} iterations in "
           f"{summary['seconds']:.3f} s on {summary['device']} [mask {summary['mask']} "
           f"{100 * summary['mask_fraction']:.1f}%, sigma {summary['sigma']}, seed {summary['seed']}]")
+    if "std_map" in summary:
+        std, calibration = summary["std_map"], summary["std_calibration"]
+        what = f"calibrated, {calibration['description']}" if std["calibrated"] else (
+            f"raw; --calibrated-std would apply {calibration['description']}" if calibration["scale"] is not None
+            else f"raw; {calibration['description']}")
+        print(f"posterior std: RMS {std['rms']:.4g}, max {std['max']:.4g} ({what})")
     for key in ("out", "png"):
         if summary.get(key):
             print(f"wrote {summary[key]}")
@@ -153,16 +221,23 @@ def run(args) -> int:
             check_writable(value, option)
     setup = build_problem(args)
     weight_set = setup.problem.weight_set  # --weights, or in auto mode the set trained for this image's kind
+    _std_calibration(method, setup, overrides, args.calibrated_std)  # --calibrated-std: no map or no factor fails now
     configure_threads(args.threads, tuple(setup.problem.y.shape))
 
     tuning = _tune(method, setup, overrides, args.iters, args.json) if args.tune else None
     if tuning is not None:
         overrides = {**overrides, tuning["parameter"]: tuning["best"]}
     result = _run_with_progress(method, setup, overrides, args.iters, args.json)
+    if args.calibrated_std and _std_map(result) is None:
+        raise ParameterError(f"--calibrated-std: this {method.name} run returned no std map (posterior_samples=0?)")
 
     summary = {**result.summary(), **setup.info, "out": args.out, "png": args.png,
                "weights": {"name": weight_set.name, "data": weight_set.data, "terms": weight_set.terms,
-                           "chosen": setup.weights_reason}}
+                           "chosen": setup.weights_reason},
+               **_std_summary(result, setup, args.calibrated_std)}
+    if summary.get("std_calibration", {}).get("applied"):
+        summary["notes"] = {**summary["notes"], "std_scale": summary["std_scale"],
+                            "std_scale_description": summary["std_calibration"]["description"]}
     if tuning is not None:
         summary["tuning"] = tuning
     if args.out:
