@@ -16,7 +16,8 @@ minimises ``sum_k (C_c(k) - erf(k / sqrt 2))^2`` over a fine log grid, on *valid
 alone (:data:`FIT_KS`: the +-2 std interval then holds 95.45 % of the errors; with heavy-tailed errors no single
 factor can match k = 1, 2 and 3 at once, and ``--fit-k 1,2,3`` trades them off equally); the factor is
 stored per method and setting in the weight set's ``tuned/calibration.json`` (:func:`write_calibration`) and applied
-only when asked (``genreg calibrate --apply``, :func:`stored_scale`); a run that applies it says so in its notes.
+only when asked (``genreg calibrate --apply``, :func:`stored_scale`; for one run ``genreg recon --calibrated-std`` and
+the app's *Calibrated std* box, :func:`std_scale_for_run`); a run that applies it says so in its notes.
 
 What the maps are: mean+covar / mean+diagonal report the std of the Gaussian ``p(x | y, z*)`` at the optimal latent
 ``z*`` (perturb-and-MAP samples, :mod:`genreg_viewer.recon.generative.posterior`), which ignores the uncertainty
