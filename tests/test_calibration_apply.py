@@ -60,7 +60,7 @@ def test_no_factor_for_other_methods_or_a_set_without_a_table(empty_weight_set):
 
 
 def test_another_setting_gets_the_nearest_stored_one_and_says_so(empty_weight_set):
-    """Entries at 25 and 85 spokes (10 % and 45 % of 128 x 128) and at sigma 0.05 / 0.0125: a run is matched in
+    """Entries at 25 and 85 spokes (10.2 % and 32.1 % of 128 x 128) and at sigma 0.05 / 0.0125: a run is matched in
     log sampling fraction and log sigma, as the tuned defaults are."""
     for mask, sigma, scale in (("radial:25", 0.05, 1.5), ("radial:85", 0.05, 3.0), ("radial:25", 0.0125, 0.5)):
         cal.write_calibration({"mean+covar": {"mask": mask, "sigma": sigma, "scale": scale, "fitted_on": "val, 2",
@@ -71,19 +71,37 @@ def test_another_setting_gets_the_nearest_stored_one_and_says_so(empty_weight_se
         assert found is not None
         return found
 
-    assert scale_at("radial:80", 0.05).scale == 3.0  # 43 % sampled: the 85-spoke entry
+    assert scale_at("radial:80", 0.05).scale == 3.0  # 30.2 % sampled: the 85-spoke entry
     assert scale_at("radial:20", 0.05).scale == 1.5
     assert scale_at("radial:25", 0.02).scale == 0.5  # |log(0.02/0.0125)| = 0.47 < |log(0.05/0.02)| = 0.92
-    assert scale_at("random:0.4", 0.05).scale == 3.0
+    assert scale_at("random:0.25", 0.05).scale == 3.0  # |log(.25/.321)| = 0.25 < |log(.25/.102)| = 0.90
     # a given fraction wins over the spec's own (e.g. a mask drawn at another image size)
     assert scale_at("radial:25", 0.05 * 1.01, fraction=0.4).scale == 3.0
     near = scale_at("radial:80", 0.05, params={"lam": 0.3, "posterior_samples": 16})
     assert not near.exact and near.mask == "radial:85"
-    assert "nearest stored setting to this run's radial:80, sigma 0.05" in near.description
+    assert "nearest stored setting to this run's radial:80 (30.2 % sampled), sigma 0.05" in near.description
     assert near.differing_params == {"lam": (0.1, 0.3)} and "fitted with lam=0.1 (this run: lam=0.3)" in \
         near.description
     exact = scale_at("radial:25", 0.05)
     assert exact.exact and exact.scale == 1.5 and "nearest" not in exact.description
+    assert scale_at("radial:25", 0.05, fraction=0.1017).exact  # the spec's own fraction at 128 x 128
+
+
+def test_the_sampled_fraction_decides_not_the_spec(empty_weight_set):
+    """radial:25 on a 256 x 256 image samples 5.2 % of k-space, close to radial:12 on 128 x 128 (4.9 %) and far
+    from radial:25 there (10.2 %): like the tuned defaults, the fraction picks the entry."""
+    from genreg_viewer.physics import mask_from_spec
+
+    for mask, scale in (("radial:25", 1.5), ("radial:12", 0.75)):
+        cal.write_calibration({"mean+covar": {"mask": mask, "sigma": 0.05, "scale": scale, "fitted_on": "val"}},
+                              empty_weight_set)
+    fraction = float(mask_from_spec("radial:25", (256, 256)).mean())
+    found = cal.std_scale_for_run("mean+covar", "radial:25", 0.05, fraction, None, empty_weight_set)
+    assert found is not None and found.scale == 0.75 and not found.exact
+    assert "nearest stored setting to this run's radial:25 (5.2 % sampled), sigma 0.05" in found.description
+    # measured k-space ("data" mask) is placed by its fraction alone
+    found = cal.std_scale_for_run("mean+covar", "data", 0.05, 0.1, None, empty_weight_set)
+    assert found is not None and found.scale == 1.5 and not found.exact
 
 
 # ------------------------------------------------------------------------------------------- genreg recon

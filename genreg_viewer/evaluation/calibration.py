@@ -240,6 +240,8 @@ def stored_scale(method: str, mask: str, sigma: float, weight_set=None) -> float
 #: the image shape the stored factors were fitted at, for entries that do not record their sampling fraction (both
 #: bundled sets: 128 x 128 phantoms and MRNet slices)
 FITTED_SHAPE = (128, 128)
+#: a run's sampling fraction within this log distance of a stored entry's counts as the entry's own setting
+EXACT_FRACTION_LOG = 0.01
 
 
 @dataclass(frozen=True)
@@ -288,28 +290,30 @@ def std_scale_for_run(method: str, mask: str, sigma: float, fraction: float | No
     """The stored std scale factor for a run of ``method`` at ``mask`` (spec) / ``fraction`` (its sampled fraction)
     / ``sigma`` with the weight set (default: the active one), or None when the set stores none for the method.
 
-    The entry of the same mask spec and sigma is used when there is one; otherwise, like the tuned defaults
-    (:func:`genreg_viewer.recon.tuned.nearest_setting`), the entry nearest in ``(log fraction, log sigma)``
-    (``fraction`` defaults to the run's mask spec at :data:`FITTED_SHAPE`), and the description says that it was
-    fitted at another setting; parameters that differ from the fit (``params``, e.g. another ``lam`` or fewer
-    posterior samples) are named too. The factor is fitted for the ±k std intervals of ``fitted_for_k``."""
+    Like the tuned defaults (:func:`genreg_viewer.recon.tuned.nearest_setting`) the entry nearest in
+    ``(log sampling fraction, log sigma)`` is used (``fraction`` defaults to the run's mask spec at
+    :data:`FITTED_SHAPE`; an entry's is its mask spec's at that shape); unless it is the run's own mask spec and
+    sigma at the same sampled fraction (``exact``), the description says that it was fitted at another setting.
+    Parameters that differ from the fit (``params``, e.g. another ``lam`` or fewer posterior samples) are named
+    too. The factor is fitted for the ±k std intervals of ``fitted_for_k``."""
     from ..recon.tuned import nearest_setting
 
     weight_set = weight_set or _active_weight_set()
     entries = read_calibration(weight_set).get(method, [])
     if not entries:
         return None
-    entry = stored_entry(method, mask, sigma, weight_set)
-    exact = entry is not None
-    if entry is None:
-        if fraction is None:
-            fraction = _entry_fraction({"mask": mask})
-        located = [{**e, "sampling_fraction": f} for e in entries if (f := _entry_fraction(e)) is not None]
-        if fraction is None or not located:
-            return None
-        entry = nearest_setting(located, fraction, sigma)
+    if fraction is None:
+        fraction = _entry_fraction({"mask": mask})
+    located = [{**e, "sampling_fraction": f} for e in entries if (f := _entry_fraction(e)) is not None]
+    entry = nearest_setting(located, fraction, sigma) if fraction is not None else None
+    if entry is None:  # a run whose mask cannot be placed: only its own spec and sigma can match
+        entry = stored_entry(method, mask, sigma, weight_set)
         if entry is None:
             return None
+        entry = {**entry, "sampling_fraction": fraction}
+    exact = entry["mask"] == mask and math.isclose(float(entry["sigma"]), float(sigma), rel_tol=1e-9) and (
+        fraction is None or entry["sampling_fraction"] is None
+        or abs(math.log(max(fraction, 1e-6) / max(entry["sampling_fraction"], 1e-6))) < EXACT_FRACTION_LOG)
     scale = float(entry["scale"])
     fitted_for_k = tuple(float(k) for k in entry.get("fitted_for_k", FIT_KS))
     fitted_params = entry.get("params", {}) or {}
@@ -320,7 +324,8 @@ def std_scale_for_run(method: str, mask: str, sigma: float, fraction: float | No
             f"{entry['mask']}, sigma {float(entry['sigma']):g} for the ±{ks} std interval"
             f"{'s' if len(fitted_for_k) > 1 else ''}")
     if not exact:
-        text += f"; the nearest stored setting to this run's {mask}, sigma {float(sigma):g}"
+        sampled = f" ({100 * fraction:.1f} % sampled)" if fraction is not None else ""
+        text += f"; the nearest stored setting to this run's {mask}{sampled}, sigma {float(sigma):g}"
     if differing:
         text += "; fitted with " + ", ".join(f"{k}={v[0]}" for k, v in differing.items()) + " (this run: " + \
             ", ".join(f"{k}={v[1]}" for k, v in differing.items()) + ")"
