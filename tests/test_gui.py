@@ -20,8 +20,8 @@ from PyQt6.QtGui import QDropEvent, QMouseEvent, QWheelEvent  # noqa: E402
 from PyQt6.QtWidgets import QApplication, QFileDialog, QInputDialog  # noqa: E402
 
 from genreg_viewer import metrics  # noqa: E402
+from genreg_viewer.application import bundles as sessions  # noqa: E402
 from genreg_viewer.data.loading import load_image  # noqa: E402
-from genreg_viewer.gui import session as sessions  # noqa: E402
 from genreg_viewer.physics import MRIOperator, cartesian_mask, radial_mask, simulate_measurement  # noqa: E402
 from genreg_viewer.recon import Problem, ReconMethod, Step  # noqa: E402
 
@@ -206,7 +206,7 @@ def test_unreadable_slice_puts_the_slider_back(window, qtbot, tmp_path, errors):
     assert window.open_path(path)
     controls, shown = window.sampling, window.state.image.copy()
     loads = []
-    window.state.imageChanged.connect(lambda: loads.append(window.state.image_info.slice_index))
+    window.state.image_changed.connect(lambda: loads.append(window.state.image_info.slice_index))
     path.unlink()
     controls.slice_slider.setValue(5)  # the user drags to the last slice of a file that is gone
     qtbot.waitUntil(lambda: len(errors) == 1, timeout=5000)

@@ -16,8 +16,8 @@ pytest.importorskip("pytestqt")
 from PyQt6.QtCore import Qt  # noqa: E402
 from PyQt6.QtGui import QMouseEvent  # noqa: E402
 
-from genreg_viewer.gui.covariance_model import prepare_covariance as _prepare  # noqa: E402
-from genreg_viewer.gui.state import RunRecord  # noqa: E402
+from genreg_viewer.application import RunRecord  # noqa: E402
+from genreg_viewer.application.covariance import prepare_covariance as _prepare  # noqa: E402
 from genreg_viewer.models.vae import GenerativeModel, VAEConfig, bundled_model_available  # noqa: E402
 
 pytest.register_assert_rewrite("gui_helpers")  # its asserts report like a test's (it is imported here first)

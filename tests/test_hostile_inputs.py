@@ -18,15 +18,15 @@ import numpy as np
 import pytest
 import torch
 
+from genreg_viewer.application import ExperimentState, ImageInfo, RunRecord
+from genreg_viewer.application import bundles as sessions
+from genreg_viewer.application.bundles import SessionError
 from genreg_viewer.cli.main import main
 from genreg_viewer.data import limits
 from genreg_viewer.data.loading import describe_file, load_image
 from genreg_viewer.data.preprocess import DataError
-from genreg_viewer.gui import session as sessions
-from genreg_viewer.gui.session import SessionError
-from genreg_viewer.gui.state import ExperimentState, ImageInfo, RunRecord
 from genreg_viewer.physics import radial_mask
-from genreg_viewer.recon import ParameterError, Parameter
+from genreg_viewer.recon import Parameter, ParameterError
 
 pytest_plugins = ["gui_helpers"]  # the errors and window fixtures
 
@@ -762,7 +762,7 @@ def test_a_session_larger_than_the_app_image_size_is_refused_at_once(window, err
 
 
 def test_opening_a_session_computes_the_adjoint_scores_once(window, errors, saved, monkeypatch):
-    from genreg_viewer.gui import state as state_module
+    from genreg_viewer.application import experiment as state_module
 
     calls = []
     ssim = state_module.metrics.ssim

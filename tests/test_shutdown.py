@@ -21,15 +21,15 @@ CHILD = textwrap.dedent("""
     from PyQt6.QtCore import QTimer
     from PyQt6.QtWidgets import QApplication
 
+    from genreg_viewer.application import jobs
     from genreg_viewer.gui import app as app_module
-    from genreg_viewer.gui import workers
     from genreg_viewer.gui.main_window import MainWindow
 
     method, mode = sys.argv[1], sys.argv[2]
     if mode == "stuck":  # one operation that never looks at the cancel flag
         def run_method(*args, **kwargs):
             time.sleep(120)
-        workers.run_method = run_method
+        jobs.run_method = run_method
 
     qapp = QApplication(sys.argv[:1])
     state = {"window": None, "started": None, "deadline": time.monotonic() + 60}
@@ -105,7 +105,7 @@ def test_late_worker_signals_after_close_are_ignored(qtbot, window, errors):
     """The cancelled run still reports its last state after the close; nothing may reach the closed window."""
     finished = []
     window.queue.jobFinished.connect(lambda *args: finished.append(args))
-    window.state.resultAdded.connect(lambda record: finished.append(record))
+    window.state.result_added.connect(lambda record: finished.append(record))
     assert window.method_panel.select_method("tv")
     window.method_panel.iterations_spin.setValue(1_000_000)
     window.method_panel.run()

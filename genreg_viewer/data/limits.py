@@ -1,6 +1,6 @@
 """Bounds on what an input file may make the program allocate, checked from metadata before anything is read.
 
-The loaders (:mod:`genreg_viewer.data.loading`), saved sessions (:mod:`genreg_viewer.gui.session`) and the
+The loaders (:mod:`genreg_viewer.data.loading`), saved sessions (:mod:`genreg_viewer.application.bundles`) and the
 command line use these limits, so a small hostile file (an HDF5 dataset declaring ``(2, 40000, 40000)``, a PNG
 header claiming 100000 x 100000 pixels, a ``.npy`` header with a huge shape) is refused in milliseconds with a
 message that names the limit, instead of exhausting memory. The values are generous for real MRI: a fastMRI

@@ -20,21 +20,21 @@ from PyQt6.QtWidgets import (
 )
 
 from .. import __version__
+from ..application import CUSTOM_MASK_SPEC, ExperimentState, ReconJob, describe_setting
+from ..application import bundles as sessions
+from ..application.sources import IMAGE_FILTER, default_image, load_image_file, phantom_image
 from ..data.loading import ImageKeyError
 from ..device import default_device
 from ..physics import load_mask, save_mask
-from . import session as sessions
 from .dialogs import choose_item, show_error, show_shortcuts
 from .panels.comparison import ComparisonPanel
 from .panels.covariance import CovariancePanel
 from .panels.method import LiveRunView, MethodControls
 from .panels.sampling import MeasurementView, SamplingControls
 from .panels.sweep import SweepPanel
-from .sources import IMAGE_FILTER, default_image, load_image_file, phantom_image
-from .state import CUSTOM_MASK_SPEC, ExperimentState, describe_setting
 from .theme import THEME_MODES, theme_manager
 from .widgets.image_view import em
-from .workers import ReconJob, ReconQueue, wait_for_threads
+from .workers import ReconQueue, wait_for_threads
 
 MAX_RECENT = 8
 MASK_FILTER = "Masks (*.png *.npy);;PNG image (*.png);;NumPy array (*.npy)"
@@ -64,7 +64,7 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("genreg-viewer")
         self.setAcceptDrops(True)
         self.settings = settings if settings is not None else QSettings("genreg-viewer", "genreg-viewer")
-        self.state = ExperimentState(self)
+        self.state = ExperimentState()
         self.queue = ReconQueue(self)
         #: asks which HDF5 dataset to read when a file has no known image dataset: ``(path, candidate keys) ->
         #: chosen key or None`` (cancelled); a list dialog by default, replaced in tests
@@ -123,7 +123,7 @@ class MainWindow(QMainWindow):
 
     def _connect(self) -> None:
         state, queue = self.state, self.queue
-        state.measurementChanged.connect(self._update_setting_label)
+        state.measurement_changed.connect(self._update_setting_label)
         queue.jobStarted.connect(self._job_started)
         queue.jobFinished.connect(self._job_finished)
         queue.jobFailed.connect(lambda job, message: self.error(f"{job.title} failed", message))

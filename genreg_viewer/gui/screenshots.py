@@ -39,8 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     from PyQt6.QtCore import QSettings
     from PyQt6.QtWidgets import QApplication
 
+    from .export import save_widget_png
     from .main_window import MainWindow
-    from .session import save_widget_png
     from .theme import theme_manager
 
     app = QApplication.instance() or QApplication(sys.argv[:1])

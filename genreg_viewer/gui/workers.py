@@ -19,23 +19,17 @@ import atexit
 import sys
 import threading
 import time
-import traceback
 import weakref
-from dataclasses import dataclass, field
 from typing import Any, Callable
 
-import numpy as np
 import torch
 from PyQt6.QtCore import QObject, QThreadPool, pyqtSignal
 from superqt.utils import create_worker
 
+from ..application.jobs import ProgressUpdate, ReconJob, report_exception, run_job
+from ..application.runs import RunRecord
 from ..device import configure_background_threads
-from ..physics import Measurement
-from ..recon import Problem, ReconMethod, get_method, run_method
-from .covariance_model import prepare_for_run
-from .state import RunRecord
 
-PROGRESS_INTERVAL = 0.125  #: seconds between progress signals (8 Hz: smooth enough, and painting stays cheap)
 
 def _apply_thread_count_here() -> None:
     """Apply torch's process-wide intra-op thread count on the calling thread too: OpenMP keeps the count per
@@ -63,58 +57,6 @@ def _stop_threads() -> None:
     wait_for_threads(10_000)
 
 
-@dataclass
-class ReconJob:
-    """One queued reconstruction: a snapshot of the measurement and the settings it runs with."""
-
-    job_id: int
-    method: str
-    title: str
-    params: dict[str, Any]
-    iterations: int
-    device: str
-    measurement: Measurement
-    ground_truth: Any  #: torch tensor (1, 1, H, W)
-    seed: int
-    setting: dict[str, Any]
-    cancel: threading.Event = field(default_factory=threading.Event)
-    method_instance: ReconMethod | None = None  #: a method object to run instead of ``get_method(method)``
-    image_version: int = 0  #: :attr:`ExperimentState.image_version` when queued (a newer image drops the result)
-    weight_set: Any = None  #: the :class:`~genreg_viewer.weight_sets.WeightSet` chosen when queued (None: active)
-
-    def report_every(self) -> int:
-        """Report about 200 times per run (metrics are computed at every report)."""
-        return max(1, self.iterations // 200)
-
-
-@dataclass
-class ProgressUpdate:
-    """What the live view needs: the newest image and the curve points since the previous update."""
-
-    iteration: int
-    total: int | None
-    elapsed: float
-    eta: float | None
-    image: np.ndarray
-    points: list[tuple[int, float | None, float | None, float | None]]  #: (iteration, objective, psnr, ssim)
-    final: bool = False
-
-
-def report_exception(exc: BaseException) -> str:
-    """Print a traceback for unexpected errors (user errors are ValueErrors) and return the dialog text."""
-    if not isinstance(exc, (ValueError, KeyError)):
-        traceback.print_exception(exc)
-    return user_message(exc)
-
-
-def user_message(exc: BaseException) -> str:
-    """One clear line for a dialog: the message of a user error, or the exception type for a bug."""
-    text = str(exc).strip() or exc.__class__.__name__
-    if isinstance(exc, (ValueError, KeyError, RuntimeError, OSError)):
-        return text.strip("'\"")
-    return f"{exc.__class__.__name__}: {text}"
-
-
 class ReconWorker(QObject):
     """Runs one job (called on a pool thread by :class:`ReconQueue`); its signals reach the GUI thread queued."""
 
@@ -130,35 +72,11 @@ class ReconWorker(QObject):
             self.skipped.emit(job.job_id)
             return
         self.started.emit(job.job_id)
-        pending: list[tuple] = []
-        last_emit = 0.0
-
-        def on_state(state) -> None:
-            nonlocal last_emit
-            pending.append((state.iteration, state.objective, state.psnr, state.ssim))
-            now = time.perf_counter()
-            if state.final or now - last_emit >= PROGRESS_INTERVAL:
-                last_emit = now
-                update = ProgressUpdate(state.iteration, state.total_iterations, state.elapsed, state.eta,
-                                        state.image_numpy().copy(), list(pending), state.final)
-                pending.clear()
-                self.progress.emit(job.job_id, update)
-
         try:
-            method = job.method_instance or get_method(job.method)
-            problem = Problem(job.measurement, job.ground_truth, seed=job.seed, device=job.device,
-                              weight_set=job.weight_set)
-            result = run_method(method, problem, job.params, job.iterations, cancel=job.cancel,
-                                callback=on_state, report_every=job.report_every())
-            record = RunRecord.from_result(result, job.job_id, job.title, job.setting)
+            record = run_job(job, lambda update: self.progress.emit(job.job_id, update))
         except Exception as exc:  # shown as a dialog; the worker stays alive for the next job
             self.failed.emit(job.job_id, report_exception(exc))
             return
-        if not job.cancel.is_set():
-            try:  # the covariance inspector's first click on this run is then as fast as the later ones
-                record.covariance = prepare_for_run(record, job.weight_set)
-            except Exception as exc:  # the inspector decodes the run itself when it is shown
-                traceback.print_exception(exc)
         self.finished.emit(job.job_id, record)
 
 
@@ -358,14 +276,14 @@ class WorkerThread(QObject):
 
 def _sweep_points(spec, cancel: threading.Event):
     """The points of ``spec`` as they finish (a generator: superqt's ``GeneratorWorker`` yields each to the GUI)."""
-    from .sweeps import run_sweep
+    from ..application.sweeps import run_sweep
 
     _apply_thread_count_here()
     yield from run_sweep(spec, cancel)
 
 
 class SweepWorker(QObject):
-    """Runs a :class:`~genreg_viewer.gui.sweeps.SweepSpec` as a superqt ``GeneratorWorker`` (one point per
+    """Runs a :class:`~genreg_viewer.application.sweeps.SweepSpec` as a superqt ``GeneratorWorker`` (one point per
     ``yielded``) on a private one-thread pool; its signals are relayed until :meth:`shutdown`."""
 
     point = pyqtSignal(object)  # SweepPoint

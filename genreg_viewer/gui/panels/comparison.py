@@ -31,8 +31,8 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
+from ...application import ExperimentState, RunRecord, describe_setting
 from ...fileio import atomic_path
-from ..state import ExperimentState, RunRecord, describe_setting
 from ..widgets.image_view import DIVERGING, GREY, ImageView, em, lookup_table
 
 INSET_COLOUR = QColor("#ffd400")
@@ -151,11 +151,11 @@ class ComparisonPanel(QWidget):
         self.columns = 1
         layout.addWidget(self.scroll, 1)
         self.roi: pg.RectROI | None = None
-        state.imageChanged.connect(self.rebuild)
-        state.measurementChanged.connect(self._measurement_changed)
-        state.resultAdded.connect(self._result_added)
-        state.resultRemoved.connect(lambda _id: self.rebuild())
-        state.resultsCleared.connect(self.rebuild)
+        state.image_changed.connect(self.rebuild)
+        state.measurement_changed.connect(self._measurement_changed)
+        state.result_added.connect(self._result_added)
+        state.result_removed.connect(lambda _id: self.rebuild())
+        state.results_cleared.connect(self.rebuild)
 
     # ------------------------------------------------------------------ toolbar
     def _toolbar(self) -> QWidget:

@@ -16,7 +16,7 @@ new finished run that reports a ``std_map`` or a ``latent`` becomes the inspecte
 selector yourself turns following off, so the choice stays until you turn it on again.
 
 All model work runs on a worker thread. A run is decoded on the reconstruction worker as soon as it ends
-(:func:`~genreg_viewer.gui.covariance_model.prepare_for_run`), so its first click costs two triangular solves like
+(:func:`~genreg_viewer.application.covariance.prepare_for_run`), so its first click costs two triangular solves like
 every later one. Drags are throttled (``superqt.qthrottled``, one request per 25 ms) and coalesced by completion:
 while one row is being computed only the newest requested pixel is kept, and it is sent as soon as the worker is
 free.
@@ -41,9 +41,7 @@ from PyQt6.QtWidgets import (
 )
 from superqt.utils import qthrottled
 
-from ...data.phantom import phantom_grid
-from ...render import diverging_rgb
-from ..covariance_model import (
+from ...application.covariance import (
     INSPECTABLE_ARRAYS,
     MODEL_KIND,
     covariance_latent,
@@ -52,7 +50,9 @@ from ..covariance_model import (
     prepare_covariance,
     residual_samples,
 )
-from ..state import ExperimentState
+from ...application.experiment import ExperimentState
+from ...data.phantom import phantom_grid
+from ...render import diverging_rgb
 from ..widgets.controls import compact_combo, push_button, wrapped_label
 from ..widgets.image_view import DIVERGING, SEQUENTIAL, ImageView, _FitState, em
 from ..workers import WorkerThread
@@ -134,11 +134,11 @@ class CovariancePanel(QWidget):
         self.source_view.image_item.pixelDragged.connect(lambda r, c, _finished: self._throttled_drag(r, c))
         self.correlation_view.pixelClicked.connect(self.request_pixel)
         self.zoom_view.pixelClicked.connect(self.request_pixel)
-        state.imageChanged.connect(self._image_changed_weights)  # before the sources refresh
-        for signal in (state.imageChanged, state.resultRemoved, state.resultsCleared):
+        state.image_changed.connect(self._image_changed_weights)  # before the sources refresh
+        for signal in (state.image_changed, state.result_removed, state.results_cleared):
             signal.connect(self._refresh_sources)
-        state.resultAdded.connect(self._result_added)
-        state.measurementChanged.connect(self._measurement_changed)
+        state.result_added.connect(self._result_added)
+        state.measurement_changed.connect(self._measurement_changed)
         self._refresh_sources()
         from ..calibration_plot import add_calibration_plot  # std-map calibration curves (genreg calibrate)
 

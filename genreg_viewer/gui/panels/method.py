@@ -26,6 +26,7 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
+from ...application import ExperimentState, ProgressUpdate, ReconJob, describe_setting
 from ...device import default_device
 from ...recon import ParameterError, ReconMethod, all_methods
 from ...weight_sets import (
@@ -37,7 +38,6 @@ from ...weight_sets import (
     resolve_weight_set,
     use_weight_set,
 )
-from ..state import ExperimentState, describe_setting
 from ..widgets.controls import (
     ElidedLabel,
     RunControls,
@@ -50,7 +50,7 @@ from ..widgets.controls import (
 from ..widgets.image_view import ImageView, em
 from ..widgets.param_form import ParameterForm
 from ..widgets.plots import ThemedPlot
-from ..workers import ProgressUpdate, ReconJob, ReconQueue
+from ..workers import ReconQueue
 
 CATEGORY_ORDER = ("generative", "learned", "classical", "other")
 #: section headings of the method list
@@ -103,7 +103,7 @@ class MethodControls(QWidget):
         layout.addWidget(self._run_group())
         layout.addWidget(self._queue_group(), 1)
         self._populate_methods()
-        state.measurementChanged.connect(self._measurement_changed)
+        state.measurement_changed.connect(self._measurement_changed)
         queue.queueChanged.connect(self._queue_changed)
         queue.jobStarted.connect(self._job_started)
         queue.jobProgress.connect(self._job_progress)
@@ -143,7 +143,7 @@ class MethodControls(QWidget):
         self.weights_combo = compact_combo(QComboBox())
         self._fill_weight_sets()
         self.weights_combo.currentIndexChanged.connect(self._weight_set_chosen)
-        self.state.imageChanged.connect(self._fill_weight_sets)  # auto: the label names this image's set
+        self.state.image_changed.connect(self._fill_weight_sets)  # auto: the label names this image's set
         form.addRow("Weights", self.weights_combo)
         layout.addLayout(form)
         self.run_controls = RunControls("Run", self.run, self.cancel,

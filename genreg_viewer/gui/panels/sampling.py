@@ -1,6 +1,6 @@
 """Sampling: the image source, the mask pattern and its parameters, mask drawing tools and the noise.
 
-:class:`SamplingControls` (a dock) edits the :class:`~genreg_viewer.gui.state.ExperimentState`;
+:class:`SamplingControls` (a dock) edits the :class:`~genreg_viewer.application.experiment.ExperimentState`;
 :class:`MeasurementView` (a tab) shows the ground truth, the k-space with the mask (where the mask is drawn) and
 the zero-filled adjoint ``Re(A^H y)``, all updated as soon as a control changes.
 """
@@ -26,8 +26,8 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
+from ...application.experiment import CUSTOM_MASK_SPEC, ExperimentState
 from ...physics import MAX_SPOKES, mask_from_spec
-from ..state import CUSTOM_MASK_SPEC, ExperimentState
 from ..widgets.controls import button_row, group_box, note_label, push_button, wrapped_label
 from ..widgets.image_view import ImageView, em
 from ..widgets.mask_painter import MaskPainter
@@ -75,8 +75,8 @@ class SamplingControls(QWidget):
         layout.addStretch(1)
         self._slice_timer = QTimer(self, singleShot=True, interval=150)
         self._slice_timer.timeout.connect(lambda: self.sliceRequested.emit(self.slice_spin.value() - 1))
-        state.imageChanged.connect(self._image_changed)
-        state.measurementChanged.connect(self._measurement_changed)
+        state.image_changed.connect(self._image_changed)
+        state.measurement_changed.connect(self._measurement_changed)
         painter.maskEdited.connect(self._mask_drawn)
         state.set_noise(self.sigma_spin.value(), self.seed_spin.value())
         self.set_spec(DEFAULT_SPEC)
@@ -353,8 +353,8 @@ class MeasurementView(QWidget):
         for view in (self.truth_view, self.painter, self.adjoint_view):
             layout.addWidget(view, 1)
         self.show_measured = False
-        state.imageChanged.connect(self._image_changed)
-        state.measurementChanged.connect(self._measurement_changed)
+        state.image_changed.connect(self._image_changed)
+        state.measurement_changed.connect(self._measurement_changed)
 
     def set_show_measured(self, measured: bool) -> None:
         """Show ``log(1 + |y|)`` (the noisy measured data) instead of the full k-space under the mask."""

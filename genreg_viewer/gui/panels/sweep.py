@@ -1,5 +1,5 @@
 """Sweep view: mean PSNR (± std over the images) against the number of radial spokes or against the noise level,
-one curve per chosen method, computed in the background (see :mod:`genreg_viewer.gui.sweeps`)."""
+one curve per chosen method, computed in the background (see :mod:`genreg_viewer.application.sweeps`)."""
 
 from __future__ import annotations
 
@@ -24,6 +24,9 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
+from ...application.experiment import ExperimentState
+from ...application.sources import load_image_file
+from ...application.sweeps import SWEEP_AXES, SweepPoint, SweepSpec, parse_values, summarise, to_csv
 from ...data.loading import SUPPORTED_SUFFIXES
 from ...data.phantom import phantom_batch
 from ...device import default_device
@@ -31,10 +34,7 @@ from ...fileio import atomic_write_text
 from ...paths import SAMPLES_DIR
 from ...physics import MAX_SPOKES
 from ...recon import all_methods
-from ..session import save_widget_png
-from ..sources import load_image_file
-from ..state import ExperimentState
-from ..sweeps import SWEEP_AXES, SweepPoint, SweepSpec, parse_values, summarise, to_csv
+from ..export import save_widget_png
 from ..widgets.controls import RunControls, button_row, group_box, note_label, push_button
 from ..widgets.image_view import em
 from ..widgets.plots import ThemedPlot

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .state import RunRecord
+from .runs import RunRecord
 
 MODEL_KIND = "covar"
 

@@ -22,6 +22,7 @@ valid names.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -29,7 +30,7 @@ import re
 import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 
@@ -38,7 +39,8 @@ from ..data.loading import read_npy_header
 from ..data.preprocess import DataError
 from ..fileio import atomic_path, atomic_write, atomic_write_text
 from ..physics.noise import MAX_SIGMA
-from .state import IMAGE_SIZE, ExperimentState, ImageInfo, RunRecord
+from .experiment import IMAGE_SIZE, ExperimentState, ImageInfo
+from .runs import RunRecord
 
 FORMAT_NAME = "genreg-viewer"
 FORMAT_VERSION = 1
@@ -122,7 +124,8 @@ def write_bundle(path: str | Path, bundle: Bundle) -> Path:
     text = json.dumps(meta, default=_json_default, indent=1)
     if kind == "npz":
         with atomic_path(path) as tmp:
-            np.savez_compressed(tmp, **{META_KEY: np.array(text)}, **bundle.arrays)
+            # (numpy's stub reads **arrays as its allow_pickle keyword)
+            np.savez_compressed(tmp, **{META_KEY: np.array(text)}, **bundle.arrays)  # type: ignore[arg-type]
     elif kind == "h5":
         import h5py
 
@@ -135,11 +138,15 @@ def write_bundle(path: str | Path, bundle: Bundle) -> Path:
         path.mkdir(parents=True, exist_ok=True)
         stale = _previous_folder_arrays(path)
         for name, array in bundle.arrays.items():
-            atomic_write(path / f"{name}.npy", lambda tmp, a=array: np.save(tmp, a))
+            atomic_write(path / f"{name}.npy", functools.partial(_save_npy, array=array))
         atomic_write_text(path / FOLDER_META, text)
         for name in sorted(stale - set(bundle.arrays)):
             _remove_stale_array(path / f"{name}.npy")
     return path
+
+
+def _save_npy(path, array: np.ndarray) -> None:
+    np.save(path, array)
 
 
 def _previous_folder_arrays(folder: Path) -> set[str]:
@@ -435,6 +442,11 @@ class _Checker:
             self.fail(where, "an object (dict)", value)
         return value
 
+    @overload
+    def text(self, value: Any, where: str, optional: Literal[False] = False) -> str: ...
+    @overload
+    def text(self, value: Any, where: str, optional: bool) -> str | None: ...
+
     def text(self, value: Any, where: str, optional: bool = False) -> str | None:
         if value is None and optional:
             return None
@@ -444,6 +456,11 @@ class _Checker:
             raise SessionError(f"{where} is longer than {MAX_TEXT} characters")
         return value
 
+    @overload
+    def integer(self, value: Any, where: str, low: int, high: int, optional: Literal[False] = False) -> int: ...
+    @overload
+    def integer(self, value: Any, where: str, low: int, high: int, optional: bool) -> int | None: ...
+
     def integer(self, value: Any, where: str, low: int, high: int, optional: bool = False) -> int | None:
         if value is None and optional:
             return None
@@ -452,6 +469,13 @@ class _Checker:
         if not low <= value <= high:
             raise SessionError(f"{where} must be between {low} and {high}, got {self.shown(value)}")
         return value
+
+    @overload
+    def number(self, value: Any, where: str, low: float = ..., high: float = ...,
+               optional: Literal[False] = False, finite: bool = ...) -> float: ...
+    @overload
+    def number(self, value: Any, where: str, low: float = ..., high: float = ...,
+               *, optional: bool, finite: bool = ...) -> float | None: ...
 
     def number(self, value: Any, where: str, low: float = -math.inf, high: float = math.inf,
                optional: bool = False, finite: bool = True) -> float | None:
@@ -753,12 +777,3 @@ def load_session(path: str | Path, state: ExperimentState) -> dict[str, Any]:
         return restore_bundle(bundle, state)
     except SessionError as exc:
         raise SessionError(f"{Path(path).name}: {exc}") from None
-
-
-def save_widget_png(widget, path: str | Path) -> Path:
-    """Render ``widget`` as shown (at the screen's device pixel ratio) into a PNG at ``path``, atomically."""
-    pixmap = widget.grab()
-    with atomic_path(path, suffix=".png") as tmp:
-        if not pixmap.save(str(tmp), "PNG"):
-            raise OSError(f"could not write {path}")
-    return Path(path)

@@ -113,14 +113,14 @@ def run_sweep(spec: SweepSpec, cancel: threading.Event | None = None) -> Iterato
     """Yield one :class:`SweepPoint` per (value, method); stops early when ``cancel`` is set."""
     spec.validate()
     truth = torch.from_numpy(np.ascontiguousarray(spec.images, dtype=np.float32))[:, None]
-    shape = tuple(truth.shape[-2:])
+    shape = (int(truth.shape[-2]), int(truth.shape[-1]))
     for offset, value in enumerate(spec.values):
         spokes, sigma = spec.setting(value)
         measurement = simulate_measurement(truth, radial_mask(spokes, shape), sigma, spec.seed + offset)
         for method in spec.methods:
             if cancel is not None and cancel.is_set():
                 return
-            problem = Problem(measurement, truth, seed=spec.seed, device=spec.device)
+            problem = Problem(measurement, truth, seed=spec.seed, device=torch.device(spec.device))
             result = run_method(method, problem, iterations=spec.iterations.get(method), cancel=cancel)
             if result.cancelled:
                 return

@@ -10,7 +10,7 @@ import numpy as np
 from ..data.loading import HDF5_SUFFIXES, IMAGE_SUFFIXES, SUPPORTED_SUFFIXES, load_image
 from ..data.phantom import knee_phantom
 from ..paths import default_sample_path
-from .state import ImageInfo
+from .experiment import ImageInfo
 
 
 def _patterns(suffixes) -> str:

@@ -1,5 +1,6 @@
-"""The experiment the window shows: ground-truth image, sampling mask, noise, the simulated measurement and the
-finished runs. Panels read it and change it only through its setters, which emit signals.
+"""The experiment the application works on: ground-truth image, sampling mask, noise, the simulated measurement
+and the finished runs. No Qt: views (the GUI's panels, tests, scripts) read it and change it only through its
+setters, which emit psygnal signals (synchronously, on the caller's thread: the GUI changes it on its own thread).
 
 The measurement ``y = M F x + n`` is re-simulated on the CPU after every change (a 128x128 FFT takes well under a
 millisecond), so the adjoint image and k-space views always match the controls.
@@ -7,19 +8,20 @@ millisecond), so the adjoint image and k-space views always match the controls.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
-from PyQt6.QtCore import QObject, pyqtSignal
+from psygnal import Signal
 
 from .. import metrics
 from ..data.limits import check_seed
 from ..physics import Measurement, MRIOperator, check_sigma, simulate_measurement
 from ..physics.masks import MaskError, as_mask_array
-from ..recon import Problem, ReconResult
+from ..recon import Problem
+from .runs import RunRecord
 
 #: name used for masks drawn with the brush or loaded from a file
 CUSTOM_MASK_SPEC = "custom"
@@ -41,91 +43,6 @@ class ImageInfo:
         if self.num_slices > 1 and self.slice_index is not None:
             return f"{name}  (slice {self.slice_index + 1}/{self.num_slices})"
         return name
-
-
-@dataclass
-class RunRecord:
-    """A finished (or cancelled) reconstruction as the GUI keeps it: numpy arrays on the CPU."""
-
-    run_id: int
-    method: str
-    title: str
-    image: np.ndarray  #: (H, W) float32
-    params: dict[str, Any]
-    iterations: int
-    seconds: float
-    device: str
-    psnr: float | None
-    ssim: float | None
-    cancelled: bool = False
-    setting: dict[str, Any] = field(default_factory=dict)  #: mask spec, sigma, seed, sampled fraction
-    arrays: dict[str, np.ndarray] = field(default_factory=dict)  #: array extras, e.g. ``std_map``, ``latent``
-    info: dict[str, Any] = field(default_factory=dict)  #: scalar extras
-    history: list[dict[str, Any]] = field(default_factory=list)
-    #: the covariance inspector's decoding of this run (``L(z)``, mean, variance map), made on the worker when the
-    #: run ended (:func:`genreg_viewer.gui.covariance_model.prepare_for_run`); not saved with sessions
-    covariance: dict[str, Any] | None = field(default=None, repr=False, compare=False)
-
-    @classmethod
-    def from_result(cls, result: ReconResult, run_id: int, title: str, setting: dict[str, Any]) -> "RunRecord":
-        arrays: dict[str, np.ndarray] = {}
-        info: dict[str, Any] = {}
-        for key, value in result.extras.items():
-            if isinstance(value, torch.Tensor):
-                value = value.detach().cpu().numpy()
-            if isinstance(value, np.ndarray):
-                arrays[key] = _first_item(value)
-            elif isinstance(value, (int, float, str, bool)) or value is None:
-                info[key] = value
-        return cls(
-            run_id=run_id,
-            method=result.method,
-            title=title,
-            image=result.image_numpy().astype(np.float32),
-            params=dict(result.params),
-            iterations=result.iterations,
-            seconds=float(result.seconds),
-            device=result.device,
-            psnr=result.psnr,
-            ssim=result.ssim,
-            cancelled=bool(result.cancelled),
-            setting=dict(setting),
-            arrays=arrays,
-            info=info,
-            history=list(result.history),
-        )
-
-    def label(self) -> str:
-        suffix = " (cancelled)" if self.cancelled else ""
-        return f"{self.title}{suffix}"
-
-    def metrics_text(self) -> str:
-        if self.psnr is None:
-            return ""
-        return f"PSNR {self.psnr:.2f} dB · SSIM {self.ssim:.3f}"
-
-    def setting_text(self) -> str:
-        return describe_setting(self.setting)
-
-
-def _first_item(array: np.ndarray) -> np.ndarray:
-    """Drop a leading batch/channel of size one: ``(1, 1, H, W)`` -> ``(H, W)``, ``(1, D)`` -> ``(D,)``."""
-    array = np.asarray(array)
-    while array.ndim > 2 and array.shape[0] == 1:
-        array = array[0]
-    if array.ndim == 2 and array.shape[0] == 1:
-        array = array[0]
-    return array.astype(np.float32) if array.dtype.kind == "f" else array
-
-
-def describe_setting(setting: dict[str, Any]) -> str:
-    """``radial:25 · 10.2% · σ=0.05`` from a setting dict."""
-    parts = [str(setting.get("mask", ""))]
-    if "fraction" in setting:
-        parts.append(f"{100 * setting['fraction']:.1f}%")
-    if "sigma" in setting:
-        parts.append(f"σ={setting['sigma']:g}")
-    return " · ".join(p for p in parts if p)
 
 
 def _checked_image(image) -> np.ndarray:
@@ -163,17 +80,19 @@ def _simulated(image, mask, sigma, seed) -> tuple:
 IMAGE_SIZE = 128
 
 
-class ExperimentState(QObject):
-    """The ground truth, the mask, the noise, the simulated measurement and the list of finished runs."""
+class ExperimentState:
+    """The ground truth, the mask, the noise, the simulated measurement and the list of finished runs.
 
-    imageChanged = pyqtSignal()
-    measurementChanged = pyqtSignal()
-    resultAdded = pyqtSignal(object)  # RunRecord
-    resultRemoved = pyqtSignal(int)  # run_id
-    resultsCleared = pyqtSignal()
+    Signals (``state.image_changed.connect(callback)``): ``image_changed()``, ``measurement_changed()``,
+    ``result_added(RunRecord)``, ``result_removed(run_id)``, ``results_cleared()``."""
 
-    def __init__(self, parent: QObject | None = None, shape: tuple[int, int] = (IMAGE_SIZE, IMAGE_SIZE)):
-        super().__init__(parent)
+    image_changed = Signal()
+    measurement_changed = Signal()
+    result_added = Signal(object)  # RunRecord
+    result_removed = Signal(int)  # run_id
+    results_cleared = Signal()
+
+    def __init__(self, shape: tuple[int, int] = (IMAGE_SIZE, IMAGE_SIZE)):
         self.shape = shape
         self.image: np.ndarray | None = None
         self.image_info = ImageInfo()
@@ -204,14 +123,14 @@ class ExperimentState(QObject):
         self.image_version += 1
         self.kspace_log_magnitude = _kspace_log_magnitude(image)
         self.clear_results()
-        self.imageChanged.emit()
+        self.image_changed.emit()
         self._simulate()
 
     def restore(self, image: np.ndarray, info: ImageInfo, mask, mask_spec: str, sigma: float, seed: int,
-                records: list[RunRecord] = ()) -> None:
+                records: Sequence[RunRecord] = ()) -> None:
         """Replace everything at once (a restored session): every argument is checked and the measurement
         simulated before any attribute changes, so an error leaves the state exactly as it was; the signals
-        (``resultsCleared``, ``imageChanged``, ``measurementChanged``, one ``resultAdded`` per record) follow."""
+        (``results_cleared``, ``image_changed``, ``measurement_changed``, one ``result_added`` per record) follow."""
         image = _checked_image(image)
         mask = as_mask_array(mask)
         if mask.shape != image.shape:
@@ -234,12 +153,12 @@ class ExperimentState(QObject):
         self.image_version += 1
         self.results = []
         if had_results:
-            self.resultsCleared.emit()
-        self.imageChanged.emit()
+            self.results_cleared.emit()
+        self.image_changed.emit()
         if self.mask is not restored_mask or self.mask_spec != mask_spec:  # a panel re-applied its own pattern
             self.mask, self.mask_spec = restored_mask, mask_spec
             (self.measurement, self.adjoint, self.measured_log_magnitude, self.measurement_error) = simulated
-        self.measurementChanged.emit()
+        self.measurement_changed.emit()
         for record in records:
             self.add_result(record)
 
@@ -258,7 +177,7 @@ class ExperimentState(QObject):
     def _simulate(self) -> None:
         (self.measurement, self.adjoint, self.measured_log_magnitude, self.measurement_error) = _simulated(
             self.image, self.mask, self.sigma, self.seed)
-        self.measurementChanged.emit()
+        self.measurement_changed.emit()
 
     # ------------------------------------------------------------------ queries
     @property
@@ -295,7 +214,7 @@ class ExperimentState(QObject):
         measurement = Measurement(
             self.measurement.y.clone(), MRIOperator(self.mask.copy()), self.sigma, self.seed
         )
-        return Problem(measurement, self.ground_truth_tensor(), seed=self.seed, device=device)
+        return Problem(measurement, self.ground_truth_tensor(), seed=self.seed, device=torch.device(device))
 
     def adjoint_metrics(self) -> tuple[float, float] | None:
         """PSNR and SSIM of the adjoint (clipped to [0, 1]); computed once per measurement (several panels ask)."""
@@ -321,20 +240,20 @@ class ExperimentState(QObject):
     def add_result(self, record: RunRecord) -> None:
         self.results.append(record)
         self._next_run_id = max(self._next_run_id, record.run_id + 1)
-        self.resultAdded.emit(record)
+        self.result_added.emit(record)
 
     def remove_result(self, run_id: int) -> None:
         before = len(self.results)
         self.results = [r for r in self.results if r.run_id != run_id]
         if len(self.results) != before:
-            self.resultRemoved.emit(run_id)
+            self.result_removed.emit(run_id)
 
     def clear_results(self) -> list[RunRecord]:
         """Remove every run; returns them (for :meth:`restore_results`)."""
         removed = self.results
         if removed:
             self.results = []
-            self.resultsCleared.emit()
+            self.results_cleared.emit()
         return removed
 
     def restore_results(self, records: list[RunRecord]) -> int:
