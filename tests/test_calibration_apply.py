@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 
+from genreg_viewer.application.bundles import read_bundle
 from genreg_viewer.cli.main import main
 from genreg_viewer.evaluation import calibration as cal
 from genreg_viewer.paths import RESOURCES_DIR
@@ -129,10 +130,11 @@ def test_recon_calibrated_std_scales_the_saved_map(capsys, tmp_path):
     assert summary["std_scale"] == factor and summary["std_calibration"]["applied"]
     assert summary["notes"]["std_scale"] == factor
     assert summary["notes"]["std_scale_description"].startswith(f"x{factor:.3g}, fitted on phantom:12:2000000")
-    with np.load(tmp_path / "raw.npz") as raw, np.load(tmp_path / "calibrated.npz") as calibrated:
-        raw_std, calibrated_std = raw["std_map"], calibrated["std_map"]
-        assert raw_std.shape == (128, 128) and raw_std.max() > 0
-        np.testing.assert_allclose(calibrated_std, factor * raw_std, rtol=1e-6)  # same seed: the same raw map
+    raw, calibrated = read_bundle(tmp_path / "raw.npz"), read_bundle(tmp_path / "calibrated.npz")
+    raw_std, calibrated_std = raw.arrays["run1__std_map"], calibrated.arrays["run1__std_map"]
+    assert raw_std.shape == (128, 128) and raw_std.max() > 0
+    np.testing.assert_allclose(calibrated_std, factor * raw_std, rtol=1e-6)  # same seed: the same raw map
+    assert calibrated.meta["runs"][0]["info"]["std_scale"] == factor
     rms = float(np.sqrt(np.mean(raw_std.astype(np.float64) ** 2)))
     assert raw_summary["std_map"]["rms"] == pytest.approx(rms, rel=1e-5)
     assert summary["std_map"]["rms"] == pytest.approx(factor * rms, rel=1e-5)

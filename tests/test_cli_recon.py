@@ -6,6 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from genreg_viewer import metrics
+from genreg_viewer.application import ExperimentState
+from genreg_viewer.application import bundles as sessions
 from genreg_viewer.cli.main import main
 from genreg_viewer.data.loading import load_image
 from genreg_viewer.physics import mask_from_spec, simulate_measurement
@@ -52,25 +55,52 @@ def test_json_summary_fields(capsys, image_file, truth):
     assert summary["ssim"] == pytest.approx(expected.ssim, abs=1e-4)
 
 
-def test_out_npz_and_png_round_trip(capsys, tmp_path, image_file, truth):
+def test_out_bundle_and_png_round_trip(capsys, tmp_path, image_file, truth):
     out, png = tmp_path / "result.npz", tmp_path / "result.png"
     summary = run_json(capsys, image_file, "--method", "lsq", "--iters", "5", "--out", out, "--png", png)
-    with np.load(out) as stored:
-        image = stored["image"]
-        assert image.shape == (128, 128) and image.dtype == np.float32
-        np.testing.assert_array_equal(stored["ground_truth"], truth)
-        np.testing.assert_array_equal(stored["mask"], mask_from_spec("radial:25"))
-        assert json.loads(str(stored["params"])) == {"constraint": "box"}
-        assert json.loads(str(stored["summary"]))["psnr"] == summary["psnr"]
-        assert stored["history_iteration"][-1] == 5
-        objective = stored["history_objective"]
-        assert np.all(np.diff(objective) <= 0)  # lsq never increases its objective
-        problem = Problem(simulate_measurement(truth, mask_from_spec("radial:25"), 0.05, seed=0))
-        np.testing.assert_allclose(stored["adjoint"], problem.zero_filled()[0, 0].numpy(), atol=1e-6)
+    bundle = sessions.read_bundle(out)  # the app's results format
+    meta, arrays = bundle.meta, bundle.arrays
+    assert meta["kind"] == "results" and meta["summary"]["psnr"] == summary["psnr"]
+    image = arrays["run1__image"]
+    assert image.shape == (128, 128) and image.dtype == np.float32
+    np.testing.assert_array_equal(arrays["ground_truth"], truth)
+    np.testing.assert_array_equal(arrays["mask"], mask_from_spec("radial:25"))
+    (run,) = meta["runs"]
+    assert run["method"] == "lsq" and run["params"] == {"constraint": "box"} and run["psnr"] == summary["psnr"]
+    assert run["history"][-1]["iteration"] == 5
+    objective = [row["objective"] for row in run["history"]]
+    assert np.all(np.diff(objective) <= 0)  # lsq never increases its objective
+    problem = Problem(simulate_measurement(truth, mask_from_spec("radial:25"), 0.05, seed=0))
+    np.testing.assert_allclose(arrays["adjoint"], problem.zero_filled()[0, 0].numpy(), atol=1e-6)
     with Image.open(png) as picture:
         assert picture.size == (128, 128) and picture.mode == "L"
         np.testing.assert_allclose(np.asarray(picture) / 255.0, np.clip(image, 0, 1), atol=1 / 255)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary files left
+
+
+def test_the_app_model_opens_what_recon_writes(capsys, tmp_path, image_file, truth):
+    """One format: ``genreg recon --out`` opens as a session, whose simulated measurement is the CLI's, and whose
+    run scores the same PSNR against the restored ground truth."""
+    out = tmp_path / "tv.h5"
+    summary = run_json(capsys, image_file, "--method", "tv", "--iters", "20", "--mask", "radial:13", "--noise",
+                       "0.02", "--seed", "4", "--out", out)
+    state = ExperimentState()
+    sessions.load_session(out, state)
+    assert (state.mask_spec, state.sigma, state.seed) == ("radial:13", 0.02, 4)
+    np.testing.assert_array_equal(state.image, truth)
+    expected = simulate_measurement(truth, mask_from_spec("radial:13"), 0.02, seed=4)
+    np.testing.assert_allclose(state.measurement.y.numpy(), expected.y.numpy(), atol=1e-6)
+    (record,) = state.results
+    assert record.method == "tv" and record.iterations == summary["iterations"]
+    assert record.setting["weights"] == summary["weights"]["name"]
+    assert float(metrics.psnr(np.clip(record.image, 0, 1), state.image)[0]) == pytest.approx(summary["psnr"], abs=1e-4)
+    assert state.image_info.path == str(image_file)  # the app re-reads slices and picks weights from it
+
+
+def test_out_refuses_other_formats_before_running(capsys, tmp_path, image_file):
+    assert main(["recon", str(image_file), "--method", "tv", "--out", str(tmp_path / "r.mat")]) != 0
+    assert "use a .npz or .h5 file" in capsys.readouterr().err
+    assert not (tmp_path / "r.mat").exists()
 
 
 def test_kspace_input_without_ground_truth(capsys, tmp_path, image_file, truth):
@@ -83,9 +113,11 @@ def test_kspace_input_without_ground_truth(capsys, tmp_path, image_file, truth):
     assert summary["psnr"] is None and summary["ssim"] is None
     assert summary["mask"] == "data"
     assert summary["mask_fraction"] == pytest.approx(mask.mean())  # mask = the non-zero pattern
-    with np.load(tmp_path / "r.npz") as stored:
-        assert "ground_truth" not in stored.files
-        np.testing.assert_allclose(stored["image"], measurement.zero_filled()[0, 0].numpy(), atol=1e-6)
+    stored = sessions.read_bundle(tmp_path / "r.npz").arrays
+    assert "ground_truth" not in stored
+    np.testing.assert_allclose(stored["run1__image"], measurement.zero_filled()[0, 0].numpy(), atol=1e-6)
+    with pytest.raises(sessions.SessionError, match="no ground truth"):  # the app needs an image; it says so
+        sessions.load_session(tmp_path / "r.npz", ExperimentState())
     # with IMAGE as well, it is the ground truth for the metrics
     summary = run_json(capsys, image_file, "--kspace", path, "--mask", "radial:25", "--method", "tv",
                        "--iters", "30")

@@ -30,7 +30,7 @@ import re
 import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal, overload
+from typing import Any, Literal, Sequence, overload
 
 import numpy as np
 
@@ -397,30 +397,41 @@ def _run_meta(record: RunRecord) -> dict[str, Any]:
     }
 
 
+def build_bundle(kind: str, ground_truth: np.ndarray | None, mask: np.ndarray, mask_spec: str, sigma: float,
+                 seed: int | None, image_info: ImageInfo, records: Sequence[RunRecord],
+                 adjoint: np.ndarray | None = None, extra_meta: dict[str, Any] | None = None) -> Bundle:
+    """A bundle of one experiment: the ground truth (absent for a reconstruction from measured k-space), the
+    centred boolean mask and its spec, the noise level and seed, the adjoint and each run's image and array extras
+    (``run<id>__<name>``); ``extra_meta`` adds fields (``gui`` for a session, ``summary`` from ``genreg recon``)."""
+    arrays: dict[str, np.ndarray] = {"mask": np.asarray(mask, dtype=bool)}
+    if ground_truth is not None:
+        arrays["ground_truth"] = np.asarray(ground_truth, dtype=np.float32)
+    if adjoint is not None:
+        arrays["adjoint"] = np.asarray(adjoint, dtype=np.float32)
+    for record in records:
+        arrays[f"run{record.run_id}__image"] = record.image
+        for name, array in record.arrays.items():
+            arrays[f"run{record.run_id}__{name}"] = array
+    meta: dict[str, Any] = {
+        "format": FORMAT_NAME,
+        "version": FORMAT_VERSION,
+        "kind": kind,
+        "image_info": asdict(image_info),
+        "mask_spec": mask_spec,
+        "sigma": sigma,
+        "seed": seed,
+        "runs": [_run_meta(r) for r in records],
+        **(extra_meta or {}),
+    }
+    return Bundle(meta, arrays)
+
+
 def make_bundle(state: ExperimentState, kind: str = "session", gui: dict[str, Any] | None = None) -> Bundle:
     """The image, mask, measurement setting and runs of ``state`` (``kind``: ``session`` or ``results``)."""
     if state.image is None:
         raise ValueError("there is nothing to save: open an image first")
-    arrays: dict[str, np.ndarray] = {"ground_truth": state.image, "mask": state.mask}
-    if state.adjoint is not None:
-        arrays["adjoint"] = state.adjoint
-    for record in state.results:
-        arrays[f"run{record.run_id}__image"] = record.image
-        for name, array in record.arrays.items():
-            arrays[f"run{record.run_id}__{name}"] = array
-    meta = {
-        "format": FORMAT_NAME,
-        "version": FORMAT_VERSION,
-        "kind": kind,
-        "image_info": asdict(state.image_info),
-        "mask_spec": state.mask_spec,
-        "sigma": state.sigma,
-        "seed": state.seed,
-        "runs": [_run_meta(r) for r in state.results],
-    }
-    if gui is not None:
-        meta["gui"] = gui
-    return Bundle(meta, arrays)
+    return build_bundle(kind, state.image, state.mask, state.mask_spec, state.sigma, state.seed, state.image_info,
+                        state.results, state.adjoint, None if gui is None else {"gui": gui})
 
 
 # ----------------------------------------------------------------------------------------- validation
@@ -709,6 +720,10 @@ def check_bundle(bundle: Bundle) -> SessionContents:
         _check.fail("kind", "'session' or 'results'", kind)
     for name in arrays:
         check_array_name(name)
+    if "ground_truth" not in arrays and "mask" in arrays and kind == "results":
+        raise SessionError("these results hold no ground truth image (a reconstruction from measured k-space): the "
+                           "app simulates its measurements from an image, so it cannot open them; read the arrays "
+                           "with genreg_viewer.application.bundles.read_bundle")
     if "ground_truth" not in arrays or "mask" not in arrays:
         raise SessionError("the session has no ground truth image or mask")
     image = _image_array(arrays["ground_truth"], "the ground truth")
@@ -763,11 +778,20 @@ def save_session(path: str | Path, state: ExperimentState, gui: dict[str, Any] |
     return write_bundle(path, make_bundle(state, "session", gui or {}))
 
 
+#: file types of a results export (the app's File > Export results, ``genreg recon --out``)
+RESULTS_SUFFIXES = (".npz", ".h5", ".hdf5")
+
+
+def check_results_path(path: str | Path) -> Path:
+    """``path`` if it names a results file (``.npz``/``.h5``), else a ``ValueError`` saying so."""
+    if Path(path).suffix.lower() not in RESULTS_SUFFIXES:
+        raise ValueError(f"cannot export results to {Path(path).name}: use a .npz or .h5 file")
+    return Path(path)
+
+
 def export_results(path: str | Path, state: ExperimentState) -> Path:
     """Write the ground truth, mask, adjoint and every run's image and metrics to ``.npz``/``.h5``."""
-    if Path(path).suffix.lower() not in (".npz", ".h5", ".hdf5"):
-        raise ValueError(f"cannot export results to {Path(path).name}: use a .npz or .h5 file")
-    return write_bundle(path, make_bundle(state, "results"))
+    return write_bundle(check_results_path(path), make_bundle(state, "results"))
 
 
 def load_session(path: str | Path, state: ExperimentState) -> dict[str, Any]:

@@ -199,14 +199,16 @@ def _measured_problem(args, device: torch.device) -> ProblemSetup:
 
 
 def _simulated_problem(args, device: torch.device) -> ProblemSetup:
-    truth = load_image(args.image, slice_index=args.slice, size=IMAGE_SIZE, key=args.key).image
+    loaded = load_image(args.image, slice_index=args.slice, size=IMAGE_SIZE, key=args.key)
+    truth = loaded.image
     mask_spec = DEFAULT_MASK if args.mask is None else args.mask  # an empty --mask is an error, not the default
     mask = mask_from_spec(mask_spec, truth.shape, args.seed)
     measurement = simulate_measurement(truth, mask, args.noise, seed=args.seed, device=device)
     truth_tensor = torch.from_numpy(np.asarray(truth, dtype=np.float32))
     weight_set, reason = weight_set_choice(args.image)
     return _setup(Problem(measurement, truth_tensor, seed=args.seed, device=device, weight_set=weight_set),
-                  mask_spec, {"image": str(args.image)}, reason)
+                  mask_spec, {"image": str(args.image), "slice": loaded.slice_index,
+                              "num_slices": int(loaded.num_slices), "key": args.key}, reason)
 
 
 def _setup(problem: Problem, mask_spec: str, info: dict, weights_reason: str) -> ProblemSetup:

@@ -3,7 +3,8 @@
 Simulates ``y = M F x + n`` from the ground-truth IMAGE (or reads measured data with ``--kspace``), runs the method
 with a progress bar on stderr, and prints a summary (``--json``: one JSON object with method, psnr, ssim, seconds,
 iterations, device, params, mask, mask_fraction, sigma, seed). ``--tune`` first grid-searches the method's main
-parameter for the best PSNR. ``--out`` writes an ``.npz`` (see :func:`save_result_npz`), ``--png`` the image.
+parameter for the best PSNR. ``--out`` writes a results bundle (``.npz`` or ``.h5``; see
+:func:`save_result_bundle`), the format the app exports and opens, ``--png`` the image.
 
 Methods with a posterior std map (mean+covar, mean+diagonal, latent-vi) also report ``std_map`` (its RMS and
 maximum, and the map itself in ``--out``) and ``std_calibration``: the stored std scale factor of the weight set
@@ -15,12 +16,15 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ...application import ImageInfo, RunRecord
+from ...application.bundles import build_bundle, check_results_path, write_bundle
 from ...device import configure_threads
-from ...fileio import atomic_path, check_writable
+from ...fileio import check_writable
 from ...recon import ParameterError, ReconResult, get_method, run_method, tune_parameter
 from ...render import save_grey_png
 from ..common import (
@@ -49,7 +53,9 @@ def register(subparsers) -> None:
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads for torch (default: from the problem size and the machine's load; "
                         "GENREG_THREADS sets it too)")
-    p.add_argument("--out", default=None, help="write image, ground truth, adjoint, mask, params, history as .npz")
+    p.add_argument("--out", default=None,
+                   help="write the run as a results bundle (.npz or .h5; the app opens it like a session): "
+                        "image, ground truth, adjoint, mask, std map, params, metrics, history")
     p.add_argument("--png", default=None, help="write the reconstruction as an 8-bit PNG (values clipped to [0, 1])")
     p.add_argument("--json", action="store_true", help="print one JSON object (no progress bar)")
     p.add_argument("--calibrated-std", action="store_true",
@@ -102,32 +108,28 @@ def _run_with_progress(
         return run_method(method, setup.problem, overrides, iterations, callback=show, report_every=report_every)
 
 
-def _history_arrays(history: list[dict[str, Any]]) -> dict[str, np.ndarray]:
-    """The reported states as float arrays (NaN where a value is missing, e.g. PSNR without ground truth)."""
-    keys = ("iteration", "objective", "psnr", "ssim", "elapsed")
-    return {f"history_{key}": np.array([np.nan if row.get(key) is None else float(row[key]) for row in history],
-                                       dtype=np.float64) for key in keys}
-
-
-def save_result_npz(path: str, result: ReconResult, setup: ProblemSetup, summary: dict[str, Any]) -> None:
-    """Write ``image``, ``adjoint``, ``mask`` (centred, bool), ``ground_truth`` (only with one), ``params`` and
-    ``summary`` (JSON strings), ``history_{iteration,objective,psnr,ssim,elapsed}`` and, for a method with one,
-    ``std_map`` (the posterior std times ``summary["std_scale"]``) atomically."""
-    arrays: dict[str, np.ndarray] = {
-        "image": result.image_numpy(0).astype(np.float32),
-        "adjoint": setup.problem.zero_filled()[0, 0].detach().cpu().numpy().astype(np.float32),
-        "mask": np.asarray(setup.mask, dtype=bool),
-        "params": np.array(json.dumps(result.params)),
-        "summary": np.array(json.dumps(summary)),
-        **_history_arrays(result.history),
-    }
+def save_result_bundle(path: str, result: ReconResult, setup: ProblemSetup, summary: dict[str, Any],
+                       title: str) -> None:
+    """Write the run as a results bundle, the format of the app's File > Export results and sessions
+    (:mod:`genreg_viewer.application.bundles`; ``.npz`` or ``.h5``): ``ground_truth`` (with one),
+    ``mask`` (centred, bool), ``adjoint``, ``run1__image`` and, for a method with one, ``run1__std_map`` (the
+    posterior std times ``summary["std_scale"]``); the metadata holds the run (method, params, metrics, history)
+    and ``summary``. The app opens it like a saved session (File > Open session)."""
+    info = setup.info
+    setting = {"mask": info["mask"], "fraction": info["mask_fraction"], "sigma": info["sigma"], "seed": info["seed"],
+               "image": str(info.get("image") or info.get("kspace")), "weights": setup.problem.weight_set.name}
+    record = RunRecord.from_result(result, 1, title, setting)
     std_map = _std_map(result)
     if std_map is not None:  # the posterior std, times summary["std_scale"] (1: the raw map)
-        arrays["std_map"] = (float(summary.get("std_scale", 1.0)) * std_map).astype(np.float32)
-    if setup.ground_truth is not None:
-        arrays["ground_truth"] = setup.ground_truth.astype(np.float32)
-    with atomic_path(path) as tmp, open(tmp, "wb") as handle:  # a file object: np.savez appends no suffix
-        np.savez_compressed(handle, **arrays)  # type: ignore[arg-type]  # numpy's stub: **kwds vs allow_pickle
+        record.arrays["std_map"] = (float(summary.get("std_scale", 1.0)) * std_map).astype(np.float32)
+        record.info["std_scale"] = float(summary.get("std_scale", 1.0))
+    source = str(info.get("image") or info.get("kspace"))
+    image_info = ImageInfo(source=source, slice_index=info.get("slice"), num_slices=int(info.get("num_slices", 1)),
+                           path=source if Path(source).is_file() else None, key=info.get("key"))
+    adjoint = setup.problem.zero_filled()[0, 0].detach().cpu().numpy()
+    bundle = build_bundle("results", setup.ground_truth, np.asarray(setup.mask, dtype=bool), info["mask"],
+                          float(info["sigma"]), info["seed"], image_info, [record], adjoint, {"summary": summary})
+    write_bundle(path, bundle)
 
 
 def _std_map(result: ReconResult) -> np.ndarray | None:
@@ -219,6 +221,8 @@ def run(args) -> int:
         value = getattr(args, option[2:])
         if value is not None:
             check_writable(value, option)
+    if args.out is not None:
+        check_results_path(args.out)
     setup = build_problem(args)
     weight_set = setup.problem.weight_set  # --weights, or in auto mode the set trained for this image's kind
     _std_calibration(method, setup, overrides, args.calibrated_std)  # --calibrated-std: no map or no factor fails now
@@ -241,7 +245,7 @@ def run(args) -> int:
     if tuning is not None:
         summary["tuning"] = tuning
     if args.out:
-        save_result_npz(args.out, result, setup, summary)
+        save_result_bundle(args.out, result, setup, summary, method.title)
     if args.png:
         save_grey_png(result.image_numpy(0), args.png)
     if args.json:
