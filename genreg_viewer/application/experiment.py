@@ -20,7 +20,8 @@ from .. import metrics
 from ..data.limits import check_seed
 from ..physics import Measurement, MRIOperator, check_sigma, simulate_measurement
 from ..physics.masks import MaskError, as_mask_array
-from ..recon import Problem
+from ..recon import Problem, ReconMethod, get_method
+from .jobs import ReconJob
 from .runs import RunRecord
 
 #: name used for masks drawn with the brush or loaded from a file
@@ -215,6 +216,40 @@ class ExperimentState:
             self.measurement.y.clone(), MRIOperator(self.mask.copy()), self.sigma, self.seed
         )
         return Problem(measurement, self.ground_truth_tensor(), seed=self.seed, device=torch.device(device))
+
+    def make_job(self, method: ReconMethod | str, params: dict[str, Any] | None = None,
+                 iterations: int | None = None, device: str = "cpu") -> ReconJob:
+        """A job that runs ``method`` on a snapshot of the current measurement (``ValueError`` when the method is
+        unavailable or there is no measurement): the next run id, the method's title, the setting recorded with the
+        run and the weight set this image uses (:meth:`weight_set_choice`), fixed now."""
+        method = get_method(method) if isinstance(method, str) else method
+        ok, why = method.available()
+        if not ok:
+            raise ValueError(f"{method.title} is not available: {why}")
+        weight_set, _why = self.weight_set_choice()
+        problem = self.problem("cpu")
+        return ReconJob(
+            job_id=self.next_run_id(),
+            method=method.name,
+            title=method.title,
+            params=dict(params or {}),
+            iterations=method.default_iterations if iterations is None else int(iterations),
+            device=device,
+            measurement=problem.measurement,
+            ground_truth=problem.ground_truth,
+            seed=problem.seed,
+            setting={**self.setting(), "weights": weight_set.name},
+            image_version=self.image_version,
+            weight_set=weight_set,
+        )
+
+    def accept(self, job: ReconJob, record: RunRecord) -> bool:
+        """Add the finished ``record`` of ``job`` unless the job was made for an earlier image (its result is then
+        dropped); True when it was added."""
+        if job.image_version != self.image_version:
+            return False
+        self.add_result(record)
+        return True
 
     def adjoint_metrics(self) -> tuple[float, float] | None:
         """PSNR and SSIM of the adjoint (clipped to [0, 1]); computed once per measurement (several panels ask)."""

@@ -465,11 +465,10 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"Running {job.title} on {job.device}…")
 
     def _job_finished(self, job: ReconJob, record) -> None:
-        if job.image_version != self.state.image_version:
+        if not self.state.accept(job, record):
             self.statusBar().showMessage(f"{job.title} finished for an image that is no longer open; "
                                          "its result was dropped", 8000)
             return
-        self.state.add_result(record)
         what = "cancelled" if record.cancelled else "finished"
         self.statusBar().showMessage(f"{record.title} {what}: {record.metrics_text()}", 8000)
 

@@ -292,29 +292,10 @@ class MethodControls(QWidget):
 
     def make_job(self) -> ReconJob:
         """A job for the current method, parameters and measurement (raises ``ValueError`` when not ready)."""
-        method = self._current
-        if method is None:
+        if self._current is None:
             raise ValueError("no reconstruction method is selected")
-        ok, why = method.available()
-        if not ok:
-            raise ValueError(f"{method.title} is not available: {why}")
-        weight_set, _why = self.state.weight_set_choice()
-        problem = self.state.problem("cpu")
-        job_id = self.state.next_run_id()
-        return ReconJob(
-            job_id=job_id,
-            method=method.name,
-            title=method.title,
-            params=self.form.values(),
-            iterations=self.iterations_spin.value(),
-            device=self.device_combo.currentData(),
-            measurement=problem.measurement,
-            ground_truth=problem.ground_truth,
-            seed=problem.seed,
-            setting={**self.state.setting(), "weights": weight_set.name},
-            image_version=self.state.image_version,
-            weight_set=weight_set,
-        )
+        return self.state.make_job(self._current, self.form.values(), self.iterations_spin.value(),
+                                   self.device_combo.currentData())
 
     def run(self) -> None:
         try:
