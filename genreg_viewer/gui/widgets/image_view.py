@@ -264,6 +264,9 @@ class ImageView(QWidget):
                 self.colorbar.axis.setLabel(label)
             self.colorbar.axis.setWidth(None)  # as wide as its tick labels and title (pyqtgraph fixes 45 px)
             self.colorbar.axis.enableAutoSIPrefix(False)  # the label names the unit; no "(x0.001)" after it
+            # half a text line above and below the bar, so the end tick labels (centred on the ends) are not clipped
+            half_line = self.fontMetrics().height() // 2 + 1
+            self.colorbar.setContentsMargins(0, half_line, 0, half_line)
             self.layout_item.addItem(self.colorbar, 0, 1)
             self._apply_theme()
         else:
