@@ -115,6 +115,7 @@ class CovariancePanel(QWidget):
         for index, view in enumerate(views):
             grid.addWidget(view, index // 3, index % 3)
         grid.addLayout(self._samples_row(), 2, 2)
+        grid.addWidget(self._calibrated_std_check(), 2, 1)
         for column in range(3):
             grid.setColumnStretch(column, 1)
         grid.setRowStretch(0, 1)
@@ -165,6 +166,15 @@ class CovariancePanel(QWidget):
         bar.addSeparator()
         bar.addWidget(self.overlay_check)
         return bar
+
+    def _calibrated_std_check(self) -> QCheckBox:
+        """"Calibrated std" under the std view: off (the raw map) by default."""
+        self.calibrated_std_check = QCheckBox("Calibrated std")
+        self.calibrated_std_check.setEnabled(False)
+        self.calibrated_std_check.toggled.connect(lambda _on: self._show_std())
+        #: the stored std scale factor for the inspected run (None: none applies); shown only while checked
+        self.std_scale = None
+        return self.calibrated_std_check
 
     def _samples_row(self) -> QGridLayout:
         """Mean or samples, and the samples' count, seed and Draw button, in two short rows (the column stays as
@@ -310,11 +320,7 @@ class CovariancePanel(QWidget):
     def _source_changed(self, *_args) -> None:
         key, image, latent, std_map, prepared = self._source_details()
         self.source_view.set_image(image)
-        self.std_view.set_image(std_map, levels=_levels(std_map), colormap=SEQUENTIAL)
-        if std_map is not None:
-            self.std_view.show_colorbar(SEQUENTIAL, _levels(std_map), "std (intensity)")
-        self.std_view.set_caption("" if std_map is not None else
-                                  "<i>choose a run that reports its posterior std (mean+covar, latent-vi)</i>")
+        self._show_std()
         source = (key, image, latent)
         if self._source_shown is not None and all(a is b for a, b in zip(source, self._source_shown)):
             return  # the same image as before: keep its decoded covariance
@@ -330,6 +336,68 @@ class CovariancePanel(QWidget):
         elif image is not None and self.isVisible():
             self.ensure_model()
             self._prepare_current()
+
+    def _std_scale_of_source(self):
+        """``(StdScale or None, why not)``: the stored std scale factor for the inspected run
+        (:func:`~genreg_viewer.evaluation.calibration.std_scale_for_run`, from the run's weight set, mask, sigma and
+        parameters)."""
+        from ...evaluation.calibration import std_scale_for_run
+        from ...weight_sets import WeightSetError, resolve_weight_set
+
+        record = self._inspected_run()
+        if record is None or record.arrays.get("std_map") is None:
+            return None, "Choose a run that reports its posterior std"
+        setting, current = record.setting, self.image_weight_set()
+        name = setting.get("weights", current.name)
+        try:
+            weight_set = current if name == current.name else resolve_weight_set(name)
+        except WeightSetError:
+            return None, f"The run's weight set {name!r} is not available: no stored std scale factor"
+        if "mask" not in setting or "sigma" not in setting:
+            return None, "The run does not record its mask and noise: no stored factor can be chosen"
+        try:
+            found = std_scale_for_run(record.method, str(setting["mask"]), float(setting["sigma"]),
+                                      setting.get("fraction"), record.params, weight_set)
+        except ValueError as exc:  # an unreadable calibration table
+            return None, str(exc)
+        if found is None:
+            return None, (f"No stored std scale factor for {record.method} in the {weight_set.name} set "
+                          "(genreg calibrate TEST --fit-on VAL --write fits one)")
+        return found, ""
+
+    def _inspected_run(self):
+        """The run record being inspected, or None (ground truth, adjoint, an image from the comparison)."""
+        key = self.source_combo.currentData()
+        return self.state.result(int(key[4:])) if isinstance(key, str) and key.startswith("run:") else None
+
+    def _show_std(self) -> None:
+        """The inspected run's posterior std map, raw or, with "Calibrated std" checked, times the stored factor
+        (the colour bar follows). A run saved by ``genreg recon --calibrated-std`` holds its map times
+        ``info['std_scale']``; that is undone first, so unchecked always means the raw map."""
+        std_map = self._source_details()[3]
+        record = self._inspected_run()
+        written = record.info.get("std_scale", 1.0) if record is not None else 1.0
+        if std_map is not None and isinstance(written, (int, float)) and math.isfinite(written) and written > 0 \
+                and written != 1.0:
+            std_map = std_map / float(written)
+        found, why_not = self._std_scale_of_source()
+        check = self.calibrated_std_check
+        check.setEnabled(found is not None)
+        check.setToolTip(f"Multiply the std map by the stored scale factor {found.description}" if found is not None
+                         else why_not)
+        self.std_scale = found if found is not None and check.isChecked() else None
+        if std_map is not None and self.std_scale is not None:
+            std_map = self.std_scale.scale * std_map
+        levels = _levels(std_map)
+        self.std_view.set_image(std_map, levels=levels, colormap=SEQUENTIAL)
+        if std_map is None:
+            self.std_view.set_caption("<i>choose a run that reports its posterior std (mean+covar, latent-vi)</i>")
+            return
+        calibrated = self.std_scale is not None
+        self.std_view.show_colorbar(SEQUENTIAL, levels, "calibrated std (intensity)" if calibrated else
+                                    "std (intensity)")
+        self.std_view.set_caption(f"calibrated: raw std x {self.std_scale.scale:.3g}" if self.std_scale is not None
+                                  else "")
 
     def _prepare_current(self) -> None:
         """Decode ``L(z)`` for the chosen source unless it is decoded or being decoded already."""
