@@ -9,7 +9,7 @@ import torch
 
 from genreg_viewer.models.vae import GenerativeModel, VAEConfig
 from genreg_viewer.physics import radial_mask, simulate_measurement
-from genreg_viewer.recon import Problem, run_method
+from genreg_viewer.recon import Problem, get_method, run_method
 from genreg_viewer.recon.generative import common
 from genreg_viewer.recon.generative.latent_steps import DecodedLatent, LBFGSSteps
 from genreg_viewer.recon.generative.posterior import posterior_samples, posterior_std
@@ -324,3 +324,36 @@ def test_each_image_converges_on_its_own(use_tiny_models):
     std = with_std.extras["std_map"]
     assert std.shape == (2, 1, 16, 16) and torch.isfinite(std).all() and float(std.min()) > 0
     assert torch.equal(with_std.image, together.image)
+
+
+def test_warm_start_starts_the_structured_model_at_the_identity_solution(use_tiny_models, monkeypatch):
+    """``warm_start=identity`` equals a cold run whose adjoint and encoder are replaced by mean+identity's solution."""
+    problem = tiny_problem()
+    identity_params = {"lam": 0.5, "mu": 2.0, "posterior_samples": 0, "tolerance": 0.0}
+    monkeypatch.setattr(type(get_method("mean+identity")), "defaults_for", lambda self, p: identity_params)
+    identity = run_method("mean+identity", problem, identity_params, iterations=6)
+    params = {"lam": 0.3, "mu": 1.0, "posterior_samples": 0, "tolerance": 0.0}
+    states = []
+    warm = run_method("mean+covar", problem, {**params, "warm_start": "identity"}, iterations=6,
+                      callback=states.append, report_every=1)
+    assert [s.iteration for s in states] == [1, 2, 3, 4, 5, 6]  # the warm-start steps are set-up, not reported
+    model = use_tiny_models["covar"]
+    monkeypatch.setattr(problem, "zero_filled", lambda: identity.image.clone())
+    monkeypatch.setattr(model, "encode", lambda x: (identity.extras["latent"].clone(), None))
+    cold_from_identity = run_method("mean+covar", problem, params, iterations=6, report_every=1)
+    np.testing.assert_allclose(warm.image.numpy(), cold_from_identity.image.numpy(), atol=1e-6)
+    assert [h["objective"] for h in warm.history] == pytest.approx(
+        [h["objective"] for h in cold_from_identity.history], rel=1e-6)
+
+
+def test_warm_start_needs_one_latent_space(use_tiny_models):
+    use_tiny_models["identity"] = tiny_model("identity", seed=1)  # another training run: another encoder
+    assert not common.same_latent_space(use_tiny_models["identity"], use_tiny_models["covar"])
+    with pytest.raises(ValueError, match="same encoder and mean decoder"):
+        run_method("mean+covar", tiny_problem(), {"warm_start": "identity", "posterior_samples": 0}, iterations=2)
+
+
+def test_cancel_during_the_warm_start(use_tiny_models):
+    result = run_method("mean+covar", tiny_problem(), {"warm_start": "identity", "posterior_samples": 0},
+                        iterations=5, cancel=lambda: True)
+    assert result.cancelled and result.iterations == 0

@@ -43,7 +43,8 @@ def iterate_progress(
 
     ``report_every = 0`` yields only the final state. ``cancel`` (an Event or a callable) is checked between
     iterations; when it fires the method's generator is closed and a final state with ``extras['cancelled']``
-    is yielded. Metrics are computed on the image clipped to [0, 1] against ``problem.ground_truth``.
+    is yielded. Steps numbered 0 are a method's set-up (e.g. a warm start): checked for cancellation, not reported.
+    Metrics are computed on the image clipped to [0, 1] against ``problem.ground_truth``.
     """
     if isinstance(method, str):
         method = get_method(method)
@@ -64,7 +65,7 @@ def iterate_progress(
             if _is_cancelled(cancel):
                 cancelled = True
                 break
-            if report_every and step.iteration % report_every == 0 and step.iteration < total:
+            if report_every and 0 < step.iteration < total and step.iteration % report_every == 0:
                 psnr, ssim = _metrics(step.image, problem.ground_truth)
                 yield ProgressState(
                     step.iteration, total, step.image.detach(), step.objective,

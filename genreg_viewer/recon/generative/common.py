@@ -34,6 +34,21 @@ def bundled_model(kind: str, device: torch.device, weight_set=None):
     return _cached_model(kind, str(device), str(weights_dir(model_file_name(kind), weight_set)))
 
 
+def same_latent_space(first, second) -> bool:
+    """Whether two VAEs have the same encoder and mean decoder (equal tensors), so a latent of one means the same
+    image to the other (the three covariance models of one training run do: stage 2 keeps stage 1's networks)."""
+    if first is second:
+        return True
+    pairs = ((first.encoder, second.encoder), (first.mean_decoder, second.mean_decoder))
+    for a, b in pairs:
+        state_a, state_b = a.state_dict(), b.state_dict()
+        if state_a.keys() != state_b.keys():
+            return False
+        if not all(state_a[k].shape == state_b[k].shape and torch.equal(state_a[k], state_b[k]) for k in state_a):
+            return False
+    return True
+
+
 def model_weights_note(kind: str, weight_set=None) -> str:
     """Which weight set supplies the model of ``kind`` (for a run's notes)."""
     from ...models.vae import model_file_name

@@ -17,7 +17,12 @@ Algorithm (block coordinate descent; the objective never increases):
     plain gradient steps (``gradient``); a per-image Armijo backtracking line search accepts only decreasing steps.
     The decoder outputs at the accepted z are kept with their graph and reused by the next x-update, the objective
     and the next z-gradient, so each z-step costs about one decoder forward pass and one backward pass.
-Initialisation: x at the zero-filled adjoint, z at the encoder mean of the adjoint.
+Initialisation (``warm_start``): ``none`` starts x at the zero-filled adjoint and z at the encoder mean of the adjoint;
+``identity`` starts from the mean+identity solution of the same problem (its own tuned lambda, mu). Stage 2 of the
+training keeps the stage-1 encoder and mean decoder, so the three models share one latent space and the simpler
+model's (x, z) is a valid start: a continuation that keeps the structured model out of the over-confident covariances
+it otherwise drifts to when the data are weak (few spokes). The warm-start iterations are set-up steps (``Step``
+iteration 0): cancellable, not counted in ``iterations``.
 
 Uncertainty: for the final z*, ``p(x | y, z*)`` is Gaussian with precision ``Re(A^H A)/sigma^2 + lambda L L^T``;
 ``posterior_samples`` draws from it by perturb-and-MAP (:mod:`.posterior`) and the per-pixel standard deviation is
@@ -67,6 +72,9 @@ class JointGenerativeReconstruction(ReconMethod):
         Parameter("precision_penalty", str, "none", "none: eq. 12; marginal: + lambda/2 sum_p log(f/(lambda sigma^2) "
                   "+ diag(L L^T)_p), a diagonal approximation of the marginal likelihood's log det (penalises "
                   "confident covariances where the data are weak)", choices=("none", "marginal")),
+        Parameter("warm_start", str, "none", "where the descent starts: none = the adjoint and its encoding; identity "
+                  "= the mean+identity solution (same latent space; helps when the data are weak)",
+                  choices=("none", "identity")),
         Parameter("posterior_samples", int, 16, "perturb-and-MAP samples for the posterior std map (0: none)", 0, 512),
     )
 
@@ -109,6 +117,23 @@ class JointGenerativeReconstruction(ReconMethod):
             return torch.zeros_like(energy, dtype=torch.bool)
         return (history[0] - energy) <= len(history) * tolerance * energy.abs()
 
+    @staticmethod
+    def _identity_start(problem: Problem, model, iterations: int):
+        """Run mean+identity (its tuned defaults for ``problem``, no std map) and return its ``(x, z)``; its iterates
+        are yielded as set-up steps (iteration 0). ``ValueError`` when the identity model of the weight set does not
+        share ``model``'s encoder and mean decoder (another latent space)."""
+        identity = MeanIdentity()
+        base = common.bundled_model(identity.covariance_kind, problem.device, problem.weight_set)
+        if not common.same_latent_space(base, model):
+            raise ValueError("warm_start=identity needs the identity and structured models of one training run (the "
+                             "same encoder and mean decoder); this weight set's differ")
+        params = identity.resolve_params({**identity.defaults_for(problem), "posterior_samples": 0})
+        x, z = problem.zero_filled(), None
+        for step in identity.iterate(problem, params, iterations):
+            x, z = step.image, step.extras["latent"]
+            yield Step(0, x, step.objective, {"phase": "warm start (mean+identity)"})
+        return x.detach().clone(), z.detach().clone()
+
     def iterate(self, problem: Problem, params: dict[str, Any], iterations: int) -> Iterator[Step]:
         """Block coordinate descent on the images that have not converged yet: a converged image leaves the working
         batch (its x and z stay as they are), so no work is spent on it and its result does not depend on the other
@@ -116,9 +141,12 @@ class JointGenerativeReconstruction(ReconMethod):
         model = common.bundled_model(self.covariance_kind, problem.device, problem.weight_set)
         sigma = effective_sigma(problem)
         lam, mu = params["lam"], params["mu"]
-        x_all = problem.zero_filled()
-        with torch.no_grad():
-            z_all = model.encode(x_all)[0]
+        if params["warm_start"] == "identity" and self.covariance_kind != "identity":
+            x_all, z_all = yield from self._identity_start(problem, model, iterations)
+        else:
+            x_all = problem.zero_filled()
+            with torch.no_grad():
+                z_all = model.encode(x_all)[0]
         work = torch.arange(x_all.shape[0], device=x_all.device)  # images still being optimised
         sub, x = problem, x_all
         decoded = DecodedLatent.decode(model, z_all)
