@@ -55,7 +55,7 @@ class JointGenerativeReconstruction(ReconMethod):
     convergence_window = 5
     tune_parameter = "lam"
     tune_grid = (0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
-    parameters = (
+    parameters: ClassVar[tuple[Parameter, ...]] = (
         Parameter("lam", float, 1.0, "lambda: weight of the generative regulariser (eq. 12)", 1e-4, 1e4,
                   log_scale=True),
         Parameter("mu", float, 1.0, "mu: weight of the latent prior mu/2 ||z||^2", 0.0, 1e4, log_scale=True),
@@ -141,7 +141,7 @@ class JointGenerativeReconstruction(ReconMethod):
         model = common.bundled_model(self.covariance_kind, problem.device, problem.weight_set)
         sigma = effective_sigma(problem)
         lam, mu = params["lam"], params["mu"]
-        if params["warm_start"] == "identity" and self.covariance_kind != "identity":
+        if params.get("warm_start") == "identity":
             x_all, z_all = yield from self._identity_start(problem, model, iterations)
         else:
             x_all = problem.zero_filled()
@@ -201,6 +201,8 @@ class MeanIdentity(JointGenerativeReconstruction):
     title = "VAE mean + identity covariance"
     description = "eq. 12 with Sigma = rho I (Duff et al. 2023 ablation)"
     covariance_kind = "identity"
+    #: (a warm start from itself means nothing)
+    parameters = tuple(p for p in JointGenerativeReconstruction.parameters if p.name != "warm_start")
 
 
 @register
