@@ -6,7 +6,6 @@ from typing import Callable
 
 from PyQt6.QtCore import Qt
 from PyQt6.QtGui import QFont
-from PyQt6.QtWidgets import QSizePolicy
 from PyQt6.QtWidgets import (
     QComboBox,
     QGroupBox,
@@ -14,6 +13,7 @@ from PyQt6.QtWidgets import (
     QLabel,
     QProgressBar,
     QPushButton,
+    QSizePolicy,
     QVBoxLayout,
     QWidget,
 )
