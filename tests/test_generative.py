@@ -193,10 +193,7 @@ def test_posterior_samples_have_the_exact_covariance(use_tiny_models):
     assert torch.allclose(flat.mean(0), posterior_mean, atol=tolerance)
 
 
-@pytest.mark.parametrize("mu", [4.0, pytest.param(1.0, marks=pytest.mark.xfail(strict=True, reason=(
-    "known: the std map's perturb-and-MAP solves stop at the x-update's cg_iterations (20); at the latent reached "
-    "with mu 1 the precision's condition number is ~400 and 20 Jacobi-CG steps leave one pixel's std 29% off "
-    "(40 steps: 10%, as at mu 4)")))])
+@pytest.mark.parametrize("mu", [4.0, 1.0])  # mu 1: a precision with condition number ~400 (20 CG steps: 29% off)
 def test_std_map_matches_the_dense_posterior(use_tiny_models, mu):
     """The joint method's std map against the exact posterior std ``sqrt(diag(P^-1))`` at the returned latent (dense
     DFT matrix and dense ``L``, float64). A sample std over ``n`` Gaussian draws has relative error
