@@ -51,7 +51,7 @@ def test_the_bundled_factor_of_the_runs_own_setting(set_name, table, method):
 def test_real_knee_mean_covar_description():
     found = cal.std_scale_for_run("mean+covar", "radial:25", 0.05, weight_set=resolve_weight_set("real-knee"))
     assert found is not None
-    assert found.description == ("x0.927, fitted on mrnet_val_c8.h5, 12 images (real-knee set) at radial:25, "
+    assert found.description == ("x0.862, fitted on mrnet_val_c8.h5, 12 images (real-knee set) at radial:25, "
                                  "sigma 0.05 for the ±2 std interval")
 
 
