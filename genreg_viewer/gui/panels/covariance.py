@@ -106,7 +106,7 @@ class CovariancePanel(QWidget):
         self.source_view = ImageView("Image (click or drag)")
         self.correlation_view = ImageView("Correlation with ★")
         self.zoom_view = ImageView(f"Neighbourhood (±{ZOOM_RADIUS} px)")
-        self.variance_view = ImageView("Variance  diag Σ(z)")
+        self.variance_view = ImageView("Variance diag Σ(z)")
         self.std_view = ImageView("Posterior std of the run")
         self.mean_view = ImageView("Decoder mean  G(z)")
         self.samples_view = self.mean_view  #: one view shows the mean or the residual samples (see the combo)
