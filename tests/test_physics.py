@@ -238,9 +238,8 @@ def test_spoke_counts_are_bounded():
             mask_from_spec(spec)
 
 
-def test_gui_uses_the_physics_spoke_limit():
-    pytest.importorskip("PyQt6")
-    from genreg_viewer.gui import sweeps
+def test_sweeps_use_the_physics_spoke_limit():
+    from genreg_viewer.application import sweeps
 
     assert sweeps.MAX_SPOKES is MAX_SPOKES
 

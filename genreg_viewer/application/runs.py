@@ -33,7 +33,7 @@ class RunRecord:
     info: dict[str, Any] = field(default_factory=dict)  #: scalar extras
     history: list[dict[str, Any]] = field(default_factory=list)
     #: the covariance inspector's decoding of this run (``L(z)``, mean, variance map), made on the worker when the
-    #: run ended (:func:`genreg_viewer.gui.covariance_model.prepare_for_run`); not saved with sessions
+    #: run ended (:func:`genreg_viewer.application.covariance.prepare_for_run`); not saved with sessions
     covariance: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     @classmethod
