@@ -4,8 +4,8 @@ Each owner runs its work as superqt ``FunctionWorker``/``GeneratorWorker`` objec
 ``QThreadPool`` (jobs run one after the other, in the order submitted); the GUI hears of them only through queued
 signals, so the event loop never blocks. Reconstructions run through :func:`genreg_viewer.recon.run_method` with a
 ``threading.Event`` as ``cancel``: the runner checks it between iterations, so Cancel stops within one iteration.
-Progress reaches the GUI at most every ``PROGRESS_INTERVAL`` seconds (plus the final state). Every worker applies
-torch's thread count on its own thread first (OpenMP keeps the count per thread).
+Progress reaches the GUI at most every ``application.jobs.PROGRESS_INTERVAL`` seconds (plus the final state).
+Every worker applies torch's thread count on its own thread first (OpenMP keeps the count per thread).
 
 Shutdown (the window closing) is two steps: every owner's ``shutdown(wait_ms=0)`` cancels its work, drops what is
 queued and from then on ignores the signals its running worker still sends (a cancelled run reports its last state
