@@ -214,3 +214,16 @@ def test_progress_bar_names_the_posterior_sampling_phase(capsys, image_file):
     assert "mean+diagonal (last step: std map, 2 samples): 100%" in capsys.readouterr().err
     assert main([*args, "--param", "posterior_samples=0"]) == 0
     assert "mean+diagonal: 100%" in capsys.readouterr().err
+
+
+def test_info_describes_a_result_bundle(capsys, tmp_path, image_file):
+    out = tmp_path / "lsq.npz"
+    summary = run_json(capsys, image_file, "--method", "lsq", "--iters", "4", "--out", out)
+    assert main(["info", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "genreg-viewer results bundle, 1 run" in text and "mask radial:25, sigma 0.05, seed 0" in text
+    assert "run 1: lsq (" in text and f"PSNR {summary['psnr']:.2f} dB" in text and "4 iterations" in text
+    assert main(["info", str(out), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["runs"][0]["psnr"] == summary["psnr"] and info["has_ground_truth"]
+    assert {a["name"] for a in info["arrays"]} == {"ground_truth", "mask", "adjoint", "run1__image"}

@@ -377,6 +377,31 @@ def is_bundle(path: str | Path) -> bool:
     return False
 
 
+def describe_bundle(path: str | Path) -> dict[str, Any]:
+    """What a session or results bundle holds, for ``genreg info``: its kind, image source, mask, noise and seed,
+    and per run the method, title, metrics, iterations, seconds and array extras (:class:`SessionError` when it
+    is not a readable bundle). The metadata is checked as when opening it; arrays are listed by name and shape."""
+    path = Path(path)
+    bundle = read_bundle(path)
+    meta = bundle.meta
+    runs = meta.get("runs", [])
+    if not isinstance(runs, list):
+        raise SessionError(f"{path.name}: 'runs' must be a list")
+    kind = meta.get("kind", "session")
+    return {
+        "kind": f"genreg-viewer {kind} bundle",
+        "summary": f"{path.name}: genreg-viewer {kind} bundle, {len(runs)} run{'s' if len(runs) != 1 else ''}",
+        "size_bytes": sum(f.stat().st_size for f in path.iterdir()) if path.is_dir() else path.stat().st_size,
+        "image": (meta.get("image_info") or {}).get("source"),
+        "mask": meta.get("mask_spec"), "sigma": meta.get("sigma"), "seed": meta.get("seed"),
+        "has_ground_truth": "ground_truth" in bundle.arrays,
+        "runs": [{key: run.get(key) for key in ("run_id", "method", "title", "psnr", "ssim", "iterations", "seconds",
+                                                "extras")} for run in runs if isinstance(run, dict)],
+        "arrays": [{"name": name, "shape": list(array.shape), "dtype": str(array.dtype)}
+                   for name, array in sorted(bundle.arrays.items())],
+    }
+
+
 # ----------------------------------------------------------------- state <-> bundle
 def _run_meta(record: RunRecord) -> dict[str, Any]:
     return {

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 
+from ...application.bundles import describe_bundle, is_bundle
 from ...data.loading import describe_file
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("info", help="show what a data file (fastMRI .h5, slice set, image, .npy) holds")
-    p.add_argument("file", help="fastMRI .h5 volume, slice set .h5, .png/.tif/.jpg image, .npy or .npz")
+    p = subparsers.add_parser("info", help="show what a data file (fastMRI .h5, slice set, image, .npy, a saved "
+                              "session or result) holds")
+    p.add_argument("file", help="fastMRI .h5 volume, slice set .h5, .png/.tif/.jpg image, .npy or .npz, or a "
+                                "session/results bundle (genreg recon --out, the app)")
     p.add_argument("--json", action="store_true", help="print the description as JSON")
     p.set_defaults(func=run)
 
@@ -40,7 +43,26 @@ def format_description(info: dict) -> str:
     return "\n".join(lines)
 
 
+def format_bundle(info: dict) -> str:
+    """Human-readable rendering of :func:`~genreg_viewer.application.bundles.describe_bundle`'s dict."""
+    lines = [info["summary"], f"  size on disk: {info['size_bytes']} bytes",
+             f"  image: {info['image']}" + ("" if info["has_ground_truth"] else " (no ground truth stored)"),
+             f"  measurement: mask {info['mask']}, sigma {info['sigma']}, seed {info['seed']}"]
+    for run in info["runs"]:
+        quality = "" if run.get("psnr") is None else f", PSNR {run['psnr']:.2f} dB, SSIM {run['ssim']:.4f}"
+        extras = f", arrays: {', '.join(run['extras'])}" if run.get("extras") else ""
+        lines.append(f"  run {run['run_id']}: {run['method']} ({run['title']}){quality}; {run['iterations']} "
+                     f"iterations in {run['seconds']:.2f} s{extras}")
+    lines.append("  open it in the app with File > Open session, or read it with "
+                 "genreg_viewer.application.bundles.read_bundle")
+    return "\n".join(lines)
+
+
 def run(args) -> int:
+    if is_bundle(args.file):  # written by genreg recon --out or the app
+        bundle = describe_bundle(args.file)
+        print(json.dumps(bundle, indent=2) if args.json else format_bundle(bundle))
+        return 0
     info = describe_file(args.file)
     print(json.dumps(info, indent=2) if args.json else format_description(info))
     return 0
