@@ -234,3 +234,21 @@ def test_the_run_status_is_shown_whole(window, qtbot, errors):
     label.setText("VAE mean + structured covariance stopped at the iteration limit (not converged) after 50 "
                   "iterations (9.5 s)")
     assert label.heightForWidth(label.width()) <= label.height()
+
+
+def test_few_spokes_runs_use_the_warm_started_defaults(window, qtbot, errors):
+    """At 5 spokes the Method panel shows the setting's tuned solver variant (warm start from mean+identity, marginal
+    precision penalty) and a run uses it; back at 25 spokes the form returns to eq. 12 from the adjoint."""
+    panel = window.method_panel
+    assert panel.select_method("mean+covar")
+    window.sampling.spokes_spin.setValue(5)
+    qtbot.waitUntil(lambda: window.state.mask_spec == "radial:5", timeout=5000)
+    values = panel.form.values()
+    assert values["warm_start"] == "identity" and values["precision_penalty"] == "marginal"
+    panel.iterations_spin.setValue(3)
+    run_and_wait(qtbot, window, 1, errors)
+    record = window.state.results[-1]
+    assert record.params["warm_start"] == "identity" and record.iterations == 3 and record.psnr is not None
+    window.sampling.spokes_spin.setValue(25)
+    qtbot.waitUntil(lambda: window.state.mask_spec == "radial:25", timeout=5000)
+    assert panel.form.values()["warm_start"] == "none"
