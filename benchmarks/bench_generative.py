@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from common import (
-    TEST_SEED, VALIDATION_SEED, interior_grid_search, make_problem, markdown_table, merge_tuned, per_image_psnr_ssim,
-    phantoms, set_threads, timed_run,
+    TEST_SEED, VALIDATION_SEED, VARIANTS, interior_grid_search, make_problem, markdown_table, merge_tuned,
+    per_image_psnr_ssim, phantoms, set_threads, timed_run,
 )
 
 from genreg_viewer.recon.generative.tuned import TUNED_FILE
@@ -37,16 +37,6 @@ BOUNDS = {"alpha": (1e-4, 1.0), "lam": (1e-4, 100.0), "mu": (0.004, 1000.0)}
 def mean_psnr(method, problem, params, iterations=None) -> float:
     result, _ = timed_run(method, problem, params, iterations)
     return float(per_image_psnr_ssim(result, problem)[0].mean())
-
-
-#: solver variants ``--variants`` can add to the tuning of mean+diagonal and mean+covar (eq. 12 is always tried):
-#: a warm start from the mean+identity solution, and that plus the marginal-likelihood precision penalty
-VARIANTS = {
-    "eq12": {},
-    "warm": {"warm_start": "identity"},
-    "warm+marginal": {"warm_start": "identity", "precision_penalty": "marginal"},
-    "marginal": {"precision_penalty": "marginal"},
-}
 
 
 def tune(setting: tuple[int, float], count: int, iterations: int | None, edges: list[str],

@@ -28,7 +28,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from common import make_problem, markdown_table, merge_tuned, per_image_psnr_ssim, set_threads
+from common import VARIANTS, make_problem, markdown_table, merge_tuned, per_image_psnr_ssim, set_threads
 
 from genreg_viewer.data.dataset import load_slice_set
 from genreg_viewer.evaluation.evaluate import EvaluationConfig, run_evaluation
@@ -93,27 +93,37 @@ def interior_grid_search(score: Callable[[dict[str, float]], float], grids: dict
     return dict(zip(axes, best)), scores, where
 
 
-def tune_setting(images: torch.Tensor, spokes: int, sigma: float, methods) -> dict[str, dict]:
+def tune_setting(images: torch.Tensor, spokes: int, sigma: float, methods,
+                 variants: tuple[str, ...] = ("eq12",)) -> dict[str, dict]:
+    """Grid-search TV's alpha and the joint methods' lambda/mu (mean+diagonal and mean+covar once per solver variant
+    of :data:`common.VARIANTS`, keeping the best, whose non-default parameters are written too)."""
     problem = make_problem(images, f"radial:{spokes}", sigma, seed=1)
     tuned: dict[str, dict] = {}
+    best_score: dict[str, float] = {}
     for method in methods:
         if method == "tv":
-            grids = {"alpha": TV_GRID}
+            grids, method_variants = {"alpha": TV_GRID}, ("eq12",)
         elif method in JOINT:
             grids = {"lam": LAMBDA_GRID, "mu": MU_GRID}
+            method_variants = ("eq12",) if method == "mean+identity" else variants
         else:
             continue
-        extra = {"posterior_samples": 0} if method in JOINT else {}
-        started = time.perf_counter()
-        def score(params: dict[str, float], m: str = method, extra: dict = extra) -> float:
-            value = float(method_psnr(m, problem, {**params, **extra})[0].mean())
-            print(f"    {m} {params}: {value:.2f} dB", flush=True)
-            return value
+        for variant in method_variants:
+            extra = {"posterior_samples": 0, **VARIANTS[variant]} if method in JOINT else {}
+            started = time.perf_counter()
 
-        best, scores, where = interior_grid_search(score, grids)
-        tuned[method] = best
-        print(f"  {method}: best {best} ({max(scores.values()):.2f} dB; {where}; {len(scores)} points, "
-              f"{time.perf_counter() - started:.0f} s)", flush=True)
+            def score(params: dict[str, float], m: str = method, extra: dict = extra, v: str = variant) -> float:
+                value = float(method_psnr(m, problem, {**params, **extra})[0].mean())
+                print(f"    {m} {v} {params}: {value:.2f} dB", flush=True)
+                return value
+
+            best, scores, where = interior_grid_search(score, grids)
+            value = max(scores.values())
+            print(f"  {method} {variant}: best {best} ({value:.2f} dB; {where}; {len(scores)} points, "
+                  f"{time.perf_counter() - started:.0f} s)", flush=True)
+            if value > best_score.get(method, -float("inf")):
+                best_score[method] = value
+                tuned[method] = {**best, **VARIANTS[variant]}
     return tuned
 
 
@@ -170,6 +180,8 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=None, help="use N images evenly spaced through the set")
     parser.add_argument("--tune", action="store_true", help="grid-search TV alpha and lambda/mu (validation data!)")
     parser.add_argument("--write-tuned", action="store_true", help="with --tune: write into the weight set's tuned/")
+    parser.add_argument("--variants", nargs="+", default=["eq12"], choices=list(VARIANTS),
+                        help="with --tune: solver variants tried for mean+diagonal and mean+covar (the best is kept)")
     parser.add_argument("--out", type=Path, default=Path("runs/bench_real.csv"),
                         help="evaluation: the genreg-evaluate results CSV (rows there are reused; default %(default)s)")
     parser.add_argument("--batch", type=int, default=16, help="evaluation: images per method call (default 16)")
@@ -183,7 +195,7 @@ def main() -> None:
         tuned_all = {}
         for spokes, sigma in args.settings:
             print(f"tuning radial:{spokes}, sigma {sigma}", flush=True)
-            tuned_all[(spokes, sigma)] = tune_setting(images, spokes, sigma, args.methods)
+            tuned_all[(spokes, sigma)] = tune_setting(images, spokes, sigma, args.methods, tuple(args.variants))
             if args.write_tuned:  # after each setting: a long run keeps what it has found
                 write_tuned(active_weight_set().tuned_dir, {(spokes, sigma): tuned_all[(spokes, sigma)]},
                             f"{Path(args.data).name}, {len(images)} images")

@@ -109,3 +109,13 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+#: joint-solver variants the tuning scripts can try for mean+diagonal and mean+covar (``--variants``):
+#: a warm start from the mean+identity solution, and that plus the marginal-likelihood precision penalty
+VARIANTS = {
+    "eq12": {},
+    "warm": {"warm_start": "identity"},
+    "warm+marginal": {"warm_start": "identity", "precision_penalty": "marginal"},
+    "marginal": {"precision_penalty": "marginal"},
+}
