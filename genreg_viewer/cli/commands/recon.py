@@ -116,14 +116,14 @@ def save_result_bundle(path: str, result: ReconResult, setup: ProblemSetup, summ
     posterior std times ``summary["std_scale"]``); the metadata holds the run (method, params, metrics, history)
     and ``summary``. The app opens it like a saved session (File > Open session)."""
     info = setup.info
-    setting = {"mask": info["mask"], "fraction": info["mask_fraction"], "sigma": info["sigma"], "seed": info["seed"],
-               "image": str(info.get("image") or info.get("kspace")), "weights": setup.problem.weight_set.name}
-    record = RunRecord.from_result(result, 1, title, setting)
-    std_map = _std_map(result)
-    if std_map is not None:  # the posterior std, times summary["std_scale"] (1: the raw map)
-        record.arrays["std_map"] = (float(summary.get("std_scale", 1.0)) * std_map).astype(np.float32)
-        record.info["std_scale"] = float(summary.get("std_scale", 1.0))
     source = str(info.get("image") or info.get("kspace"))
+    setting = {"mask": info["mask"], "fraction": info["mask_fraction"], "sigma": info["sigma"], "seed": info["seed"],
+               "image": source, "weights": setup.problem.weight_set.name}
+    record = RunRecord.from_result(result, 1, title, setting)  # its arrays hold the raw std map, if any
+    if "std_map" in record.arrays:  # written times summary["std_scale"] (1: the raw map)
+        scale = float(summary.get("std_scale", 1.0))
+        record.arrays["std_map"] = (scale * record.arrays["std_map"]).astype(np.float32)
+        record.info["std_scale"] = scale
     image_info = ImageInfo(source=source, slice_index=info.get("slice"), num_slices=int(info.get("num_slices", 1)),
                            path=source if Path(source).is_file() else None, key=info.get("key"))
     adjoint = setup.problem.zero_filled()[0, 0].detach().cpu().numpy()
