@@ -297,8 +297,9 @@ def std_scale_for_run(method: str, mask: str, sigma: float, fraction: float | No
     Parameters that differ from the fit (``params``, e.g. another ``lam`` or fewer posterior samples) are named
     too. The factor is fitted for the ±k std intervals of ``fitted_for_k``."""
     from ..recon.tuned import nearest_setting
+    from ..weight_sets import active_weight_set
 
-    weight_set = weight_set or _active_weight_set()
+    weight_set = weight_set or active_weight_set()
     entries = read_calibration(weight_set).get(method, [])
     if not entries:
         return None
@@ -331,12 +332,6 @@ def std_scale_for_run(method: str, mask: str, sigma: float, fraction: float | No
             ", ".join(f"{k}={v[1]}" for k, v in differing.items()) + ")"
     return StdScale(method, scale, str(entry["mask"]), float(entry["sigma"]), str(entry.get("fitted_on", "")),
                     fitted_for_k, weight_set.name, exact, differing, text)
-
-
-def _active_weight_set():
-    from ..weight_sets import active_weight_set
-
-    return active_weight_set()
 
 
 def write_calibration(entries: dict[str, dict[str, Any]], weight_set=None) -> Path:
