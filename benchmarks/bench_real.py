@@ -19,16 +19,17 @@ reached; the report says where each optimum sits). Never tune on the test split.
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 
-from common import VARIANTS, make_problem, markdown_table, merge_tuned, per_image_psnr_ssim, set_threads
+from common import (
+    VARIANTS, interior_grid_search, make_problem, markdown_table, merge_tuned, per_image_psnr_ssim, set_threads,
+)
 
 from genreg_viewer.data.dataset import load_slice_set
 from genreg_viewer.evaluation.evaluate import EvaluationConfig, run_evaluation
@@ -60,39 +61,6 @@ def method_psnr(method: str, problem, params: dict[str, Any]) -> tuple[np.ndarra
     return psnr, ssim, seconds
 
 
-def interior_grid_search(score: Callable[[dict[str, float]], float], grids: dict[str, tuple[float, ...]]):
-    """Maximise ``score`` over the product of the grids; while the best point lies on an edge of an axis, extend
-    that axis by one more point (the same ratio) within :data:`BOUNDS`. Returns ``(best, scores, where)`` with
-    ``where[name]`` = ``"interior"`` or ``"edge (bound)"``."""
-    axes = {name: sorted(values) for name, values in grids.items()}
-    scores: dict[tuple, float] = {}
-
-    def evaluate_all() -> None:
-        for point in itertools.product(*axes.values()):
-            if point not in scores:
-                scores[point] = score(dict(zip(axes, point)))
-
-    while True:
-        evaluate_all()
-        best = max(scores, key=scores.get)
-        grew = False
-        for i, name in enumerate(axes):
-            values, value = axes[name], best[i]
-            low, high = BOUNDS[name]
-            if value == values[0] and len(values) > 1 and values[0] / (values[1] / values[0]) >= low:
-                values.insert(0, float(f"{values[0] / (values[1] / values[0]):.3g}"))
-                grew = True
-            elif value == values[-1] and len(values) > 1 and values[-1] * (values[-1] / values[-2]) <= high:
-                values.append(float(f"{values[-1] * (values[-1] / values[-2]):.3g}"))
-                grew = True
-        if not grew:
-            break
-    best = max(scores, key=scores.get)
-    where = {name: ("interior" if axes[name][0] < best[i] < axes[name][-1] else "edge (bound)")
-             for i, name in enumerate(axes)}
-    return dict(zip(axes, best)), scores, where
-
-
 def tune_setting(images: torch.Tensor, spokes: int, sigma: float, methods,
                  variants: tuple[str, ...] = ("eq12",)) -> dict[str, dict]:
     """Grid-search TV's alpha and the joint methods' lambda/mu (mean+diagonal and mean+covar once per solver variant
@@ -117,7 +85,8 @@ def tune_setting(images: torch.Tensor, spokes: int, sigma: float, methods,
                 print(f"    {m} {v} {params}: {value:.2f} dB", flush=True)
                 return value
 
-            best, scores, where = interior_grid_search(score, grids)
+            best, scores, edges = interior_grid_search(score, grids, BOUNDS)
+            where = {name: "edge (bound)" if name in edges else "interior" for name in grids}
             value = max(scores.values())
             print(f"  {method} {variant}: best {best} ({value:.2f} dB; {where}; {len(scores)} points, "
                   f"{time.perf_counter() - started:.0f} s)", flush=True)
