@@ -1,5 +1,6 @@
 """Data: loading fastMRI .h5 / images / .npy (``loading``), preprocessing (``preprocess``), the synthetic knee
-phantom (``phantom``) and building training/test slice sets (``dataset``)."""
+phantom (``phantom``) and building training/test slice sets (``dataset`` for fastMRI, ``mrnet``, ``refinegan``,
+``dicom``, ``matfile``; ``merge`` joins sets; ``writer`` is their shared writer). See docs/DATA.md."""
 
 from .dataset import SliceSetSummary, build_slice_set, load_slice_set, load_slice_set_sources
 from .loading import (
