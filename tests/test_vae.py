@@ -78,6 +78,40 @@ def test_shapes_and_cholesky_structure(kind):
         assert torch.count_nonzero(factor.off_diag) > 0
 
 
+def test_grid_latent_config_is_checked_against_the_coarse_map():
+    grid = VAEConfig(image_size=32, widths=(4,), patch=4, latent_channels=3, latent_dim=3 * 4 * 4)
+    assert grid.latent_grid == (3, 4, 4) and VAEConfig.grid_latent_dim(3, 32, 4, 1) == 48
+    assert VAEConfig.from_dict(json.loads(json.dumps(grid.to_dict()))) == grid
+    with pytest.raises(ValueError, match="latent_dim 48, got 47"):
+        VAEConfig(image_size=32, widths=(4,), patch=4, latent_channels=3, latent_dim=47)
+    with pytest.raises(ValueError, match="coarse_blocks"):
+        VAEConfig(coarse_blocks=-1)
+
+
+def test_grid_latent_model_is_fully_convolutional(tmp_path):
+    """With a latent grid, decoding commutes with shifts: moving the latent grid by one cell moves the mean image by
+    ``patch * 2^levels`` pixels (away from the borders, which see the zero padding)."""
+    torch.manual_seed(0)
+    config = VAEConfig(image_size=64, widths=(4,), patch=2, latent_channels=2, latent_dim=2 * 16 * 16,
+                       coarse_blocks=1, covariance_kind="covar")
+    model = GenerativeModel(config).freeze()
+    x = torch.rand(2, 1, 64, 64)
+    mu, logvar = model.encode(x)
+    assert mu.shape == logvar.shape == (2, 512)
+    z = torch.randn(1, 2, 16, 16)
+    shifted = torch.roll(z, shifts=1, dims=-1)
+    mean, moved = model.decode_mean(z.flatten(1)), model.decode_mean(shifted.flatten(1))
+    cell = 4  # patch 2 * 2^1 level; the decoder sees about 4 cells either side
+    interior = slice(6 * cell, 10 * cell)
+    torch.testing.assert_close(moved[..., interior, interior], torch.roll(mean, cell, -1)[..., interior, interior])
+    factor = model.decode_cholesky(mu)
+    assert factor.off_diag.shape == (2, 4, 64, 64) and torch.isfinite(factor.nll(x, model.decode_mean(mu))).all()
+    save_generative_model(model, tmp_path / "vae_covar")
+    loaded, _ = model_from_weights(tmp_path / "vae_covar")
+    assert loaded.config.latent_grid == (2, 16, 16)
+    torch.testing.assert_close(loaded.decode_mean(mu), model.decode_mean(mu))
+
+
 def test_five_by_five_neighbourhood():
     model = tiny_model("covar", neighbourhood=5)
     factor = model.decode_cholesky(torch.randn(2, 8))

@@ -99,6 +99,12 @@ class VAEConfig(JsonConfig):
     log_diag_min: float = -2.0
     log_diag_max: float = 6.0
     identity_rho: float | None = None
+    #: 0: a latent vector of ``latent_dim`` (linear heads, the paper's layout); ``c > 0``: a spatial latent grid,
+    #: ``c`` channels per cell of the coarsest feature map (convolutional heads, so the whole model is fully
+    #: convolutional), and ``latent_dim`` must be ``c * coarse_size^2``
+    latent_channels: int = 0
+    #: residual blocks at the coarsest resolution after the encoder's last and before the decoder's first resize
+    coarse_blocks: int = 0
 
     def __post_init__(self) -> None:
         self.widths = tuple(self.widths)
@@ -115,6 +121,10 @@ class VAEConfig(JsonConfig):
                                     or not all(is_integer(w) and w > 0 for w in self.decoder_widths)):
             raise ValueError(f"decoder_widths must be empty or {len(self.widths)} positive integers (one per "
                              f"up-block), got {list(self.decoder_widths)!r}")
+        if not is_integer(self.latent_channels) or self.latent_channels < 0:
+            raise ValueError(f"latent_channels must be a non-negative integer, got {self.latent_channels!r}")
+        if not is_integer(self.coarse_blocks) or not 0 <= self.coarse_blocks <= 16:
+            raise ValueError(f"coarse_blocks must be an integer in [0, 16], got {self.coarse_blocks!r}")
         if not is_integer(self.coarse_channels) or self.coarse_channels < 0:
             raise ValueError(f"coarse_channels must be a non-negative integer, got {self.coarse_channels!r}")
         if self.patch not in PATCHES:
@@ -136,6 +146,10 @@ class VAEConfig(JsonConfig):
         lo, hi = self.log_diag_min, self.log_diag_max
         if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in (lo, hi)) or lo >= hi:
             raise ValueError(f"need finite log_diag_min < log_diag_max, got ({lo!r}, {hi!r})")
+        if self.latent_channels and self.latent_dim != self.latent_channels * self.coarse_size**2:
+            raise ValueError(
+                f"a latent grid of {self.latent_channels} channels on the {self.coarse_size}x{self.coarse_size} coarse "
+                f"map has latent_dim {self.latent_channels * self.coarse_size**2}, got {self.latent_dim!r}")
         if self.identity_rho is not None and not (
             isinstance(self.identity_rho, (int, float)) and math.isfinite(self.identity_rho) and self.identity_rho > 0
         ):
@@ -145,6 +159,16 @@ class VAEConfig(JsonConfig):
     def coarse_size(self) -> int:
         """Side of the coarsest feature map: ``image_size / (patch * 2^len(widths))``."""
         return self.image_size // (self.patch * 2 ** len(self.widths))
+
+    @property
+    def latent_grid(self) -> tuple[int, int, int] | None:
+        """``(channels, side, side)`` of a spatial latent, ``None`` for a latent vector."""
+        return (self.latent_channels, self.coarse_size, self.coarse_size) if self.latent_channels else None
+
+    @classmethod
+    def grid_latent_dim(cls, latent_channels: int, image_size: int, patch: int, levels: int) -> int:
+        """``latent_dim`` of a spatial latent: ``latent_channels * (image_size / (patch * 2^levels))^2``."""
+        return latent_channels * (image_size // (patch * 2**levels)) ** 2
 
     @property
     def decoder_channels(self) -> tuple[int, tuple[int, ...]]:
@@ -168,15 +192,15 @@ class ResidualBlock(nn.Module):
 
     ``direction="down"``: the first conv has stride 2 (the resize), the skip is a 2x2 average pool.
     ``direction="up"``: bilinear x2 up-sampling after the first conv, bilinear up-sampling of the skip.
-    (A 1x1 conv commutes with both resizes, so the skip is resized at the cheaper resolution.) With
-    ``batch_norm`` every 3x3 conv is followed by batch normalisation.
+    ``direction="same"``: no resize. (A 1x1 conv commutes with both resizes, so the skip is resized at the cheaper
+    resolution.) With ``batch_norm`` every 3x3 conv is followed by batch normalisation.
     """
 
     def __init__(self, in_channels: int, out_channels: int, direction: str, dropout: float = 0.0,
                  batch_norm: bool = True) -> None:
         super().__init__()
-        if direction not in ("down", "up"):
-            raise ValueError(f"direction must be 'down' or 'up', got {direction!r}")
+        if direction not in ("down", "up", "same"):
+            raise ValueError(f"direction must be 'down', 'up' or 'same', got {direction!r}")
         self.direction = direction
         stride = 2 if direction == "down" else 1
 
@@ -201,8 +225,10 @@ class ResidualBlock(nn.Module):
         if self.direction == "up":
             h = self._upsample(h)
             skip = self._upsample(self.skip(x))
-        else:
+        elif self.direction == "down":
             skip = self.skip(F.avg_pool2d(x, 2))
+        else:
+            skip = self.skip(x)
         h = self.norm_b(self.conv_b(F.relu(self.norm_a(self.conv_a(h)))))
         return self.dropout(F.relu(h + skip))
 
@@ -211,7 +237,8 @@ class Encoder(nn.Module):
     """``x (B,1,H,W) -> (mu, logvar)``, each ``(B, latent_dim)``.
 
     Stem: a 3x3 conv (``patch = 1``) or a ``patch x patch`` conv with stride ``patch``; then ``len(widths)`` blocks
-    that halve the resolution; a linear head on the flattened coarse features.
+    that halve the resolution and ``coarse_blocks`` that keep it; a linear head on the flattened coarse features, or
+    for a spatial latent a 1x1 conv to ``2 latent_channels`` per cell (flattened channel-major).
     """
 
     def __init__(self, config: VAEConfig) -> None:
@@ -223,11 +250,18 @@ class Encoder(nn.Module):
         for width in widths:
             blocks.append(ResidualBlock(channels, width, "down", config.dropout, config.batch_norm))
             channels = width
+        blocks += [ResidualBlock(channels, channels, "same", config.dropout, config.batch_norm)
+                   for _ in range(config.coarse_blocks)]
         self.blocks = nn.Sequential(*blocks)
-        self.head = nn.Linear(channels * config.coarse_size**2, 2 * config.latent_dim)
+        self.grid = config.latent_grid is not None
+        self.head: nn.Module = (nn.Conv2d(channels, 2 * config.latent_channels, 1) if self.grid
+                                else nn.Linear(channels * config.coarse_size**2, 2 * config.latent_dim))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.blocks(F.relu(self.stem(x)))
+        if self.grid:
+            mu, logvar = self.head(h).chunk(2, dim=1)
+            return mu.flatten(1), logvar.flatten(1)
         mu, logvar = self.head(h.flatten(1)).chunk(2, dim=1)
         return mu, logvar
 
@@ -235,9 +269,10 @@ class Encoder(nn.Module):
 class Decoder(nn.Module):
     """``z (B, latent_dim) -> (B, out_channels, H, W)``.
 
-    A linear map to the coarse grid, ``len(widths)`` blocks that double the resolution (bilinear), then a 3x3 conv
-    to ``out_channels`` (``patch = 1``) or to ``out_channels * patch^2`` sub-pixel channels rearranged into
-    ``patch x patch`` pixel blocks (pixel shuffle).
+    A linear map to the coarse grid (a spatial latent: a 3x3 conv of the latent grid), ``coarse_blocks`` residual
+    blocks, ``len(widths)`` blocks that double the resolution (bilinear), then a 3x3 conv to ``out_channels``
+    (``patch = 1``) or to ``out_channels * patch^2`` sub-pixel channels rearranged into ``patch x patch`` pixel blocks
+    (pixel shuffle).
     """
 
     def __init__(self, config: VAEConfig, out_channels: int) -> None:
@@ -245,8 +280,12 @@ class Decoder(nn.Module):
         self.coarse = config.coarse_size
         self.coarse_channels, targets = config.decoder_channels
         self.patch = config.patch
-        self.head = nn.Linear(config.latent_dim, self.coarse_channels * self.coarse**2)
-        blocks, channels = [], self.coarse_channels
+        self.grid = config.latent_grid
+        self.head: nn.Module = (nn.Conv2d(config.latent_channels, self.coarse_channels, 3, padding=1) if self.grid
+                                else nn.Linear(config.latent_dim, self.coarse_channels * self.coarse**2))
+        blocks: list[nn.Module] = [ResidualBlock(self.coarse_channels, self.coarse_channels, "same", config.dropout,
+                                                 config.batch_norm) for _ in range(config.coarse_blocks)]
+        channels = self.coarse_channels
         for width in targets:
             blocks.append(ResidualBlock(channels, width, "up", config.dropout, config.batch_norm))
             channels = width
@@ -254,7 +293,10 @@ class Decoder(nn.Module):
         self.out = nn.Conv2d(channels, out_channels * self.patch**2, 3, padding=1)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        h = F.relu(self.head(z)).view(z.shape[0], self.coarse_channels, self.coarse, self.coarse)
+        if self.grid:
+            h = F.relu(self.head(z.view(z.shape[0], *self.grid)))
+        else:
+            h = F.relu(self.head(z)).view(z.shape[0], self.coarse_channels, self.coarse, self.coarse)
         out = self.out(self.blocks(h))
         return F.pixel_shuffle(out, self.patch) if self.patch > 1 else out
 
@@ -377,7 +419,8 @@ def save_generative_model(
     if base is not None:
         base_model_config = read_weights_json(base)["config"]
         mine = {k: v for k, v in config.items()
-                if k in ("image_size", "latent_dim", "widths", "decoder_widths", "coarse_channels", "patch")}
+                if k in ("image_size", "latent_dim", "widths", "decoder_widths", "coarse_channels", "patch",
+                         "latent_channels", "coarse_blocks")}
         base_config = VAEConfig.from_dict({k: v for k, v in base_model_config.items() if k != "model"}).to_dict()
         theirs = {k: base_config[k] for k in mine}
         if mine != theirs:

@@ -53,6 +53,9 @@ def _common(parser: argparse.ArgumentParser, epochs: int, batch_size: int, lr: f
     parser.add_argument("--no-flips", action="store_true", help="no random left-right flips")
     parser.add_argument("--augment", action="store_true",
                         help="random small rotation/zoom/shift and contrast (gamma) per image (for real slice sets)")
+    parser.add_argument("--intensity-curves", action="store_true",
+                        help="random monotone intensity curves and smooth bias fields per image (contrast-agnostic "
+                             "training, for priors used on contrasts and scanners not in DATA)")
     parser.add_argument("--resume", action="store_true", help="continue from OUT's checkpoint of this stage")
     add_device_arguments(parser, "auto")
 
@@ -73,7 +76,14 @@ def register(subparsers) -> None:
                    help=f"stem stride and sub-pixel output factor (default {SLIM_PATCH}; {PAPER_PATCH} with "
                         "--widths paper): 1 = full-resolution stem and output")
     p.add_argument("--no-batch-norm", action="store_true", help="no batch normalisation in the residual blocks")
-    p.add_argument("--latent-dim", type=int, default=100, help="latent dimension (default 100)")
+    p.add_argument("--latent-dim", type=int, default=100, help="latent dimension (default 100; with --latent-channels "
+                   "it follows from the grid)")
+    p.add_argument("--latent-channels", type=int, default=0, metavar="C",
+                   help="a spatial latent grid of C channels per cell of the coarsest feature map (image_size / "
+                        "(patch * 2^levels) a side; fully convolutional, so the mean follows anatomy it has not seen) "
+                        "instead of a latent vector (default 0: a vector of --latent-dim)")
+    p.add_argument("--coarse-blocks", type=int, default=0, metavar="N",
+                   help="residual blocks at the coarsest resolution in encoder and decoders (default 0)")
     p.add_argument("--dropout", type=float, default=None, help="dropout probability (default: the config default)")
     p.add_argument("--sigma", type=float, default=DEFAULT_STAGE1_SIGMA,
                    help=f"fixed likelihood std s0 of stage 1 (default {DEFAULT_STAGE1_SIGMA})")
@@ -95,7 +105,7 @@ def register(subparsers) -> None:
 def _loop_arguments(args) -> dict:
     return dict(data=args.data, held_out=args.held_out, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                 seed=args.seed, noise_std=args.noise_std, flips=not args.no_flips, augment=args.augment,
-                minutes=args.minutes)
+                intensity_curves=args.intensity_curves, minutes=args.minutes)
 
 
 def _report(stem) -> int:
@@ -118,8 +128,11 @@ def run_vae(args) -> int:
     if args.dropout is not None:
         extra["dropout"] = args.dropout
     patch = args.patch if args.patch is not None else (PAPER_PATCH if paper else SLIM_PATCH)
-    config = VAEConfig(widths=args.widths, latent_dim=args.latent_dim, patch=patch,
-                       batch_norm=not args.no_batch_norm, covariance_kind="identity", **extra)
+    latent_dim = (VAEConfig.grid_latent_dim(args.latent_channels, 128, patch, len(args.widths))
+                  if args.latent_channels > 0 else args.latent_dim)
+    config = VAEConfig(widths=args.widths, latent_dim=latent_dim, patch=patch, latent_channels=args.latent_channels,
+                       coarse_blocks=args.coarse_blocks, batch_norm=not args.no_batch_norm,
+                       covariance_kind="identity", **extra)
     settings = VAETrainingSettings(**_loop_arguments(args), sigma=args.sigma)
     stem = train_vae(config, settings, args.out, device=device, resume=args.resume, argv=sys.argv[1:])
     return _report(stem)
