@@ -292,6 +292,43 @@ def random_geometry_and_contrast(
     return warped / peak
 
 
+def random_intensity_curves(
+    images: torch.Tensor,
+    generator: torch.Generator,
+    knots: int = 6,
+    max_bias: float = 0.4,
+) -> torch.Tensor:
+    """Contrast-agnostic augmentation of slices ``(B, 1, H, W)`` in [0, 1]: per image a random monotone intensity
+    curve and a smooth multiplicative bias field, so a prior learns anatomy rather than one scanner's contrast.
+
+    The curve is piecewise linear through ``(k / K, c_k)``, ``c_k = w_1 + ... + w_k`` with ``w ~ Dirichlet(1, ..., 1)``
+    (uniform on the simplex: increasing from 0 to 1), blended with the identity by a uniform weight ``t``:
+    ``x -> (1 - t) x + t c(x)``. The bias field is ``exp(b)`` with ``b`` a random combination of the
+    2-D cosines of order <= 1 (``cos(pi u)``, ``cos(pi v)``, ``cos(pi u) cos(pi v)``, ``u, v`` in [0, 1]) whose
+    coefficients are uniform in ``[-max_bias, max_bias]``; the result is rescaled so its maximum is 1. Parameters are
+    drawn on the CPU from ``generator`` (device-independent)."""
+    batch, _, height, width = images.shape
+    dtype, device = images.dtype, images.device
+    increments = -torch.log(torch.rand(batch, knots, generator=generator, dtype=torch.float64).clamp_min(1e-12))
+    levels = torch.cat([torch.zeros(batch, 1, dtype=torch.float64),
+                        torch.cumsum(increments, 1) / increments.sum(1, keepdim=True)], 1).to(dtype).to(device)
+    blend = torch.rand(batch, generator=generator, dtype=torch.float64).to(dtype).to(device)[:, None, None, None]
+    position = images.clamp(0, 1) * knots
+    lower = position.floor().clamp(max=knots - 1)
+    fraction = position - lower
+    index = lower.long().flatten(1)
+    low = torch.gather(levels, 1, index).view_as(images)
+    high = torch.gather(levels, 1, index + 1).view_as(images)
+    curved = (1 - blend) * images + blend * (low + fraction * (high - low))
+    coefficients = (2 * torch.rand(batch, 3, generator=generator, dtype=torch.float64) - 1) * max_bias
+    u = torch.cos(math.pi * torch.linspace(0, 1, width, dtype=torch.float64))[None, :]
+    v = torch.cos(math.pi * torch.linspace(0, 1, height, dtype=torch.float64))[:, None]
+    basis = torch.stack([u.expand(height, width), v.expand(height, width), u * v])  # (3, H, W)
+    field = torch.exp(torch.einsum("bk,khw->bhw", coefficients, basis))[:, None].to(dtype).to(device)
+    biased = curved * field
+    return biased / biased.flatten(1).amax(1).clamp_min(1e-6)[:, None, None, None]
+
+
 # ------------------------------------------------------------------------------------------------ run bookkeeping
 def seed_everything(seed: int) -> None:
     """Seed torch's and numpy's global generators (network initialisation)."""

@@ -57,6 +57,7 @@ from .common import (  # the data helpers live in common.py, shared with the oth
     log,
     random_flips,
     random_geometry_and_contrast,
+    random_intensity_curves,
     seed_everything,
     training_and_held_out,
 )
@@ -209,6 +210,8 @@ class LoopSettings:
     flips: bool = True
     #: random rotation/zoom/shift and contrast (gamma) per image (for small real data sets; phantoms need none)
     augment: bool = False
+    #: random monotone intensity curves and bias fields per image (:func:`random_intensity_curves`): contrast-agnostic
+    intensity_curves: bool = False
     warmup_steps: int = 50
     final_lr_fraction: float = 0.02
     grad_clip: float = 10.0
@@ -374,6 +377,8 @@ def augmented(x: torch.Tensor, settings: LoopSettings, generator: torch.Generato
         x = random_flips(x, generator)
     if settings.augment:
         x = random_geometry_and_contrast(x, generator)
+    if settings.intensity_curves:
+        x = random_intensity_curves(x, generator)
     return x
 
 
