@@ -19,12 +19,14 @@ time, so switching sets takes effect for the next run.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
 import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from .paths import RESOURCES_DIR
 
@@ -203,13 +205,64 @@ def weight_set_chain(weight_set: WeightSet | None = None) -> list[WeightSet]:
     return chain
 
 
+#: the networks recorded by :func:`record_networks` in this thread (None: not recording)
+_RECORDED: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("genreg_networks", default=None)
+
+
+@contextlib.contextmanager
+def record_networks() -> Iterator[dict[str, str]]:
+    """Collect ``{network stem: name of the weight set that supplied it}`` for the networks a run uses while the
+    block runs (in this thread): every stem :func:`find_weights` resolves for an explicitly given set (as the methods
+    resolve their problem's networks; availability checks, which pass no set, are not counted) and every weights
+    file loaded through :func:`genreg_viewer.models.cache.cached_model` (cache hits included), with the base file
+    a weights file borrows tensors from. ``genreg recon --json`` reports it as ``weights.networks``."""
+    networks: dict[str, str] = {}
+    token = _RECORDED.set(networks)
+    try:
+        yield networks
+    finally:
+        _RECORDED.reset(token)
+
+
+def _set_name_of(folder: Path) -> str:
+    """The name of the weight set in ``folder`` (a bundled set's name, a manifest's name, else the folder)."""
+    try:
+        return resolve_weight_set(folder).name
+    except WeightSetError:
+        return str(folder)
+
+
+def note_network(stem: str | os.PathLike, weight_set: WeightSet | None = None) -> None:
+    """Record the weights ``stem`` (supplied by ``weight_set``, default: the set its folder holds) and its base file
+    while :func:`record_networks` is active; otherwise nothing."""
+    networks = _RECORDED.get()
+    if networks is None:
+        return
+    stem = Path(stem)
+    if stem.suffix in (".safetensors", ".json"):
+        stem = stem.with_suffix("")
+    name = weight_set.name if weight_set is not None else _set_name_of(stem.parent)
+    networks.setdefault(stem.name, name)
+    try:  # not with_suffix: stems such as varnet-radial25-sigma0.05 hold dots
+        base = json.loads((stem.parent / f"{stem.name}.json").read_text()).get("base")
+        base_stem = str(base["stem"]) if isinstance(base, dict) else None
+    except (OSError, ValueError, KeyError, TypeError):
+        base_stem = None
+    if base_stem:
+        networks.setdefault(Path(base_stem).name, name)
+
+
 def find_weights(name: str, weight_set: WeightSet | None = None) -> tuple[Path, WeightSet]:
     """The stem ``FOLDER/name`` in the active set, else in its fallback; ``(stem, the set it came from)``. When no
-    set holds it, the active set's stem is returned (loaders then say it is missing)."""
+    set holds it, the active set's stem is returned (loaders then say it is missing). A stem found for an explicitly
+    given ``weight_set`` is recorded for :func:`record_networks`."""
+    explicit = weight_set is not None
     weight_set = weight_set or active_weight_set()
     for candidate in weight_set_chain(weight_set):
         stem = candidate.folder / name
-        if stem.with_suffix(".safetensors").is_file() and stem.with_suffix(".json").is_file():
+        if (candidate.folder / f"{name}.safetensors").is_file() and (candidate.folder / f"{name}.json").is_file():
+            if explicit:
+                note_network(stem, candidate)
             return stem, candidate
     return weight_set.folder / name, weight_set
 
@@ -253,6 +306,8 @@ __all__ = [
     "find_weights",
     "is_auto",
     "is_synthetic_source",
+    "note_network",
+    "record_networks",
     "resolve_weight_set",
     "tuned_file",
     "use_weight_set",

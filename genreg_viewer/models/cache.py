@@ -16,6 +16,7 @@ from typing import Any, Callable, TypeVar
 
 import torch
 
+from ..weight_sets import note_network
 from .weights import WeightsError, weights_paths, weights_stem
 
 T = TypeVar("T")
@@ -40,6 +41,7 @@ def cached_model(stem: str | os.PathLike, device: torch.device | str, loader: st
                  missing_hint: str = "") -> T:
     """``load()`` once per weights file version, device and ``loader`` name, then the same object every time."""
     resolved, version = weights_version(stem, missing_hint)
+    note_network(resolved)  # for weight_sets.record_networks (genreg recon --json: weights.networks)
     key = (str(resolved), version, str(torch.device(device)), loader)
     with _LOCK:
         if key not in _CACHE:

@@ -2,9 +2,11 @@
 
 Simulates ``y = M F x + n`` from the ground-truth IMAGE (or reads measured data with ``--kspace``), runs the method
 with a progress bar on stderr, and prints a summary (``--json``: one JSON object with method, psnr, ssim, seconds,
-iterations, device, params, mask, mask_fraction, sigma, seed). ``--tune`` first grid-searches the method's main
-parameter for the best PSNR. ``--out`` writes a results bundle (``.npz`` or ``.h5``; see
-:func:`save_result_bundle`), the format the app exports and opens, ``--png`` the image.
+iterations, device, params, mask, mask_fraction, sigma, seed and ``weights``: the weight set, why it was chosen
+and ``networks``, ``{network: the set that supplied it}`` for every trained network the run used, resolved through
+the set's fallback chain as the methods resolve them, see :func:`genreg_viewer.weight_sets.record_networks`).
+``--tune`` first grid-searches the method's main parameter for the best PSNR. ``--out`` writes a results bundle
+(``.npz`` or ``.h5``; see :func:`save_result_bundle`), the format the app exports and opens, ``--png`` the image.
 
 Methods with a posterior std map (mean+covar, mean+diagonal, latent-vi) also report ``std_map`` (its RMS and
 maximum, and the map itself in ``--out``) and ``std_calibration``: the stored std scale factor of the weight set
@@ -27,6 +29,7 @@ from ...device import configure_threads
 from ...fileio import check_writable
 from ...recon import ParameterError, ReconResult, get_method, run_method, tune_parameter
 from ...render import save_grey_png
+from ...weight_sets import record_networks
 from ..common import (
     ProblemSetup,
     add_problem_arguments,
@@ -228,16 +231,17 @@ def run(args) -> int:
     _std_calibration(method, setup, overrides, args.calibrated_std)  # --calibrated-std: no map or no factor fails now
     configure_threads(args.threads, tuple(setup.problem.y.shape))
 
-    tuning = _tune(method, setup, overrides, args.iters, args.json) if args.tune else None
-    if tuning is not None:
-        overrides = {**overrides, tuning["parameter"]: tuning["best"]}
-    result = _run_with_progress(method, setup, overrides, args.iters, args.json)
+    with record_networks() as networks:  # {network: the set that supplied it}, as the methods resolve them
+        tuning = _tune(method, setup, overrides, args.iters, args.json) if args.tune else None
+        if tuning is not None:
+            overrides = {**overrides, tuning["parameter"]: tuning["best"]}
+        result = _run_with_progress(method, setup, overrides, args.iters, args.json)
     if args.calibrated_std and _std_map(result) is None:
         raise ParameterError(f"--calibrated-std: this {method.name} run returned no std map (posterior_samples=0?)")
 
     summary = {**result.summary(), **setup.info, "out": args.out, "png": args.png,
                "weights": {"name": weight_set.name, "data": weight_set.data, "terms": weight_set.terms,
-                           "chosen": setup.weights_reason},
+                           "chosen": setup.weights_reason, "networks": dict(sorted(networks.items()))},
                **_std_summary(result, setup, args.calibrated_std)}
     if summary.get("std_calibration", {}).get("applied"):
         summary["notes"] = {**summary["notes"], "std_scale": summary["std_scale"],
