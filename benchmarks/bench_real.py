@@ -2,6 +2,8 @@
 
     # tune TV's alpha and the generative lambda/mu on a real *validation* slice set, write them into the weight set
     python benchmarks/bench_real.py --tune --data VAL.h5 --weights real-knee --write-tuned
+    # PnP-ADMM's denoiser_sigma/rho (tuned/pnp.json) for the set's own DnCNN
+    python benchmarks/bench_real.py --tune --data VAL.h5 --weights real-knee --write-tuned --methods pnp-admm
     # evaluate the shipped defaults on a held-out *test* slice set
     python benchmarks/bench_real.py --data TEST.h5 --weights real-knee
 
@@ -42,7 +44,12 @@ DEFAULT_METHODS = ("adjoint", "tv") + JOINT
 TV_GRID = (0.005, 0.007, 0.01, 0.014, 0.02, 0.028, 0.04)
 LAMBDA_GRID = (0.05, 0.1, 0.2, 0.4)
 MU_GRID = (0.25, 1.0, 4.0)
-BOUNDS = {"alpha": (1e-4, 1.0), "lam": (1e-3, 100.0), "mu": (0.01, 1000.0)}
+#: pnp-admm (``--methods pnp-admm``): the denoiser level and the ADMM penalty (``resources/tuned/pnp.json`` format)
+PNP_SIGMA_GRID = (0.015, 0.02, 0.03, 0.045)
+PNP_RHO_GRID = (0.25, 0.5, 1.0, 2.0, 4.0)
+#: the denoiser_sigma bounds are the range pnp-admm accepts for the bundled DnCNN (trained on 0.005-0.15)
+BOUNDS = {"alpha": (1e-4, 1.0), "lam": (1e-3, 100.0), "mu": (0.01, 1000.0), "denoiser_sigma": (0.0025, 0.225),
+          "rho": (1e-3, 1000.0)}
 
 
 def load_images(path: str, count: int | None) -> torch.Tensor:
@@ -63,8 +70,9 @@ def method_psnr(method: str, problem, params: dict[str, Any]) -> tuple[np.ndarra
 
 def tune_setting(images: torch.Tensor, spokes: int, sigma: float, methods,
                  variants: tuple[str, ...] = ("eq12",)) -> dict[str, dict]:
-    """Grid-search TV's alpha and the joint methods' lambda/mu (mean+diagonal and mean+covar once per solver variant
-    of :data:`common.VARIANTS`, keeping the best, whose non-default parameters are written too)."""
+    """Grid-search TV's alpha, the joint methods' lambda/mu (mean+diagonal and mean+covar once per solver variant
+    of :data:`common.VARIANTS`, keeping the best, whose non-default parameters are written too) and pnp-admm's
+    denoiser_sigma/rho."""
     problem = make_problem(images, f"radial:{spokes}", sigma, seed=1)
     tuned: dict[str, dict] = {}
     best_score: dict[str, float] = {}
@@ -74,6 +82,8 @@ def tune_setting(images: torch.Tensor, spokes: int, sigma: float, methods,
         elif method in JOINT:
             grids = {"lam": LAMBDA_GRID, "mu": MU_GRID}
             method_variants = ("eq12",) if method == "mean+identity" else variants
+        elif method == "pnp-admm":
+            grids, method_variants = {"denoiser_sigma": PNP_SIGMA_GRID, "rho": PNP_RHO_GRID}, ("eq12",)
         else:
             continue
         for variant in method_variants:
@@ -92,15 +102,15 @@ def tune_setting(images: torch.Tensor, spokes: int, sigma: float, methods,
                   f"{time.perf_counter() - started:.0f} s)", flush=True)
             if value > best_score.get(method, -float("inf")):
                 best_score[method] = value
-                tuned[method] = {**best, **VARIANTS[variant]}
+                tuned[method] = {**best, **VARIANTS[variant]} if method in JOINT else best
     return tuned
 
 
 def write_tuned(folder: Path, tuned_all: dict[tuple[int, float], dict[str, dict]], source: str) -> None:
-    """Write ``classical.json`` (tv) and ``generative.json`` (the joint methods) into ``folder`` (a weight set's
-    ``tuned/``), merging with the settings already there."""
+    """Write ``classical.json`` (tv), ``generative.json`` (the joint methods) and ``pnp.json`` (pnp-admm) into
+    ``folder`` (a weight set's ``tuned/``), merging with the settings already there."""
     folder.mkdir(parents=True, exist_ok=True)
-    for file_name, methods in (("classical.json", ("tv",)), ("generative.json", JOINT)):
+    for file_name, methods in (("classical.json", ("tv",)), ("generative.json", JOINT), ("pnp.json", ("pnp-admm",))):
         merge_tuned(folder / file_name, tuned_all, methods, {"tuned_on": source})
 
 
