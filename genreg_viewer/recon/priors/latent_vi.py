@@ -59,10 +59,11 @@ def vae_generator(problem: Problem, kind: str) -> LatentGenerator:
 
 @torch.no_grad()
 def flow_generator(problem: Problem, initial_std: float, method: str) -> LatentGenerator:
-    """The bundled flow ``G = f^{-1}``; start at ``m = f(Re(A^H y))`` with ``s = initial_std``."""
+    """The bundled flow ``G = f^{-1}``; start at ``m = f(clip(Re(A^H y), 0, 1))`` with ``s = initial_std``
+    (:func:`flow_prior.initial_latent`)."""
     flow = flow_prior.bundled_flow(problem.device, problem.weight_set)
     flow_prior.check_image_size(flow, problem, method)
-    mean = flow.encode(problem.zero_filled())[0]
+    mean = flow_prior.initial_latent(flow, problem, "adjoint")
     return LatentGenerator(flow.decode, flow.dimension, mean, torch.full_like(mean, initial_std))
 
 
