@@ -73,9 +73,30 @@ def test_cli_uses_the_sets_tuned_defaults_and_says_which_weights(tmp_path, capsy
     assert summary["psnr"] > results["tv"]["psnr"] > results["adjoint"]["psnr"]
 
 
+#: the learned networks the real-knee set holds itself, trained on real knee slices (none falls back to phantom)
+LEARNED = ("varnet-radial12-sigma0.05", "varnet-radial25-sigma0.05", "varnet-radial45-sigma0.05", "dncnn", "edip",
+           "flow")
+
+
+def test_every_learned_network_is_its_own_and_trained_on_real_slices():
+    real = resolve_weight_set("real-knee")
+    assert set(LEARNED) <= set(real.describe()["networks"])
+    for name in LEARNED:
+        document = read_weights_json(real.folder / name)
+        training = document["info"].get("training", document["info"])  # the flow keeps these keys in info itself
+        # float16 like the VAE files, except the DnCNN: rounding would move its operator norms past the certified bound
+        assert document.get("storage") == (None if name == "dncnn" else "float16")
+        assert training["data_spec"].endswith("real_train.h5")
+        assert training["held_out_data"].endswith("real_val.h5") and "rotation/zoom/shift" in training["data"]
+    notice = real.notice.read_text()
+    assert "MRNet" in notice and "mridata.org" in notice and "not for commercialization" in notice
+
+
 def test_learned_networks_come_from_the_problems_set_not_the_active_one():
-    """A problem made for a real scan (auto mode) runs the real-knee variational network even though the active set
-    (for contexts without an image) is the phantom one; networks the set lacks come from its fallback."""
+    """A problem made for a real scan (auto mode) runs the real-knee networks even though the active set (for
+    contexts without an image) is the phantom one: its own variational network for 12, 25 and 45 spokes, DnCNN,
+    eDIP and flow."""
+    from genreg_viewer.models.flow import bundled_flow_stem
     from genreg_viewer.physics import mask_from_spec, simulate_measurement
     from genreg_viewer.recon import Problem, get_method
     from genreg_viewer.recon.learned.common import resolve_weights
@@ -86,12 +107,45 @@ def test_learned_networks_come_from_the_problems_set_not_the_active_one():
     try:
         real_knee, phantom = resolve_weight_set("real-knee"), resolve_weight_set("phantom")
         truth = torch.from_numpy(phantom_batch(1, 1_000_000))[:, None]
-        measurement = simulate_measurement(truth, mask_from_spec("radial:25", (128, 128)), 0.05, seed=0)
-        problem = Problem(measurement, truth, weight_set=real_knee)
-        _name, stem, exact, _distance = get_method("varnet").choose(problem, "auto")
-        assert exact and str(stem).startswith(str(real_knee.folder))
+        for spokes in (12, 25, 45):
+            measurement = simulate_measurement(truth, mask_from_spec(f"radial:{spokes}", (128, 128)), 0.05, seed=0)
+            name, stem, exact, _distance = get_method("varnet").choose(Problem(measurement, truth,
+                                                                               weight_set=real_knee), "auto")
+            assert exact and name == f"radial{spokes}-sigma0.05" and str(stem).startswith(str(real_knee.folder))
         phantom_problem = Problem(measurement, truth, weight_set=phantom)
         assert str(get_method("varnet").choose(phantom_problem, "auto")[1]).startswith(str(phantom.folder / "varnet"))
-        assert resolve_weights("dncnn", real_knee).parent == phantom.folder  # not in real-knee: its fallback
+        for name in ("dncnn", "edip"):
+            assert resolve_weights(name, real_knee).parent == real_knee.folder
+            assert resolve_weights(name, phantom).parent == phantom.folder
+        assert bundled_flow_stem(real_knee).parent == real_knee.folder
     finally:
         use_weight_set(before)
+
+
+@pytest.mark.parametrize("method, extra, spokes, expected", [
+    ("varnet", [], 12, {"varnet-radial12-sigma0.05"}),
+    ("varnet", [], 45, {"varnet-radial45-sigma0.05"}),
+    ("pnp-admm", [], 25, {"dncnn"}),
+    ("edip", [], 25, {"edip"}),
+    ("flow-prior", [], 25, {"flow"}),
+    ("latent-vi", ["--param", "generator=flow", "--param", "samples=2", "--param", "mc_samples=1"], 25, {"flow"}),
+])
+def test_recon_json_names_real_knee_for_every_network_of_a_real_scan(tmp_path, capsys, method, extra, spokes,
+                                                                      expected):
+    """In auto mode a file the user brings is a real scan (here a phantom saved under another name): every network
+    of its run comes from the real-knee set, and ``weights.networks`` says so."""
+    from genreg_viewer.weight_sets import active_weight_set, is_auto, use_weight_set
+
+    scan = tmp_path / "scan.npy"
+    np.save(scan, phantom_batch(1, 1_000_004)[0])
+    before = None if is_auto() else active_weight_set()
+    use_weight_set("auto")
+    try:
+        code = main(["recon", str(scan), "--method", method, "--mask", f"radial:{spokes}", "--noise", "0.05",
+                     "--iters", "2", "--json", "--threads", "1", *extra])
+    finally:
+        use_weight_set(before)
+    assert code == 0
+    weights = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["weights"]
+    assert weights["name"] == "real-knee" and weights["chosen"] == "auto: real scan"
+    assert weights["networks"] == {name: "real-knee" for name in expected}
