@@ -45,8 +45,8 @@ TV_GRID = (0.005, 0.007, 0.01, 0.014, 0.02, 0.028, 0.04)
 LAMBDA_GRID = (0.05, 0.1, 0.2, 0.4)
 MU_GRID = (0.25, 1.0, 4.0)
 #: pnp-admm (``--methods pnp-admm``): the denoiser level and the ADMM penalty (``resources/tuned/pnp.json`` format)
-PNP_SIGMA_GRID = (0.015, 0.02, 0.03, 0.045)
-PNP_RHO_GRID = (0.25, 0.5, 1.0, 2.0, 4.0)
+PNP_SIGMA_GRID = (0.02, 0.03, 0.045)
+PNP_RHO_GRID = (0.5, 1.0, 2.0)
 #: the denoiser_sigma bounds are the range pnp-admm accepts for the bundled DnCNN (trained on 0.005-0.15)
 BOUNDS = {"alpha": (1e-4, 1.0), "lam": (1e-3, 100.0), "mu": (0.01, 1000.0), "denoiser_sigma": (0.0025, 0.225),
           "rho": (1e-3, 1000.0)}
