@@ -11,7 +11,7 @@ and learned reconstruction methods"); ``tv_weight = 0`` is plain DIP. The number
 (early stopping): the network fits the image structure before the noise.
 
 * ``dip``: random initial weights (seeded by the problem seed) and a fixed random code ``z ~ U(0, 1)`` of image
-  size, one channel, drawn from ``problem.generator()``.
+  size, one channel, drawn from ``problem.generator()``; the learning rate ramps up over the first 100 iterations.
 * ``edip``: the same network (plus a global residual connection, output = input + U-Net(input)) started from
   weights pretrained to map adjoint reconstructions of phantoms to the ground truth (``genreg train edip``), with the
   adjoint ``Re(A^H y)`` as input ``z``.
@@ -57,8 +57,10 @@ class _DeepImagePriorBase(ReconMethod):
     (:func:`genreg_viewer.recon.classical.default_alpha`): both weigh ``TV`` against ``1/2 ||A x - y||^2``."""
 
     category = "learned"
-    #: the learning rate ramps up linearly over this many iterations (Adam's first steps move every weight by about
-    #: the learning rate whatever its gradient: a gentler start for a pretrained network)
+    #: the learning rate ramps up linearly over this many iterations. Adam's first steps move every weight by about
+    #: the learning rate whatever its gradient: a pretrained network would lose what it learned, and a randomly
+    #: initialised one is thrown onto a plateau (DIP at 1e-2 from the first step: an almost flat image for ~100-200
+    #: iterations, then still below the adjoint after 500)
     warmup_iterations = 1
 
     def networks_and_inputs(self, problem: Problem, params: dict[str, Any]) -> tuple[list[UNet], torch.Tensor]:
@@ -107,9 +109,10 @@ class DeepImagePrior(_DeepImagePriorBase):
     description = ("Untrained U-Net fitted to the data from a random code, optional TV, early stopping "
                    "(Ulyanov et al. 2018)")
     default_iterations = 500
+    warmup_iterations = 100
     parameters = (
-        Parameter("learning_rate", float, 1e-2, "Adam step size for the network weights",
-                  minimum=1e-5, maximum=0.1, log_scale=True),
+        Parameter("learning_rate", float, 1e-2, "Adam step size for the network weights (ramped up over the "
+                  "first 100 iterations)", minimum=1e-5, maximum=0.1, log_scale=True),
         Parameter("tv_weight", float, 0.02, "weight of the smoothed TV term (0 = plain DIP; Baguer et al. 2020); "
                   "default: the TV method's alpha for the noise level", minimum=0.0, maximum=10.0),
     )
