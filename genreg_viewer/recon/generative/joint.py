@@ -24,6 +24,15 @@ model's (x, z) is a valid start: a continuation that keeps the structured model 
 it otherwise drifts to when the data are weak (few spokes). The warm-start iterations are set-up steps (``Step``
 iteration 0): cancellable, not counted in ``iterations``.
 
+Weak data (``precision_penalty``): the joint MAP rewards confident covariances (``-sum log L_pp``) even where the
+data do not constrain x, since x can follow the mean there; ``marginal`` adds a diagonal approximation of the marginal
+likelihood's log det, ``expected`` replaces the z-step's ``nll(x; z)`` by its expectation under the current
+conditional posterior ``p(x | y, z_k) = N(x_k, H_k^-1)`` (one EM step for the marginal MAP of z):
+``E nll = nll(x_k; z) + 1/2 tr(L(z)^T H_k^-1 L(z))``, the trace estimated by ``1/2 mean_s ||L(z)^T (x_s - x_k)||^2``
+over perturb-and-MAP samples ``x_s`` whose perturbations stay fixed through the iterations (each solve starts from
+the previous one, ``cg_iterations`` steps); the energy then changes with the samples, so ``tolerance`` is not used
+and every iteration runs.
+
 Uncertainty: for the final z*, ``p(x | y, z*)`` is Gaussian with precision ``Re(A^H A)/sigma^2 + lambda L L^T``;
 ``posterior_samples`` draws from it by perturb-and-MAP (:mod:`.posterior`) and the per-pixel standard deviation is
 returned as ``extras['std_map']``.
@@ -41,7 +50,7 @@ from ..registry import register
 from . import common
 from .common import cholesky_precision_diagonal, effective_sigma, solve_quadratic_x
 from .latent_steps import Z_OPTIMISERS, DecodedLatent
-from .posterior import posterior_std
+from .posterior import PerturbAndMAP, posterior_std
 from .tuned import tuned_defaults
 
 
@@ -70,8 +79,12 @@ class JointGenerativeReconstruction(ReconMethod):
         Parameter("tolerance", float, 2e-5, "converged when the objective's mean relative decrease per iteration over "
                   "the last 5 iterations is below this (0: run all iterations)", 0.0, 1.0, log_scale=True),
         Parameter("precision_penalty", str, "none", "none: eq. 12; marginal: + lambda/2 sum_p log(f/(lambda sigma^2) "
-                  "+ diag(L L^T)_p), a diagonal approximation of the marginal likelihood's log det (penalises "
-                  "confident covariances where the data are weak)", choices=("none", "marginal")),
+                  "+ diag(L L^T)_p), a diagonal approximation of the marginal likelihood's log det; expected: the "
+                  "z-step minimises the nll expected under the posterior of x (EM), estimated with perturb-and-MAP "
+                  "samples (both penalise confident covariances where the data are weak)",
+                  choices=("none", "marginal", "expected")),
+        Parameter("penalty_samples", int, 4, "posterior samples of x that estimate the expected nll "
+                  "(precision_penalty=expected)", 1, 64),
         Parameter("warm_start", str, "none", "where the descent starts: none = the adjoint and its encoding; identity "
                   "= the mean+identity solution (same latent space; helps when the data are weak)",
                   choices=("none", "identity")),
@@ -107,6 +120,22 @@ class JointGenerativeReconstruction(ReconMethod):
         def penalty(cholesky) -> torch.Tensor:
             diagonal = cholesky_precision_diagonal(cholesky)
             return 0.5 * torch.log(fraction / (lam * sigma**2) + diagonal).sum(dim=(1, 2, 3))
+
+        return penalty
+
+    @staticmethod
+    def expected_penalty(deviations: torch.Tensor, lam: float):
+        """``L -> 1/2 mean_s ||L^T d_s||^2 + (1 - 1/lam) sum_p l_p`` per image for deviations ``d_s = x_s - x`` of
+        posterior samples, ``(S, B, 1, H, W)``.
+
+        The first term estimates the trace ``1/2 tr(L^T H^-1 L)`` of the expected nll. The second makes the latent
+        energy that of the Gaussian with precision ``lam L L^T`` (whose normaliser is ``-sum_p l_p`` + const, not
+        ``-lam sum_p l_p`` as in ``lam * nll``): with it the EM step leaves the scale of ``L`` alone where the data
+        see nothing (for ``lam != 1`` the scaled log det would shrink or grow ``L`` there at every step)."""
+
+        def penalty(cholesky) -> torch.Tensor:
+            total = sum(cholesky.mul_transpose(d).square().sum(dim=(1, 2, 3)) for d in deviations)
+            return 0.5 * total / deviations.shape[0] + (1 - 1 / lam) * cholesky.log_diag.sum(dim=(1, 2, 3))
 
         return penalty
 
@@ -152,7 +181,17 @@ class JointGenerativeReconstruction(ReconMethod):
         decoded = DecodedLatent.decode(model, z_all)
         z_optimiser = Z_OPTIMISERS[params["z_optimiser"]](x.shape[0], params["z_step_size"], x.device)
         penalty = self.marginal_penalty(problem, sigma, lam) if params["precision_penalty"] == "marginal" else None
+        sampler = (PerturbAndMAP(problem, params["penalty_samples"], seed_offset=4099)
+                   if params["precision_penalty"] == "expected" else None)
+        if sampler is not None:
+            with torch.no_grad():
+                samples = sampler.solve(problem, decoded.cholesky.detach(), decoded.mean.detach(), x, sigma, lam,
+                                        params["cg_iterations"])
+            penalty = self.expected_penalty(samples - x, lam)
         z_optimiser.penalty = penalty
+        # with expected: the energy's penalty changes with the samples at every x-update, so successive energies
+        # are not comparable and every iteration runs
+        tolerance = params["tolerance"] if sampler is None else 0.0
         energy_all = self.objective(problem, x, decoded, lam, mu, sigma, penalty)
         history: collections.deque[torch.Tensor] = collections.deque(maxlen=self.convergence_window)
         for iteration in range(1, iterations + 1):
@@ -164,19 +203,24 @@ class JointGenerativeReconstruction(ReconMethod):
                     sub, cholesky.precision_mul, cholesky.precision_mul(mean), x, sigma, lam, params["cg_iterations"],
                     precision_diagonal=cholesky_precision_diagonal(cholesky),
                 )
+                if sampler is not None:  # the posterior at the new x-update, for the expected nll
+                    samples = sampler.solve(sub, cholesky, mean, x, sigma, lam, params["cg_iterations"])
+                    penalty = z_optimiser.penalty = self.expected_penalty(samples - x, lam)
             # z-update: line-searched (L-BFGS or gradient) steps on the latent energy
             decoded = z_optimiser.run(model, x, decoded, mu, params["z_steps"])
             energy = self.objective(sub, x, decoded, lam, mu, sigma, penalty)
             # fresh tensors: the previous step's image may still be shown or stored by the caller
             x_all, z_all, energy_all = x_all.clone(), z_all.clone(), energy_all.clone()
             x_all[work], z_all[work], energy_all[work] = x, decoded.z, energy
-            keep = ~self._converged(history, energy, params["tolerance"])
+            keep = ~self._converged(history, energy, tolerance)
             done = not bool(keep.any())
             if not done and not bool(keep.all()):  # drop the converged images from the working batch
                 work, x = work[keep], x[keep]
                 sub = problem.rows(work)
                 decoded = DecodedLatent.decode(model, decoded.z[keep])
                 z_optimiser.restrict(keep)
+                if sampler is not None:
+                    sampler.restrict(keep)
                 history = collections.deque((h[keep] for h in history), maxlen=self.convergence_window)
             extras = {"latent": z_all}
             last = done or iteration == iterations

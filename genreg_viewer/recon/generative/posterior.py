@@ -27,31 +27,56 @@ SAMPLE_CG_TOLERANCE = 1e-4
 SAMPLE_CG_MAX_ITERATIONS = 200
 
 
+class PerturbAndMAP:
+    """Perturb-and-MAP samples of ``p(x | y, z)`` with fixed perturbations: ``count`` draws of ``(e1, e2)`` per image
+    from ``problem.generator(seed_offset)``, kept while z (hence ``L`` and ``G``) changes, so that the samples move
+    smoothly with z and each solve can start from the previous one (common random numbers)."""
+
+    def __init__(self, problem: Problem, count: int, seed_offset: int = 7919) -> None:
+        generator = problem.generator(seed_offset)
+        shape = (count, *problem.y.shape)
+        self.count = count
+        e1 = torch.complex(torch.randn(shape, generator=generator), torch.randn(shape, generator=generator))
+        self.e1 = e1.to(problem.y.device)
+        self.e2 = torch.randn(shape, generator=generator).to(problem.y.device)
+        self.samples: torch.Tensor | None = None  # the last solution, ``(count, B, 1, H, W)``
+
+    def restrict(self, keep: torch.Tensor) -> None:
+        """Keep the images (batch rows) where ``keep`` is true."""
+        self.e1, self.e2 = self.e1[:, keep], self.e2[:, keep]
+        if self.samples is not None:
+            self.samples = self.samples[:, keep]
+
+    def solve(self, problem: Problem, cholesky, mean: torch.Tensor, x_map: torch.Tensor, sigma: float, lam: float,
+              iterations: int, tolerance: float = SAMPLE_CG_TOLERANCE) -> torch.Tensor:
+        """The samples for ``L``, ``G`` (``(count, B, 1, H, W)``), each CG solve started from the previous solution
+        (from ``x_map`` the first time) and stopped at ``tolerance`` or after ``iterations``."""
+        count, batch = self.count, x_map.shape[0]
+
+        def tile(t: torch.Tensor) -> torch.Tensor:
+            return t.unsqueeze(0).expand(count, *t.shape).reshape(count * batch, *t.shape[1:])
+
+        tiled = _repeat(cholesky, count)
+        y = tile(problem.y)
+        perturbed = problem.operator.adjoint_real(y + sigma * self.e1.flatten(0, 1) * problem.operator.sampling)
+        prior_rhs = tiled.precision_mul(tile(mean)) + (lam**-0.5) * tiled.mul(self.e2.flatten(0, 1))
+        start = tile(x_map) if self.samples is None else self.samples.flatten(0, 1)
+        samples, _ = solve_quadratic_x(
+            problem, tiled.precision_mul, prior_rhs, start, sigma, lam, iterations, tolerance=tolerance,
+            data=perturbed, precision_diagonal=cholesky_precision_diagonal(tiled),
+        )
+        self.samples = samples.view(count, batch, *x_map.shape[1:])
+        return self.samples
+
+
 def posterior_samples(
     problem: Problem, cholesky, mean: torch.Tensor, x_map: torch.Tensor, sigma: float, lam: float,
     count: int, cg_iterations: int, seed_offset: int = 7919,
 ) -> torch.Tensor:
     """``count`` samples per image, shape ``(count, B, 1, H, W)``; the CG solves stop at ``SAMPLE_CG_TOLERANCE`` or
     after ``max(cg_iterations, SAMPLE_CG_MAX_ITERATIONS)`` iterations."""
-    batch = x_map.shape[0]
-    generator = problem.generator(seed_offset)
-    shape = (count, *x_map.shape)
-    e1 = torch.complex(torch.randn(shape, generator=generator), torch.randn(shape, generator=generator))
-    e1 = e1.to(x_map.device)
-    e2 = torch.randn(shape, generator=generator).to(x_map.device)
-
-    def tile(t: torch.Tensor) -> torch.Tensor:
-        return t.unsqueeze(0).expand(count, *t.shape).reshape(count * batch, *t.shape[1:])
-
-    tiled = _repeat(cholesky, count)
-    y = tile(problem.y)
-    perturbed = problem.operator.adjoint_real(y + sigma * e1.flatten(0, 1) * problem.operator.sampling)
-    prior_rhs = tiled.precision_mul(tile(mean)) + (lam**-0.5) * tiled.mul(e2.flatten(0, 1))
-    samples, _ = solve_quadratic_x(
-        problem, tiled.precision_mul, prior_rhs, tile(x_map), sigma, lam, max(cg_iterations, SAMPLE_CG_MAX_ITERATIONS),
-        tolerance=SAMPLE_CG_TOLERANCE, data=perturbed, precision_diagonal=cholesky_precision_diagonal(tiled),
-    )
-    return samples.view(count, batch, *x_map.shape[1:])
+    sampler = PerturbAndMAP(problem, count, seed_offset)
+    return sampler.solve(problem, cholesky, mean, x_map, sigma, lam, max(cg_iterations, SAMPLE_CG_MAX_ITERATIONS))
 
 
 def posterior_std(problem: Problem, cholesky, mean, x_map, sigma, lam, count: int, cg_iterations: int) -> torch.Tensor:
