@@ -69,10 +69,11 @@ def method_psnr(method: str, problem, params: dict[str, Any]) -> tuple[np.ndarra
 
 
 def tune_setting(images: torch.Tensor, spokes: int, sigma: float, methods,
-                 variants: tuple[str, ...] = ("eq12",)) -> dict[str, dict]:
+                 variants: tuple[str, ...] = ("eq12",), lambda_grid: tuple[float, ...] = LAMBDA_GRID,
+                 mu_grid: tuple[float, ...] = MU_GRID) -> dict[str, dict]:
     """Grid-search TV's alpha, the joint methods' lambda/mu (mean+diagonal and mean+covar once per solver variant
     of :data:`common.VARIANTS`, keeping the best, whose non-default parameters are written too) and pnp-admm's
-    denoiser_sigma/rho."""
+    denoiser_sigma/rho. A one-value ``mu_grid`` fixes mu."""
     problem = make_problem(images, f"radial:{spokes}", sigma, seed=1)
     tuned: dict[str, dict] = {}
     best_score: dict[str, float] = {}
@@ -80,7 +81,7 @@ def tune_setting(images: torch.Tensor, spokes: int, sigma: float, methods,
         if method == "tv":
             grids, method_variants = {"alpha": TV_GRID}, ("eq12",)
         elif method in JOINT:
-            grids = {"lam": LAMBDA_GRID, "mu": MU_GRID}
+            grids = {"lam": lambda_grid, "mu": mu_grid}
             method_variants = ("eq12",) if method == "mean+identity" else variants
         elif method == "pnp-admm":
             grids, method_variants = {"denoiser_sigma": PNP_SIGMA_GRID, "rho": PNP_RHO_GRID}, ("eq12",)
@@ -161,6 +162,10 @@ def main() -> None:
     parser.add_argument("--write-tuned", action="store_true", help="with --tune: write into the weight set's tuned/")
     parser.add_argument("--variants", nargs="+", default=["eq12"], choices=list(VARIANTS),
                         help="with --tune: solver variants tried for mean+diagonal and mean+covar (the best is kept)")
+    parser.add_argument("--lambda-grid", nargs="+", type=float, default=list(LAMBDA_GRID),
+                        help="with --tune: the starting lambda grid (grown while the optimum is on an edge)")
+    parser.add_argument("--mu-grid", nargs="+", type=float, default=list(MU_GRID),
+                        help="with --tune: the starting mu grid; one value fixes mu")
     parser.add_argument("--out", type=Path, default=Path("runs/bench_real.csv"),
                         help="evaluation: the genreg-evaluate results CSV (rows there are reused; default %(default)s)")
     parser.add_argument("--batch", type=int, default=16, help="evaluation: images per method call (default 16)")
@@ -174,7 +179,8 @@ def main() -> None:
         tuned_all = {}
         for spokes, sigma in args.settings:
             print(f"tuning radial:{spokes}, sigma {sigma}", flush=True)
-            tuned_all[(spokes, sigma)] = tune_setting(images, spokes, sigma, args.methods, tuple(args.variants))
+            tuned_all[(spokes, sigma)] = tune_setting(images, spokes, sigma, args.methods, tuple(args.variants),
+                                                      tuple(args.lambda_grid), tuple(args.mu_grid))
             if args.write_tuned:  # after each setting: a long run keeps what it has found
                 write_tuned(active_weight_set().tuned_dir, {(spokes, sigma): tuned_all[(spokes, sigma)]},
                             f"{Path(args.data).name}, {len(images)} images")

@@ -118,4 +118,5 @@ VARIANTS = {
     "warm": {"warm_start": "identity"},
     "warm+marginal": {"warm_start": "identity", "precision_penalty": "marginal"},
     "marginal": {"precision_penalty": "marginal"},
+    "expected": {"precision_penalty": "expected"},
 }
