@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Callable, Iterator
@@ -27,6 +28,52 @@ def _mode_for(target: Path) -> int:
         return 0o666 & ~_UMASK
 
 
+class NotRegularFileError(OSError, ValueError):
+    """A path the program would write (or read by itself) exists but is not a regular file: a device, a FIFO, a
+    socket. Both an ``OSError`` and a ``ValueError`` (like :class:`io.UnsupportedOperation`), so every caller that
+    reports either shows its one line."""
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
+def check_not_special(path: str | os.PathLike, what: str = "output") -> None:
+    """Refuse an existing ``path`` (followed through links) that is neither a regular file nor a folder: a device
+    node (``/dev/null``, a copy of ``/dev/zero``), a FIFO or a socket. Replacing it would turn a device into a
+    file; reading it may never end. A missing path or a dangling link passes (nothing is there to replace)."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):  # missing, dangling, unreadable: callers that need it report that themselves
+        return
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise NotRegularFileError(f"{what} {os.fspath(path)} is {_kind(mode)}, not a regular file; give a file name")
+
+
+def check_regular_file(path: str | os.PathLike, what: str = "file") -> Path:
+    """``path`` as a ``Path`` when it is an existing regular file (links followed); ``FileNotFoundError`` when it is
+    missing or a dangling link, :class:`NotRegularFileError` for a folder, device, FIFO or socket. For the files
+    the program opens by itself (a session's ``session.json``, a calibration mask), which must never block."""
+    target = Path(path)
+    try:
+        mode = os.stat(target).st_mode
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{what} {target} does not exist") from None
+    except OSError as exc:
+        raise FileNotFoundError(f"{what} {target} cannot be read ({exc.strerror or exc})") from None
+    if stat.S_ISDIR(mode):
+        raise NotRegularFileError(f"{what} {target} is a folder, not a file")
+    if not stat.S_ISREG(mode):
+        raise NotRegularFileError(f"{what} {target} is {_kind(mode)}, not a regular file")
+    return target
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path`` atomically.
@@ -34,8 +81,11 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     A crash or exception while writing leaves any existing file at ``path`` untouched. The temporary name keeps
     ``path``'s suffix (or ``suffix``) so that libraries choosing a format by extension still work. A replaced file
     keeps its permission bits (a private 0600 output stays private); a new one gets the usual ``0666 & ~umask``.
+    A ``path`` that is a device, FIFO or socket is refused (:class:`NotRegularFileError`) before anything is
+    written: renaming over it would replace, say, ``/dev/null`` by a regular file.
     """
     target = Path(path)
+    check_not_special(target, "output")
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix or target.suffix or ".tmp",
                                     dir=target.parent)
@@ -44,6 +94,7 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     try:
         yield tmp
         os.chmod(tmp, _mode_for(target))  # mkstemp creates 0600
+        check_not_special(target, "output")  # made a device or FIFO while we wrote
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -64,13 +115,15 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 def check_writable(path: str | os.PathLike, what: str = "output") -> Path:
     """Refuse, before any long computation, an output ``path`` that :func:`atomic_path` could not write: an existing
-    folder, a read-only existing file, a folder on the way that is a file, or a folder that is not writable (tried
-    with a temporary file, so read-only file systems are caught too). ``ValueError`` naming ``what``."""
+    folder, a device, FIFO or socket (never replaced by a file), a read-only existing file, a folder on the way that
+    is a file, or a folder that is not writable (tried with a temporary file, so read-only file systems are caught
+    too). ``ValueError`` naming ``what``."""
     if not str(path).strip():
         raise ValueError(f"{what} is empty; give a file name")
     target = Path(path)
     if target.is_dir():
         raise ValueError(f"{what} {str(target)!r} is a folder; give a file name")
+    check_not_special(target, what)
     if target.exists() and not os.access(target, os.W_OK):
         raise ValueError(f"{what} {target} is read-only")
     folder = target.absolute().parent

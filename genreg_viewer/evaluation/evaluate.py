@@ -268,7 +268,11 @@ def part_files(out: Path) -> list[Path]:
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:
-    """The complete rows of a results CSV (or part file); a torn or malformed line is dropped."""
+    """The complete rows of a results CSV (or part file); a torn or malformed line is dropped. A device, FIFO or
+    socket at ``path`` is refused (reading it may never end)."""
+    from ..fileio import check_not_special
+
+    check_not_special(path, "results CSV")
     if not path.exists():
         return []
     text = path.read_text(encoding="utf-8")
@@ -306,7 +310,11 @@ def format_rows(rows: Iterable[dict[str, Any]], header: bool) -> str:
 
 def append_rows(path: Path, rows: list[dict[str, Any]]) -> None:
     """Append complete rows (and the header to a new file) in one ``write``, then ``fsync``. A file that ends in
-    a torn line is first rewritten (atomically) without it."""
+    a torn line is first rewritten (atomically) without it. A missing folder is created (``--out`` may name one)."""
+    from ..fileio import check_not_special
+
+    check_not_special(path, "results file")
+    path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists() and path.stat().st_size:
         with open(path, "rb") as handle:
             handle.seek(-1, os.SEEK_END)
