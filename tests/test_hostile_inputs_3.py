@@ -5,6 +5,7 @@ reported with exit 0, a traceback, a hang or a device replaced by a file. Files 
 from __future__ import annotations
 
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -100,3 +101,108 @@ def test_evaluate_refuses_a_part_file_that_is_a_fifo(capsys, tmp_path):
     err = cli_error(capsys, ["evaluate", "phantom:2", "--methods", "adjoint", "--reference", "adjoint",
                              "--device", "cpu", "--quiet", "--out", str(out)])
     assert "r.csv.part-0 is a FIFO" in err
+
+
+# ------------------------------------------------------------------------------------------------ slice sets
+def slice_set(path: Path, images=None, **datasets) -> Path:
+    """A slice set in the layout of ``genreg dataset build``; ``datasets`` replace or add entries (a callable is
+    called with the open file)."""
+    import h5py
+
+    images = np.full((2, 128, 128), 0.5, np.float32) if images is None else images
+    with h5py.File(path, "w") as f:
+        f.attrs["format"] = "genreg-slice-set"
+        entries = {"images": images, "volume": np.array(["a.h5", "b.h5"], dtype=object),
+                   "slice": np.array([3, 4], np.int32), **datasets}
+        for name, value in entries.items():
+            if callable(value):
+                value(f, name)
+            elif value is not None:
+                dtype = h5py.string_dtype("utf-8") if value.dtype.kind == "O" else None
+                f.create_dataset(name, data=value, dtype=dtype)
+    return path
+
+
+@pytest.fixture
+def secret(tmp_path):
+    path = tmp_path / "secret.txt"
+    path.write_bytes(b"root:x:0:0:root:/root:/bin/bash\n" * 1024)  # 32 KiB, more than 2 x 128 x 128 bytes
+    return path
+
+
+def hostile_slice_sets(tmp_path: Path, secret: Path) -> dict[str, tuple[Path, str]]:
+    import h5py
+
+    other = slice_set(tmp_path / "other.h5")
+
+    def external(f, name):
+        f.create_dataset(name, shape=(2, 128, 128), dtype="u1", external=[(str(secret), 0, 2 * 128 * 128)])
+
+    def virtual(f, name):
+        layout = h5py.VirtualLayout(shape=(2, 128, 128), dtype="f4")
+        layout[:] = h5py.VirtualSource(str(other), "images", shape=(2, 128, 128))
+        f.create_virtual_dataset(name, layout)
+
+    def linked(f, name):
+        f[name] = h5py.ExternalLink(str(other), "images")
+
+    def soft(f, name):
+        f.create_dataset("elsewhere", data=np.zeros((2, 128, 128), np.float32))
+        f[name] = h5py.SoftLink("/elsewhere")
+
+    def volume_link(f, name):
+        f[name] = h5py.ExternalLink(str(other), "volume")
+
+    return {
+        "external": (slice_set(tmp_path / "external.h5", images=external), "external files"),
+        "virtual": (slice_set(tmp_path / "virtual.h5", images=virtual), "virtual dataset"),
+        "external-link": (slice_set(tmp_path / "linked.h5", images=linked), "link to another file"),
+        "soft-link": (slice_set(tmp_path / "soft.h5", images=soft), "link to elsewhere"),
+        "volume-link": (slice_set(tmp_path / "volume.h5", volume=volume_link), "'volume' .* link to another file"),
+        "complex": (slice_set(tmp_path / "complex.h5", images=np.full((2, 128, 128), 0.5 + 0.5j, np.complex64)),
+                    "are complex64; expected real numbers"),
+    }
+
+
+def test_slice_sets_read_only_their_own_data(tmp_path, secret):
+    from genreg_viewer.data.dataset import load_slice_set
+    from genreg_viewer.data.preprocess import DataError
+
+    for name, (path, message) in hostile_slice_sets(tmp_path, secret).items():
+        with pytest.raises(DataError, match=message) as info:
+            load_slice_set(path)
+        assert "\n" not in str(info.value) and str(path) in str(info.value), name
+    assert load_slice_set(tmp_path / "other.h5").shape == (2, 128, 128)
+
+
+@pytest.mark.parametrize("command", ["evaluate", "train", "calibrate"])
+def test_commands_refuse_slice_sets_that_read_other_files(capsys, tmp_path, secret, command):
+    sets = hostile_slice_sets(tmp_path, secret)
+    for name in ("external", "virtual", "external-link"):
+        path, message = sets[name]
+        out = tmp_path / f"{command}-{name}"
+        args = {
+            "evaluate": ["evaluate", str(path), "--methods", "adjoint", "--device", "cpu", "--quiet",
+                         "--out", str(out) + ".csv"],
+            "train": ["train", "vae", str(path), "--held-out", str(tmp_path / "other.h5"), "--epochs", "1",
+                      "--device", "cpu", "--out", str(out)],
+            "calibrate": ["calibrate", str(path), "--device", "cpu", "--report", str(out) + ".json"],
+        }[command]
+        err = cli_error(capsys, args)
+        assert str(path) in err and re.search(message, err), err
+        assert not list(tmp_path.glob(f"{command}-*")), "nothing is written"
+
+
+@pytest.mark.parametrize("volume, slices, message", [
+    (np.array([1.0, 2.0]), np.array([3, 4], np.int32), "'volume' must hold strings"),
+    (np.array(["a.h5"], dtype=object), np.array([3, 4], np.int32), "one entry per image"),
+    (np.array(["a.h5", "b.h5"], dtype=object), np.zeros((2, 2), np.int32), "one entry per image"),
+])
+def test_malformed_slice_set_sources_are_one_line(tmp_path, volume, slices, message):
+    from genreg_viewer.data.dataset import load_slice_set_sources
+    from genreg_viewer.data.preprocess import DataError
+
+    path = slice_set(tmp_path / "set.h5", volume=volume, slice=slices)
+    with pytest.raises(DataError, match=message):
+        load_slice_set_sources(path)
+    assert load_slice_set_sources(slice_set(tmp_path / "ok.h5")) == [("a.h5", 3), ("b.h5", 4)]

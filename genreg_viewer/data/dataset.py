@@ -152,6 +152,27 @@ def build_slice_set(
                            filtered_out=filtered_out, skipped=skipped)
 
 
+def _slice_set_dataset(h5file, name: str, path: Path):
+    """The dataset ``name`` of a slice set, or None when absent. Refused (``DataError``): a link to another file or
+    another place (soft and external links), a group, data stored outside the file (external raw files, virtual
+    datasets) and chunks beyond the limits, as for any HDF5 image (:func:`~genreg_viewer.data.loading.load_image`)."""
+    import h5py
+
+    from .loading import _check_hdf5_dataset
+
+    link = h5file.get(name, getlink=True)
+    if link is None:
+        return None
+    if not isinstance(link, h5py.HardLink):
+        where = "another file" if isinstance(link, h5py.ExternalLink) else "elsewhere"
+        raise DataError(f"{name!r} in slice set {path} is a link to {where}; only data inside the file itself is read")
+    dataset = h5file[name]
+    if not isinstance(dataset, h5py.Dataset):
+        raise DataError(f"{name!r} in slice set {path} is not a dataset")
+    _check_hdf5_dataset(dataset, name, path)
+    return dataset
+
+
 def _open_slice_set(path: str | os.PathLike):
     import h5py
 
@@ -164,11 +185,18 @@ def _open_slice_set(path: str | os.PathLike):
         h5file = h5py.File(path, "r")
     except OSError as exc:
         raise DataError(f"could not open slice set {path}: {exc}") from exc
-    images = h5file.get("images")
-    if not isinstance(images, h5py.Dataset) or images.ndim != 3:
+    try:
+        images = _slice_set_dataset(h5file, "images", path)
+        if images is None or images.ndim != 3:
+            raise DataError(f"{path} is not a slice set: it has no 3-D dataset 'images' (build one with "
+                            "'genreg dataset build')")
+        if images.dtype.kind not in "fiu":
+            raise DataError(f"the images of slice set {path} are {images.dtype}; expected real numbers (float32)")
+        for name in ("volume", "slice"):
+            _slice_set_dataset(h5file, name, path)
+    except BaseException:
         h5file.close()
-        raise DataError(f"{path} is not a slice set: it has no 3-D dataset 'images' (build one with "
-                        "'genreg dataset build')")
+        raise
     return h5file
 
 
@@ -176,7 +204,9 @@ def load_slice_set(path: str | os.PathLike) -> np.ndarray:
     """All images of a slice set, ``float32 (N, H, W)`` in [0, 1]."""
     with _open_slice_set(path) as h5file:
         dataset = h5file["images"]
-        limits.check_images(dataset.shape[0], dataset.shape[1:], f"slice set {path}")
+        # what is read (the stored type) and, for another type, its float32 copy
+        itemsize = dataset.dtype.itemsize + (0 if dataset.dtype == np.float32 else 4)
+        limits.check_images(dataset.shape[0], dataset.shape[1:], f"slice set {path}", itemsize=itemsize)
         images = np.asarray(dataset[...], dtype=np.float32)
     if not np.isfinite(images).all():
         raise DataError(f"slice set {path} contains NaN or infinite values")
@@ -186,7 +216,19 @@ def load_slice_set(path: str | os.PathLike) -> np.ndarray:
 def load_slice_set_sources(path: str | os.PathLike) -> list[tuple[str, int]]:
     """``(volume file name, slice index)`` of every image of a slice set, in order."""
     with _open_slice_set(path) as h5file:
-        if "volume" not in h5file or "slice" not in h5file:
+        volume, index = h5file.get("volume"), h5file.get("slice")
+        if volume is None or index is None:
             raise DataError(f"slice set {path} does not record its sources (datasets 'volume' and 'slice')")
-        names = h5file["volume"].asstr()[...]
-        return [(str(n), int(i)) for n, i in zip(names, h5file["slice"][...])]
+        count = h5file["images"].shape[0]
+        if volume.shape != (count,) or index.shape != (count,):
+            raise DataError(f"slice set {path}: 'volume' {volume.shape} and 'slice' {index.shape} must both have "
+                            f"one entry per image ({count},)")
+        if volume.dtype.kind not in "OSU" or index.dtype.kind not in "iu":
+            raise DataError(f"slice set {path}: 'volume' must hold strings and 'slice' integers, got "
+                            f"{volume.dtype} and {index.dtype}")
+        limits.check_read(count * (volume.dtype.itemsize + 8 + 64), f"the sources of slice set {path}")
+        try:
+            names = volume.asstr()[...]
+        except (TypeError, ValueError, UnicodeDecodeError) as exc:
+            raise DataError(f"slice set {path}: 'volume' cannot be read as text ({exc})") from None
+        return [(str(n), int(i)) for n, i in zip(names, index[...])]
