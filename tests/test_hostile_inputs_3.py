@@ -206,3 +206,184 @@ def test_malformed_slice_set_sources_are_one_line(tmp_path, volume, slices, mess
     with pytest.raises(DataError, match=message):
         load_slice_set_sources(path)
     assert load_slice_set_sources(slice_set(tmp_path / "ok.h5")) == [("a.h5", 3), ("b.h5", 4)]
+
+
+# ------------------------------------------------------------------------------------------------ weights folders
+SAMPLE = str(Path(__file__).resolve().parents[1] / "resources" / "samples" / "knee_phantom_001.npy")
+
+
+def weights_folder(tmp_path: Path, *names: str) -> Path:
+    """A weight-set folder holding copies of the bundled phantom networks ``names``."""
+    import shutil
+
+    from genreg_viewer.weight_sets import BUNDLED_SETS
+
+    folder = tmp_path / "weights"
+    folder.mkdir(exist_ok=True)
+    for name in names:
+        for suffix in (".safetensors", ".json"):
+            shutil.copy(BUNDLED_SETS["phantom"] / f"{name}{suffix}", folder / f"{name}{suffix}")
+    return folder
+
+
+def edit_tensor(folder: Path, name: str, edit) -> str:
+    """Replace the first floating-point matrix of ``folder/name`` by ``edit(tensor)``; returns its name."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    path = folder / f"{name}.safetensors"
+    state = load_file(str(path))
+    key = next(k for k, t in state.items() if t.is_floating_point() and t.ndim > 1)
+    state[key] = edit(state[key].float())
+    save_file({k: t.contiguous() for k, t in state.items()}, str(path), metadata={"format": "genreg-weights"})
+    assert isinstance(state[key], torch.Tensor)
+    return key
+
+
+def edit_config(folder: Path, name: str, **changes) -> None:
+    import json
+
+    path = folder / f"{name}.json"
+    document = json.loads(path.read_text())
+    document["config"].update(changes)
+    path.write_text(json.dumps(document))
+
+
+TENSOR_EDITS = {
+    "nan": (lambda t: t.clone().fill_(float("nan")), "NaN or infinite values"),
+    "inf": (lambda t: t.clone().fill_(float("inf")), "NaN or infinite values"),
+    "huge": (lambda t: t.clone().fill_(3e38), "magnitude 3e\\+38, beyond the limit"),
+    "int8": (lambda t: t.to(dtype=__import__("torch").int8), "is int8; networks store floating-point"),
+    "bool": (lambda t: t > 0, "is bool; networks store floating-point"),
+}
+
+
+@pytest.mark.parametrize("case", list(TENSOR_EDITS))
+def test_weights_holding_nan_inf_huge_int8_or_bool_are_refused_when_loaded(capsys, tmp_path, case):
+    from genreg_viewer.models.weights import WeightsError, load_weights
+
+    edit, message = TENSOR_EDITS[case]
+    folder = weights_folder(tmp_path, "vae_identity")
+    key = edit_tensor(folder, "vae_identity", edit)
+    with pytest.raises(WeightsError, match=message) as info:
+        load_weights(folder / "vae_identity")
+    assert key in str(info.value) and "\n" not in str(info.value)
+    err = cli_error(capsys, ["recon", SAMPLE, "--method", "mean+identity", "--device", "cpu", "--weights",
+                             str(folder), "--json"])
+    assert re.search(message, err) and "vae_identity.safetensors" in err
+    assert capsys.readouterr().out == ""  # no NaN summary
+
+
+def test_a_float_weight_from_an_integer_tensor_of_the_same_shape_is_refused(tmp_path):
+    import torch
+
+    from genreg_viewer.models.weights import WeightsError, load_state_into
+
+    module = torch.nn.Linear(2, 2)
+    state = {"weight": torch.ones(2, 2, dtype=torch.int64), "bias": torch.zeros(2)}
+    with pytest.raises(WeightsError, match="'weight' is int64, the network holds float32"):
+        load_state_into(module, state, "crafted.safetensors")
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"identity_rho": 1e-300}, "identity_rho must lie in"),
+    ({"identity_rho": 1e300}, "identity_rho must lie in"),
+    ({"log_diag_min": -700.0}, "log_diag_min and log_diag_max must lie in"),
+    ({"log_diag_max": 700.0}, "log_diag_min and log_diag_max must lie in"),
+])
+def test_vae_configs_that_always_overflow_are_refused(capsys, tmp_path, changes, message):
+    folder = weights_folder(tmp_path, "vae_identity")
+    edit_config(folder, "vae_identity", **changes)
+    err = cli_error(capsys, ["recon", SAMPLE, "--method", "mean+identity", "--device", "cpu", "--weights",
+                             str(folder), "--json"])
+    assert message in err and "vae_identity.json" in err
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"bound": float("nan")}, "bound .* must be a number in \\(0, 4\\]"),
+    ({"bound": -1.0}, "bound .* must be a number in \\(0, 4\\]"),
+    ({"layers": 100000}, "layers must be an integer in \\[2, 64\\]"),
+    ({"channels": 10**9}, "channels must be an integer in \\[1, 512\\]"),
+    ({"layers": 6.5}, "layers must be an integer"),
+])
+def test_dncnn_configs_out_of_bounds_are_refused(capsys, tmp_path, changes, message):
+    folder = weights_folder(tmp_path, "dncnn")
+    edit_config(folder, "dncnn", **changes)
+    err = cli_error(capsys, ["recon", SAMPLE, "--method", "pnp-admm", "--device", "cpu", "--weights", str(folder),
+                             "--json"])
+    assert re.search(message, err) and "dncnn.json" in err
+
+
+# ------------------------------------------------------------------------------------------------ diverged results
+def test_a_diverging_run_is_an_error_not_a_nan_score(capsys):
+    """narnhofer19 with a decoder learning rate inside its declared bounds (1.0) diverges to NaN: exit 2, no JSON."""
+    err = cli_error(capsys, ["recon", SAMPLE, "--method", "narnhofer19", "--device", "cpu", "--json", "--iters", "30",
+                             "--param", "weight_learning_rate=1", "--param", "z_iterations=5"])
+    assert "narnhofer19 diverged: NaN or infinite values in its image" in err
+    assert capsys.readouterr().out == ""
+
+
+def nan_method(monkeypatch):
+    """``adjoint`` made to return NaN images (what a diverging method does), for the other entry points."""
+    import torch
+
+    from genreg_viewer.recon import get_method
+
+    cls = type(get_method("adjoint"))
+    original = cls.iterate
+
+    def iterate(self, problem, params, total):
+        for step in original(self, problem, params, total):
+            step.image = torch.full_like(step.image, float("nan"))
+            yield step
+
+    monkeypatch.setattr(cls, "iterate", iterate)
+
+
+def test_evaluate_stops_on_a_diverged_run_and_writes_no_nan_row(capsys, tmp_path, monkeypatch):
+    nan_method(monkeypatch)
+    out = tmp_path / "r.csv"
+    assert main(["evaluate", "phantom:2", "--methods", "adjoint", "--reference", "adjoint", "--device", "cpu",
+                 "--quiet", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("genreg evaluate: error: adjoint diverged: NaN or infinite values in its image")
+    assert not out.exists() and not list(tmp_path.glob("r.csv.part-*"))
+
+
+def test_evaluate_computes_nan_rows_of_a_resumed_csv_again(capsys, tmp_path):
+    from genreg_viewer.evaluation.evaluate import read_rows
+
+    out = tmp_path / "r.csv"
+    args = ["evaluate", "phantom:2", "--methods", "adjoint", "--reference", "adjoint", "--device", "cpu", "--quiet",
+            "--out", str(out), "--json"]
+    assert main(args) == 0
+    lines = out.read_text().splitlines()
+    fields = lines[1].split(",")
+    fields[9] = fields[10] = "nan"  # psnr, ssim
+    out.write_text("\n".join([lines[0], ",".join(fields), lines[2]]) + "\n")
+    assert len(read_rows(out)) == 1
+    capsys.readouterr()
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert "nan" not in out.read_text().lower() and "NaN" not in captured.out and len(read_rows(out)) == 2
+    scores = [(row["image"], row["psnr"], row["ssim"]) for row in read_rows(out)]
+    assert scores == [(line.split(",")[1], line.split(",")[9], line.split(",")[10]) for line in lines[1:]]
+
+
+def test_the_app_job_refuses_a_diverged_run(monkeypatch):
+    import threading
+
+    import torch
+
+    from genreg_viewer.application.jobs import ReconJob, run_job
+    from genreg_viewer.physics import Measurement, MRIOperator, radial_mask
+    from genreg_viewer.recon import NonFiniteResultError
+
+    nan_method(monkeypatch)
+    operator = MRIOperator(radial_mask(8, (32, 32)))
+    truth = torch.full((1, 1, 32, 32), 0.5)
+    measurement = Measurement(y=operator.forward(truth), operator=operator, sigma=0.01, seed=0)
+    job = ReconJob(job_id=1, method="adjoint", title="Adjoint", params={}, iterations=1, device="cpu",
+                   measurement=measurement, ground_truth=truth, seed=0, setting={}, cancel=threading.Event())
+    with pytest.raises(NonFiniteResultError, match="adjoint diverged"):
+        run_job(job, lambda update: None)

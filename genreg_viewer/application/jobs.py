@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ..physics import Measurement
-from ..recon import Problem, ReconMethod, get_method, run_method
+from ..recon import Problem, ReconMethod, check_finite_result, get_method, run_method
 from .covariance import prepare_for_run
 from .runs import RunRecord
 
@@ -86,6 +86,7 @@ def run_job(job: ReconJob, on_progress: Callable[[ProgressUpdate], None]) -> Run
                       weight_set=job.weight_set)
     result = run_method(method, problem, job.params, job.iterations, cancel=job.cancel, callback=on_state,
                         report_every=job.report_every())
+    check_finite_result(result)  # a diverged run is a dialog, not a run with a NaN score
     record = RunRecord.from_result(result, job.job_id, job.title, job.setting)
     if not job.cancel.is_set():
         try:  # the covariance inspector's first click on this run is then as fast as the later ones

@@ -268,7 +268,8 @@ def part_files(out: Path) -> list[Path]:
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:
-    """The complete rows of a results CSV (or part file); a torn or malformed line is dropped. A device, FIFO or
+    """The complete rows of a results CSV (or part file); a torn or malformed line, or one whose PSNR, SSIM or
+    seconds are not finite numbers (never written now), is dropped and so computed again. A device, FIFO or
     socket at ``path`` is refused (reading it may never end)."""
     from ..fileio import check_not_special
 
@@ -291,8 +292,11 @@ def read_rows(path: Path) -> list[dict[str, str]]:
             continue  # malformed
         row = dict(zip(CSV_COLUMNS, fields))
         try:
-            float(row["psnr"]), float(row["ssim"]), int(row["image"])
+            scores = float(row["psnr"]), float(row["ssim"]), float(row["seconds"])
+            int(row["image"])
         except ValueError:
+            continue
+        if not all(math.isfinite(value) for value in scores):  # a diverged run of an older version: computed again
             continue
         rows.append(row)
     return rows
@@ -412,13 +416,14 @@ def evaluate_batch(method, problem, positions: Sequence[int], selection: Evaluat
                    options: dict[str, Any], weights_name: str) -> list[dict[str, Any]]:
     """Run ``method`` on one batch problem and return its rows."""
     from .. import metrics
-    from ..recon import run_method
+    from ..recon import check_finite_result, run_method
 
     start = time.perf_counter()
     result = run_method(method, problem, options)
     seconds = time.perf_counter() - start
     if result.cancelled:
         raise RuntimeError(f"{method.name} was cancelled")
+    check_finite_result(result)  # a diverged run is an error, never a row of nan scores
     image = result.image.clamp(0, 1)
     truth = problem.ground_truth.detach().cpu()
     psnr = metrics.psnr(image, truth).numpy()

@@ -153,6 +153,13 @@ class RealSNConv2d(nn.Module):
         return F.conv2d(x, self.effective_weight(), self.bias, padding=self.padding)
 
 
+#: limits of a DnCNN config (a weights file's JSON is untrusted): the bundled networks have 6 layers of 32 channels
+MAX_LAYERS = 64
+MAX_CHANNELS = 512
+#: each layer's operator-norm bound; the bundled networks use 1 (a non-expansive residual for PnP's convergence)
+MAX_BOUND = 4.0
+
+
 class RealSNDnCNN(nn.Module):
     """Noise-level-conditioned DnCNN with RealSN convolutions: ``D(x, s) = x - R(x, s)``.
 
@@ -177,8 +184,14 @@ class RealSNDnCNN(nn.Module):
     def __init__(self, layers: int = 6, channels: int = 32, bound: float = 1.0,
                  power_shape: tuple[int, int] = (64, 64)):
         super().__init__()
-        if layers < 2:
-            raise ValueError("DnCNN needs at least 2 layers")
+        for name, value, most in (("layers", layers, MAX_LAYERS), ("channels", channels, MAX_CHANNELS)):
+            if isinstance(value, bool) or not isinstance(value, int) or not (2 if name == "layers" else 1) <= value \
+                    <= most:
+                raise ValueError(f"DnCNN {name} must be an integer in [{2 if name == 'layers' else 1}, {most}], "
+                                 f"got {value!r}")
+        if isinstance(bound, bool) or not isinstance(bound, (int, float)) or not 0 < bound <= MAX_BOUND:
+            raise ValueError(f"DnCNN bound (each layer's operator norm) must be a number in (0, {MAX_BOUND:g}], "
+                             f"got {bound!r}")
         self.config = {"layers": int(layers), "channels": int(channels), "bound": float(bound)}
         convs = [RealSNConv2d(1, channels, bound=bound, power_shape=power_shape)]
         convs += [RealSNConv2d(channels, channels, bound=bound, power_shape=power_shape) for _ in range(layers - 2)]

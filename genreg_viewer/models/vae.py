@@ -54,6 +54,9 @@ from .weights import WeightsError, read_weights_json, save_weights, weights_exis
 COVARIANCE_KINDS = ("identity", "diagonal", "covar")
 NEIGHBOURHOODS = (3, 5)
 PATCHES = (1, 2, 4)
+#: the largest magnitude of a log-diagonal entry of L (bounds and identity_rho): the precision exp(2 l) stays below
+#: exp(24) ~ 2.6e10, far beyond any image's (a std of 1e-4 is l = 9.2); beyond, float32 sums overflow to NaN
+MAX_LOG_DIAG = 12.0
 #: the slim default (trainable on a 2-core CPU in minutes: a stride-4 patch stem and a 4x4 sub-pixel output around
 #: three resolution levels) and a paper-sized layout for GPU users (full-resolution stem and output, five levels)
 SLIM_WIDTHS: tuple[int, ...] = (32, 64, 128)
@@ -144,16 +147,25 @@ class VAEConfig(JsonConfig):
         if self.neighbourhood not in NEIGHBOURHOODS:
             raise ValueError(f"neighbourhood must be 3 or 5, got {self.neighbourhood!r}")
         lo, hi = self.log_diag_min, self.log_diag_max
-        if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in (lo, hi)) or lo >= hi:
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in (lo, hi)) \
+                or lo >= hi:
             raise ValueError(f"need finite log_diag_min < log_diag_max, got ({lo!r}, {hi!r})")
+        if not -MAX_LOG_DIAG <= lo < hi <= MAX_LOG_DIAG:  # exp(2 l) is the precision: beyond, float32 overflows
+            raise ValueError(f"log_diag_min and log_diag_max must lie in [-{MAX_LOG_DIAG:g}, {MAX_LOG_DIAG:g}] (the "
+                             f"precision exp(2 l) overflows float32 arithmetic beyond), got ({lo!r}, {hi!r})")
         if self.latent_channels and self.latent_dim != self.latent_channels * self.coarse_size**2:
             raise ValueError(
                 f"a latent grid of {self.latent_channels} channels on the {self.coarse_size}x{self.coarse_size} coarse "
                 f"map has latent_dim {self.latent_channels * self.coarse_size**2}, got {self.latent_dim!r}")
         if self.identity_rho is not None and not (
-            isinstance(self.identity_rho, (int, float)) and math.isfinite(self.identity_rho) and self.identity_rho > 0
+            isinstance(self.identity_rho, (int, float)) and not isinstance(self.identity_rho, bool)
+            and math.isfinite(self.identity_rho) and self.identity_rho > 0
         ):
             raise ValueError(f"identity_rho must be a positive number or None, got {self.identity_rho!r}")
+        if self.identity_rho is not None and abs(0.5 * math.log(self.identity_rho)) > MAX_LOG_DIAG:
+            raise ValueError(f"identity_rho must lie in [exp(-{2 * MAX_LOG_DIAG:g}), exp({2 * MAX_LOG_DIAG:g})] = "
+                             f"[{math.exp(-2 * MAX_LOG_DIAG):.3g}, {math.exp(2 * MAX_LOG_DIAG):.3g}] (its log-diagonal "
+                             f"-log(rho)/2 within +-{MAX_LOG_DIAG:g}), got {self.identity_rho!r}")
 
     @property
     def coarse_size(self) -> int:

@@ -172,6 +172,31 @@ def _read_tensor_file(tensor_path: Path, device: str | torch.device) -> dict[str
         raise WeightsError(f"weights file {tensor_path} is corrupt or unreadable: {exc}") from exc
 
 
+#: the largest magnitude a stored floating-point weight may have (trained networks stay within a few thousand; a
+#: larger value overflows float16/float32 activations within a few layers and turns every result into NaN)
+MAX_WEIGHT_MAGNITUDE = 1e6
+#: stored tensor types: floating point for parameters, integers for counters and flags (BatchNorm's
+#: ``num_batches_tracked`` is int64, the flow's ``initialized`` uint8); bool, int8, complex and the rest are refused
+ALLOWED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.int64, torch.int32, torch.uint8)
+
+
+def _check_values(state: Mapping[str, torch.Tensor], tensor_path: Path) -> None:
+    """Refuse tensors of a type no network stores, and floating-point tensors holding NaN, infinite or values beyond
+    :data:`MAX_WEIGHT_MAGNITUDE` (one line naming the file and the first such tensor)."""
+    for name, tensor in state.items():
+        if tensor.dtype not in ALLOWED_DTYPES:
+            kind = str(tensor.dtype).replace("torch.", "")
+            raise WeightsError(f"weights file {tensor_path}: tensor {name!r} is {kind}; networks store "
+                               "floating-point weights (and integer counters)")
+        if tensor.is_floating_point() and tensor.numel():
+            if not bool(torch.isfinite(tensor).all()):
+                raise WeightsError(f"weights file {tensor_path}: tensor {name!r} holds NaN or infinite values")
+            largest = float(tensor.abs().max())
+            if largest > MAX_WEIGHT_MAGNITUDE:
+                raise WeightsError(f"weights file {tensor_path}: tensor {name!r} holds a value of magnitude "
+                                   f"{largest:.3g}, beyond the limit of {MAX_WEIGHT_MAGNITUDE:g} for a trained network")
+
+
 def _check_manifest(
     state: Mapping[str, torch.Tensor], manifest: Mapping[str, Any], tensor_path: Path, meta_path: Path
 ) -> None:
@@ -197,6 +222,7 @@ def load_weights(
     document = read_weights_json(stem)
     state = _read_tensor_file(tensor_path, device)
     _check_manifest(state, document["tensors"], tensor_path, meta_path)
+    _check_values(state, tensor_path)
     base = document.get("base")
     if base is not None:
         try:
@@ -215,6 +241,7 @@ def load_weights(
             )
         base_state = _read_tensor_file(base_tensor_path, device)
         _check_manifest(base_state, read_weights_json(base_stem)["tensors"], base_tensor_path, base_meta_path)
+        _check_values(base_state, base_tensor_path)
         borrowed = {k: v for k, v in base_state.items() if k.startswith(prefixes)}
         clash = sorted(set(borrowed) & set(state))
         if clash:
@@ -283,10 +310,18 @@ def load_state_into(
     if expected != found:
         raise WeightsError(f"weights file {source} does not match config {config}: "
                            f"{describe_mismatch(expected, found)}")
+    module_state = module.state_dict()
+    for name, tensor in state.items():  # a float weight from an integer tensor (or the reverse) is a crafted file
+        wanted = module_state[name]
+        if wanted.is_floating_point() != tensor.is_floating_point():
+            raise WeightsError(f"weights file {source}: tensor {name!r} is {str(tensor.dtype).replace('torch.', '')}, "
+                               f"the network holds {str(wanted.dtype).replace('torch.', '')} there")
     module.load_state_dict(dict(state), strict=True)
 
 
 __all__ = [
+    "ALLOWED_DTYPES",
+    "MAX_WEIGHT_MAGNITUDE",
     "WeightsError",
     "copy_weights_folder",
     "describe_mismatch",

@@ -5,7 +5,7 @@ Importing this package registers every built-in method.
 
 from .base import Parameter, ParameterError, Problem, ProgressState, ReconMethod, ReconResult, Step
 from .registry import all_methods, get_method, method_names, register
-from .runner import iterate_progress, run_method, tune_parameter
+from .runner import NonFiniteResultError, check_finite_result, iterate_progress, run_method, tune_parameter
 
 # Importing the method modules registers their methods.
 from . import classical, generative, learned, priors  # noqa: F401
@@ -24,5 +24,7 @@ __all__ = [
     "method_names",
     "register",
     "run_method",
+    "check_finite_result",
+    "NonFiniteResultError",
     "tune_parameter",
 ]

@@ -130,6 +130,35 @@ def run_method(
     )
 
 
+class NonFiniteResultError(ValueError):
+    """A finished run whose image or posterior std map holds NaN or infinite values: its parameters, weights or data
+    made the method diverge. Such a result is an error, never reported as a score."""
+
+
+def check_finite_result(result: ReconResult) -> ReconResult:
+    """``result`` when its image (and its ``std_map``, if any) are finite; :class:`NonFiniteResultError` (one line
+    naming the method and what diverged) otherwise. A cancelled run is returned as it is."""
+    if result.cancelled:
+        return result
+    bad = [] if bool(torch.isfinite(result.image).all()) else ["image"]
+    std = result.extras.get("std_map")
+    if isinstance(std, torch.Tensor) and not bool(torch.isfinite(std).all()):
+        bad.append("posterior std map")
+    elif isinstance(std, np.ndarray) and not bool(np.isfinite(std).all()):
+        bad.append("posterior std map")
+    if bad:
+        raise NonFiniteResultError(
+            f"{result.method} diverged: NaN or infinite values in its {' and '.join(bad)} after "
+            f"{result.iterations} iteration(s){_short(result.params)}; change the parameters or the weights")
+    return result
+
+
+def _short(params: dict[str, Any]) -> str:
+    """`` with a=1, b=2`` (at most 200 characters), or nothing for no parameters."""
+    text = ", ".join(f"{k}={v}" for k, v in params.items())
+    return f" with {text if len(text) <= 200 else text[:197] + '...'}" if text else ""
+
+
 def tune_parameter(
     method: ReconMethod | str,
     problem: Problem,

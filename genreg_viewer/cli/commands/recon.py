@@ -27,7 +27,7 @@ from ...application import ImageInfo, RunRecord
 from ...application.bundles import build_bundle, check_results_path, write_bundle
 from ...device import configure_threads
 from ...fileio import check_writable
-from ...recon import ParameterError, ReconResult, get_method, run_method, tune_parameter
+from ...recon import ParameterError, ReconResult, check_finite_result, get_method, run_method, tune_parameter
 from ...render import save_grey_png
 from ...weight_sets import record_networks
 from ..common import (
@@ -235,7 +235,7 @@ def run(args) -> int:
         tuning = _tune(method, setup, overrides, args.iters, args.json) if args.tune else None
         if tuning is not None:
             overrides = {**overrides, tuning["parameter"]: tuning["best"]}
-        result = _run_with_progress(method, setup, overrides, args.iters, args.json)
+        result = check_finite_result(_run_with_progress(method, setup, overrides, args.iters, args.json))
     if args.calibrated_std and _std_map(result) is None:
         raise ParameterError(f"--calibrated-std: this {method.name} run returned no std map (posterior_samples=0?)")
 

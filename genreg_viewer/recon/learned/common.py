@@ -52,7 +52,7 @@ def load_network(name: str, build: Callable[[dict], ModuleT], device: torch.devi
         try:
             with torch.random.fork_rng(devices=[]):  # building draws initial weights: leave the caller's RNG alone
                 module = build(config)
-        except (TypeError, ValueError, KeyError) as exc:
+        except (TypeError, ValueError, KeyError, OverflowError) as exc:
             raise WeightsError(f"weights config {weights_paths(stem)[1]} cannot build the network: {exc}") from exc
         load_state_into(module, state, str(weights_paths(stem)[0]), config)
         module.eval().requires_grad_(False)

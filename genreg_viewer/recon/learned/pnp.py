@@ -51,7 +51,8 @@ TUNED_FILE = "pnp.json"  #: in resources/tuned (see :mod:`..tuned`)
 
 
 def _build_denoiser(config: dict) -> RealSNDnCNN:
-    return RealSNDnCNN(int(config["layers"]), int(config["channels"]), float(config.get("bound", 1.0)))
+    bound = config.get("bound", 1.0)
+    return RealSNDnCNN(config["layers"], config["channels"], bound)
 
 
 def load_denoiser(name: str, device: torch.device, weight_set=None) -> tuple[RealSNDnCNN, dict, dict]:
