@@ -387,3 +387,105 @@ def test_the_app_job_refuses_a_diverged_run(monkeypatch):
                    measurement=measurement, ground_truth=truth, seed=0, setting={}, cancel=threading.Event())
     with pytest.raises(NonFiniteResultError, match="adjoint diverged"):
         run_job(job, lambda update: None)
+
+
+# ------------------------------------------------------------------------------------------------ calibration tables
+def calibration_entry(**changes) -> dict:
+    return {"mask": "radial:25", "sigma": 0.05, "scale": 0.9, "fitted_on": "val.h5, 4 images", "fitted_for_k": [2.0],
+            **changes}
+
+
+def calibrated_set(tmp_path: Path, table) -> Path:
+    import json
+
+    folder = weights_folder(tmp_path, "vae_identity", "vae_covar")
+    (folder / "tuned").mkdir()
+    text = table if isinstance(table, str) else json.dumps(table)
+    (folder / "tuned" / "calibration.json").write_text(text)
+    return folder
+
+
+BAD_TABLES = {
+    "scale nan": ({"mean+covar": [calibration_entry(scale=float("nan"))]}, "'scale' must be a positive finite"),
+    "scale inf": ({"mean+covar": [calibration_entry(scale=float("inf"))]}, "'scale' must be a positive finite"),
+    "scale -2": ({"mean+covar": [calibration_entry(scale=-2)]}, "'scale' must be a positive finite"),
+    "scale 0": ({"mean+covar": [calibration_entry(scale=0)]}, "'scale' must be a positive finite"),
+    "scale text": ({"mean+covar": [calibration_entry(scale="big")]}, "'scale' must be a positive finite"),
+    "no scale": ({"mean+covar": [{"mask": "radial:25", "sigma": 0.05}]}, "'scale' must be"),
+    "sigma": ({"mean+covar": [calibration_entry(sigma=1e400)]}, "'sigma' must be a number"),
+    "entries": ({"mean+covar": {"mask": "radial:25"}}, "entries of 'mean\\+covar' must be a list"),
+    "entry": ({"mean+covar": [7]}, "an entry must be a JSON object"),
+    "shape": ({"mean+covar": [calibration_entry(shape=[100000, 100000])]}, "'shape' must be two integers"),
+    "k": ({"mean+covar": [calibration_entry(fitted_for_k="2")]}, "'fitted_for_k' must be a list"),
+    "many": ({"mean+covar": [calibration_entry(sigma=0.01 + i * 1e-5) for i in range(20000)]},
+             "more than 512 entries"),
+    "deep": ("[" * 100000 + "]" * 100000, "nested too deeply"),
+    "not json": ("{", "not a readable calibration table"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_TABLES))
+def test_malformed_calibration_tables_are_one_line_naming_the_file(tmp_path, case):
+    import time
+
+    from genreg_viewer.evaluation.calibration import std_scale_for_run
+    from genreg_viewer.weight_sets import resolve_weight_set
+
+    table, message = BAD_TABLES[case]
+    folder = calibrated_set(tmp_path, table)
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=message) as info:
+        std_scale_for_run("mean+covar", "radial:25", 0.05, weight_set=resolve_weight_set(str(folder)))
+    assert "calibration.json" in str(info.value) and "\n" not in str(info.value)
+    assert time.perf_counter() - start < 5
+
+
+@pytest.mark.parametrize("scale", [float("nan"), float("inf"), -2, 0])
+def test_recon_refuses_a_bad_calibration_scale_before_the_run(capsys, tmp_path, monkeypatch, scale):
+    from genreg_viewer.cli.commands import recon
+
+    monkeypatch.setattr(recon, "run_method", lambda *a, **k: pytest.fail("the run started"))
+    folder = calibrated_set(tmp_path, {"mean+covar": [calibration_entry(scale=scale)]})
+    err = cli_error(capsys, ["recon", SAMPLE, "--method", "mean+covar", "--device", "cpu", "--weights", str(folder),
+                             "--calibrated-std", "--json"])
+    assert "'scale' must be a positive finite number" in err and "calibration.json" in err
+    assert capsys.readouterr().out == ""
+
+
+def test_calibration_entries_naming_a_fifo_mask_do_not_block(tmp_path):
+    from genreg_viewer.evaluation.calibration import std_scale_for_run
+    from genreg_viewer.weight_sets import resolve_weight_set
+
+    fifo = tmp_path / "mask.npy"
+    os.mkfifo(fifo)
+    folder = calibrated_set(tmp_path, {"mean+covar": [calibration_entry(mask=str(fifo)), calibration_entry()]})
+    found = std_scale_for_run("mean+covar", "radial:25", 0.05, weight_set=resolve_weight_set(str(folder)))
+    assert found is not None and found.scale == 0.9 and found.exact
+
+
+@pytest.mark.parametrize("kind", ["fifo", "stdin"])
+def test_mask_and_image_files_that_are_fifos_or_devices_are_refused(capsys, tmp_path, kind):
+    if kind == "fifo":
+        path = tmp_path / "m.npy"
+        os.mkfifo(path)
+    else:
+        path = Path("/dev/stdin")
+        if not path.exists() or Path(os.path.realpath(path)).is_file():
+            pytest.skip("no /dev/stdin device here")
+    err = cli_error(capsys, ["recon", SAMPLE, "--method", "adjoint", "--device", "cpu", "--mask", str(path)])
+    assert "not a regular file" in err
+    if kind == "fifo":
+        image = tmp_path / "image.npy"
+        os.mkfifo(image)
+        err = cli_error(capsys, ["recon", str(image), "--method", "adjoint", "--device", "cpu"])
+        assert "is a FIFO, not a regular file" in err
+
+
+@pytest.mark.parametrize("dtype", ["U3", "M8[s]", [("a", "<f4"), ("b", "<f4")]])
+def test_mask_files_of_text_dates_or_records_are_refused(tmp_path, dtype):
+    from genreg_viewer.physics.masks import MaskError, load_mask
+
+    path = tmp_path / "mask.npy"
+    np.save(path, np.zeros((128, 128), dtype=dtype))
+    with pytest.raises(MaskError, match="a mask is boolean or numeric"):
+        load_mask(path, (128, 128))

@@ -113,12 +113,23 @@ def centre_slice_indices(num_slices: int, count: int) -> list[int]:
     return list(range(start, start + count))
 
 
+def _check_regular(path: Path, what: str) -> None:
+    """``DataError`` for a device, FIFO or socket at ``path`` (reading one may never end)."""
+    from ..fileio import NotRegularFileError, check_not_special
+
+    try:
+        check_not_special(path, what)
+    except NotRegularFileError as exc:
+        raise DataError(str(exc).replace("; give a file name", "")) from None
+
+
 def _check_path(path: str | os.PathLike) -> Path:
     path = Path(path)
     if not path.exists():
         raise DataError(f"file not found: {path}")
     if path.is_dir():
         raise DataError(f"{path} is a folder, not a file")
+    _check_regular(path, "input")
     if path.suffix.lower() not in SUPPORTED_SUFFIXES:
         raise DataError(
             f"unsupported file type {path.suffix or '(no extension)'!r} for {path}; "

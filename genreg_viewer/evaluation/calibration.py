@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -209,17 +210,80 @@ def calibration_path(weight_set=None) -> Path:
     return weight_set.tuned_dir / CALIBRATION_FILE
 
 
+#: bounds on a calibration table (a weight set's folder is untrusted): its size, its entries (each placed by its
+#: mask, built at its ``shape``), a mask spec's length, the scale factor and the image side an entry may name
+MAX_CALIBRATION_BYTES = 4 * 2**20
+MAX_CALIBRATION_ENTRIES = 512
+MAX_MASK_SPEC_CHARS = 256
+MAX_ENTRY_SIDE = 1024
+SCALE_RANGE = (1e-6, 1e6)
+#: mask specs an entry may be placed by without reading a file
+GENERATED_MASKS = ("radial", "golden", "cartesian", "random", "full")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_entry(entry: Any, where: str) -> None:
+    """One line naming ``where`` (file, method, entry) and the field, for an entry of the wrong shape."""
+    from ..physics.noise import MAX_SIGMA
+
+    if not isinstance(entry, dict):
+        raise ValueError(f"{where}: an entry must be a JSON object, got {type(entry).__name__}")
+    mask, sigma, scale = entry.get("mask"), entry.get("sigma"), entry.get("scale")
+    if not isinstance(mask, str) or not mask.strip() or len(mask) > MAX_MASK_SPEC_CHARS:
+        raise ValueError(f"{where}: 'mask' must be a mask spec (text of at most {MAX_MASK_SPEC_CHARS} characters), "
+                         f"got {str(mask)[:40]!r}")
+    if not _is_number(sigma) or not 0 <= sigma <= MAX_SIGMA:
+        raise ValueError(f"{where}: 'sigma' must be a number in [0, {MAX_SIGMA:g}], got {sigma!r}")
+    if not _is_number(scale) or not SCALE_RANGE[0] <= scale <= SCALE_RANGE[1]:
+        raise ValueError(f"{where}: 'scale' must be a positive finite number in [{SCALE_RANGE[0]:g}, "
+                         f"{SCALE_RANGE[1]:g}], got {scale!r}")
+    fraction = entry.get("sampling_fraction")
+    if fraction is not None and (not _is_number(fraction) or not 0 < fraction <= 1):
+        raise ValueError(f"{where}: 'sampling_fraction' must be a number in (0, 1], got {fraction!r}")
+    shape = entry.get("shape")
+    if shape is not None and (not isinstance(shape, list) or len(shape) != 2 or not all(
+            isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= MAX_ENTRY_SIDE for n in shape)):
+        raise ValueError(f"{where}: 'shape' must be two integers in [1, {MAX_ENTRY_SIDE}], got {str(shape)[:40]}")
+    ks = entry.get("fitted_for_k", list(FIT_KS))
+    if not isinstance(ks, list) or not 1 <= len(ks) <= 16 or not all(_is_number(k) and 0 < k <= 10 for k in ks):
+        raise ValueError(f"{where}: 'fitted_for_k' must be a list of 1 to 16 numbers in (0, 10], got {str(ks)[:40]}")
+    if not isinstance(entry.get("params", {}) or {}, dict):
+        raise ValueError(f"{where}: 'params' must be a JSON object")
+    if not isinstance(entry.get("fitted_on", ""), str):
+        raise ValueError(f"{where}: 'fitted_on' must be text")
+
+
 def read_calibration(weight_set=None) -> dict[str, list[dict[str, Any]]]:
-    """The stored calibration table of a weight set (empty when it has none)."""
+    """The stored calibration table of a weight set (empty when it has none), every entry checked: a table that is
+    not a regular file, too large, too deep, or whose entries have fields of the wrong type or range is a
+    ``ValueError`` naming the file and the field (never a NaN, zero or negative scale applied to a std map)."""
+    from ..fileio import check_regular_file
+
     path = calibration_path(weight_set)
-    if not path.is_file():
+    if not os.path.lexists(path):
         return {}
     try:
+        check_regular_file(path, "calibration table")
+        if path.stat().st_size > MAX_CALIBRATION_BYTES:
+            raise ValueError(f"{path.stat().st_size} bytes, more than the limit of {MAX_CALIBRATION_BYTES}")
         table = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{path}: not a readable calibration table ({exc})") from None
+    except (OSError, ValueError, RecursionError) as exc:
+        text = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise ValueError(f"{path}: not a readable calibration table ({text})") from None
     if not isinstance(table, dict):
         raise ValueError(f"{path}: expected a JSON object of method -> entries")
+    count = 0
+    for method, entries in table.items():
+        if not isinstance(entries, list):
+            raise ValueError(f"{path}: the entries of {method[:40]!r} must be a list, got {type(entries).__name__}")
+        count += len(entries)
+        if count > MAX_CALIBRATION_ENTRIES:
+            raise ValueError(f"{path}: more than {MAX_CALIBRATION_ENTRIES} entries")
+        for index, entry in enumerate(entries):
+            _check_entry(entry, f"{path}: {method[:40]} entry {index}")
     return table
 
 
@@ -267,10 +331,12 @@ class StdScale:
 
 
 def _entry_fraction(entry: dict[str, Any]) -> float | None:
-    """The sampling fraction of a stored entry: its ``sampling_fraction``, else its mask spec at
-    :data:`FITTED_SHAPE` (None for a spec that cannot be rebuilt, e.g. a mask file that is gone)."""
+    """The sampling fraction of a stored entry: its ``sampling_fraction``, else its generated mask spec at
+    :data:`FITTED_SHAPE` (None for a mask file without a recorded fraction, or a spec that cannot be rebuilt)."""
     if "sampling_fraction" in entry:
         return float(entry["sampling_fraction"])
+    if str(entry["mask"]).partition(":")[0].lower() not in GENERATED_MASKS:
+        return None  # a mask file is not opened for every stored entry (it may be gone, huge, or a FIFO)
     from ..physics import mask_from_spec
 
     try:

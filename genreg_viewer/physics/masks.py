@@ -233,11 +233,20 @@ def load_mask(path: str | Path, shape: tuple[int, int] | None = None) -> np.ndar
         raise MaskError(f"mask file not found: {path}")
     if path.is_dir():
         raise MaskError(f"{path} is a folder, not a mask file")
+    from ..fileio import NotRegularFileError, check_not_special
+
+    try:
+        check_not_special(path, "mask file")
+    except NotRegularFileError as exc:  # a FIFO or /dev/stdin would block the run
+        raise MaskError(str(exc).replace("; give a file name", "")) from None
     try:
         if path.suffix.lower() == ".npy":  # the header is checked before the data is read
             header = read_npy_file_header(path)
             if len(header.shape) != 2:
                 raise MaskError(f"mask {path} must be a 2-D array, got shape {header.shape}")
+            if header.dtype.kind not in "biuf" or header.dtype.fields is not None:
+                raise MaskError(f"mask {path} holds {header.dtype}; a mask is boolean or numeric (non-zero: "
+                                "sampled)")
             _check_file_shape(header.shape, path)
             array = np.load(path, allow_pickle=False)
         else:

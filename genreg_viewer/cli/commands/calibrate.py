@@ -126,7 +126,10 @@ def run(args) -> int:
                     "fitted_for_k": list(fit_ks),
                         "params": {k: v for k, v in run_val.params.items() if isinstance(v, (int, float, str, bool))},
                         "validation_raw": _curve(entry["validation"]["raw"]),
-                        "validation_scaled": _curve(entry["validation"]["scaled"])}}, weight_set)
+                        "validation_scaled": _curve(entry["validation"]["scaled"]),
+                        # a mask file is not read again to place the entry: its fraction is stored
+                        **({} if args.mask.partition(":")[0].lower() in cal.GENERATED_MASKS
+                           else {"sampling_fraction": float(mask.mean())})}}, weight_set)
                     report["notes"].append(f"{name}: std scale {scale:.3g} fitted on {fitted_on}, written to {path}")
             run_test = cal.run_with_std_maps(name, test, mask, sigma, args.seed, args.batch, device, params[name],
                                              update)
