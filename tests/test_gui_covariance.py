@@ -183,9 +183,11 @@ def test_a_finished_mean_covar_run_is_shown(window, qtbot, errors):
     run_and_wait(qtbot, window, 1, errors)
     record = window.state.results[0]
     assert record.method == "mean+covar" and "std_map" in record.arrays
-    # 2 iterations cannot pass the convergence test, and the run status says so
+    # 2 iterations cannot pass the convergence test: the run finished (its budget), the details say the test did
+    # not fire
     assert record.info["converged"] is False
-    assert "not converged" in method.run_controls.progress_label.text()
+    assert "finished: 2 iterations" in method.run_controls.progress_label.text()
+    assert "convergence test had not fired" in method.run_controls.progress_label.toolTip()
     assert panel.source_combo.currentData() == f"run:{record.run_id}"
     np.testing.assert_allclose(panel.std_view.image(), record.arrays["std_map"])
     assert panel._source()[2] is record.arrays["latent"]

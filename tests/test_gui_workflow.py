@@ -231,8 +231,8 @@ def test_the_run_status_is_shown_whole(window, qtbot, errors):
     """The longest status text under the progress bar fits its (fixed) height at the dock's width."""
     adjoint_run(window, qtbot, errors)
     label = window.method_panel.run_controls.progress_label
-    label.setText("VAE mean + structured covariance stopped at the iteration limit (not converged) after 50 "
-                  "iterations (9.5 s)")
+    label.setText("Variational latent posterior (Marinescu et al., BRGM) cancelled after 1234 of 100000 "
+                  "iterations, 12 min 34 s")
     assert label.heightForWidth(label.width()) <= label.height()
 
 

@@ -32,6 +32,7 @@ from .panels.covariance import CovariancePanel
 from .panels.method import LiveRunView, MethodControls
 from .panels.sampling import MeasurementView, SamplingControls
 from .panels.sweep import SweepPanel
+from .run_status import run_summary
 from .theme import THEME_MODES, theme_manager
 from .widgets.image_view import em
 from .workers import ReconQueue, wait_for_threads
@@ -469,8 +470,8 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage(f"{job.title} finished for an image that is no longer open; "
                                          "its result was dropped", 8000)
             return
-        what = "cancelled" if record.cancelled else "finished"
-        self.statusBar().showMessage(f"{record.title} {what}: {record.metrics_text()}", 8000)
+        metrics = f" · {record.metrics_text()}" if record.metrics_text() else ""
+        self.statusBar().showMessage(f"{record.title} {run_summary(record, job.iterations)}{metrics}", 8000)
 
     def _run_sweep(self) -> None:
         self.tabs.setCurrentWidget(self.sweep)

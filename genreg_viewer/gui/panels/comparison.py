@@ -8,6 +8,7 @@ symmetric about zero. The grid exports as PNG exactly as shown.
 
 from __future__ import annotations
 
+import html
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,6 +34,7 @@ from PyQt6.QtWidgets import (
 
 from ...application import ExperimentState, RunRecord, describe_setting
 from ...fileio import atomic_path
+from ..run_status import run_details, run_summary
 from ..widgets.image_view import DIVERGING, GREY, ImageView, em, lookup_table
 
 INSET_COLOUR = QColor("#ffd400")
@@ -433,7 +435,8 @@ def _record_details(record: RunRecord) -> str:
 def _record_tooltip(record: RunRecord) -> str:
     params = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.params.items())
     lines = [f"<b>{record.label()}</b>", record.metrics_text(), record.setting_text(),
-             f"{record.iterations} iterations · {record.seconds:.1f} s on {record.device}"]
+             f"{run_summary(record)} on {record.device}"]
     if params:
         lines.append(params)
+    lines.extend(html.escape(line) for line in run_details(record).splitlines())
     return "<br>".join(line for line in lines if line)

@@ -50,6 +50,7 @@ from ..widgets.controls import (
 from ..widgets.image_view import ImageView, em
 from ..widgets.param_form import ParameterForm
 from ..widgets.plots import ThemedPlot
+from ..run_status import failure_summary, format_seconds, run_details, run_summary
 from ..workers import ReconQueue
 
 CATEGORY_ORDER = ("generative", "learned", "classical", "other")
@@ -62,15 +63,6 @@ CATEGORY_HEADINGS = {
 }
 #: preferred method on start-up (the paper's method), then fall-backs
 PREFERRED_METHODS = ("mean+covar", "tv", "lsq", "adjoint")
-
-
-def format_seconds(seconds: float | None) -> str:
-    if seconds is None or not math.isfinite(seconds):
-        return "–"
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, secs = divmod(int(round(seconds)), 60)
-    return f"{minutes} min {secs:02d} s"
 
 
 def device_choices() -> list[tuple[str, str]]:
@@ -405,17 +397,14 @@ class MethodControls(QWidget):
             f" · ETA {format_seconds(update.eta)}", update.iteration)
 
     def _job_ended(self, job: ReconJob, record) -> None:
-        what = "cancelled" if record.cancelled else "finished"
-        converged = record.info.get("converged")  # methods with a convergence test say whether it fired
-        if not record.cancelled and converged is not None:
-            what = "converged" if converged else "stopped at the iteration limit (not converged)"
-        # a method may stop early once converged: a run that was not cancelled is complete
-        self.run_controls.set_progress(f"{job.title} {what} after {record.iterations} iterations "
-                                       f"({format_seconds(record.seconds)})",
-                                       None if record.cancelled else job.iterations)
+        # a method may stop early once converged: a run that was not cancelled is complete; whether its
+        # convergence test fired is a detail (the tooltip), not the headline
+        self.run_controls.set_progress(f"{job.title} {run_summary(record, job.iterations)}",
+                                       None if record.cancelled else job.iterations,
+                                       details=run_details(record, job.iterations))
 
     def _job_failed(self, job: ReconJob, message: str) -> None:
-        self.run_controls.set_progress(f"{job.title} failed", 0)
+        self.run_controls.set_progress(f"{job.title} {failure_summary(message)}", 0, details=message)
 
 
 class LiveRunView(QWidget):
@@ -470,6 +459,7 @@ class LiveRunView(QWidget):
         self.image_view.set_title("Current iterate")
         self.image_view.set_caption("")
         self.header.setText(f"{job.title} · {describe_setting(job.setting)} · running…")
+        self.header.set_details("")
 
     def update_progress(self, job: ReconJob, update: ProgressUpdate) -> None:
         for iteration, objective, psnr, ssim in update.points:
@@ -505,15 +495,16 @@ class LiveRunView(QWidget):
             self.objective_plot.setXRange(0, max(update.iteration, 1), padding=0.02)
 
     def finish(self, job: ReconJob, record) -> None:
-        status = "cancelled" if record.cancelled else "finished"
         self.image_view.set_title("Final image" if not record.cancelled else "Last iterate (cancelled)")
         self.image_view.set_image(record.image)
-        self.header.setText(f"{job.title} {status}: {record.metrics_text()} · {format_seconds(record.seconds)}"
-                            f" on {record.device}")
+        metrics = f" · {record.metrics_text()}" if record.metrics_text() else ""
+        self.header.setText(f"{job.title} {run_summary(record, job.iterations)} on {record.device}{metrics}")
+        self.header.set_details(run_details(record, job.iterations))
 
     def _failed(self, job: ReconJob, message: str) -> None:
         self.image_view.set_title("Last iterate (failed)")
-        self.header.setText(f"{job.title} failed: {message}")
+        self.header.setText(f"{job.title} {failure_summary(message)}")
+        self.header.set_details("")
 
 
 def _grown(current: tuple[float, float] | None, low: float, high: float) -> tuple[float, float]:

@@ -35,12 +35,18 @@ def wrapped_label(text: str = "") -> QLabel:
 
 class ElidedLabel(QElidingLabel):
     """One line of text that elides (``…``) what does not fit instead of widening its window; the whole text is
-    the tooltip while it is cut."""
+    the tooltip while it is cut, followed by the ``details`` (:meth:`set_details`) when there are any."""
 
     def __init__(self, text: str = "", parent: QWidget | None = None):
         super().__init__(parent)
+        self.details = ""
         self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.setText(text)
+
+    def set_details(self, details: str) -> None:
+        """More about the text (e.g. how a run converged), shown in the tooltip."""
+        self.details = details
+        self._update_tooltip()
 
     def setText(self, text: str) -> None:  # noqa: N802 (Qt API)
         super().setText(text)
@@ -54,7 +60,10 @@ class ElidedLabel(QElidingLabel):
         return QLabel.text(self) != self.text()
 
     def _update_tooltip(self) -> None:
-        self.setToolTip(self.text() if self.is_elided() else "")
+        parts = [self.text()] if self.is_elided() else []
+        if getattr(self, "details", ""):
+            parts.append(self.details)
+        self.setToolTip("\n\n".join(parts))
 
 
 def note_label(text: str = "") -> QLabel:
@@ -89,8 +98,8 @@ def compact_combo(combo: QComboBox, characters: int = 14) -> QComboBox:
     return combo
 
 
-#: lines of text under a progress bar (the longest, "... stopped at the iteration limit (not converged) after N
-#: iterations (T s)", takes three at the docks' width)
+#: lines of text under a progress bar (the longest, "... cancelled after N of M iterations, T s", takes three at the
+#: docks' width; a failure's message is elided after them, whole in the tooltip)
 PROGRESS_LINES = 3
 
 
@@ -119,8 +128,9 @@ class RunControls(QWidget):
         self.progress_label.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
         layout.addWidget(self.progress_label)
 
-    def set_progress(self, text: str, done: int | None = None, total: int | None = None) -> None:
-        """Show ``text`` under the bar; the bar counts to ``total`` and shows ``done`` where they are given."""
+    def set_progress(self, text: str, done: int | None = None, total: int | None = None, details: str = "") -> None:
+        """Show ``text`` under the bar (``details``, e.g. how the run converged, in its tooltip); the bar counts to
+        ``total`` and shows ``done`` where they are given."""
         bar = self.progress_bar
         # QProgressBar repaints at once (synchronously, with every other pending paint of the window) when its
         # value changes; with updates off for the change it is painted with the next regular paint instead
@@ -133,6 +143,7 @@ class RunControls(QWidget):
         finally:
             bar.setUpdatesEnabled(True)  # schedules the (asynchronous) repaint
         self.progress_label.setText(text)
+        self.progress_label.setToolTip(details)
 
     def set_running(self, running: bool) -> None:
         """Run is enabled while nothing runs, Cancel while something does."""

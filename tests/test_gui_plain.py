@@ -1,0 +1,109 @@
+"""The app as a person sees it (issue 27): plain status words, solver internals behind an Advanced group, a hint on
+first launch, numbered repeats in the comparison, legends beside the data and titles that keep their numbers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("pytestqt")
+
+from PyQt6.QtCore import Qt  # noqa: E402
+
+from genreg_viewer.models.vae import bundled_model_available  # noqa: E402
+from genreg_viewer.recon import ReconResult  # noqa: E402
+
+pytest.register_assert_rewrite("gui_helpers")
+from gui_helpers import WAIT_MS, run_and_wait  # noqa: E402
+
+pytest_plugins = ["gui_helpers"]
+
+ALARMING = ("not converged", "iteration limit", "stopped at")
+
+
+def _run_texts(window) -> list[str]:
+    """The progress text, the live view's header and the status bar message after a run."""
+    return [window.method_panel.run_controls.progress_label.text(), window.live_view.header.text(),
+            window.statusBar().currentMessage()]
+
+
+# ------------------------------------------------------------------------------------------------ status words
+@pytest.mark.skipif(not bundled_model_available("covar")[0], reason="the bundled covar weights are not trained yet")
+def test_a_joint_run_that_did_its_iterations_says_finished(window, qtbot, errors):
+    """A mean+covar run that used its whole iteration budget (the convergence test did not fire) reads
+    "finished: 6 iterations, T s" everywhere; the convergence details are in the tooltips."""
+    panel = window.method_panel
+    assert panel.select_method("mean+covar")
+    panel.iterations_spin.setValue(6)
+    panel.form.set_values({"posterior_samples": 0})
+    qtbot.mouseClick(panel.run_controls.run_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: bool(errors or (window.state.results and not window.queue.busy)), timeout=WAIT_MS)
+    assert errors == []
+    record = window.state.results[0]
+    assert record.info["converged"] is False
+    for text in _run_texts(window):
+        assert "finished: 6 iterations, " in text, text
+        assert not any(word in text for word in ALARMING), text
+    assert "VAE mean + structured covariance finished: 6 iterations, " in panel.run_controls.progress_label.text()
+    details = panel.run_controls.progress_label.toolTip()
+    assert "convergence test had not fired" in details and "tolerance 2e-05" in details
+    assert "Mean relative decrease of the objective" in details and "Final objective" in details
+    assert "convergence test had not fired" in window.live_view.header.toolTip()
+    tile = window.comparison.tiles[f"run:{record.run_id}"]
+    assert "finished: 6 iterations" in tile.toolTip() and "convergence test" in tile.toolTip()
+
+
+def test_a_classical_run_says_finished_with_its_iterations(window, qtbot, errors):
+    panel = window.method_panel
+    assert panel.select_method("tv")
+    panel.iterations_spin.setValue(7)
+    panel.form.set_values({"tolerance": 0.0})
+    run_and_wait(qtbot, window, 1, errors)
+    progress, header, status = _run_texts(window)
+    assert progress.startswith("Total variation (PDHG) finished: 7 iterations, ") and progress.endswith(" s")
+    assert "finished: 7 iterations, " in header and "PSNR" in header
+    assert "finished: 7 iterations, " in status and "PSNR" in status
+    assert "Ran 7 iterations" in panel.run_controls.progress_label.toolTip()
+
+
+def test_a_cancelled_run_says_cancelled_with_how_far_it_got(window, qtbot, errors):
+    panel = window.method_panel
+    assert panel.select_method("tv")
+    panel.iterations_spin.setValue(100_000)
+    panel.form.set_values({"tolerance": 0.0})
+    qtbot.mouseClick(panel.run_controls.run_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: "iteration " in panel.run_controls.progress_label.text(), timeout=WAIT_MS)
+    qtbot.mouseClick(panel.run_controls.cancel_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: bool(window.state.results) and not window.queue.busy, timeout=WAIT_MS)
+    record = window.state.results[0]
+    assert record.cancelled
+    expected = f"cancelled after {record.iterations} of 100000 iterations, "
+    progress, header, status = _run_texts(window)
+    assert expected in progress and expected in header and expected in status
+    assert "finished" not in progress
+    assert "Cancelled" in panel.run_controls.progress_label.toolTip()
+    assert errors == []
+
+
+def test_a_diverged_run_is_said_to_have_failed(window, qtbot, errors, monkeypatch):
+    """A run whose image holds NaN is a failure, said as such (not "finished")."""
+    from genreg_viewer.application import jobs
+
+    def nan_run(method, problem, params, iterations, **kwargs):
+        image = torch.full_like(problem.zero_filled(), float("nan"))
+        return ReconResult(method.name, image.cpu(), dict(params or {}), problem.seed, "cpu", 0.1, 3, [])
+
+    monkeypatch.setattr(jobs, "run_method", nan_run)
+    panel = window.method_panel
+    assert panel.select_method("tv")
+    qtbot.mouseClick(panel.run_controls.run_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: bool(errors) and not window.queue.busy, timeout=WAIT_MS)
+    assert window.state.results == []
+    progress = panel.run_controls.progress_label.text()
+    assert progress.startswith("Total variation (PDHG) failed: ") and "diverged" in progress
+    assert "NaN" in panel.run_controls.progress_label.toolTip()
+    assert "failed: " in window.live_view.header.text() and "diverged" in window.live_view.header.text()
+    assert "finished" not in progress
+    assert len(errors) == 1 and "diverged" in errors[0][1]
+    np.testing.assert_equal(panel.run_controls.progress_bar.value(), 0)
