@@ -107,3 +107,95 @@ def test_a_diverged_run_is_said_to_have_failed(window, qtbot, errors, monkeypatc
     assert "finished" not in progress
     assert len(errors) == 1 and "diverged" in errors[0][1]
     np.testing.assert_equal(panel.run_controls.progress_bar.value(), 0)
+
+
+# ------------------------------------------------------------------------------------------------ advanced group
+def _type_into(qtbot, field, text: str) -> None:
+    field.setFocus()
+    field.selectAll()
+    qtbot.keyClicks(field, text)
+    qtbot.keyClick(field, Qt.Key.Key_Return)
+
+
+def test_solver_internals_sit_in_a_closed_advanced_group(window, qtbot, errors):
+    panel = window.method_panel
+    form = panel.form
+    assert panel.select_method("mean+covar")
+    assert not form.advanced_open() and form.advanced.isVisible() and form.advanced.text() == "Advanced"
+    assert form.advanced.content().maximumHeight() == 0  # closed: the internals take no room
+    for name in ("z_steps", "z_optimiser", "z_step_size", "cg_iterations", "tolerance", "precision_penalty",
+                 "warm_start"):
+        assert form.advanced_layout.indexOf(form.fields[name]) >= 0, name
+        assert form.layout_.indexOf(form.fields[name]) < 0, name
+        assert f"<b>{form.labels[name].text()}</b>" in form.fields[name].toolTip()  # tooltips stay
+    for name in ("lam", "mu", "posterior_samples"):
+        assert form.layout_.indexOf(form.fields[name]) >= 0, name
+    # TV's tolerance is an internal too, its alpha is not; the adjoint has nothing to hide
+    assert panel.select_method("tv")
+    assert form.advanced_names() == ["tolerance"] and form.layout_.indexOf(form.fields["alpha"]) >= 0
+    assert panel.select_method("adjoint")
+    assert form.advanced.isHidden()
+    assert errors == []
+
+
+def test_the_advanced_group_remembers_whether_it_was_open(window, qtbot, errors, tmp_path):
+    from genreg_viewer.gui.main_window import MainWindow
+
+    form = window.method_panel.form
+    qtbot.mouseClick(form.advanced.toggleButton(), Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: form.advanced.content().height() > form.fields["z_steps"].height())
+    assert form.advanced_open() and form.fields["z_steps"].isVisible()
+    assert window.settings.value("advancedParametersOpen", type=bool) is True
+    again = MainWindow(settings=window.settings)
+    qtbot.addWidget(again)
+    assert again.method_panel.form.advanced_open()
+    qtbot.mouseClick(again.method_panel.form.advanced.toggleButton(), Qt.MouseButton.LeftButton)
+    assert window.settings.value("advancedParametersOpen", type=bool) is False
+    third = MainWindow(settings=window.settings)
+    qtbot.addWidget(third)
+    assert not third.method_panel.form.advanced_open()
+    again.close()
+    third.close()
+
+
+def test_a_changed_advanced_value_is_not_hidden_silently(window, qtbot, errors):
+    panel = window.method_panel
+    form = panel.form
+    assert panel.select_method("mean+covar")
+    qtbot.mouseClick(form.advanced.toggleButton(), Qt.MouseButton.LeftButton)
+    _type_into(qtbot, form.fields["z_steps"], "3")
+    _type_into(qtbot, form.fields["cg_iterations"], "35")
+    qtbot.mouseClick(form.advanced.toggleButton(), Qt.MouseButton.LeftButton)  # closed again
+    assert not form.advanced_open()
+    assert form.advanced.text() == "Advanced · 2 changed"
+    assert form.advanced.toggleButton().font().bold()
+    tip = form.advanced.toggleButton().toolTip()
+    assert "z steps = 3 (default 1)" in tip and "CG iterations = 35 (default 20)" in tip
+    assert form.labels["z_steps"].font().bold() and not form.labels["z_optimiser"].font().bold()
+    job = panel.make_job()
+    assert job.params["z_steps"] == 3 and job.params["cg_iterations"] == 35
+    # a value typed back to its default is no longer counted; Reset clears the rest
+    qtbot.mouseClick(form.advanced.toggleButton(), Qt.MouseButton.LeftButton)
+    _type_into(qtbot, form.fields["cg_iterations"], "20")
+    assert form.advanced.text() == "Advanced · 1 changed"
+    reset = next(b for b in panel.findChildren(type(panel.run_controls.run_button)) if b.text() == "Reset to defaults")
+    qtbot.mouseClick(reset, Qt.MouseButton.LeftButton)
+    assert form.advanced.text() == "Advanced" and not form.advanced.toggleButton().font().bold()
+    assert not form.labels["z_steps"].font().bold()
+    # a setting-dependent default (5 spokes: warm start, marginal penalty) is a default, not a change
+    window.sampling.spokes_spin.setValue(5)
+    qtbot.waitUntil(lambda: window.state.mask_spec == "radial:5", timeout=5000)
+    assert form.values()["warm_start"] == "identity" and form.advanced.text() == "Advanced"
+    assert errors == []
+
+
+def test_parameters_declare_whether_they_are_advanced():
+    from genreg_viewer.recon import Parameter, get_method
+
+    assert Parameter("cg_iterations", int, 20).is_advanced()
+    assert not Parameter("lam", float, 1.0).is_advanced()
+    assert not Parameter("tolerance", float, 1e-5, advanced=False).is_advanced()
+    assert Parameter("lam", float, 1.0, advanced=True).describe()["advanced"] is True
+    advanced = {p.name for p in get_method("mean+covar").parameters if p.is_advanced()}
+    assert advanced == {"z_steps", "z_optimiser", "z_step_size", "cg_iterations", "tolerance", "precision_penalty",
+                        "penalty_samples", "warm_start"}

@@ -198,7 +198,7 @@ def test_parameter_labels_are_written_for_people(qtbot):
     assert Parameter("lam", float, 1.0, label="prior weight").display_label() == "prior weight"
     form = ParameterForm(get_method("mean+covar"))
     qtbot.addWidget(form)
-    labels = [form.layout_.itemAt(row, form.layout_.ItemRole.LabelRole).widget().text()
-              for row in range(form.layout_.rowCount())]
+    labels = [layout.itemAt(row, layout.ItemRole.LabelRole).widget().text()
+              for layout in (form.layout_, form.advanced_layout) for row in range(layout.rowCount())]
     assert {"λ", "μ", "CG iterations", "z step size"} <= set(labels)
     assert not any("_" in label for label in labels)

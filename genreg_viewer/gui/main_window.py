@@ -132,6 +132,9 @@ class MainWindow(QMainWindow):
             panel.errorOccurred.connect(self.error)
         for panel in (self.method_panel, self.sweep):
             panel.statusMessage.connect(lambda text: self.statusBar().showMessage(text, 5000))
+        form = self.method_panel.form  # the Advanced parameter group stays as the user left it
+        form.set_advanced_open(self.settings.value("advancedParametersOpen", False, type=bool))
+        form.advancedToggled.connect(lambda open_: self.settings.setValue("advancedParametersOpen", bool(open_)))
         self.sampling.openRequested.connect(self.open_dialog)
         self.sampling.sliceRequested.connect(self.open_slice)
         self.sampling.loadMaskRequested.connect(self.load_mask_dialog)

@@ -28,6 +28,14 @@ class ParameterError(ValueError):
 LABEL_WORDS = {"lam": "λ", "mu": "μ", "alpha": "α", "gamma": "γ", "rho": "ρ", "sigma": "σ", "cg": "CG",
                "tv": "TV", "mc": "Monte Carlo", "init": "initialisation"}
 
+#: solver internals by the names methods give them: most users never change them, so the app's forms keep them in a
+#: closed *Advanced* group (:meth:`Parameter.is_advanced`; a declaration's ``advanced=`` overrides the name)
+ADVANCED_NAMES = frozenset({
+    "z_steps", "z_optimiser", "z_step_size", "z_iterations", "cg_iterations", "tolerance", "precision_penalty",
+    "penalty_samples", "warm_start", "restarts", "learning_rate", "weight_learning_rate", "relaxation", "mc_samples",
+    "flow_initial_std", "init",
+})
+
 #: integer parameters are 64-bit: ``|value| < 2**63``
 INT_PARAMETER_LIMIT = 2**63
 
@@ -45,6 +53,11 @@ class Parameter:
     choices: tuple | None = None
     log_scale: bool = False  #: GUI spin boxes step multiplicatively; tuning grids are log-spaced
     label: str = ""  #: what people read in forms and tables (default: :meth:`display_label` from the name)
+    advanced: bool | None = None  #: a solver internal (default: the name is one of :data:`ADVANCED_NAMES`)
+
+    def is_advanced(self) -> bool:
+        """Whether forms show this parameter in their *Advanced* group (solver internals)."""
+        return self.name in ADVANCED_NAMES if self.advanced is None else self.advanced
 
     def display_label(self) -> str:
         """``label``, else the name in words: ``lam`` -> ``λ``, ``cg_iterations`` -> ``CG iterations``,
@@ -101,6 +114,7 @@ class Parameter:
             "maximum": self.maximum,
             "choices": list(self.choices) if self.choices else None,
             "log_scale": self.log_scale,
+            "advanced": self.is_advanced(),
             "help": self.help,
         }
 

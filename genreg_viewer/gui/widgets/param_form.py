@@ -6,6 +6,10 @@ declaration; values are checked once more with ``Parameter.parse`` when read.
 
 Fields the user has not touched follow the method's setting-dependent defaults (``set_defaults``), so the form
 always shows what will run.
+
+Solver internals (:meth:`Parameter.is_advanced`: z steps, CG iterations, tolerance, ...) sit in a collapsible
+*Advanced* group, closed by default. A value that differs from its default is never hidden silently: its label is
+bold, and the closed group's title counts them ("Advanced · 2 changed"; its tooltip names them).
 """
 
 from __future__ import annotations
@@ -23,8 +27,10 @@ from PyQt6.QtWidgets import (
     QLabel,
     QLineEdit,
     QSpinBox,
+    QVBoxLayout,
     QWidget,
 )
+from superqt import QCollapsible
 
 from ...recon import Parameter, ReconMethod
 
@@ -85,41 +91,93 @@ def _tooltip(p: Parameter) -> str:
 
 
 class ParameterForm(QWidget):
-    """Editable values of one method's parameters; ``valuesChanged`` fires on every user edit."""
+    """Editable values of one method's parameters; ``valuesChanged`` fires on every user edit,
+    ``advancedToggled(open)`` when the user opens or closes the *Advanced* group."""
 
     valuesChanged = pyqtSignal()
+    advancedToggled = pyqtSignal(bool)
 
     def __init__(self, method: ReconMethod | None = None, parent: QWidget | None = None):
         super().__init__(parent)
-        self.layout_ = QFormLayout(self)
-        self.layout_.setContentsMargins(0, 0, 0, 0)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        self.layout_ = QFormLayout()
+        outer.addLayout(self.layout_)
+        self.advanced = QCollapsible("Advanced", expandedIcon="▼", collapsedIcon="▶")
+        self.advanced.setDuration(120)
+        self.advanced.layout().setContentsMargins(0, 0, 0, 0)
+        self.advanced.toggleButton().setToolTip("Solver internals: most runs never need them changed")
+        advanced_fields = QWidget()
+        self.advanced_layout = QFormLayout(advanced_fields)
+        self.advanced_layout.setContentsMargins(0, 0, 0, 0)
+        self.advanced.addWidget(advanced_fields)
+        self.advanced.toggled.connect(self.advancedToggled)
+        outer.addWidget(self.advanced)
         self.method: ReconMethod | None = None
         self.fields: dict[str, QWidget] = {}
+        self.labels: dict[str, QLabel] = {}
         self.edited: set[str] = set()
+        self._defaults: dict[str, Any] = {}
         self._programmatic = False
         self.set_method(method)
 
     # --------------------------------------------------------------------- API
     def set_method(self, method: ReconMethod | None) -> None:
-        while self.layout_.rowCount():
-            self.layout_.removeRow(0)
+        for layout in (self.layout_, self.advanced_layout):
+            while layout.rowCount():
+                layout.removeRow(0)
         self.fields.clear()
+        self.labels.clear()
         self.edited.clear()
         self.method = method
-        if method is None:
-            return
-        if not method.parameters:
+        self._defaults = {p.name: p.default for p in method.parameters} if method is not None else {}
+        if method is not None and not method.parameters:
             note = QLabel("This method has no parameters.")
             note.setEnabled(False)
             self.layout_.addRow(note)
-        for p in method.parameters:
+        for p in method.parameters if method is not None else ():
             field = self._make_field(p)
             field.setToolTip(_tooltip(p))
             label = QLabel(p.display_label())
             label.setToolTip(_tooltip(p))
-            self.layout_.addRow(label, field)
+            (self.advanced_layout if p.is_advanced() else self.layout_).addRow(label, field)
             self.fields[p.name] = field
+            self.labels[p.name] = label
             self._set_field(p, field, p.default)
+        # one label column for both groups: the advanced fields line up with the others
+        width = max((label.sizeHint().width() for label in self.labels.values()), default=0)
+        for label in self.labels.values():
+            label.setMinimumWidth(width)
+        self.advanced.setVisible(bool(self.advanced_names()))
+        if self.advanced.isExpanded():  # the group's height follows its new rows
+            self.advanced.expand(animate=False)
+        self._mark_changed()
+
+    def advanced_names(self) -> list[str]:
+        """The parameters of the *Advanced* group, in declaration order."""
+        return [p.name for p in self.method.parameters if p.is_advanced()] if self.method is not None else []
+
+    def changed(self) -> dict[str, tuple[Any, Any]]:
+        """``{name: (value, default)}`` of the fields whose value is not their current default."""
+        if self.method is None:
+            return {}
+        changed = {}
+        for p in self.method.parameters:
+            value = self._field_value(p, self.fields[p.name])
+            default = self._defaults.get(p.name, p.default)
+            if not _same(value, default):
+                changed[p.name] = (value, default)
+        return changed
+
+    def advanced_open(self) -> bool:
+        return self.advanced.isExpanded()
+
+    def set_advanced_open(self, open_: bool) -> None:
+        """Open or close the *Advanced* group (at once, without the animation)."""
+        if open_:
+            self.advanced.expand(animate=False)
+        else:
+            self.advanced.collapse(animate=False)
 
     def values(self) -> dict[str, Any]:
         """The current values, parsed and range-checked (``ParameterError`` on a bad value)."""
@@ -138,15 +196,18 @@ class ParameterForm(QWidget):
                     self.edited.add(p.name)
                 else:
                     self.edited.discard(p.name)
+        self._mark_changed()
 
     def set_defaults(self, defaults: dict[str, Any]) -> None:
         """Show ``defaults`` (the method's declared defaults updated with setting-dependent ones) in every
         field the user has not edited."""
         if self.method is None:
             return
+        self._defaults = {p.name: defaults.get(p.name, p.default) for p in self.method.parameters}
         for p in self.method.parameters:
             if p.name not in self.edited:
-                self._set_field(p, self.fields[p.name], defaults.get(p.name, p.default))
+                self._set_field(p, self.fields[p.name], self._defaults[p.name])
+        self._mark_changed()
 
     def reset(self, defaults: dict[str, Any] | None = None) -> None:
         self.edited.clear()
@@ -183,7 +244,31 @@ class ParameterForm(QWidget):
         if self._programmatic:
             return
         self.edited.add(name)
+        self._mark_changed()
         self.valuesChanged.emit()
+
+    def _mark_changed(self) -> None:
+        """Bold labels for values that differ from their defaults; the *Advanced* title counts its changed ones."""
+        changed = self.changed()
+        for name, label in self.labels.items():
+            font = label.font()
+            if font.bold() != (name in changed):
+                font.setBold(name in changed)
+                label.setFont(font)
+        hidden = [name for name in self.advanced_names() if name in changed]
+        self.advanced.setText(f"Advanced · {len(hidden)} changed" if hidden else "Advanced")
+        button = self.advanced.toggleButton()
+        font = button.font()
+        if font.bold() != bool(hidden):
+            font.setBold(bool(hidden))
+            button.setFont(font)
+        tip = "Solver internals: most runs never need them changed"
+        if hidden and self.method is not None:
+            by_name = {p.name: p for p in self.method.parameters}
+            tip += "<br>Changed from the defaults: " + ", ".join(
+                f"{by_name[name].display_label()} = {_shown(changed[name][0])} (default {_shown(changed[name][1])})"
+                for name in hidden)
+        self.advanced.toggleButton().setToolTip(tip)
 
     def _set_field(self, p: Parameter, field: QWidget, value: Any) -> None:
         self._programmatic = True
@@ -217,3 +302,17 @@ def _linear_step(p: Parameter) -> float:
         return (p.maximum - p.minimum) / 100
     magnitude = abs(float(p.default)) if p.default else 1.0
     return 10 ** math.floor(math.log10(magnitude)) / 10
+
+
+def _same(value: Any, default: Any) -> bool:
+    """Whether a field's value is its default (floats compared as the spin box shows them, to 6 digits)."""
+    if isinstance(value, float) or isinstance(default, float):
+        try:
+            return math.isclose(float(value), float(default), rel_tol=1e-6, abs_tol=1e-12)
+        except (TypeError, ValueError):
+            return False
+    return value == default or str(value) == str(default)
+
+
+def _shown(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
