@@ -199,3 +199,31 @@ def test_parameters_declare_whether_they_are_advanced():
     advanced = {p.name for p in get_method("mean+covar").parameters if p.is_advanced()}
     assert advanced == {"z_steps", "z_optimiser", "z_step_size", "cg_iterations", "tolerance", "precision_penalty",
                         "penalty_samples", "warm_start"}
+
+
+# ------------------------------------------------------------------------------------------------ first launch
+def test_first_launch_says_what_run_will_do(window, qtbot, errors):
+    panel = window.method_panel
+    controls = panel.run_controls
+    hint = controls.hint_label
+    assert hint.isVisible() and not controls.progress_bar.isVisible() and not controls.progress_label.isVisible()
+    text = hint.text()
+    method = panel.current_method()
+    for part in ("Run", "Ctrl+R", "knee_phantom_000.npy", "radial:25", "σ=0.05", method.title,
+                 f"{panel.iterations_spin.value()} iterations"):
+        assert part in text, part
+    # it follows the image's mask, the method and the iterations
+    window.sampling.spokes_spin.setValue(30)
+    qtbot.waitUntil(lambda: "radial:30" in hint.text(), timeout=5000)
+    assert panel.select_method("tv")
+    assert "Total variation (PDHG)" in hint.text()
+    _type_into(qtbot, panel.iterations_spin, "7")
+    assert "7 iterations" in hint.text()
+    # the first run replaces it with the progress, for good
+    qtbot.mouseClick(controls.run_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: bool(window.state.results) and not window.queue.busy, timeout=WAIT_MS)
+    assert not hint.isVisible() and controls.progress_bar.isVisible() and controls.progress_label.isVisible()
+    assert "finished: 7 iterations" in controls.progress_label.text()
+    assert panel.select_method("adjoint")
+    assert not hint.isVisible() and "finished: 7 iterations" in controls.progress_label.text()
+    assert errors == []

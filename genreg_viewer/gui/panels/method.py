@@ -8,6 +8,7 @@ PSNR and SSIM curves.
 
 from __future__ import annotations
 
+import html
 import math
 
 import numpy as np
@@ -131,6 +132,7 @@ class MethodControls(QWidget):
         self.device_combo = compact_combo(QComboBox())
         for label, device in device_choices():
             self.device_combo.addItem(label, device)
+        self.device_combo.currentIndexChanged.connect(self._update_hint)
         form.addRow("Device", self.device_combo)
         self.weights_combo = compact_combo(QComboBox())
         self._fill_weight_sets()
@@ -354,6 +356,30 @@ class MethodControls(QWidget):
     def _iterations_changed(self, value: int) -> None:
         if self._current is not None:
             self.iterations[self._current.name] = value
+        self._update_hint()
+
+    def run_hint(self) -> str:
+        """What Run will do with the current image, mask and method (rich text, shown until the first run)."""
+        method, state = self._current, self.state
+        if state.image is None:
+            return "Open an image (Ctrl+O) to start."
+        if method is None:
+            return "Choose a method above, then press <b>Run</b> (Ctrl+R)."
+        ok, why = method.available()
+        if not ok:
+            return f"{html.escape(method.title)} is not available: {html.escape(why)}. Choose another method above."
+        if not state.ready:
+            return f"Cannot run yet: {html.escape(state.measurement_error or 'no measurement')}."
+        device = self.device_combo.currentText().removeprefix("Automatic (").removesuffix(")")
+        iterations = self.iterations_spin.value()
+        return (f"<b>Run</b> (Ctrl+R) reconstructs <b>{html.escape(state.image_info.label())}</b> from its "
+                f"{html.escape(describe_setting(state.setting()))} measurement with <b>{html.escape(method.title)}"
+                f"</b>: {iterations} iteration{'' if iterations == 1 else 's'} on {html.escape(device)}. "
+                "The result joins the Comparison tab.")
+
+    def _update_hint(self, *_args) -> None:
+        if not self.run_controls.started:
+            self.run_controls.set_hint(self.run_hint())
 
     def _measurement_changed(self) -> None:
         self.form.set_defaults(self.setting_defaults())
@@ -366,6 +392,7 @@ class MethodControls(QWidget):
         run_button.setToolTip("Queue a run (Ctrl+R)" if ready else (self.state.measurement_error or
                                                                     "this method is not available"))
         self.run_controls.cancel_button.setEnabled(self.queue.current is not None)
+        self._update_hint()
 
     def _queue_changed(self) -> None:
         self.queue_list.clear()

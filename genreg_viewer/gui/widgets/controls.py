@@ -104,7 +104,8 @@ PROGRESS_LINES = 3
 
 
 class RunControls(QWidget):
-    """A bold Run button and a Cancel button over a progress bar and a progress text ("Idle" at first)."""
+    """A bold Run button and a Cancel button over a progress bar and a progress text. Until the first run starts
+    the bar and text give way to a hint (:meth:`set_hint`: what Run will do)."""
 
     def __init__(self, run_text: str, on_run: Callable, on_cancel: Callable, run_tip: str = "",
                  cancel_tip: str = "", parent: QWidget | None = None):
@@ -127,10 +128,29 @@ class RunControls(QWidget):
         self.progress_label.setFixedHeight(PROGRESS_LINES * self.progress_label.fontMetrics().lineSpacing() + 2)
         self.progress_label.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
         layout.addWidget(self.progress_label)
+        self.hint_label = wrapped_label("")
+        self.hint_label.setTextFormat(Qt.TextFormat.RichText)
+        self.hint_label.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+        layout.addWidget(self.hint_label)
+        self.hint_label.hide()
+        self.started = False  #: whether a first progress text replaced the hint
+
+    def set_hint(self, text: str) -> None:
+        """Show ``text`` (rich text: what Run will do) in place of the bar and progress text until the first run."""
+        self.hint_label.setText(text)
+        if not self.started:
+            self.progress_bar.hide()
+            self.progress_label.hide()
+            self.hint_label.show()
 
     def set_progress(self, text: str, done: int | None = None, total: int | None = None, details: str = "") -> None:
         """Show ``text`` under the bar (``details``, e.g. how the run converged, in its tooltip); the bar counts to
         ``total`` and shows ``done`` where they are given."""
+        if not self.started:
+            self.started = True
+            self.hint_label.hide()
+            self.progress_bar.show()
+            self.progress_label.show()
         bar = self.progress_bar
         # QProgressBar repaints at once (synchronously, with every other pending paint of the window) when its
         # value changes; with updates off for the change it is painted with the next regular paint instead
