@@ -227,3 +227,28 @@ def test_first_launch_says_what_run_will_do(window, qtbot, errors):
     assert panel.select_method("adjoint")
     assert not hint.isVisible() and "finished: 7 iterations" in controls.progress_label.text()
     assert errors == []
+
+
+# ------------------------------------------------------------------------------------------------ comparison
+def test_identical_runs_are_numbered_in_the_comparison(window, qtbot, errors):
+    panel = window.method_panel
+    assert panel.select_method("tv")
+    panel.iterations_spin.setValue(5)
+    for count in (1, 2, 3):
+        qtbot.mouseClick(panel.run_controls.run_button, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda n=count: len(window.state.results) == n and not window.queue.busy, timeout=WAIT_MS)
+    panel.form.set_values({"alpha": 0.05})  # another TV run: not a repeat
+    run_and_wait(qtbot, window, 4, errors)
+    window.tabs.setCurrentWidget(window.comparison)
+    tiles = window.comparison.tiles
+    ids = [r.run_id for r in window.state.results]
+    titles = [tiles[f"run:{i}"].content.title for i in ids]
+    assert titles == ["Total variation (PDHG)", "Total variation (PDHG) #2", "Total variation (PDHG) #3",
+                      "Total variation (PDHG)"]
+    assert "<b>Total variation (PDHG) #2</b>" in tiles[f"run:{ids[1]}"].view.caption_label.text()
+    assert "A repeat" in tiles[f"run:{ids[1]}"].toolTip() and "A repeat" not in tiles[f"run:{ids[3]}"].toolTip()
+    # removing a run renumbers the others: captions stay distinct
+    window.state.remove_result(ids[0])
+    titles = [tiles[f"run:{i}"].content.title for i in ids[1:]]
+    assert titles == ["Total variation (PDHG)", "Total variation (PDHG) #2", "Total variation (PDHG)"]
+    assert errors == []

@@ -219,9 +219,11 @@ class ComparisonPanel(QWidget):
             details = f"PSNR {scores[0]:.2f} dB<br>SSIM {scores[1]:.3f}" if scores else ""
             items.append(TileContent("adjoint", "Zero-filled adjoint", state.adjoint,
                                      f"{details}<br>{describe_setting(state.setting())}"))
+        labels = numbered_labels(state.results)
         for record in state.results:
-            items.append(TileContent(f"run:{record.run_id}", record.label(), record.image,
-                                     _record_details(record), record.run_id, _record_tooltip(record)))
+            label = labels[record.run_id]
+            items.append(TileContent(f"run:{record.run_id}", label, record.image,
+                                     _record_details(record), record.run_id, _record_tooltip(record, label)))
         return items
 
     def rebuild(self) -> None:
@@ -432,11 +434,33 @@ def _record_details(record: RunRecord) -> str:
     return "<br>".join(line for line in (metrics, record.setting_text()) if line)
 
 
-def _record_tooltip(record: RunRecord) -> str:
+def _identity(record: RunRecord) -> tuple:
+    """What makes two runs the same run: method, parameters, iterations, measurement setting and weights."""
+    return (record.method, repr(sorted(record.params.items())), record.iterations, record.cancelled,
+            repr(sorted(record.setting.items())), repr(record.info.get("weights")))
+
+
+def numbered_labels(records: list[RunRecord]) -> dict[int, str]:
+    """``{run_id: label}``: a repeat of an identical run (:func:`_identity`) is numbered in the order the runs
+    came, "TV", "TV #2", "TV #3", so two tiles never carry the same caption for different runs."""
+    seen: dict[tuple, int] = {}
+    labels = {}
+    for record in records:
+        key = _identity(record)
+        seen[key] = seen.get(key, 0) + 1
+        number = f" #{seen[key]}" if seen[key] > 1 else ""
+        suffix = " (cancelled)" if record.cancelled else ""
+        labels[record.run_id] = f"{record.title}{number}{suffix}"
+    return labels
+
+
+def _record_tooltip(record: RunRecord, label: str | None = None) -> str:
     params = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.params.items())
-    lines = [f"<b>{record.label()}</b>", record.metrics_text(), record.setting_text(),
+    lines = [f"<b>{label or record.label()}</b>", record.metrics_text(), record.setting_text(),
              f"{run_summary(record)} on {record.device}"]
     if params:
         lines.append(params)
+    if label is not None and label != record.label():
+        lines.append("A repeat: the same method, parameters, iterations and measurement as an earlier run")
     lines.extend(html.escape(line) for line in run_details(record).splitlines())
     return "<br>".join(line for line in lines if line)
