@@ -252,3 +252,44 @@ def test_identical_runs_are_numbered_in_the_comparison(window, qtbot, errors):
     titles = [tiles[f"run:{i}"].content.title for i in ids[1:]]
     assert titles == ["Total variation (PDHG)", "Total variation (PDHG) #2", "Total variation (PDHG)"]
     assert errors == []
+
+
+# ------------------------------------------------------------------------------------------------ plots, titles
+def test_the_sweep_legend_sits_beside_the_plots(window, qtbot, errors):
+    sweep = window.sweep
+    window.tabs.setCurrentWidget(sweep)
+    sweep.set_checked_methods({"adjoint", "tv"})
+    sweep.values_edit.setText("5, 25")
+    assert not sweep.legend.isVisible()  # nothing plotted yet
+    with qtbot.waitSignal(sweep.worker.finished, timeout=WAIT_MS):
+        qtbot.mouseClick(sweep.run_controls.run_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: sweep.legend.isVisible(), timeout=5000)
+    assert [name for name, _ in sweep.legend.entries] == ["Zero-filled adjoint", "Total variation (PDHG)"]
+    assert "Zero-filled adjoint" in sweep.legend.text()
+    # no legend inside either plot: the curves are never under it
+    for plot in (sweep.psnr_plot, sweep.ssim_plot):
+        assert plot.legend is None and plot.getPlotItem().legend is None
+        legend_box = sweep.legend.geometry()
+        assert not legend_box.intersects(plot.geometry())
+        assert legend_box.bottom() < plot.geometry().top()
+    assert errors == []
+
+
+def test_the_live_title_keeps_its_numbers_when_cut(window, qtbot, errors):
+    """A finished run's header is elided in the middle: its end (time, device, PSNR, SSIM) stays readable."""
+    from PyQt6.QtWidgets import QLabel
+
+    window.resize(1280, 800)
+    window.tabs.setCurrentWidget(window.live_view)
+    panel = window.method_panel
+    assert panel.select_method("tv")
+    panel.iterations_spin.setValue(5)
+    run_and_wait(qtbot, window, 1, errors)
+    header = window.live_view.header
+    record = window.state.results[0]
+    header.setText("A very long method title " * 6 + header.text())  # as a long title would read
+    qtbot.wait(20)
+    shown = QLabel.text(header)
+    assert header.is_elided() and "…" in shown
+    assert shown.endswith(f"SSIM {record.ssim:.3f}") and shown.startswith("A very long")
+    assert header.text() in header.toolTip() and "Ran 5 iterations" in header.toolTip()

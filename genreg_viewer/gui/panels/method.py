@@ -440,14 +440,17 @@ class LiveRunView(QWidget):
     Painting stays cheap while a run goes on: the x axes span the run's iteration budget from its start (so they
     do not re-tick at every update), the y ranges grow in steps of a quarter of their span (see :func:`_grown`),
     the log axis of the objective switches only when the values start or stop spanning a decade, and the header
-    elides a long title (the full text is its tooltip) instead of widening the window.
+    elides a long title in the middle, keeping the numbers at its end (the full text is its tooltip), instead of
+    widening the window.
     """
 
     def __init__(self, queue: ReconQueue, parent: QWidget | None = None):
         super().__init__(parent)
         layout = QGridLayout(self)
         layout.setSpacing(em(self, 0.8))
-        self.header = ElidedLabel("No run yet: choose a method and press Run (Ctrl+R).")
+        # elided in the middle: the end of a finished run's header holds its numbers (time, device, PSNR, SSIM)
+        self.header = ElidedLabel("No run yet: choose a method and press Run (Ctrl+R).",
+                                  mode=Qt.TextElideMode.ElideMiddle)
         font = QFont(self.header.font())
         font.setPointSizeF(font.pointSizeF() * 1.15)
         font.setBold(True)

@@ -37,7 +37,7 @@ from ...recon import all_methods
 from ..export import save_widget_png
 from ..widgets.controls import RunControls, button_row, group_box, note_label, push_button
 from ..widgets.image_view import em
-from ..widgets.plots import ThemedPlot
+from ..widgets.plots import SeriesLegend, ThemedPlot
 from ..workers import SweepWorker
 
 DEFAULT_VALUES = {"spokes": "5, 15, 25, 45, 85, 125", "noise": "0, 0.025, 0.05, 0.1, 0.2"}
@@ -78,9 +78,13 @@ class SweepPanel(QWidget):
         controls_layout.addWidget(self._run_group())
         layout.addWidget(controls)
         plots = QVBoxLayout()
-        self.psnr_plot = ThemedPlot("Mean PSNR over the images", SWEEP_AXES["spokes"], "PSNR (dB)", legend=True)
-        self.ssim_plot = ThemedPlot("Mean SSIM", SWEEP_AXES["spokes"], "SSIM", legend=True)
+        self.psnr_plot = ThemedPlot("Mean PSNR over the images", SWEEP_AXES["spokes"], "PSNR (dB)")
+        self.ssim_plot = ThemedPlot("Mean SSIM", SWEEP_AXES["spokes"], "SSIM")
         self.ssim_plot.setXLink(self.psnr_plot)
+        # one legend for both plots, above them: it never hides a curve
+        self.legend = SeriesLegend()
+        self.legend.hide()
+        plots.addWidget(self.legend)
         plots.addWidget(self.psnr_plot, 3)
         plots.addWidget(self.ssim_plot, 2)
         layout.addLayout(plots, 1)
@@ -267,9 +271,11 @@ class SweepPanel(QWidget):
         for plot in (self.psnr_plot, self.ssim_plot):
             plot.clear()
         titles = {m.name: m.title for m in all_methods()}
+        entries = []
         for index, (method, series) in enumerate(summarise(self.points).items()):
             name = titles.get(method, method)
             pen = self.psnr_plot.series_pen(index)
+            entries.append((name, pen.color()))
             symbol = dict(symbol="o", symbolSize=em(self, 0.5), symbolBrush=pen.color(), symbolPen=pen)
             self.psnr_plot.plot(series["x"], series["psnr"], pen=pen, name=name, **symbol)
             if len(series["x"]) > 0:
@@ -277,11 +283,7 @@ class SweepPanel(QWidget):
                 self.psnr_plot.addItem(pg.ErrorBarItem(x=series["x"], y=series["psnr"], height=2 * series["psnr_std"],
                                                        beam=width, pen=pen))
             self.ssim_plot.plot(series["x"], series["ssim"], pen=pen, name=name, **symbol)
-        series_list = list(summarise(self.points).values())
-        for plot, key in ((self.psnr_plot, "psnr"), (self.ssim_plot, "ssim")):
-            xs = np.concatenate([np.asarray(s["x"], float) for s in series_list]) if series_list else np.empty(0)
-            ys = np.concatenate([np.asarray(s[key], float) for s in series_list]) if series_list else np.empty(0)
-            plot.place_legend_away_from(xs, ys)
+        self.legend.set_entries(entries)
 
     def _export_csv(self) -> None:
         if not self.points:

@@ -34,12 +34,15 @@ def wrapped_label(text: str = "") -> QLabel:
 
 
 class ElidedLabel(QElidingLabel):
-    """One line of text that elides (``…``) what does not fit instead of widening its window; the whole text is
-    the tooltip while it is cut, followed by the ``details`` (:meth:`set_details`) when there are any."""
+    """One line of text that elides (``…``, at the end or with ``mode=ElideMiddle`` in the middle) what does not fit
+    instead of widening its window; the whole text is the tooltip while it is cut, followed by the ``details``
+    (:meth:`set_details`) when there are any."""
 
-    def __init__(self, text: str = "", parent: QWidget | None = None):
+    def __init__(self, text: str = "", parent: QWidget | None = None,
+                 mode: Qt.TextElideMode = Qt.TextElideMode.ElideRight):
         super().__init__(parent)
         self.details = ""
+        self.setElideMode(mode)
         self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.setText(text)
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import html
+
 import numpy as np
 import pyqtgraph as pg
-from PyQt6.QtWidgets import QGraphicsItem, QWidget
+from PyQt6.QtCore import Qt
+from PyQt6.QtWidgets import QGraphicsItem, QLabel, QWidget
 
 from ..theme import SERIES_COLORS, on_theme_change, view_colors
 from .image_view import em
@@ -85,3 +88,23 @@ class ThemedPlot(pg.PlotWidget):
             self.legend.setLabelTextColor(foreground)
             self.legend.setBrush(pg.mkBrush(colours["background"].red(), colours["background"].green(),
                                             colours["background"].blue(), 200))
+
+
+class SeriesLegend(QLabel):
+    """A legend beside the plots, never over their data: one line sample (``━●━``) in the series' colour and its
+    name per entry, side by side, wrapping at the widget's width; several plots of the same series share it."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setWordWrap(True)
+        self.setTextFormat(Qt.TextFormat.RichText)
+        self.setAlignment(Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignVCenter)
+        self.entries: list[tuple[str, str]] = []  #: (name, colour as #rrggbb)
+
+    def set_entries(self, entries: list[tuple[str, str]]) -> None:
+        """Show ``(name, colour)`` entries (``colour``: a ``QColor`` or ``#rrggbb``), nothing for none."""
+        self.entries = [(name, colour if isinstance(colour, str) else colour.name()) for name, colour in entries]
+        self.setText("&nbsp;&nbsp;&nbsp; ".join(
+            f'<span style="white-space:nowrap"><span style="color:{colour}; font-weight:bold">━●━</span>&nbsp;'
+            f"{html.escape(name)}</span>" for name, colour in self.entries))
+        self.setVisible(bool(self.entries))
