@@ -23,6 +23,7 @@ import contextlib
 import contextvars
 import json
 import os
+import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,9 @@ BUNDLED_SETS: dict[str, Path] = {
     "real-knee": RESOURCES_DIR / "weights" / "real-knee",
 }
 MANIFEST = "weightset.json"
+#: bounds on a weight set's ``weightset.json`` (a folder given with --weights or GENREG_WEIGHTS is untrusted)
+MAX_MANIFEST_BYTES = 1 * 2**20
+MAX_MANIFEST_TEXT = 10_000
 
 
 class WeightSetError(ValueError):
@@ -78,19 +82,31 @@ class WeightSet:
 
 def _read_manifest(folder: Path, name: str) -> WeightSet:
     manifest = folder / MANIFEST
-    if not manifest.is_file():
+    if not os.path.lexists(manifest):
         return WeightSet(name, folder, fallback=None if name == DEFAULT_SET else DEFAULT_SET)
     try:
-        document = json.loads(manifest.read_text())
+        if not manifest.is_file():  # a dangling link, a folder, a FIFO or device (which would block)
+            raise ValueError("not a regular file")
+        size = manifest.stat().st_size
+        if size > MAX_MANIFEST_BYTES:
+            raise ValueError(f"{size} bytes, more than the limit of {MAX_MANIFEST_BYTES}")
+        document = json.loads(manifest.read_text(encoding="utf-8"))
         if not isinstance(document, dict):
             raise ValueError("not a JSON object")
+    except RecursionError:
+        raise WeightSetError(f"{manifest} is not a readable weight-set description: it nests too deeply") from None
     except (OSError, ValueError) as exc:
-        raise WeightSetError(f"{manifest} is not a readable weight-set description: {exc}") from exc
+        raise WeightSetError(f"{manifest} is not a readable weight-set description: {exc}") from None
     fallback = document.get("fallback", None if name == DEFAULT_SET else DEFAULT_SET)
-    if fallback is not None and fallback not in BUNDLED_SETS:
-        raise WeightSetError(f"{manifest}: fallback must be one of {', '.join(BUNDLED_SETS)}, got {fallback!r}")
-    return WeightSet(str(document.get("name", name)), folder, str(document.get("description", "")),
-                     str(document.get("data", "")), str(document.get("terms", "")), fallback,
+    if fallback is not None and (not isinstance(fallback, str) or fallback not in BUNDLED_SETS):
+        shown = repr(fallback) if len(repr(fallback)) <= 60 else repr(fallback)[:57] + "..."
+        raise WeightSetError(f"{manifest}: fallback must be null or one of {', '.join(BUNDLED_SETS)}, got {shown}")
+    for key in ("name", "description", "data", "terms"):
+        value = document.get(key, "")
+        if not isinstance(value, str) or len(value) > MAX_MANIFEST_TEXT:
+            raise WeightSetError(f"{manifest}: {key} must be text of at most {MAX_MANIFEST_TEXT} characters")
+    return WeightSet(document.get("name") or name, folder, document.get("description", ""),
+                     document.get("data", ""), document.get("terms", ""), fallback,
                      {k: v for k, v in document.items()
                       if k not in ("name", "description", "data", "terms", "fallback")})
 
@@ -125,12 +141,33 @@ _AUTO: bool | None = None  # None: not decided yet (GENREG_WEIGHTS is read on fi
 
 
 def _initialise() -> None:
-    """Read ``GENREG_WEIGHTS`` once (unset, empty or ``auto``: auto mode). Call with ``_LOCK`` held."""
+    """Read ``GENREG_WEIGHTS`` once (unset, empty or ``auto``: auto mode). Call with ``_LOCK`` held.
+
+    A value that is not a weight set (a missing folder, a broken ``weightset.json``) leaves auto mode on and says so
+    once on stderr: the application starts with the bundled sets instead of failing before its window exists (the
+    command line refuses such a value first, :func:`environment_error`)."""
     global _ACTIVE, _AUTO
     if _AUTO is None:
         spec = (os.environ.get("GENREG_WEIGHTS") or AUTO).strip()
-        _AUTO = spec == AUTO
-        _ACTIVE = resolve_weight_set(DEFAULT_SET if _AUTO else spec)
+        try:
+            _ACTIVE = resolve_weight_set(DEFAULT_SET if spec == AUTO else spec)
+            _AUTO = spec == AUTO
+        except WeightSetError as exc:
+            print(f"genreg-viewer: GENREG_WEIGHTS: {exc}; using auto instead", file=sys.stderr)
+            _ACTIVE, _AUTO = resolve_weight_set(DEFAULT_SET), True
+
+
+def environment_error() -> str | None:
+    """Why ``GENREG_WEIGHTS`` cannot be used (None when it is unset, ``auto`` or names a weight set); checked
+    afresh, without choosing anything."""
+    spec = (os.environ.get("GENREG_WEIGHTS") or AUTO).strip()
+    if spec == AUTO:
+        return None
+    try:
+        resolve_weight_set(spec)
+    except WeightSetError as exc:
+        return f"GENREG_WEIGHTS: {exc}"
+    return None
 
 
 def is_auto() -> bool:

@@ -14,6 +14,8 @@ import pytest
 
 from genreg_viewer.cli.main import main
 
+pytest_plugins = ["gui_helpers"]  # the window and errors fixtures
+
 
 @pytest.fixture
 def image_file(tmp_path):
@@ -489,3 +491,167 @@ def test_mask_files_of_text_dates_or_records_are_refused(tmp_path, dtype):
     np.save(path, np.zeros((128, 128), dtype=dtype))
     with pytest.raises(MaskError, match="a mask is boolean or numeric"):
         load_mask(path, (128, 128))
+
+
+# ------------------------------------------------------------------------------------------------ bundles
+@pytest.fixture
+def session_folder(qapp, tmp_path):
+    """``(state, folder)``: a 32 x 32 session with one run saved as a folder bundle."""
+    from genreg_viewer.application import ExperimentState, ImageInfo, RunRecord
+    from genreg_viewer.application import bundles
+    from genreg_viewer.physics import radial_mask
+
+    state = ExperimentState(shape=(32, 32))
+    yy, xx = np.mgrid[:32, :32]
+    image = (0.5 + 0.4 * np.sin(xx / 5.0) * np.cos(yy / 7.0)).astype(np.float32)
+    state.set_image(image, ImageInfo(source="test image"))
+    state.set_mask(radial_mask(8, (32, 32)), "radial:8")
+    state.set_noise(0.02, 3)
+    state.add_result(RunRecord(run_id=1, method="adjoint", title="Adjoint", image=image * 0.9, params={},
+                               iterations=1, seconds=0.1, device="cpu", psnr=20.0, ssim=0.5, setting=state.setting()))
+    folder = tmp_path / "session"
+    bundles.save_session(folder, state, {"comparison": {"window": [0.0, 1.0]}})
+    return state, folder
+
+
+def edit_session(folder: Path, change) -> None:
+    import json
+
+    meta_file = folder / "session.json"
+    text = meta_file.read_text()
+    meta = json.loads(text)
+    change(meta)
+    meta_file.write_text(json.dumps(meta))
+
+
+HUGE = 10**309  # json writes it as an integer; float() of it overflows
+
+HUGE_NUMBERS = {
+    "psnr": lambda m: m["runs"][0].update(psnr=HUGE),
+    "seconds": lambda m: m["runs"][0].update(seconds=HUGE),
+    "sigma": lambda m: m.update(sigma=HUGE),
+    "window": lambda m: m["gui"]["comparison"].update(window=[0, HUGE]),
+}
+
+
+@pytest.mark.parametrize("case", list(HUGE_NUMBERS))
+def test_integers_beyond_a_double_in_a_session_are_one_line(session_folder, case):
+    from genreg_viewer.application import ExperimentState
+    from genreg_viewer.application.bundles import SessionError, load_session
+
+    state, folder = session_folder
+    edit_session(folder, HUGE_NUMBERS[case])
+    fresh = ExperimentState(shape=(32, 32))
+    with pytest.raises(SessionError, match="within the range of a double") as info:
+        load_session(folder, fresh)
+    assert "\n" not in str(info.value) and fresh.results == []
+
+
+WRONG_TYPES = {
+    "image_info list": (lambda m: m.update(image_info=[1, 2]), "image_info must be an object"),
+    "image_info.source": (lambda m: m.update(image_info={"source": 5}), "image_info.source must be a string"),
+    "run not a dict": (lambda m: m.update(runs=[5]), "runs\\[0\\] must be an object"),
+    "runs dict": (lambda m: m.update(runs={"a": 1}), "runs must be a list"),
+    "psnr text": (lambda m: m["runs"][0].update(psnr="high"), "runs\\[0\\].psnr must be a number"),
+    "seconds list": (lambda m: m["runs"][0].update(seconds=[1]), "runs\\[0\\].seconds must be a number"),
+    "iterations": (lambda m: m["runs"][0].update(iterations="x"), "runs\\[0\\].iterations must be an integer"),
+    "extras": (lambda m: m["runs"][0].update(extras="std_map"), "runs\\[0\\].extras must be a list"),
+    "sigma": (lambda m: m.update(sigma={"a": 1}), "sigma must be a number"),
+    "seed": (lambda m: m.update(seed="x"), "seed must be an integer"),
+    "mask_spec": (lambda m: m.update(mask_spec=[1]), "mask_spec must be a string"),
+    "kind": (lambda m: m.update(kind=3), "kind must be 'session' or 'results'"),
+    "huge psnr": (lambda m: m["runs"][0].update(psnr=HUGE), "within the range of a double"),
+}
+
+
+@pytest.mark.parametrize("case", list(WRONG_TYPES))
+def test_info_on_bundle_metadata_of_the_wrong_type_is_one_line(capsys, session_folder, case):
+    change, message = WRONG_TYPES[case]
+    _, folder = session_folder
+    edit_session(folder, change)
+    err = cli_error(capsys, ["info", str(folder)])
+    assert re.search(message, err) and "session" in err
+
+
+def test_info_describes_a_valid_bundle(capsys, session_folder):
+    _, folder = session_folder
+    assert main(["info", str(folder)]) == 0
+    assert "run 1: adjoint (Adjoint), PSNR 20.00 dB" in capsys.readouterr().out
+
+
+def test_a_session_smaller_than_the_ssim_window_is_refused_before_the_state_changes(session_folder):
+    from genreg_viewer.application import ExperimentState
+    from genreg_viewer.application.bundles import SessionError, load_session, save_session
+
+    state, folder = session_folder
+    small = ExperimentState(shape=(32, 32))
+    small.set_image(np.full((8, 8), 0.5, np.float32), state.image_info)
+    small.set_mask(np.ones((8, 8), bool), "full")
+    save_session(folder.parent / "small", small)
+    with pytest.raises(SessionError, match="sides from 11 \\(the SSIM window\\)"):
+        load_session(folder.parent / "small", state)
+    assert state.image.shape == (32, 32) and [r.run_id for r in state.results] == [1]
+
+
+@pytest.mark.parametrize("kind", ["session.json fifo", "bundle fifo", "dangling link"])
+def test_sessions_that_are_fifos_or_dangling_links_are_refused(capsys, tmp_path, kind):
+    from genreg_viewer.application import ExperimentState
+    from genreg_viewer.application.bundles import SessionError, load_session
+
+    if kind == "session.json fifo":
+        path = tmp_path / "session"
+        path.mkdir()
+        os.mkfifo(path / "session.json")
+        message = "session.json is not a regular file"
+    elif kind == "bundle fifo":
+        path = tmp_path / "run.npz"
+        os.mkfifo(path)
+        message = "is a FIFO, not a regular file"
+    else:
+        path = tmp_path / "run.npz"
+        path.symlink_to(tmp_path / "gone.npz")
+        message = "is a link to .*gone.npz, which does not exist"
+    err = cli_error(capsys, ["info", str(path)])
+    assert re.search(message, err)
+    if kind != "dangling link":
+        with pytest.raises(SessionError, match="not a regular file"):
+            load_session(path, ExperimentState(shape=(32, 32)))
+
+
+# ------------------------------------------------------------------------------------------------ weight sets
+@pytest.mark.parametrize("manifest, message", [
+    ({"fallback": ["phantom"]}, "fallback must be null or one of"),
+    ({"fallback": {"a": 1}}, "fallback must be null or one of"),
+    ({"name": 5}, "name must be text"),
+    ("[" * 100000 + "]" * 100000, "nests too deeply"),
+    ("[1]", "not a JSON object"),
+])
+def test_malformed_weightset_json_is_one_line(capsys, tmp_path, manifest, message):
+    import json
+
+    folder = weights_folder(tmp_path, "dncnn")
+    (folder / "weightset.json").write_text(manifest if isinstance(manifest, str) else json.dumps(manifest))
+    err = cli_error(capsys, ["recon", SAMPLE, "--method", "adjoint", "--device", "cpu", "--weights", str(folder)])
+    assert message in err and "weightset.json" in err
+
+
+def test_a_bad_genreg_weights_is_refused_by_the_cli_and_survived_by_the_library(capsys, monkeypatch):
+    from genreg_viewer import weight_sets
+
+    monkeypatch.setenv("GENREG_WEIGHTS", "/nonexistent")
+    monkeypatch.setattr(weight_sets, "_AUTO", None)
+    monkeypatch.setattr(weight_sets, "_ACTIVE", None)
+    err = cli_error(capsys, ["recon", SAMPLE, "--method", "adjoint", "--device", "cpu"])
+    assert err.startswith("genreg recon: error: GENREG_WEIGHTS: unknown weight set '/nonexistent'")
+    assert weight_sets.active_weight_set().name == "phantom" and weight_sets.is_auto()  # the app starts
+    assert "GENREG_WEIGHTS" in capsys.readouterr().err
+
+
+def test_the_app_starts_with_a_bad_genreg_weights(monkeypatch, request):
+    from genreg_viewer import weight_sets
+
+    monkeypatch.setenv("GENREG_WEIGHTS", "/nonexistent")
+    monkeypatch.setattr(weight_sets, "_AUTO", None)
+    monkeypatch.setattr(weight_sets, "_ACTIVE", None)
+    win = request.getfixturevalue("window")
+    assert win.isVisible() and request.getfixturevalue("errors") == []

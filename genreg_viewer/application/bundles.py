@@ -64,6 +64,8 @@ MAX_JSON_DEPTH = 4
 #: largest side of a session's images: the application's image size (opening a session recomputes the SSIM and
 #: the comparison maps on the GUI thread; a 4096 x 4096 ground truth froze it for minutes)
 MAX_IMAGE_SIDE = IMAGE_SIZE
+#: the smallest side of a session image: the SSIM window (11), which scores every run and the adjoint
+MIN_IMAGE_SIDE = 11
 #: Qt passes run ids and widget values as 32-bit integers
 QT_INT_LIMIT = 2**31 - 1
 NPY_MAGIC = b"\x93NUMPY"
@@ -264,6 +266,8 @@ def _read_folder(path: Path, total: list[int]) -> Bundle:
         raise SessionError(f"not a genreg-viewer session folder (no {FOLDER_META})")
     if meta_file.is_symlink() and Path(os.path.realpath(meta_file)).parent != Path(os.path.realpath(path)):
         raise SessionError(f"{FOLDER_META} is a link to a file outside the session folder")
+    if not meta_file.is_file():  # a FIFO or device would block the read
+        raise SessionError(f"{FOLDER_META} is not a regular file")
     if meta_file.stat().st_size > MAX_META_BYTES:
         raise SessionError(f"{FOLDER_META} is larger than {MAX_META_BYTES // 2**20} MiB")
     meta = _parse_meta(meta_file.read_bytes())
@@ -339,6 +343,8 @@ def read_bundle(path: str | Path) -> Bundle:
     if not path.exists():
         raise SessionError(f"no such file or folder: {path}")
     total = [0]
+    if not path.is_dir() and not path.is_file():
+        raise SessionError(f"{path.name} is not a regular file or a session folder (a FIFO or device?)")
     try:
         if path.is_dir():
             return _read_folder(path, total)
@@ -364,6 +370,8 @@ def is_bundle(path: str | Path) -> bool:
     try:
         if path.is_dir():
             return (path / FOLDER_META).exists()
+        if not path.is_file():  # nothing, or a FIFO or device that would block
+            return False
         if path.suffix.lower() == ".npz":
             with zipfile.ZipFile(path) as archive:
                 return f"{META_KEY}.npy" in archive.namelist()
@@ -383,20 +391,55 @@ def describe_bundle(path: str | Path) -> dict[str, Any]:
     is not a readable bundle). The metadata is checked as when opening it; arrays are listed by name and shape."""
     path = Path(path)
     bundle = read_bundle(path)
+    try:
+        return _describe(path, bundle)
+    except SessionError as exc:
+        raise SessionError(f"{path.name}: {exc}") from None
+
+
+def _describe(path: Path, bundle: Bundle) -> dict[str, Any]:
+    """:func:`describe_bundle` of a read bundle; every field it shows is type-checked (one line naming it)."""
     meta = bundle.meta
     runs = meta.get("runs", [])
     if not isinstance(runs, list):
-        raise SessionError(f"{path.name}: 'runs' must be a list")
+        _check.fail("runs", "a list", runs)
+    if len(runs) > MAX_RUNS:
+        raise SessionError(f"the bundle has {len(runs)} runs, more than {MAX_RUNS}")
     kind = meta.get("kind", "session")
+    if kind not in ("session", "results"):
+        _check.fail("kind", "'session' or 'results'", kind)
+    info = _check.mapping(meta.get("image_info"), "image_info", default={})
+    described = []
+    for i, run in enumerate(runs):
+        where = f"runs[{i}]"
+        run = _check.mapping(run, where)
+        extras = run.get("extras", [])
+        if not isinstance(extras, list) or not all(isinstance(e, str) and len(e) <= MAX_TEXT for e in extras):
+            _check.fail(f"{where}.extras", "a list of names", extras)
+        psnr = _check.number(run.get("psnr"), f"{where}.psnr", optional=True, finite=False)
+        ssim = _check.number(run.get("ssim"), f"{where}.ssim", optional=True, finite=False)
+        if (psnr is None) != (ssim is None):
+            raise SessionError(f"{where}: psnr and ssim must both be numbers or both null")
+        described.append({
+            "run_id": _check.integer(run.get("run_id"), f"{where}.run_id", 0, QT_INT_LIMIT - 1),
+            "method": _check.text(run.get("method"), f"{where}.method"),
+            "title": _check.text(run.get("title"), f"{where}.title"),
+            "psnr": psnr, "ssim": ssim,
+            "iterations": _check.integer(run.get("iterations", 0), f"{where}.iterations", 0, limits.MAX_SEED - 1),
+            "seconds": _check.number(run.get("seconds", 0.0), f"{where}.seconds", 0.0),
+            "extras": extras,
+        })
+    seed = meta.get("seed")
     return {
         "kind": f"genreg-viewer {kind} bundle",
         "summary": f"{path.name}: genreg-viewer {kind} bundle, {len(runs)} run{'s' if len(runs) != 1 else ''}",
         "size_bytes": sum(f.stat().st_size for f in path.iterdir()) if path.is_dir() else path.stat().st_size,
-        "image": (meta.get("image_info") or {}).get("source"),
-        "mask": meta.get("mask_spec"), "sigma": meta.get("sigma"), "seed": meta.get("seed"),
+        "image": _check.text(info.get("source"), "image_info.source", optional=True),
+        "mask": _check.text(meta.get("mask_spec"), "mask_spec", optional=True),
+        "sigma": _check.number(meta.get("sigma"), "sigma", 0.0, MAX_SIGMA, optional=True),
+        "seed": None if seed is None else _check.integer(seed, "seed", 0, limits.MAX_SEED - 1),
         "has_ground_truth": "ground_truth" in bundle.arrays,
-        "runs": [{key: run.get(key) for key in ("run_id", "method", "title", "psnr", "ssim", "iterations", "seconds",
-                                                "extras")} for run in runs if isinstance(run, dict)],
+        "runs": described,
         "arrays": [{"name": name, "shape": list(array.shape), "dtype": str(array.dtype)}
                    for name, array in sorted(bundle.arrays.items())],
     }
@@ -519,7 +562,10 @@ class _Checker:
             return None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             self.fail(where, "a number" + (" or null" if optional else ""), value)
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:  # an integer of 1e309 or more
+            self.fail(where, "a number within the range of a double", value)
         if finite and not math.isfinite(value):
             self.fail(where, "a finite number", value)
         if not low <= value <= high and not math.isnan(value):
@@ -752,9 +798,9 @@ def check_bundle(bundle: Bundle) -> SessionContents:
     if "ground_truth" not in arrays or "mask" not in arrays:
         raise SessionError("the session has no ground truth image or mask")
     image = _image_array(arrays["ground_truth"], "the ground truth")
-    if not 2 <= min(image.shape) or max(image.shape) > MAX_IMAGE_SIDE:
-        raise SessionError(f"the ground truth has shape {image.shape}; sessions hold images with sides from 2 to "
-                           f"{MAX_IMAGE_SIDE} (the application's image size)")
+    if not MIN_IMAGE_SIDE <= min(image.shape) or max(image.shape) > MAX_IMAGE_SIDE:
+        raise SessionError(f"the ground truth has shape {image.shape}; sessions hold images with sides from "
+                           f"{MIN_IMAGE_SIDE} (the SSIM window) to {MAX_IMAGE_SIDE} (the application's image size)")
     if not np.isfinite(image).all():
         raise SessionError("the ground truth contains NaN or infinite values")
     mask = arrays["mask"]

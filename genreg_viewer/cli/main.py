@@ -49,9 +49,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 1
     from ..device import configure_threads
-    from ..weight_sets import active_weight_set, is_auto, use_weight_set
+    from ..weight_sets import WeightSetError, active_weight_set, environment_error, is_auto, use_weight_set
 
     try:
+        problem = environment_error()  # before anything reads GENREG_WEIGHTS
+        if problem and not getattr(args, "weights", None):  # --weights overrides the environment
+            raise WeightSetError(problem)
         configure_threads()  # one slice's default (GENREG_THREADS wins); commands that know the size refine it
         before = None if is_auto() else active_weight_set()  # None restores auto mode
         try:

@@ -126,6 +126,8 @@ def _check_regular(path: Path, what: str) -> None:
 def _check_path(path: str | os.PathLike) -> Path:
     path = Path(path)
     if not path.exists():
+        if path.is_symlink():
+            raise DataError(f"{path} is a link to {os.readlink(path)}, which does not exist")
         raise DataError(f"file not found: {path}")
     if path.is_dir():
         raise DataError(f"{path} is a folder, not a file")
