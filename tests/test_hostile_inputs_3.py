@@ -655,3 +655,124 @@ def test_the_app_starts_with_a_bad_genreg_weights(monkeypatch, request):
     monkeypatch.setattr(weight_sets, "_ACTIVE", None)
     win = request.getfixturevalue("window")
     assert win.isVisible() and request.getfixturevalue("errors") == []
+
+
+# ------------------------------------------------------------------------------------------------ network sizes
+@pytest.mark.parametrize("changes, message", [
+    ({"widths": [100000, 64, 128]}, "VAE widths must be at most 2048"),
+    ({"latent_dim": 10**9}, "VAE latent_dim must be at most 65536"),
+    ({"image_size": 2**40}, "VAE image_size must be at most 1024"),
+    ({"widths": [32] * 20}, "VAE widths must have at most 8 entries"),
+    # inside every bound, but a linear head of 2048 * 512^2 * 65536 weights (128 TiB): refused by its shapes,
+    # compared on the meta device before anything is allocated
+    ({"image_size": 1024, "patch": 1, "widths": [2048], "coarse_channels": 2048, "latent_dim": 65536},
+     "does not match config"),
+])
+def test_vae_configs_asking_for_huge_networks_are_refused_before_allocating(capsys, tmp_path, changes, message):
+    import time
+
+    folder = weights_folder(tmp_path, "vae_identity")
+    edit_config(folder, "vae_identity", **changes)
+    start = time.perf_counter()
+    err = cli_error(capsys, ["recon", SAMPLE, "--method", "mean+identity", "--device", "cpu", "--weights",
+                             str(folder), "--json"])
+    assert message in err and "vae_identity" in err
+    assert time.perf_counter() - start < 20
+
+
+@pytest.mark.parametrize("name, changes, message", [
+    ("varnet-radial25-sigma0.05", {"stages": 10**6}, "stages must be an integer in \\[1, 64\\]"),
+    ("varnet-radial25-sigma0.05", {"rbf_count": 10**5}, "rbf_count must be an integer in \\[2, 256\\]"),
+    ("edip", {"channels": [16, 10**6]}, "U-Net channels must be 2 to 8 levels"),
+    ("dncnn", {"channels": 4096}, "channels must be an integer in \\[1, 512\\]"),
+])
+def test_learned_network_configs_out_of_bounds_are_refused(tmp_path, name, changes, message):
+    import torch
+
+    from genreg_viewer.models.weights import WeightsError
+    from genreg_viewer.recon.learned.common import load_network
+    from genreg_viewer.recon.learned.dip import _build_unet
+    from genreg_viewer.recon.learned.pnp import _build_denoiser
+    from genreg_viewer.recon.learned.varnet import _build
+
+    build = {"edip": _build_unet, "dncnn": _build_denoiser}.get(name, _build)
+    folder = weights_folder(tmp_path, name)
+    edit_config(folder, name, **changes)
+    with pytest.raises(WeightsError, match=message) as info:
+        load_network(str(folder / name), build, torch.device("cpu"))
+    assert f"{name}.json" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_varnet_with_a_negative_noise_sigma_is_one_line(capsys, tmp_path):
+    folder = weights_folder(tmp_path, "varnet-radial25-sigma0.05")
+    edit_config(folder, "varnet-radial25-sigma0.05", noise_sigma=-0.01)  # divided by zero in the distance before
+    stem = folder / "varnet-radial25-sigma0.05"
+    err = cli_error(capsys, ["recon", SAMPLE, "--method", "varnet", "--device", "cpu", "--weights", str(folder),
+                             "--json"])
+    assert "ZeroDivision" not in err and "no variational network weights" in err  # the only one is left out
+    weights_folder(tmp_path, "varnet-radial125-sigma0.05")  # a valid one beside it: the method is available
+    err = cli_error(capsys, ["recon", SAMPLE, "--method", "varnet", "--device", "cpu", "--weights", str(folder),
+                             "--param", f"setting={stem}", "--json"])
+    assert "is not a variational network (noise_sigma must be in [0, 10], got -0.01)" in err
+
+
+@pytest.mark.parametrize("case", ["shape int", "shape null", "deep", "fifo", "huge shape"])
+def test_malformed_weight_manifests_are_one_line(tmp_path, case):
+    import json
+
+    from genreg_viewer.models.weights import WeightsError, load_weights
+
+    folder = weights_folder(tmp_path, "dncnn")
+    meta = folder / "dncnn.json"
+    document = json.loads(meta.read_text())
+    first = next(iter(document["tensors"]))
+    if case == "deep":
+        meta.write_text("[" * 100000 + "]" * 100000)
+    elif case == "fifo":
+        meta.unlink()
+        os.mkfifo(meta)
+    else:
+        document["tensors"][first] = {"shape int": 5, "shape null": None, "huge shape": [2**40]}[case]
+        meta.write_text(json.dumps(document))
+    message = {"deep": "nests too deeply", "fifo": "is not a regular file"}.get(case, "must be a list of at most 8")
+    with pytest.raises(WeightsError, match=message) as info:
+        load_weights(folder / "dncnn")
+    assert "dncnn.json" in str(info.value) and "\n" not in str(info.value)
+
+
+# ------------------------------------------------------------------------------------------------ tuned tables
+def tuned_set(tmp_path: Path, table) -> Path:
+    import json
+
+    folder = weights_folder(tmp_path, "dncnn")
+    (folder / "tuned").mkdir()
+    (folder / "tuned" / "pnp.json").write_text(table if isinstance(table, str) else json.dumps(table))
+    return folder
+
+
+def pnp_entry(**changes) -> dict:
+    return {"sampling_fraction": 0.1, "sigma": 0.05, "params": {"denoiser_sigma": 0.05, "rho": 1.0}, **changes}
+
+
+BAD_TUNED = {
+    "not a dict": ([1, 2], "the table must be a JSON object"),
+    "settings": ({"pnp-admm": {"a": 1}}, "the settings of 'pnp-admm' must be a list"),
+    "setting": ({"pnp-admm": [3]}, "pnp-admm setting 0 must be a JSON object"),
+    "no params": ({"pnp-admm": [{"sampling_fraction": 0.1, "sigma": 0.05}]}, "'params' must be a JSON object"),
+    "fraction": ({"pnp-admm": [pnp_entry(sampling_fraction="x")]}, "'sampling_fraction' must be a number"),
+    "sigma nan": ({"pnp-admm": [pnp_entry(sigma=float("nan"))]}, "'sigma' must be a number"),
+    "param list": ({"pnp-admm": [pnp_entry(params={"rho": [1]})]}, "params.rho must be a finite number"),
+    "param huge": ({"pnp-admm": [pnp_entry(params={"rho": 10**400})]}, "params.rho must be a finite number"),
+    "param range": ({"pnp-admm": [pnp_entry(params={"rho": -5.0})]}, "pnp-admm setting at sigma 0.05: .*rho"),
+    "param unknown": ({"pnp-admm": [pnp_entry(params={"speed": 1})]}, "has no parameter 'speed'"),
+    "deep": ("[" * 100000 + "]" * 100000, "nests too deeply"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_TUNED))
+def test_malformed_tuned_tables_are_one_line_naming_the_file(capsys, tmp_path, case):
+    table, message = BAD_TUNED[case]
+    folder = tuned_set(tmp_path, table)
+    err = cli_error(capsys, ["recon", SAMPLE, "--method", "pnp-admm", "--device", "cpu", "--weights", str(folder),
+                             "--iters", "1", "--json"])
+    assert re.search(message, err) and "pnp.json" in err, err

@@ -222,7 +222,13 @@ GENERATED_MASKS = ("radial", "golden", "cartesian", "random", "full")
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    """A finite int or float within the range of a double (not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer of 1e309 or more
+        return False
 
 
 def _check_entry(entry: Any, where: str) -> None:

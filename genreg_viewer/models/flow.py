@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .generator_common import ImageGenerator, JsonConfig, generator_from_weights, is_integer
+from .generator_common import ImageGenerator, JsonConfig, check_sizes, generator_from_weights, is_integer
 from .weights import save_weights, weights_exist
 
 MODEL_TYPE = "genreg-flow"
@@ -76,6 +76,7 @@ class FlowConfig(JsonConfig):
 
     def validate(self) -> None:
         """Raise ``ValueError`` with a clear message for an inconsistent configuration."""
+        check_sizes(self, "flow", {"image_size": 1024, "steps_per_level": 64}, {"hidden": 1024})
         if not self.hidden or not all(is_integer(h) and h > 0 for h in self.hidden):
             raise ValueError(f"hidden must be a non-empty list of positive integers, got {list(self.hidden)!r}")
         factor = 2 ** len(self.hidden)

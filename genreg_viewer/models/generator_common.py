@@ -12,7 +12,7 @@ from typing import Any, Callable, Mapping, TypeVar, cast
 
 import torch
 
-from .weights import WeightsError, load_state_into, load_weights, weights_paths
+from .weights import WeightsError, check_before_building, load_state_into, load_weights, weights_paths
 
 GeneratorT = TypeVar("GeneratorT", bound="ImageGenerator")
 
@@ -55,6 +55,26 @@ class JsonConfig:
                     raise ValueError(f"{name} must be a list of integers, got {values[name]!r}")
                 values[name] = tuple(values[name])
         return cls(**values)
+
+
+#: most entries of a list-valued size (levels of a network)
+MAX_LEVELS = 8
+
+
+def check_sizes(config: Any, label: str, scalars: Mapping[str, int], lists: Mapping[str, int] = {}) -> None:
+    """``ValueError`` naming the field unless each integer field in ``scalars`` is at most its bound and each list
+    field in ``lists`` has at most :data:`MAX_LEVELS` entries of at most its bound (type and lower-bound checks are
+    the config's own); checked before the sizes are used to build anything."""
+    for name, most in scalars.items():
+        value = getattr(config, name)
+        if is_integer(value) and value > most:
+            raise ValueError(f"{label} {name} must be at most {most}, got {value!r}")
+    for name, most in lists.items():
+        values = tuple(getattr(config, name))
+        if len(values) > MAX_LEVELS:
+            raise ValueError(f"{label} {name} must have at most {MAX_LEVELS} entries, got {len(values)}")
+        if any(is_integer(v) and v > most for v in values):
+            raise ValueError(f"{label} {name} must be at most {most} each, got {list(values)!r}")
 
 
 def _shape_of(value: Any) -> Any:
@@ -119,6 +139,7 @@ def generator_from_weights(
         config = config_class.from_dict(config_dict)
     except (TypeError, ValueError) as exc:
         raise WeightsError(f"{meta_path} has an invalid {label} config: {exc}") from exc
+    check_before_building(lambda c: cast(torch.nn.Module, build(c)), config, state, str(tensor_path), meta_path)
     model = build(config)
     module = cast(torch.nn.Module, model)  # generators are ImageGenerator and nn.Module
     load_state_into(module, state, str(tensor_path), config=meta_path)

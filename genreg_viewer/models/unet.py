@@ -41,6 +41,11 @@ class UNet(nn.Module):
         channels = tuple(int(c) for c in channels)
         if len(channels) < 2:
             raise ValueError("a U-Net needs at least two levels")
+        if len(channels) > 8 or not all(1 <= c <= 1024 for c in channels):
+            raise ValueError(f"U-Net channels must be 2 to 8 levels of 1 to 1024 channels, got {list(channels)}")
+        if not 1 <= int(in_channels) <= 64 or not 0 <= int(skip_channels) <= 256:
+            raise ValueError(f"U-Net in_channels must be in [1, 64] and skip_channels in [0, 256], got "
+                             f"{in_channels!r}, {skip_channels!r}")
         if residual and in_channels != 1:
             raise ValueError("a residual U-Net needs exactly one input channel")
         self.residual = bool(residual)

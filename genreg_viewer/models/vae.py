@@ -48,7 +48,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .cholesky import SparseCholesky
-from .generator_common import ImageGenerator, JsonConfig, generator_from_weights, is_integer
+from .generator_common import ImageGenerator, JsonConfig, check_sizes, generator_from_weights, is_integer
 from .weights import WeightsError, read_weights_json, save_weights, weights_exist, weights_paths, weights_stem
 
 COVARIANCE_KINDS = ("identity", "diagonal", "covar")
@@ -57,6 +57,11 @@ PATCHES = (1, 2, 4)
 #: the largest magnitude of a log-diagonal entry of L (bounds and identity_rho): the precision exp(2 l) stays below
 #: exp(24) ~ 2.6e10, far beyond any image's (a std of 1e-4 is l = 9.2); beyond, float32 sums overflow to NaN
 MAX_LOG_DIAG = 12.0
+#: upper bounds of a VAE config (a weights file's JSON is untrusted; the networks are also compared with the stored
+#: tensors before any is allocated): the paper's layout uses 512 channels, a 128 x 128 image and 100 latents
+MAX_CHANNELS = 2048
+MAX_IMAGE_SIZE = 1024
+MAX_LATENT = 65536
 #: the slim default (trainable on a 2-core CPU in minutes: a stride-4 patch stem and a 4x4 sub-pixel output around
 #: three resolution levels) and a paper-sized layout for GPU users (full-resolution stem and output, five levels)
 SLIM_WIDTHS: tuple[int, ...] = (32, 64, 128)
@@ -116,6 +121,9 @@ class VAEConfig(JsonConfig):
 
     def validate(self) -> None:
         """Raise ``ValueError`` with a clear message for an inconsistent configuration."""
+        check_sizes(self, "VAE", {"latent_dim": MAX_LATENT, "image_size": MAX_IMAGE_SIZE,
+                                  "coarse_channels": MAX_CHANNELS, "latent_channels": MAX_CHANNELS},
+                    {"widths": MAX_CHANNELS, "decoder_widths": MAX_CHANNELS})
         if not is_integer(self.latent_dim) or self.latent_dim < 1:
             raise ValueError(f"latent_dim must be a positive integer, got {self.latent_dim!r}")
         if not self.widths or not all(is_integer(w) and w > 0 for w in self.widths):

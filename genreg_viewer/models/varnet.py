@@ -180,8 +180,12 @@ class VariationalNetwork(nn.Module):
     def __init__(self, stages: int = 10, filters: int = 24, kernel_size: int = 11, rbf_count: int = 31,
                  rbf_extent: float = 1.0, seed: int = 0):
         super().__init__()
-        if stages < 1:
-            raise ValueError("a variational network needs at least one stage")
+        for name, value, low, high in (("stages", stages, 1, 64), ("filters", filters, 1, 512),
+                                       ("kernel_size", kernel_size, 1, 31), ("rbf_count", rbf_count, 2, 256)):
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise ValueError(f"variational network {name} must be an integer in [{low}, {high}], got {value!r}")
+        if isinstance(rbf_extent, bool) or not isinstance(rbf_extent, (int, float)) or not 0 < rbf_extent <= 100:
+            raise ValueError(f"variational network rbf_extent must be a number in (0, 100], got {rbf_extent!r}")
         generator = torch.Generator().manual_seed(seed)
         self.config = {"stages": int(stages), "filters": int(filters), "kernel_size": int(kernel_size),
                        "rbf_count": int(rbf_count), "rbf_extent": float(rbf_extent)}

@@ -22,7 +22,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 
@@ -32,6 +32,11 @@ FORMAT_NAME = "genreg-weights"
 FORMAT_VERSION = 1
 TENSOR_SUFFIX = ".safetensors"
 CONFIG_SUFFIX = ".json"
+
+
+#: the largest weights config (JSON) and tensor file read (the bundled ones are below 100 KB and 60 MB)
+MAX_CONFIG_BYTES = 16 * 2**20
+MAX_TENSOR_BYTES = 2 * 2**30
 
 
 class WeightsError(ValueError):
@@ -144,12 +149,18 @@ def save_weights(
 def read_weights_json(stem: str | os.PathLike) -> dict[str, Any]:
     """The parsed JSON document of a weights file (checked for the format marker)."""
     _, meta_path = weights_paths(stem)
-    if not meta_path.is_file():
-        raise WeightsError(f"weights config {meta_path} not found")
+    if not meta_path.is_file():  # missing, a dangling link, a folder, a FIFO or device
+        what = "is not a regular file" if os.path.lexists(meta_path) else "not found"
+        raise WeightsError(f"weights config {meta_path} {what}")
+    size = meta_path.stat().st_size
+    if size > MAX_CONFIG_BYTES:
+        raise WeightsError(f"weights config {meta_path} has {size} bytes, more than the limit of {MAX_CONFIG_BYTES}")
     try:
         document = json.loads(meta_path.read_text(encoding="utf-8"))
+    except RecursionError:
+        raise WeightsError(f"weights config {meta_path} is not valid JSON: it nests too deeply") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise WeightsError(f"weights config {meta_path} is not valid JSON: {exc}") from exc
+        raise WeightsError(f"weights config {meta_path} is not valid JSON: {exc}") from None
     if not isinstance(document, dict) or document.get("format") != FORMAT_NAME:
         raise WeightsError(f"{meta_path} is not a genreg weights file (missing \"format\": \"{FORMAT_NAME}\")")
     if document.get("version") != FORMAT_VERSION:
@@ -158,6 +169,12 @@ def read_weights_json(stem: str | os.PathLike) -> dict[str, Any]:
     for key in ("config", "info", "tensors"):
         if not isinstance(document.get(key), dict):
             raise WeightsError(f"{meta_path} lacks the {key!r} section")
+    for name, shape in document["tensors"].items():
+        if not isinstance(shape, list) or len(shape) > 8 or not all(
+                isinstance(n, int) and not isinstance(n, bool) and 0 <= n < 2**31 for n in shape):
+            shown = repr(shape) if len(repr(shape)) <= 40 else repr(shape)[:37] + "..."
+            raise WeightsError(f"{meta_path}: the shape of tensor {name[:60]!r} in 'tensors' must be a list of at most "
+                               f"8 sizes, got {shown}")
     return document
 
 
@@ -165,7 +182,11 @@ def _read_tensor_file(tensor_path: Path, device: str | torch.device) -> dict[str
     from safetensors.torch import load_file
 
     if not tensor_path.is_file():
-        raise WeightsError(f"weights file {tensor_path} not found")
+        what = "is not a regular file" if os.path.lexists(tensor_path) else "not found"
+        raise WeightsError(f"weights file {tensor_path} {what}")
+    size = tensor_path.stat().st_size
+    if size > MAX_TENSOR_BYTES:
+        raise WeightsError(f"weights file {tensor_path} has {size} bytes, more than the limit of {MAX_TENSOR_BYTES}")
     try:
         return load_file(str(tensor_path), device=str(device))
     except Exception as exc:  # safetensors raises its own error types for truncated/corrupt headers
@@ -300,6 +321,27 @@ def describe_mismatch(expected: Mapping[str, Any], found: Mapping[str, Any]) -> 
     return "; ".join(parts) or "no difference"
 
 
+def check_before_building(build: Callable[[Any], torch.nn.Module], config: Any, state: Mapping[str, torch.Tensor],
+                          source: str, config_name: Any = None) -> None:
+    """Build the network of ``config`` on PyTorch's ``meta`` device (no memory is allocated) and compare its tensor
+    names and shapes with ``state`` before the real build: a small crafted config asking for a network of many GB
+    fails here in one :class:`WeightsError` line instead of allocating it. Errors of the config itself propagate
+    (``TypeError``/``ValueError``/``KeyError``/``OverflowError``, as from the real build); a constructor that
+    computes on its tensors (which ``meta`` cannot) is left to the check after the real build."""
+    try:
+        with torch.random.fork_rng(devices=[]), torch.device("meta"):
+            probe = build(config)
+    except (TypeError, ValueError, KeyError, OverflowError):
+        raise
+    except (RuntimeError, NotImplementedError):
+        return
+    expected = {name: list(t.shape) for name, t in probe.state_dict().items()}
+    found = {name: list(t.shape) for name, t in state.items()}
+    if expected != found:
+        raise WeightsError(f"weights file {source} does not match config {config_name}: "
+                           f"{describe_mismatch(expected, found)}")
+
+
 def load_state_into(
     module: torch.nn.Module, state: Mapping[str, torch.Tensor], source: str, config: Any = None
 ) -> None:
@@ -323,6 +365,7 @@ __all__ = [
     "ALLOWED_DTYPES",
     "MAX_WEIGHT_MAGNITUDE",
     "WeightsError",
+    "check_before_building",
     "copy_weights_folder",
     "describe_mismatch",
     "file_sha256",

@@ -8,7 +8,8 @@ from typing import Callable, TypeVar
 import torch
 
 from ...models.cache import cached_model
-from ...models.weights import WeightsError, load_state_into, load_weights, weights_exist, weights_paths, weights_stem
+from ...models.weights import (WeightsError, check_before_building, load_state_into, load_weights, weights_exist,
+                                     weights_paths, weights_stem)
 from ...weight_sets import find_weights
 
 
@@ -50,6 +51,7 @@ def load_network(name: str, build: Callable[[dict], ModuleT], device: torch.devi
     def load() -> tuple[ModuleT, dict, dict]:
         state, config, info = load_weights(stem)
         try:
+            check_before_building(build, config, state, str(weights_paths(stem)[0]), config)  # nothing allocated yet
             with torch.random.fork_rng(devices=[]):  # building draws initial weights: leave the caller's RNG alone
                 module = build(config)
         except (TypeError, ValueError, KeyError, OverflowError) as exc:

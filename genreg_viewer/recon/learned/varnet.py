@@ -46,6 +46,20 @@ class TrainedSetting:
         return mask_term + noise_term + (0.0 if fingerprint == self.fingerprint else PATTERN_PENALTY)
 
 
+def _setting(config: dict, stem) -> TrainedSetting:
+    """The :class:`TrainedSetting` of a variational network's config (``KeyError``/``TypeError``/``ValueError`` for
+    a field that is missing or out of range: a noise sigma of -0.01 divided by zero in :meth:`distance`)."""
+    from ...physics.noise import MAX_SIGMA
+
+    fraction, sigma = float(config["sampling_fraction"]), float(config["noise_sigma"])
+    if not 0 < fraction <= 1:
+        raise ValueError(f"sampling_fraction must be in (0, 1], got {fraction!r}")
+    if not 0 <= sigma <= MAX_SIGMA:
+        raise ValueError(f"noise_sigma must be in [0, {MAX_SIGMA:g}], got {sigma!r}")
+    return TrainedSetting(str(config["setting"]), str(stem), str(config["mask_spec"]), str(config["mask_fingerprint"]),
+                          fraction, sigma)
+
+
 def trained_settings(folder=None, weight_set=None) -> list[TrainedSetting]:
     """The variational networks found as ``varnet-*.json`` in ``folder``, else in ``weight_set`` (default: the
     active one) or the first of its fallbacks that has any (unreadable files are skipped)."""
@@ -56,12 +70,8 @@ def trained_settings(folder=None, weight_set=None) -> list[TrainedSetting]:
     for meta in sorted(folder.glob("varnet-*.json")):
         stem = meta.with_suffix("")
         try:
-            config = read_weights_json(stem)["config"]
-            settings.append(TrainedSetting(
-                str(config["setting"]), str(stem), str(config["mask_spec"]), str(config["mask_fingerprint"]),
-                float(config["sampling_fraction"]), float(config["noise_sigma"]),
-            ))
-        except (WeightsError, KeyError, TypeError, ValueError):
+            settings.append(_setting(read_weights_json(stem)["config"], stem))
+        except (WeightsError, KeyError, TypeError, ValueError, OverflowError):
             continue
     return settings
 
@@ -116,16 +126,13 @@ class VariationalNetworkMethod(ReconMethod):
             else:
                 stem = resolve_weights(requested, problem.weight_set)
                 try:
-                    config = read_weights_json(stem)["config"]
-                    best = TrainedSetting(str(config["setting"]), str(stem), str(config["mask_spec"]),
-                                          str(config["mask_fingerprint"]), float(config["sampling_fraction"]),
-                                          float(config["noise_sigma"]))
+                    best = _setting(read_weights_json(stem)["config"], stem)
                 except WeightsError:
                     raise ParameterError(
                         f"unknown variational network setting {requested!r}; available: "
                         f"{', '.join(['auto'] + sorted(by_name))} or a weights path"
                     ) from None
-                except (KeyError, TypeError, ValueError) as exc:
+                except (KeyError, TypeError, ValueError, OverflowError) as exc:
                     raise WeightsError(f"{stem}.json is not a variational network ({exc})") from None
             distance = best.distance(problem.operator.sampling_fraction, fingerprint, problem.sigma)
         exact = best.fingerprint == fingerprint and math.isclose(best.sigma, problem.sigma, rel_tol=1e-6, abs_tol=1e-9)
