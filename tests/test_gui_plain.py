@@ -293,3 +293,75 @@ def test_the_live_title_keeps_its_numbers_when_cut(window, qtbot, errors):
     assert header.is_elided() and "…" in shown
     assert shown.endswith(f"SSIM {record.ssim:.3f}") and shown.startswith("A very long")
     assert header.text() in header.toolTip() and "Ran 5 iterations" in header.toolTip()
+
+
+# ------------------------------------------------------------------------------------------------ using the window
+def _background_share(widget) -> float:
+    """The share of ``widget``'s pixels in its most common colour (the window background)."""
+    image = widget.grab().toImage().convertToFormat(widget.grab().toImage().Format.Format_RGB32)
+    pixels = np.frombuffer(image.constBits().asstring(image.sizeInBytes()), np.uint32)
+    pixels = pixels.reshape(image.height(), image.bytesPerLine() // 4)[:, :image.width()].ravel()
+    _, counts = np.unique(pixels, return_counts=True)
+    return counts.max() / pixels.size
+
+
+def _square(view) -> int:
+    """The side of an image view's (about square) drawing area; the image's pixels are square."""
+    graphics = view.graphics
+    assert abs(graphics.width() - graphics.height()) <= 0.05 * graphics.width(), (graphics.width(), graphics.height())
+    px, py = view.view_box.viewPixelSize()
+    assert px == pytest.approx(py, rel=1e-6)
+    return min(graphics.width(), graphics.height())
+
+
+def test_the_measurement_images_grow_with_the_window(window, qtbot, errors):
+    view = window.measurement_view
+    window.tabs.setCurrentWidget(view)
+    sides = {}
+    for size in ((1280, 800), (1600, 1000)):
+        window.resize(*size)
+        qtbot.wait(50)
+        # the tab is about as tall as it is wide: the k-space (where the mask is drawn) large, truth and adjoint
+        # stacked beside it
+        assert view.arrangement == "featured"
+        sides[size] = [_square(v) for v in view.views]
+        big, truth, adjoint = _square(view.painter), _square(view.truth_view), _square(view.adjoint_view)
+        assert big >= 0.6 * min(view.width(), view.height()) and truth == adjoint >= 0.4 * big
+        assert _background_share(window) <= 0.42
+    assert all(large > small for large, small in zip(sides[(1600, 1000)], sides[(1280, 800)]))
+    window.resize(1900, 560)  # a wide, low window: three across
+    qtbot.wait(50)
+    assert view.arrangement == "columns:3" and len({_square(v) for v in view.views}) == 1
+    # the truth and the adjoint still pan and zoom together
+    view.truth_view.view_box.setRange(xRange=(10, 50), yRange=(20, 60), padding=0)
+    np.testing.assert_allclose(view.adjoint_view.view_box.viewRange(), view.truth_view.view_box.viewRange())
+    assert errors == []
+
+
+def test_the_comparison_tiles_fill_the_window(window, qtbot, errors):
+    panel = window.method_panel
+    assert panel.select_method("adjoint")
+    for count in range(1, 5):
+        run_and_wait(qtbot, window, count, errors)
+    comparison = window.comparison
+    window.tabs.setCurrentWidget(comparison)
+    sides = {}
+    for size in ((1280, 800), (1600, 1000)):
+        window.resize(*size)
+        qtbot.wait(50)
+        assert comparison.columns == 3  # six tiles, two rows: all in view
+        assert comparison.scroll.verticalScrollBar().maximum() == 0
+        sides[size] = {_square(tile.view) for tile in comparison.tiles.values()}
+        assert len(sides[size]) == 1  # every tile the same size
+        grid = comparison.grid_widget
+        used = sum(t.width() * (t.view.graphics.height()) for t in comparison.tiles.values())
+        assert used >= 0.4 * grid.width() * grid.height()
+    assert min(sides[(1600, 1000)]) > max(sides[(1280, 800)]) > 150
+    truth = comparison.tiles["truth"].view
+    truth.view_box.setRange(xRange=(30, 70), yRange=(30, 70), padding=0)
+    for tile in comparison.tiles.values():
+        np.testing.assert_allclose(tile.view.view_box.viewRange(), truth.view_box.viewRange())
+    comparison.columns_spin.setValue(2)  # chosen columns still hold
+    qtbot.wait(20)
+    assert comparison.columns == 2 and len({_square(t.view) for t in comparison.tiles.values()}) == 1
+    assert errors == []

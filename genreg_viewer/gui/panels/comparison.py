@@ -9,12 +9,13 @@ symmetric about zero. The grid exports as PNG exactly as shown.
 from __future__ import annotations
 
 import html
+import math
 from dataclasses import dataclass
 
 import numpy as np
 import pyqtgraph as pg
 from PyQt6.QtCore import QEvent, QRect, QRectF, Qt, pyqtSignal
-from PyQt6.QtGui import QAction, QColor
+from PyQt6.QtGui import QAction, QColor, QTextDocument
 from PyQt6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -26,6 +27,7 @@ from PyQt6.QtWidgets import (
     QMenu,
     QScrollArea,
     QSizePolicy,
+    QSpacerItem,
     QSpinBox,
     QToolBar,
     QVBoxLayout,
@@ -40,6 +42,8 @@ from ..widgets.image_view import DIVERGING, GREY, ImageView, em, lookup_table
 INSET_COLOUR = QColor("#ffd400")
 INSET_FRACTION = 0.42  #: inset width as a fraction of the image width
 DISPLAY_MODES = (("image", "Images"), ("difference", "Difference to truth"))
+#: most tiles per row the automatic layout puts side by side
+MAX_AUTO_COLUMNS = 6
 
 
 @dataclass
@@ -148,6 +152,9 @@ class ComparisonPanel(QWidget):
         self.grid_widget = QWidget()
         self.grid = QGridLayout(self.grid_widget)
         self.grid.setSpacing(em(self, 0.5))
+        self._base_margin = em(self, 0.5)
+        self._spacer = QSpacerItem(0, 0, QSizePolicy.Policy.Minimum, QSizePolicy.Policy.Expanding)
+        self.grid.setContentsMargins(*(self._base_margin,) * 4)
         self.scroll.setWidget(self.grid_widget)
         self.scroll.viewport().installEventFilter(self)
         self.columns = 1
@@ -216,7 +223,7 @@ class ComparisonPanel(QWidget):
         items = [TileContent("truth", "Ground truth", state.image, state.image_info.label())]
         if state.adjoint is not None:
             scores = state.adjoint_metrics()
-            details = f"PSNR {scores[0]:.2f} dB<br>SSIM {scores[1]:.3f}" if scores else ""
+            details = f"PSNR&nbsp;{scores[0]:.2f}&nbsp;dB · SSIM&nbsp;{scores[1]:.3f}" if scores else ""
             items.append(TileContent("adjoint", "Zero-filled adjoint", state.adjoint,
                                      f"{details}<br>{describe_setting(state.setting())}"))
         labels = numbered_labels(state.results)
@@ -257,15 +264,33 @@ class ComparisonPanel(QWidget):
         return tile
 
     def _layout_tiles(self) -> None:
-        """Place the tiles in reading order, ``columns`` per row (auto: up to 4), spare height below them."""
+        """Place the tiles in reading order, ``columns`` per row (auto: as many as show them largest in the
+        window, see :meth:`_size_tiles`), spare height below them."""
+        columns = self.columns_spin.value() or self._auto_columns()
+        self._place(columns)
+        self._size_tiles()
+
+    def _place(self, columns: int) -> None:
         count = len(self.tiles)
-        columns = self.columns = self.columns_spin.value() or min(max(count, 1), 4)
+        self.columns = columns
         for row in range(self.grid.rowCount()):
             self.grid.setRowStretch(row, 0)
         for index, tile in enumerate(self.tiles.values()):
             self.grid.addWidget(tile, index // columns, index % columns)  # moves a tile already in the grid
+        # the spare height below the tiles (an empty row would take no stretch: the tiles would grow instead)
+        self.grid.removeItem(self._spacer)
+        self.grid.addItem(self._spacer, (count - 1) // columns + 1, 0)
         self.grid.setRowStretch((count - 1) // columns + 1, 1)
-        self._size_tiles()
+
+    def _auto_columns(self) -> int:
+        """The column count (up to :data:`MAX_AUTO_COLUMNS`) whose tiles come out largest in the viewport."""
+        count = max(len(self.tiles), 1)
+        best, best_side = 1, -1
+        for columns in range(1, min(count, MAX_AUTO_COLUMNS) + 1):
+            side = self._fit(columns)[0]
+            if side > best_side + 0.5:
+                best, best_side = columns, side
+        return best
 
     def _result_added(self, record: RunRecord) -> None:
         """One more tile for a new run; the others stay as they are (a new run costs one tile, not a grid)."""
@@ -378,23 +403,61 @@ class ComparisonPanel(QWidget):
             self._size_tiles()
         return super().eventFilter(watched, event)
 
+    def _fit(self, columns: int) -> tuple[int, int]:
+        """``(side, caption height)`` of square image views in ``columns`` columns: as wide as a column, and no
+        taller than lets every row (view and caption) fit the viewport's height (but at least 8 lines of text;
+        the grid scrolls below that)."""
+        viewport = self.scroll.viewport()
+        margin = self._base_margin
+        spacing = self.grid.spacing()
+        count = max(len(self.tiles), 1)
+        rows = -(-count // columns)
+        tile = next(iter(self.tiles.values()), None)
+        extra = 0
+        if tile is not None:
+            tile_margins = tile.layout().contentsMargins()
+            extra = tile_margins.left() + tile_margins.right() + 2 * tile.frameWidth()
+            extra_height = tile_margins.top() + tile_margins.bottom() + 2 * tile.frameWidth() + \
+                tile.layout().spacing() + tile.view.layout().spacing()
+        else:
+            extra_height = 0
+        side = int((viewport.width() - 2 * margin - spacing * (columns - 1)) / columns) - extra
+        row_height = (viewport.height() - 2 * margin - spacing * (rows - 1)) / rows - extra_height
+        caption = self._caption_height(side)
+        for _ in range(2):  # a narrower view wraps its caption onto more lines: fit again with the taller caption
+            if side + caption <= row_height:
+                break
+            side = max(int(row_height - caption), em(self, 8))
+            caption = self._caption_height(side)
+        return max(side, em(self, 8)), caption
+
+    def _caption_height(self, width: int) -> int:
+        """The height of the tallest caption at ``width`` (at least two lines)."""
+        lines = [t.view.caption_label.fontMetrics().lineSpacing() * 2 for t in self.tiles.values()]
+        return max([_text_height(t.view.caption_label, max(width, em(self, 8))) for t in self.tiles.values()]
+                   + lines + [0])
+
     def _size_tiles(self) -> None:
-        """Square image views: as wide as a column and as high as they are wide (the grid then scrolls)."""
+        """Square image views as large as the viewport allows for the column count (auto: the count that makes
+        them largest), the grid centred; the same caption height on every tile keeps the linked views aligned."""
         if not self.tiles:
             return
-        margins = self.grid.contentsMargins()
-        width = self.scroll.viewport().width() - margins.left() - margins.right()
-        column = (width - self.grid.spacing() * (self.columns - 1)) / self.columns
-        captions = []
+        if not self.columns_spin.value():
+            columns = self._auto_columns()
+            if columns != self.columns:
+                self._place(columns)
+        side, caption = self._fit(self.columns)
+        tile = next(iter(self.tiles.values()))
+        tile_margins = tile.layout().contentsMargins()
+        width = side + tile_margins.left() + tile_margins.right() + 2 * tile.frameWidth()
+        # the columns as wide as the tiles (square views), the spare width split left and right
+        spare = self.scroll.viewport().width() - self.columns * width - self.grid.spacing() * (self.columns - 1)
+        side_margin = max(self._base_margin, spare // 2)
+        self.grid.setContentsMargins(side_margin, self._base_margin, side_margin, self._base_margin)
         for tile in self.tiles.values():
-            tile_margins = tile.layout().contentsMargins()
-            side = int(column - tile_margins.left() - tile_margins.right() - 2 * tile.frameWidth())
-            tile.view.graphics.setFixedHeight(max(side, em(self, 8)))
-            captions.append(tile.view.caption_label.heightForWidth(max(side, em(self, 8))))
-        # every caption whole, and the same height on every tile (the linked views stay the same size)
-        height = max(captions + [tile.view.caption_label.fontMetrics().lineSpacing() * 2])
-        for tile in self.tiles.values():
-            tile.view.caption_label.setFixedHeight(height + 2)
+            tile.setFixedWidth(width)
+            tile.view.graphics.setFixedHeight(side)
+            tile.view.caption_label.setFixedHeight(caption + 2)
 
     def _current_range(self):
         """The truth tile's view range when the user has zoomed (None while the tiles fit the image)."""
@@ -428,9 +491,22 @@ class ComparisonPanel(QWidget):
             self.refresh()
 
 
+def _text_height(label: QLabel, width: int) -> int:
+    """The height of ``label``'s rich text wrapped at ``width`` (``QLabel.heightForWidth`` would answer at least
+    the label's fixed height, so a caption sized by it could only grow)."""
+    document = QTextDocument()
+    document.setDocumentMargin(0)
+    document.setDefaultFont(label.font())
+    document.setHtml(label.text())
+    document.setTextWidth(width)
+    return int(math.ceil(document.size().height()))
+
+
 def _record_details(record: RunRecord) -> str:
-    """Metrics and setting, one short line each (a tile is narrow; its caption grows to hold them)."""
-    metrics = record.metrics_text().replace(" · SSIM", "<br>SSIM")
+    """Metrics and setting, one line each; a narrow tile wraps them between PSNR and SSIM (its caption grows to
+    hold them)."""
+    metrics = record.metrics_text().replace(" dB", "&nbsp;dB").replace("PSNR ", "PSNR&nbsp;").replace(
+        "SSIM ", "SSIM&nbsp;")
     return "<br>".join(line for line in (metrics, record.setting_text()) if line)
 
 

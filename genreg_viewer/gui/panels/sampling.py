@@ -14,6 +14,7 @@ from PyQt6.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
+    QGridLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
@@ -344,17 +345,73 @@ class MeasurementView(QWidget):
     def __init__(self, state: ExperimentState, parent: QWidget | None = None):
         super().__init__(parent)
         self.state = state
-        layout = QHBoxLayout(self)
-        layout.setSpacing(em(self, 0.8))
+        self.grid = QGridLayout(self)
+        self.grid.setSpacing(em(self, 0.8))
         self.truth_view = ImageView("Ground truth")
         self.painter = MaskPainter("k-space (log |F x|) and mask")
         self.adjoint_view = ImageView("Zero-filled  Re(Aᴴy)")
         self.adjoint_view.link_to(self.truth_view)
-        for view in (self.truth_view, self.painter, self.adjoint_view):
-            layout.addWidget(view, 1)
+        self.views = (self.truth_view, self.painter, self.adjoint_view)
+        for view in self.views:
+            view.set_square_both_ways()
+        self.columns = 0
+        self.arrangement = ""
+        self._featured_widths = (0.0, 0.0)
+        self._arrange("columns:3")
         self.show_measured = False
         state.image_changed.connect(self._image_changed)
         state.measurement_changed.connect(self._measurement_changed)
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt API)
+        """The arrangement that shows the views largest (:meth:`arrangements`), each square."""
+        super().resizeEvent(event)
+        best = max(self.arrangements().items(), key=lambda item: item[1])[0]
+        if best != self.arrangement:
+            self._arrange(best)
+
+    def arrangements(self) -> dict[str, float]:
+        """The image area (square pixels) each arrangement gives the three views in the tab's current size:
+        ``columns:N`` (N per row, equal squares) and ``featured`` (the k-space, where the mask is drawn, large on
+        the left; ground truth and adjoint stacked on the right)."""
+        margins = self.grid.contentsMargins()
+        width = self.width() - margins.left() - margins.right()
+        height = self.height() - margins.top() - margins.bottom()
+        extra, spacing = em(self, 4.5), self.grid.spacing()
+        areas = {}
+        for columns in (1, 2, 3):
+            rows = -(-len(self.views) // columns)
+            side = min((width - spacing * (columns - 1)) / columns, (height - spacing * (rows - 1)) / rows - extra)
+            areas[f"columns:{columns}"] = len(self.views) * max(side, 0) ** 2
+        small = max(min((height - spacing) / 2 - extra, (width - spacing) / 3), 0)
+        big = max(min(height - extra, width - spacing - small), 0)
+        self._featured_widths = (big, small)
+        areas["featured"] = big**2 + 2 * small**2
+        return areas
+
+    def _arrange(self, arrangement: str) -> None:
+        self.arrangement = arrangement
+        for index in range(len(self.views)):
+            self.grid.setRowStretch(index, 0)
+            self.grid.setColumnStretch(index, 0)
+        if arrangement == "featured":
+            self.columns = 2
+            big, small = self._featured_widths
+            self.grid.addWidget(self.painter, 0, 0, 2, 1)
+            self.grid.addWidget(self.truth_view, 0, 1)
+            self.grid.addWidget(self.adjoint_view, 1, 1)
+            self.grid.setColumnStretch(0, max(int(big), 1))
+            self.grid.setColumnStretch(1, max(int(small), 1))
+            self.grid.setRowStretch(0, 1)
+            self.grid.setRowStretch(1, 1)
+            return
+        columns = self.columns = int(arrangement.split(":")[1])
+        rows = -(-len(self.views) // columns)
+        for index, view in enumerate(self.views):
+            self.grid.addWidget(view, index // columns, index % columns)  # moves a view already in the grid
+        for row in range(rows):
+            self.grid.setRowStretch(row, 1)
+        for column in range(columns):
+            self.grid.setColumnStretch(column, 1)
 
     def set_show_measured(self, measured: bool) -> None:
         """Show ``log(1 + |y|)`` (the noisy measured data) instead of the full k-space under the mask."""

@@ -312,11 +312,29 @@ class ImageView(QWidget):
         if self._fit.auto:
             self.fit()
 
+    def set_square_both_ways(self, on: bool = True) -> None:
+        """Keep the image area square however the view is shaped: no taller than wide (as every square view) and
+        also no wider than the height left by the title and caption allows, centred (no dark bands beside a
+        square image in a wide cell)."""
+        self.square_both_ways = on
+        if not on:
+            self.layout().setContentsMargins(0, 0, 0, 0)
+
     def resizeEvent(self, event) -> None:  # noqa: N802 (Qt API)
         """A square view keeps the image area no taller than wide (the caption stays under the image)."""
         super().resizeEvent(event)
         if self.square:
-            self.graphics.setMaximumHeight(max(self.graphics.width(), self.graphics.minimumHeight()))
+            self.graphics.setMaximumHeight(max(self.width(), self.graphics.minimumHeight()))
+        if self.square and getattr(self, "square_both_ways", False):
+            layout = self.layout()
+            used = 0
+            for label in (self.title_label, self.caption_label):
+                if not label.isHidden():
+                    used += label.heightForWidth(self.width()) + layout.spacing()
+            side = max(min(self.width(), self.height() - used), self.graphics.minimumWidth())
+            pad = max((self.width() - side) // 2, 0)  # the spare width left and right: a centred square
+            if layout.contentsMargins().left() != pad:
+                layout.setContentsMargins(pad, 0, pad, 0)
 
     # ------------------------------------------------------------------- theme
     def _apply_theme(self) -> None:
