@@ -776,3 +776,41 @@ def test_malformed_tuned_tables_are_one_line_naming_the_file(capsys, tmp_path, c
     err = cli_error(capsys, ["recon", SAMPLE, "--method", "pnp-admm", "--device", "cpu", "--weights", str(folder),
                              "--iters", "1", "--json"])
     assert re.search(message, err) and "pnp.json" in err, err
+
+
+# ------------------------------------------------------------------------------------------------ memory
+def test_evaluate_makes_only_the_selected_phantoms(capsys, tmp_path, monkeypatch):
+    import time
+
+    from genreg_viewer.data import phantom
+
+    made = []
+    original = phantom.knee_phantom
+    monkeypatch.setattr(phantom, "knee_phantom", lambda seed, size=128: made.append(seed) or original(seed, size))
+    out = tmp_path / "r.csv"
+    start = time.perf_counter()
+    assert main(["evaluate", "phantom:15000", "--images", "1", "--methods", "adjoint", "--reference", "adjoint",
+                 "--device", "cpu", "--quiet", "--out", str(out)]) == 0
+    assert made == [0] and time.perf_counter() - start < 20
+    assert len(out.read_text().splitlines()) == 2
+    capsys.readouterr()
+    err = cli_error(capsys, ["evaluate", "phantom:100000000", "--methods", "adjoint", "--device", "cpu", "--quiet",
+                             "--out", str(tmp_path / "all.csv")])
+    assert "more than the limit of 4 GiB" in err and made == [0]
+
+
+def test_evaluate_reads_only_the_selected_images_of_a_slice_set(capsys, tmp_path):
+    images = np.full((3, 128, 128), 0.5, np.float32)
+    images[1] = np.nan  # never read: --images 2 selects the first and the last
+    path = slice_set(tmp_path / "set.h5", images=images, volume=np.array(["a.h5"] * 3, dtype=object),
+                     slice=np.arange(3, dtype=np.int32))
+    out = tmp_path / "r.csv"
+    assert main(["evaluate", str(path), "--images", "2", "--methods", "adjoint", "--reference", "adjoint",
+                 "--device", "cpu", "--quiet", "--out", str(out)]) == 0
+    from genreg_viewer.evaluation.evaluate import read_rows
+
+    assert sorted(int(r["image"]) for r in read_rows(out)) == [0, 2]
+    capsys.readouterr()
+    err = cli_error(capsys, ["evaluate", str(path), "--methods", "adjoint", "--device", "cpu", "--quiet",
+                             "--out", str(tmp_path / "all.csv")])
+    assert "contains NaN or infinite values" in err

@@ -21,6 +21,7 @@ import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -200,14 +201,29 @@ def _open_slice_set(path: str | os.PathLike):
     return h5file
 
 
-def load_slice_set(path: str | os.PathLike) -> np.ndarray:
-    """All images of a slice set, ``float32 (N, H, W)`` in [0, 1]."""
+def slice_set_size(path: str | os.PathLike) -> int:
+    """The number of images of a slice set (nothing of them is read)."""
+    with _open_slice_set(path) as h5file:
+        return int(h5file["images"].shape[0])
+
+
+def load_slice_set(path: str | os.PathLike, indices: Sequence[int] | None = None) -> np.ndarray:
+    """The images of a slice set (all, or those at ``indices``), ``float32 (N, H, W)`` in [0, 1]; only what is
+    selected is read, and its size is checked against the limits first."""
     with _open_slice_set(path) as h5file:
         dataset = h5file["images"]
+        count = dataset.shape[0] if indices is None else len(indices)
         # what is read (the stored type) and, for another type, its float32 copy
         itemsize = dataset.dtype.itemsize + (0 if dataset.dtype == np.float32 else 4)
-        limits.check_images(dataset.shape[0], dataset.shape[1:], f"slice set {path}", itemsize=itemsize)
-        images = np.asarray(dataset[...], dtype=np.float32)
+        limits.check_images(count, dataset.shape[1:], f"slice set {path}", itemsize=itemsize)
+        if indices is None:
+            images = np.asarray(dataset[...], dtype=np.float32)
+        else:
+            if any(not 0 <= int(i) < dataset.shape[0] for i in indices):
+                raise DataError(f"slice set {path} has {dataset.shape[0]} images; an index is out of range")
+            images = np.empty((count, *dataset.shape[1:]), np.float32)
+            for j, i in enumerate(indices):
+                images[j] = dataset[int(i)]
     if not np.isfinite(images).all():
         raise DataError(f"slice set {path} contains NaN or infinite values")
     return images

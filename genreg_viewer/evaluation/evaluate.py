@@ -202,25 +202,40 @@ def data_name(spec: str) -> str:
 
 def load_evaluation_images(spec: str, count: int | None = None) -> EvaluationImages:
     """The images of ``spec`` (slice set ``.h5`` or ``phantom:N[:SEED]``), ``count`` of them evenly spaced."""
-    from ..training.common import _phantom_spec, load_image_set
+    from ..data import limits
+    from ..data.dataset import load_slice_set, slice_set_size
+    from ..training.common import _phantom_spec
 
-    image_set = load_image_set(spec)
-    if len(image_set) > MAX_IMAGES:
-        raise ValueError(f"{spec}: {len(image_set)} images; at most {MAX_IMAGES} can be evaluated")
-    indices = select_indices(len(image_set), count)
+    size = 128
     phantom = _phantom_spec(spec)
+    total = phantom[0] if phantom is not None else slice_set_size(spec)
+    if total > MAX_IMAGES:
+        raise ValueError(f"{spec}: {total} images; at most {MAX_IMAGES} can be evaluated")
+    indices = select_indices(total, count)  # only these are made or read (phantom:15000 --images 1 makes one)
     if phantom is not None:
+        from ..data.phantom import knee_phantom
+
+        limits.check_images(len(indices), (size, size), str(spec))
+        array = np.empty((len(indices), size, size), np.float32)
+        for j, i in enumerate(indices):
+            array[j] = knee_phantom(phantom[1] + int(i), size)
         sources = [f"phantom seed {phantom[1] + int(i)}" for i in indices]
     else:
         from ..data.dataset import load_slice_set_sources
         from ..data.preprocess import DataError
 
+        array = load_slice_set(spec, indices.tolist())
+        if tuple(array.shape[1:]) != (size, size):
+            raise ValueError(f"{spec}: expected a non-empty stack of {size}x{size} images, got shape "
+                             f"{tuple(array.shape)}")
         try:
             all_sources = load_slice_set_sources(spec)
             sources = [f"{all_sources[i][0]}:{all_sources[i][1]}" for i in indices]
         except DataError:
             sources = ["" for _ in indices]
-    return EvaluationImages(image_set.images[torch.from_numpy(indices)], indices, sources, data_name(spec))
+    if not len(indices):
+        raise ValueError(f"{spec}: expected a non-empty stack of {size}x{size} images, got none")
+    return EvaluationImages(torch.from_numpy(array).unsqueeze(1), indices, sources, data_name(spec))
 
 
 def simulate_images(images: torch.Tensor, indices: Sequence[int], mask: np.ndarray, sigma: float, seed: int):
