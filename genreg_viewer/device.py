@@ -113,7 +113,7 @@ def thread_count_from_environment() -> int | None:
         raise ValueError(f"GENREG_THREADS must be a positive integer, got {value!r}") from None
     if count < 1:
         raise ValueError(f"GENREG_THREADS must be a positive integer, got {value!r}")
-    return count
+    return check_thread_count(count, "GENREG_THREADS")
 
 
 def default_thread_count(shape: Sequence[int] | None = None) -> int:
@@ -137,15 +137,25 @@ def default_thread_count(shape: Sequence[int] | None = None) -> int:
     return max(1, min(wanted, cores, _idle_cores(cores)))
 
 
+#: most torch CPU threads a command may ask for (``--threads 100000`` aborted inside libgomp, which cannot start
+#: that many)
+MAX_THREADS = 256
+
+
+def check_thread_count(value, what: str = "--threads") -> int:
+    """``value`` as an ``int`` in ``[1, MAX_THREADS]``; a ``ValueError`` naming ``what`` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_THREADS:
+        raise ValueError(f"{what} must be an integer from 1 to {MAX_THREADS}, got {value!r}")
+    return value
+
+
 def configure_threads(threads: int | None = None, shape: Sequence[int] | None = None) -> int:
     """Set torch's (process-wide) intra-op thread count: ``threads`` (``--threads``) when given, else
     :func:`default_thread_count` for ``shape``. Returns the count; a clear error for a count below 1."""
     if threads is None:
         count = default_thread_count(shape)
     else:
-        count = int(threads)
-        if count < 1:
-            raise ValueError(f"--threads must be at least 1, got {threads}")
+        count = check_thread_count(threads)
     if torch.get_num_threads() != count:
         torch.set_num_threads(count)
     return count

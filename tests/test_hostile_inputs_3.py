@@ -814,3 +814,17 @@ def test_evaluate_reads_only_the_selected_images_of_a_slice_set(capsys, tmp_path
     err = cli_error(capsys, ["evaluate", str(path), "--methods", "adjoint", "--device", "cpu", "--quiet",
                              "--out", str(tmp_path / "all.csv")])
     assert "contains NaN or infinite values" in err
+
+
+# ------------------------------------------------------------------------------------------------ CLI numbers
+@pytest.mark.parametrize("command", ["recon", "evaluate", "calibrate", "train"])
+def test_a_huge_thread_count_is_refused_in_one_line(capsys, tmp_path, command):
+    args = {
+        "recon": ["recon", SAMPLE, "--method", "adjoint"],
+        "evaluate": ["evaluate", "phantom:1", "--methods", "adjoint", "--out", str(tmp_path / "r.csv")],
+        "calibrate": ["calibrate", "phantom:1"],
+        "train": ["train", "vae", "phantom:2", "--out", str(tmp_path / "run"), "--epochs", "1"],
+    }[command]
+    err = cli_error(capsys, [*args, "--device", "cpu", "--threads", "100000"])
+    assert "--threads must be an integer from 1 to 256, got 100000" in err
+    assert not list(tmp_path.iterdir())

@@ -95,9 +95,9 @@ def device_from_arguments(args: argparse.Namespace) -> torch.device:
     from ..device import resolve_device
 
     if args.threads is not None:
-        if args.threads < 1:
-            raise ValueError("--threads must be at least 1")
-        torch.set_num_threads(args.threads)
+        from ..device import check_thread_count
+
+        torch.set_num_threads(check_thread_count(args.threads))
     return resolve_device(args.device)
 
 

@@ -69,9 +69,9 @@ def run(args) -> int:
     from ...weight_sets import active_weight_set, use_weight_set
 
     if args.threads is not None:
-        if args.threads < 1:
-            raise ValueError(f"--threads must be at least 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
+        from ...device import check_thread_count
+
+        torch.set_num_threads(check_thread_count(args.threads))
     weight_set = use_weight_set(args.weights) if args.weights else active_weight_set()
     methods = parse_method_list(args.methods or list(cal.STD_MAP_METHODS))
     params = parse_method_params(args.param, methods)

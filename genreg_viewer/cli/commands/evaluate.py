@@ -53,9 +53,9 @@ def run(args) -> int:
     )
 
     if args.threads is not None:
-        if args.threads < 1:
-            raise ValueError(f"--threads must be at least 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
+        from ...device import check_thread_count
+
+        torch.set_num_threads(check_thread_count(args.threads))
     if args.weights:  # before the methods' parameters are checked: tuned defaults come from the set
         from ...weight_sets import use_weight_set
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from ...application import ImageInfo, RunRecord
 from ...application.bundles import build_bundle, check_results_path, write_bundle
-from ...device import configure_threads
+from ...device import check_thread_count, configure_threads
 from ...fileio import check_writable
 from ...recon import ParameterError, ReconResult, check_finite_result, get_method, run_method, tune_parameter
 from ...render import save_grey_png
@@ -209,8 +209,8 @@ def _print_summary(summary: dict[str, Any]) -> None:
 
 
 def run(args) -> int:
-    if args.threads is not None and args.threads < 1:
-        raise ValueError(f"--threads must be at least 1, got {args.threads}")
+    if args.threads is not None:  # checked before any work (the count is applied once the problem is known)
+        check_thread_count(args.threads)
     if args.iters is not None and args.iters < 1:
         raise ValueError(f"--iters must be at least 1, got {args.iters}")
     apply_weights_argument(args)
