@@ -828,3 +828,35 @@ def test_a_huge_thread_count_is_refused_in_one_line(capsys, tmp_path, command):
     err = cli_error(capsys, [*args, "--device", "cpu", "--threads", "100000"])
     assert "--threads must be an integer from 1 to 256, got 100000" in err
     assert not list(tmp_path.iterdir())
+
+
+# ------------------------------------------------------------------------------------------------ checkpoints
+CHECKPOINT_EDITS = {
+    "negative step": (lambda p: p.update(step=-5), "'step' must be an integer from 0 to 2"),
+    "huge step": (lambda p: p.update(step=10**9), "'step' must be an integer from 0 to 2"),
+    "text step": (lambda p: p.update(step="1"), "'step' must be an integer"),
+    "no trainable": (lambda p: p.pop("trainable"), "'trainable' must be the network's tensors"),
+    "other network": (lambda p: p["trainable"].pop(next(iter(p["trainable"]))), "holds another network: missing"),
+    "no optimizer": (lambda p: p.pop("optimizer"), "'optimizer' must be an optimiser state"),
+    "seconds": (lambda p: p.update(seconds=float("nan")), "'seconds' must be a finite number"),
+}
+
+
+@pytest.mark.parametrize("case", list(CHECKPOINT_EDITS))
+def test_damaged_checkpoints_are_not_resumed(capsys, tmp_path, case):
+    import torch
+
+    common = ["train", "edip", "--images", "2", "--batch", "1", "--steps", "2", "--threads", "1",
+              "--out", str(tmp_path / "e")]
+    assert main([*common, "--keep-checkpoint"]) == 0
+    checkpoint = tmp_path / "e.checkpoint.pt"
+    payload = torch.load(checkpoint, weights_only=True)
+    edit, message = CHECKPOINT_EDITS[case]
+    edit(payload)
+    torch.save(payload, checkpoint)
+    (tmp_path / "e.safetensors").unlink()
+    capsys.readouterr()
+    assert main([*common, "--resume"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert re.search(message, err) and "e.checkpoint.pt" in err and "Traceback" not in err
+    assert not (tmp_path / "e.safetensors").exists()

@@ -222,6 +222,53 @@ def _load_checkpoint(checkpointing: Checkpointing) -> dict[str, Any]:
     return payload
 
 
+def _check_checkpoint(payload: dict[str, Any], path: Path, trainable: torch.nn.Module, plan: Plan) -> int:
+    """The step to resume after, when ``payload`` holds everything a resume needs with the right types (one
+    ``ValueError`` line naming the checkpoint and the field otherwise): ``trainable`` tensors of the network's
+    names and shapes, an ``optimizer`` state, a ``step`` in ``[0, total steps]`` (or an ``epoch``), a ``history``
+    list, finite ``seconds``; a checkpoint with a bad step or no ``trainable`` was resumed before."""
+    from ..models.weights import describe_mismatch
+
+    def fail(field: str, expected: str) -> ValueError:
+        return ValueError(f"--resume: checkpoint {path} is damaged: {field} must be {expected}")
+
+    state = payload.get("trainable")
+    if not isinstance(state, dict) or not all(isinstance(t, torch.Tensor) for t in state.values()):
+        raise fail("'trainable'", "the network's tensors")
+    expected = {name: list(t.shape) for name, t in trainable.state_dict().items()}
+    found = {name: list(t.shape) for name, t in state.items()}
+    if expected != found:
+        raise ValueError(f"--resume: checkpoint {path} holds another network: {describe_mismatch(expected, found)}")
+    if not isinstance(payload.get("optimizer"), dict):
+        raise fail("'optimizer'", "an optimiser state")
+    if "step" in payload:
+        step = payload["step"]
+    else:
+        epoch = payload.get("epoch")
+        step = epoch * plan.period if isinstance(epoch, int) and not isinstance(epoch, bool) else None
+    if isinstance(step, bool) or not isinstance(step, int) or not 0 <= step <= plan.total_steps:
+        raise fail("'step'", f"an integer from 0 to {plan.total_steps} (this run's steps)")
+    if not isinstance(payload.get("history"), list) or not isinstance(payload.get("curve", []), list):
+        raise fail("'history' and 'curve'", "lists")
+    seconds, skipped, running = payload.get("seconds"), payload.get("skipped", 0), payload.get("running")
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds) \
+            or seconds < 0:
+        raise fail("'seconds'", "a finite number >= 0")
+    if isinstance(skipped, bool) or not isinstance(skipped, int) or skipped < 0:
+        raise fail("'skipped'", "an integer >= 0")
+    if running is not None and (isinstance(running, bool) or not isinstance(running, (int, float))
+                                or not math.isfinite(running)):
+        raise fail("'running'", "null or a finite number")
+    buffers = payload.get("buffers", {})
+    if not isinstance(buffers, dict) or not all(isinstance(b, torch.Tensor) for b in buffers.values()):
+        raise fail("'buffers'", "tensors")
+    own = dict(trainable.named_buffers())
+    for name, buffer in buffers.items():
+        if name in own and buffer.shape != own[name].shape:
+            raise fail(f"buffer {name!r}", f"of shape {list(own[name].shape)}")
+    return step
+
+
 def _save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
@@ -282,12 +329,17 @@ def train_loop(
     step, period_start_step = 0, 0
     if checkpointing is not None and checkpointing.resume:
         payload = _load_checkpoint(checkpointing)
+        step = _check_checkpoint(payload, checkpointing.path, trainable, plan)
         trainable.load_state_dict(payload["trainable"])
         for name, buffer in trainable.named_buffers():  # non-persistent buffers too (power-iteration vectors)
             if name in payload.get("buffers", {}):
                 buffer.copy_(payload["buffers"][name])
-        optimizer.load_state_dict(payload["optimizer"])
-        step = int(payload["step"]) if "step" in payload else int(payload["epoch"]) * plan.period
+        try:
+            optimizer.load_state_dict(payload["optimizer"])
+        except (ValueError, KeyError, TypeError, RuntimeError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ValueError(f"--resume: checkpoint {checkpointing.path} has an unusable optimiser state ({first})") \
+                from None
         outcome.history, outcome.seconds = list(payload["history"]), float(payload["seconds"])
         outcome.curve, outcome.skipped = list(payload.get("curve", [])), int(payload.get("skipped", 0))
         running = payload.get("running")
