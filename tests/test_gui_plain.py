@@ -276,7 +276,8 @@ def test_the_sweep_legend_sits_beside_the_plots(window, qtbot, errors):
 
 
 def test_the_live_title_keeps_its_numbers_when_cut(window, qtbot, errors):
-    """A finished run's header is elided in the middle: its end (time, device, PSNR, SSIM) stays readable."""
+    """A finished run's header that does not fit cuts the title: its status and numbers (iterations, time, PSNR,
+    SSIM) stay whole."""
     from PyQt6.QtWidgets import QLabel
 
     window.resize(1280, 800)
@@ -287,12 +288,17 @@ def test_the_live_title_keeps_its_numbers_when_cut(window, qtbot, errors):
     run_and_wait(qtbot, window, 1, errors)
     header = window.live_view.header
     record = window.state.results[0]
+    status = header.text().removeprefix("Total variation (PDHG) ")
+    assert status.startswith("finished: 5 iterations, ") and status.endswith(f"SSIM {record.ssim:.3f}")
     header.setText("A very long method title " * 6 + header.text())  # as a long title would read
     qtbot.wait(20)
     shown = QLabel.text(header)
-    assert header.is_elided() and "…" in shown
-    assert shown.endswith(f"SSIM {record.ssim:.3f}") and shown.startswith("A very long")
+    assert header.is_elided() and shown.startswith("A very long") and shown.endswith("… " + status)
     assert header.text() in header.toolTip() and "Ran 5 iterations" in header.toolTip()
+    assert "Device: cpu" in header.toolTip()
+    # a status that alone does not fit is cut in the middle, its numbers at the end still shown
+    header.setText("x" * 400)
+    assert QLabel.text(header).startswith("xxx") and "…" in QLabel.text(header)
 
 
 # ------------------------------------------------------------------------------------------------ using the window

@@ -440,7 +440,7 @@ class LiveRunView(QWidget):
     Painting stays cheap while a run goes on: the x axes span the run's iteration budget from its start (so they
     do not re-tick at every update), the y ranges grow in steps of a quarter of their span (see :func:`_grown`),
     the log axis of the objective switches only when the values start or stop spanning a decade, and the header
-    elides a long title in the middle, keeping the numbers at its end (the full text is its tooltip), instead of
+    cuts a long title, keeping the run's status and numbers at its end (the full text is its tooltip), instead of
     widening the window.
     """
 
@@ -448,7 +448,8 @@ class LiveRunView(QWidget):
         super().__init__(parent)
         layout = QGridLayout(self)
         layout.setSpacing(em(self, 0.8))
-        # elided in the middle: the end of a finished run's header holds its numbers (time, device, PSNR, SSIM)
+        # a finished run's status and numbers (iterations, time, PSNR, SSIM) stay whole: its title is cut instead;
+        # other long texts are elided in the middle
         self.header = ElidedLabel("No run yet: choose a method and press Run (Ctrl+R).",
                                   mode=Qt.TextElideMode.ElideMiddle)
         font = QFont(self.header.font())
@@ -488,7 +489,7 @@ class LiveRunView(QWidget):
         self.image_view.set_image(None)
         self.image_view.set_title("Current iterate")
         self.image_view.set_caption("")
-        self.header.setText(f"{job.title} · {describe_setting(job.setting)} · running…")
+        self.header.set_text_keeping(f"{job.title} · {describe_setting(job.setting)} · running…", "")
         self.header.set_details("")
 
     def update_progress(self, job: ReconJob, update: ProgressUpdate) -> None:
@@ -528,12 +529,13 @@ class LiveRunView(QWidget):
         self.image_view.set_title("Final image" if not record.cancelled else "Last iterate (cancelled)")
         self.image_view.set_image(record.image)
         metrics = f" · {record.metrics_text()}" if record.metrics_text() else ""
-        self.header.setText(f"{job.title} {run_summary(record, job.iterations)} on {record.device}{metrics}")
-        self.header.set_details(run_details(record, job.iterations))
+        status = f"{run_summary(record, job.iterations)}{metrics}"  # kept whole: a long title is cut instead
+        self.header.set_text_keeping(f"{job.title} {status}", f" {status}")
+        self.header.set_details(f"{run_details(record, job.iterations)}\nDevice: {record.device}.")
 
     def _failed(self, job: ReconJob, message: str) -> None:
         self.image_view.set_title("Last iterate (failed)")
-        self.header.setText(f"{job.title} {failure_summary(message)}")
+        self.header.set_text_keeping(f"{job.title} {failure_summary(message)}", "")
         self.header.set_details("")
 
 

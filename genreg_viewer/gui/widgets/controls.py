@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Callable
 
 from PyQt6.QtCore import Qt
-from PyQt6.QtGui import QFont
+from PyQt6.QtGui import QFont, QFontMetrics
 from PyQt6.QtWidgets import (
     QComboBox,
     QGroupBox,
@@ -50,6 +50,23 @@ class ElidedLabel(QElidingLabel):
         """More about the text (e.g. how a run converged), shown in the tooltip."""
         self.details = details
         self._update_tooltip()
+
+    def set_text_keeping(self, text: str, keep: str) -> None:
+        """Show ``text`` whose ending ``keep`` (e.g. a run's status and numbers) stays whole: the part before it
+        is elided at its end when the line is too short; only a ``keep`` that alone does not fit is elided (in the
+        label's mode)."""
+        self.keep = keep
+        self.setText(text)
+
+    def _elidedText(self) -> str:  # noqa: N802 (superqt API)
+        keep, text = getattr(self, "keep", ""), self.text()
+        if keep and text.endswith(keep) and text != keep:
+            metrics = QFontMetrics(self.font())
+            width = self.width() - self._ellipses_width
+            room = width - metrics.horizontalAdvance(keep)
+            if metrics.horizontalAdvance(text) > width and room > 3 * metrics.horizontalAdvance("…"):
+                return metrics.elidedText(text[:-len(keep)], Qt.TextElideMode.ElideRight, room) + keep
+        return super()._elidedText()
 
     def setText(self, text: str) -> None:  # noqa: N802 (Qt API)
         super().setText(text)
