@@ -358,7 +358,7 @@ def test_huge_kspace_and_chunks_are_refused(tmp_path):
     path = tmp_path / "kspace.h5"
     with h5py.File(path, "w") as f:
         f.create_dataset("kspace", shape=(2, 64, 9000, 9000), dtype="c8", chunks=(1, 1, 100, 100))
-    with pytest.raises(DataError, match="exceeds the limit"):
+    with pytest.raises(DataError, match="exceeds the limit|more than the limit"):  # slice size or chunk count
         load_image(path)
     path = tmp_path / "chunks.h5"
     with h5py.File(path, "w") as f:  # small slices, one giant compressed chunk

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 import stat
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -860,3 +861,65 @@ def test_damaged_checkpoints_are_not_resumed(capsys, tmp_path, case):
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert re.search(message, err) and "e.checkpoint.pt" in err and "Traceback" not in err
     assert not (tmp_path / "e.safetensors").exists()
+
+
+def test_a_multi_coil_kspace_slice_too_large_to_transform_is_refused_from_its_header(tmp_path):
+    import h5py
+
+    from genreg_viewer.data.loading import load_image
+    from genreg_viewer.data.preprocess import DataError
+
+    path = tmp_path / "kspace.h5"
+    with h5py.File(path, "w") as f:  # nothing stored: 15 coils of 2048 x 2048 declared (1 GiB of complex128 each)
+        f.create_dataset("kspace", shape=(2, 15, 2048, 2048), dtype="c8", chunks=(1, 1, 2048, 2048),
+                         compression="gzip")
+    with pytest.raises(DataError, match="transforming a slice of 15 x 2048 x 2048 would take about 3.75 GiB"):
+        load_image(path)
+    with h5py.File(path, "w") as f:  # fastMRI's multi-coil knee size still loads
+        f.create_dataset("kspace", data=np.ones((1, 15, 64, 64), np.complex64))
+    assert load_image(path, size=None).image.shape == (64, 64)
+
+
+def test_measured_kspace_too_large_to_reconstruct_is_refused_from_its_header(capsys, tmp_path):
+    header = "{'descr': '<c8', 'fortran_order': False, 'shape': (8192, 8192), }"
+    header += " " * (118 - len(header)) + "\n"
+    path = tmp_path / "kspace.npy"
+    path.write_bytes(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode())
+    err = cli_error(capsys, ["recon", "--kspace", str(path), "--method", "adjoint", "--device", "cpu"])
+    assert "reconstructing a slice of 8192 x 8192 would take about 16 GiB, more than the limit of 2 GiB" in err
+
+
+def test_hdf5_data_in_tiny_chunks_is_refused_before_reading(tmp_path):
+    import time
+
+    import h5py
+
+    from genreg_viewer.data.loading import load_image
+    from genreg_viewer.data.preprocess import DataError
+
+    path = tmp_path / "chunks.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("reconstruction_esc", shape=(1, 8192, 8192), dtype="f4", chunks=(1, 1, 1))
+    start = time.perf_counter()
+    with pytest.raises(DataError, match="one read would touch 67108864 chunks"):
+        load_image(path)
+    assert time.perf_counter() - start < 5
+
+
+def test_an_h5_bundle_declaring_gigabytes_is_refused_before_reading(tmp_path):
+    import json
+
+    import h5py
+
+    from genreg_viewer.application import bundles
+    from genreg_viewer.application.bundles import SessionError, read_bundle
+
+    path = tmp_path / "session.h5"
+    with h5py.File(path, "w") as f:  # a few hundred bytes on disk
+        f.create_dataset("ground_truth", shape=(15000, 256, 256), dtype="f4", chunks=(1, 256, 256),
+                         compression="gzip")
+        f.create_dataset("mask", data=np.ones((128, 128), bool))
+        f.attrs[bundles.H5_META_ATTR] = json.dumps({"format": bundles.FORMAT_NAME, "version": 1,
+                                                   "arrays": ["ground_truth", "mask"]})
+    with pytest.raises(SessionError, match="more than 1 GiB"):
+        read_bundle(path)

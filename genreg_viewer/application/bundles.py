@@ -64,6 +64,9 @@ MAX_JSON_DEPTH = 4
 #: largest side of a session's images: the application's image size (opening a session recomputes the SSIM and
 #: the comparison maps on the GUI thread; a 4096 x 4096 ground truth froze it for minutes)
 MAX_IMAGE_SIDE = IMAGE_SIZE
+#: most bytes of all arrays of a bundle: a session of the most runs at the application's image size holds a few
+#: hundred MB (a 4 MB .npz or a 290 KB .h5 asked for 3.75 GiB under the general read limit)
+MAX_BUNDLE_BYTES = 2**30
 #: the smallest side of a session image: the SSIM window (11), which scores every run and the adjoint
 MIN_IMAGE_SIDE = 11
 #: Qt passes run ids and widget values as 32-bit integers
@@ -228,8 +231,8 @@ def _check_header(name: str, shape: tuple, dtype: np.dtype, total: list[int]) ->
         except DataError as exc:
             raise SessionError(str(exc)) from None
     total[0] += limits.count(shape) * dtype.itemsize
-    if total[0] > limits.MAX_READ_BYTES:
-        raise SessionError(f"the bundle's arrays take more than {limits.MAX_READ_BYTES // 2**30} GiB")
+    if total[0] > MAX_BUNDLE_BYTES:
+        raise SessionError(f"the bundle's arrays take more than {MAX_BUNDLE_BYTES // 2**30} GiB")
 
 
 def _read_npy(fileobj, name: str, total: list[int]) -> np.ndarray:
@@ -330,6 +333,10 @@ def _read_h5(path: Path, total: list[int]) -> Bundle:
             if dataset.external or dataset.is_virtual:
                 raise SessionError(f"array {name!r} stores its data outside the file")
             _check_header(name, tuple(dataset.shape), dataset.dtype, total)
+            try:
+                limits.check_chunks(dataset.shape, dataset.chunks, f"array {name!r}", whole=True)
+            except DataError as exc:
+                raise SessionError(str(exc)) from None
             datasets[name] = dataset
         arrays = {name: dataset[()] for name, dataset in datasets.items()}
     return Bundle(meta, arrays)

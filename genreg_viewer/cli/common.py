@@ -112,6 +112,7 @@ def _check_kspace_header(header: NpyHeader, path: Path, what: str) -> None:
     if len(header.shape) not in (2, 3):
         raise DataError(f"{path}: k-space must be a complex (H, W) or (slices, H, W) array, got shape {header.shape}")
     limits.check_slice(header.shape[-2:], header.dtype.itemsize, what)
+    limits.check_work(header.shape[-2:], limits.RECON_WORK_BYTES, what, "reconstructing")
 
 
 def _read_kspace_array(path: Path) -> np.ndarray:

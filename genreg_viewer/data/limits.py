@@ -23,6 +23,17 @@ MAX_SLICE_BYTES = 2**30
 #: most bytes read from a file at once (a whole ``.npz`` array, all the slices one call loads, a slice set) or made
 #: at once (a set of training phantoms)
 MAX_READ_BYTES = 4 * 2**30
+#: most bytes the processing of one slice may hold at once, estimated from its size before it is read: a k-space
+#: slice is transformed in complex128 with a few copies (:data:`KSPACE_WORK_BYTES` per sample; a 15-coil 2048 x 2048
+#: slice passed the raw limit and then exhausted memory), a reconstruction from measured k-space keeps a few dozen
+#: complex64 images of its size (:data:`RECON_WORK_BYTES` per pixel; 8192 x 8192 did). fastMRI's 15 x 640 x 368
+#: multi-coil slices need about 230 MB
+MAX_WORK_BYTES = 2 * 2**30
+KSPACE_WORK_BYTES = 64
+RECON_WORK_BYTES = 256
+#: most HDF5 chunks one read may touch: each costs bookkeeping (a 447-byte file declaring 1 x 1 x 1 chunks of an
+#: 8192 x 8192 slice made HDF5 allocate 3.5 GB to read it)
+MAX_CHUNKS_PER_READ = 2**16
 #: most bytes of small metadata read from a file (an ISMRMRD XML header, one HDF5 attribute)
 MAX_METADATA_BYTES = 16 * 2**20
 #: seeds are 64-bit signed integers (torch and numpy generators): ``0 <= seed < MAX_SEED``
@@ -55,6 +66,30 @@ def check_slice(shape: tuple[int, ...], itemsize: int, what: str) -> None:
     if nbytes > MAX_SLICE_BYTES:
         raise DataError(f"{what}: one slice {shape} would take {_size(nbytes)}, more than the limit of "
                         f"{_size(MAX_SLICE_BYTES)}")
+
+
+def check_work(shape: Iterable[int], bytes_per_element: int, what: str, doing: str) -> None:
+    """Refuse a slice of ``shape`` whose processing (``doing``, e.g. "transforming it") would hold more than
+    :data:`MAX_WORK_BYTES` at ``bytes_per_element`` (``DataError`` naming ``what`` and the limit)."""
+    shape = tuple(int(n) for n in shape)
+    nbytes = count(shape) * int(bytes_per_element)
+    if nbytes > MAX_WORK_BYTES:
+        raise DataError(f"{what}: {doing} a slice of {' x '.join(map(str, shape))} would take about {_size(nbytes)}, "
+                        f"more than the limit of {_size(MAX_WORK_BYTES)}")
+
+
+def check_chunks(shape: Iterable[int], chunks: Iterable[int] | None, what: str, whole: bool = False) -> None:
+    """Refuse an HDF5 dataset of ``shape`` stored in ``chunks`` when reading one slice (every axis but the first of
+    a 3-D or 4-D dataset; all of a 2-D one) -- or, with ``whole``, all of it -- touches more than
+    :data:`MAX_CHUNKS_PER_READ` chunks (``DataError`` naming ``what``)."""
+    if chunks is None:
+        return
+    shape, chunks = tuple(int(n) for n in shape), tuple(max(1, int(c)) for c in chunks)
+    axes = range(len(shape)) if whole or len(shape) < 3 else range(1, len(shape))
+    touched = math.prod(-(-shape[a] // chunks[a]) for a in axes)
+    if touched > MAX_CHUNKS_PER_READ:
+        raise DataError(f"{what} is stored in chunks of {chunks}: one read would touch {touched} chunks, more than "
+                        f"the limit of {MAX_CHUNKS_PER_READ}")
 
 
 def check_read(nbytes: int, what: str) -> None:

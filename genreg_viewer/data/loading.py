@@ -210,6 +210,7 @@ def _check_hdf5_dataset(dataset, name: str, path: Path) -> None:
         if nbytes > limits.MAX_SLICE_BYTES:
             raise DataError(f"dataset {name!r} in {path} has chunks of {nbytes} bytes, more than the limit of "
                             f"{limits.MAX_SLICE_BYTES} bytes decompressed at once")
+        limits.check_chunks(dataset.shape, dataset.chunks, f"dataset {name!r} in {path}")
 
 
 def _hdf5_attributes(obj) -> dict:
@@ -315,6 +316,8 @@ def _hdf5_source(h5file, key: str | None, path: Path) -> _SliceSource:
         raise DataError(f"dataset 'kspace' in {path} has shape {shape}; expected (rows, cols), (slices, rows, cols) "
                         "or (slices, coils, rows, cols)")
     limits.check_slice(shape[1:] if len(shape) > 2 else shape, dataset.dtype.itemsize, f"dataset 'kspace' in {path}")
+    limits.check_work(shape[1:] if len(shape) > 2 else shape, limits.KSPACE_WORK_BYTES, f"dataset 'kspace' in {path}",
+                      "transforming")
     recon_size = _recon_size_from_header(h5file) or FASTMRI_RECON_SIZE
     meta.update(coils=shape[1] if len(shape) == 4 else 1, recon_size=list(recon_size), volume_shape=list(shape))
     if len(shape) == 2:
