@@ -923,3 +923,25 @@ def test_an_h5_bundle_declaring_gigabytes_is_refused_before_reading(tmp_path):
                                                    "arrays": ["ground_truth", "mask"]})
     with pytest.raises(SessionError, match="more than 1 GiB"):
         read_bundle(path)
+
+
+def test_a_many_frame_gif_named_png_is_refused_at_once(tmp_path):
+    import time
+
+    from PIL import Image
+
+    from genreg_viewer.data.loading import load_image
+    from genreg_viewer.data.preprocess import DataError
+
+    frames = [Image.new("L", (2000, 2000), value) for value in range(0, 200, 20)]
+    path = tmp_path / "scan.png"
+    frames[0].save(path, format="GIF", save_all=True, append_images=frames[1:])  # small on disk, slow to decode
+    start = time.perf_counter()
+    with pytest.raises(DataError, match="holds GIF, not PNG as its name says"):
+        load_image(path)
+    assert time.perf_counter() - start < 2
+    tiff = tmp_path / "stack.tif"
+    ramps = [Image.fromarray((np.arange(64 * 64).reshape(64, 64) % (50 + k)).astype(np.uint8)) for k in range(3)]
+    ramps[0].save(tiff, save_all=True, append_images=ramps[1:])  # a TIFF stack is still a volume
+    loaded = load_image(tiff, size=None)
+    assert loaded.num_slices == 3 and loaded.image.shape == (64, 64)

@@ -45,6 +45,9 @@ __all__ = [
 
 HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf")
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
+#: the Pillow formats an image file of each suffix may hold (its content decides how it is decoded)
+IMAGE_FORMATS = {".png": ("PNG",), ".tif": ("TIFF",), ".tiff": ("TIFF",), ".jpg": ("JPEG", "MPO"),
+                 ".jpeg": ("JPEG", "MPO"), ".bmp": ("BMP", "DIB")}
 SUPPORTED_SUFFIXES = HDF5_SUFFIXES + IMAGE_SUFFIXES + (".npy", ".npz")
 
 #: value of the ``format`` attribute of slice sets written by :mod:`genreg_viewer.data.dataset`
@@ -349,6 +352,10 @@ def _image_source(stack: contextlib.ExitStack, path: Path) -> _SliceSource:
         with warnings.catch_warnings():  # sizes above our limit are refused just below, with our message
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = stack.enter_context(Image.open(path))  # reads the header only
+        expected = IMAGE_FORMATS.get(path.suffix.lower(), ())
+        if image.format not in expected:  # a GIF of 1,200 8000 x 8000 frames named .png ran for minutes
+            raise DataError(f"image {path} holds {image.format or 'an unknown format'}, not "
+                            f"{' or '.join(expected)} as its name says")
         _check_image_frame(image, path, 0)
         image.load()
     except DataError:
@@ -359,8 +366,8 @@ def _image_source(stack: contextlib.ExitStack, path: Path) -> _SliceSource:
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise DataError(f"could not read image file {path}: corrupt or not a {path.suffix[1:].upper()} image "
                         f"({exc})") from exc
-    try:
-        frames = int(getattr(image, "n_frames", 1))
+    try:  # only TIFF stacks are volumes: counting the frames of other formats means decoding them all
+        frames = int(getattr(image, "n_frames", 1)) if image.format == "TIFF" else 1
     except (OSError, EOFError, SyntaxError, ValueError) as exc:
         raise DataError(f"could not read image file {path}: corrupt {path.suffix[1:].upper()} image ({exc})") from exc
     meta = {"format": "image", "mode": image.mode, "width": image.width, "height": image.height, "frames": frames}
