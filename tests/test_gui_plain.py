@@ -362,6 +362,7 @@ def test_the_comparison_tiles_fill_the_window(window, qtbot, errors):
         grid = comparison.grid_widget
         used = sum(t.width() * (t.view.graphics.height()) for t in comparison.tiles.values())
         assert used >= 0.4 * grid.width() * grid.height()
+        assert _background_share(window) <= 0.43  # 0.54-0.56 with the fixed small tiles (the screenshot: 0.41)
     assert min(sides[(1600, 1000)]) > max(sides[(1280, 800)]) > 150
     truth = comparison.tiles["truth"].view
     truth.view_box.setRange(xRange=(30, 70), yRange=(30, 70), padding=0)
