@@ -945,3 +945,31 @@ def test_a_many_frame_gif_named_png_is_refused_at_once(tmp_path):
     ramps[0].save(tiff, save_all=True, append_images=ramps[1:])  # a TIFF stack is still a volume
     loaded = load_image(tiff, size=None)
     assert loaded.num_slices == 3 and loaded.image.shape == (64, 64)
+
+
+# ------------------------------------------------------------------------------------------------ HDF5 odds
+@pytest.mark.parametrize("case", ["null image", "null kspace", "empty attributes", "null header"])
+def test_hdf5_null_dataspaces_and_empty_attributes_are_one_line_or_read(capsys, tmp_path, case):
+    import h5py
+
+    path = tmp_path / "odd.h5"
+    with h5py.File(path, "w") as f:
+        if case == "null image":
+            f.create_dataset("reconstruction_esc", data=h5py.Empty("f4"))
+        elif case == "null kspace":
+            f.create_dataset("kspace", data=h5py.Empty("c8"))
+        else:
+            yy, xx = np.mgrid[:32, :32]
+            f.create_dataset("reconstruction_esc", data=np.stack([np.sin(xx / 3.0) + yy / 32.0] * 2).astype("f4"))
+            f.attrs["acquisition"] = h5py.Empty("S10")
+            f.attrs["max"] = h5py.Empty("f8")
+            if case == "null header":
+                f.create_dataset("ismrmrd_header", data=h5py.Empty("S10"))
+    assert main(["info", str(path)]) == 0  # described, the empty parts shown as such
+    out = capsys.readouterr().out
+    assert "Traceback" not in out and ("(empty)" in out or "acquisition = null" in out)
+    if case.startswith("null") and case != "null header":
+        err = cli_error(capsys, ["recon", str(path), "--method", "adjoint", "--device", "cpu", "--json"])
+        assert "holds no data (an empty HDF5 dataspace)" in err
+    else:
+        assert main(["recon", str(path), "--method", "adjoint", "--device", "cpu", "--json"]) == 0

@@ -85,7 +85,9 @@ class LoadedImage:
 
 def json_safe(value, max_items: int = 16):
     """Convert an HDF5/NumPy attribute value into something ``json.dumps`` accepts (bytes decoded, NumPy scalars
-    unwrapped, long arrays summarised)."""
+    unwrapped, long arrays summarised, an empty HDF5 value as null)."""
+    if type(value).__name__ == "Empty" and type(value).__module__.startswith("h5py"):  # a null dataspace
+        return None
     if isinstance(value, bytes):
         return value.decode("utf-8", errors="replace")
     if isinstance(value, np.generic):
@@ -200,7 +202,9 @@ def _hdf5_datasets(h5file) -> dict:
 
 def _check_hdf5_dataset(dataset, name: str, path: Path) -> None:
     """Refuse a dataset whose data lives outside ``path`` (external raw files, virtual datasets) or whose chunks
-    would have to be decompressed beyond the limits to read a slice."""
+    would have to be decompressed beyond the limits to read a slice; a dataset without data (a null dataspace)."""
+    if dataset.shape is None:
+        raise DataError(f"dataset {name!r} in {path} holds no data (an empty HDF5 dataspace)")
     if dataset.external:
         files = ", ".join(str(entry[0]) for entry in dataset.external)
         raise DataError(f"dataset {name!r} in {path} stores its data in external files ({files}); "
@@ -236,7 +240,8 @@ def _hdf5_attributes(obj) -> dict:
 def _describe_datasets(datasets: dict) -> str:
     if not datasets:
         return "no datasets"
-    return ", ".join(f"{name} {tuple(d.shape)} {d.dtype}" for name, d in sorted(datasets.items()))
+    return ", ".join(f"{name} {tuple(d.shape) if d.shape is not None else '(empty)'} {d.dtype}"
+                     for name, d in sorted(datasets.items()))
 
 
 def _recon_size_from_header(h5file) -> tuple[int, int] | None:
@@ -246,7 +251,7 @@ def _recon_size_from_header(h5file) -> tuple[int, int] | None:
     if not isinstance(h5file.get(ISMRMRD_HEADER_KEY, getlink=True), h5py.HardLink):  # absent, or a link elsewhere
         return None
     header = h5file[ISMRMRD_HEADER_KEY]
-    if not hasattr(header, "dtype"):  # a group, not a dataset
+    if not hasattr(header, "dtype") or header.shape is None:  # a group, or a header without data
         return None
     _check_hdf5_dataset(header, ISMRMRD_HEADER_KEY, Path(h5file.filename))
     if limits.count(header.shape or ()) * header.dtype.itemsize > limits.MAX_METADATA_BYTES:
@@ -277,7 +282,7 @@ def _open_hdf5_file(path: Path):
 def _image_key_candidates(datasets: dict) -> list[str]:
     """Names of the datasets that could hold images: numeric (real or complex) with 2 or 3 dimensions, sorted."""
     return sorted(name for name, d in datasets.items()
-                  if len(d.shape) in (2, 3) and d.dtype.kind in "biufc" and min(d.shape) > 0)
+                  if d.shape is not None and len(d.shape) in (2, 3) and d.dtype.kind in "biufc" and min(d.shape) > 0)
 
 
 def _hdf5_image_key(h5file, key: str | None, path: Path) -> str:
@@ -608,7 +613,7 @@ def _describe_hdf5(path: Path, info: dict) -> None:
         attributes = _hdf5_attributes(h5file)
         info.update(
             format="hdf5",
-            datasets=[{"name": n, "shape": list(d.shape), "dtype": _dtype_name(d)}
+            datasets=[{"name": n, "shape": None if d.shape is None else list(d.shape), "dtype": _dtype_name(d)}
                       for n, d in sorted(datasets.items())],
             attributes=attributes,
             has_ismrmrd_header=ISMRMRD_HEADER_KEY in h5file,
@@ -622,10 +627,10 @@ def _describe_hdf5(path: Path, info: dict) -> None:
             info.update(image_key=source.meta["key"], num_slices=source.num_slices)
         except DataError as exc:
             info.update(image_key=None, num_slices=0, problem=str(exc))
-        if is_fastmri and KSPACE_KEY in datasets:
+        if is_fastmri and KSPACE_KEY in datasets and datasets[KSPACE_KEY].shape is not None:
             shape = datasets[KSPACE_KEY].shape
             info["coils"] = shape[1] if len(shape) == 4 else 1
-        if is_slice_set and "images" in datasets:
+        if is_slice_set and "images" in datasets and datasets["images"].shape:
             images = datasets["images"]
             info.update(count=int(images.shape[0]), image_size=list(images.shape[1:]))
             volume = datasets.get("volume")

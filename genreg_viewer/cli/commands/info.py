@@ -34,7 +34,8 @@ def format_description(info: dict) -> str:
     if rows:
         lines.append("  datasets:" if "datasets" in info else "  arrays:")
         width = max(len(r["name"]) for r in rows)
-        lines += [f"    {r['name']:<{width}}  {str(tuple(r['shape'])):<20} {r['dtype']}" for r in rows]
+        lines += [f"    {r['name']:<{width}}  {str(tuple(r['shape'])) if r['shape'] is not None else '(empty)':<20} "
+                  f"{r['dtype']}" for r in rows]
     if info.get("attributes"):
         lines.append("  attributes:")
         lines += [f"    {k} = {_format_value(v)}" for k, v in sorted(info["attributes"].items())]
