@@ -973,3 +973,24 @@ def test_hdf5_null_dataspaces_and_empty_attributes_are_one_line_or_read(capsys, 
         assert "holds no data (an empty HDF5 dataspace)" in err
     else:
         assert main(["recon", str(path), "--method", "adjoint", "--device", "cpu", "--json"]) == 0
+
+
+# ------------------------------------------------------------------------------------------------ MRNet exams
+def test_a_truncated_mrnet_exam_is_skipped_by_name_and_the_build_goes_on(capsys, tmp_path):
+    from genreg_viewer.data.mrnet import build_mrnet_slice_set, load_mrnet_stack
+    from genreg_viewer.data.phantom import phantom_batch
+    from genreg_viewer.data.preprocess import DataError
+
+    folder = tmp_path / "MRNet" / "train" / "coronal"
+    folder.mkdir(parents=True)
+    for exam in (0, 1):
+        np.save(folder / f"{exam:04d}.npy", (phantom_batch(4, exam, size=64) * 255).astype(np.uint8))
+    broken = folder / "0001.npy"
+    broken.write_bytes(broken.read_bytes()[:-5000])  # cut off: shorter than its header says
+    with pytest.raises(DataError, match="0001.npy is truncated"):
+        load_mrnet_stack(broken)
+    summary = build_mrnet_slice_set(tmp_path / "MRNet", tmp_path / "set.h5", size=32, progress=False)
+    assert summary.num_volumes == 1 and len(summary.skipped) == 1 and "0001.npy" in summary.skipped[0][0]
+    np.save(folder / "0002.npy", np.zeros((4, 64, 64), np.complex64))
+    with pytest.raises(DataError, match="expected real numeric pixel data, got dtype complex64"):
+        load_mrnet_stack(folder / "0002.npy")

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ..fileio import atomic_path
+from . import limits
 from .dataset import SLICE_SET_VERSION, _check_build_arguments
 from .loading import SLICE_SET_FORMAT, centre_slice_indices
 from .preprocess import RESAMPLE_FILTER, DataError, preprocess
@@ -108,9 +109,17 @@ def load_mrnet_stack(path: Path) -> np.ndarray:
     if len(shape) != 3 or not (0 < shape[0] <= MAX_MRNET_SLICES) or not all(0 < s <= MAX_MRNET_SIDE for s in shape[1:]):
         raise DataError(f"{path}: expected an MRNet stack (slices, rows, cols) of at most {MAX_MRNET_SLICES} x "
                         f"{MAX_MRNET_SIDE} x {MAX_MRNET_SIDE}, got shape {shape}")
-    if dtype.hasobject or not (np.issubdtype(dtype, np.number)):
-        raise DataError(f"{path}: expected numeric pixel data, got dtype {dtype}")
-    return np.load(path, allow_pickle=False)
+    if dtype.hasobject or dtype.kind not in "biuf":
+        raise DataError(f"{path}: expected real numeric pixel data, got dtype {dtype}")
+    # the stored bytes and their float copy during preprocessing
+    limits.check_read(limits.count(shape) * (dtype.itemsize + 8), f"MRNet stack {path}")
+    try:
+        stack = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:  # a truncated file: shorter than its header says
+        raise DataError(f"{path} is truncated or damaged: {exc}") from None
+    if stack.shape != tuple(shape):
+        raise DataError(f"{path} is truncated: it holds {stack.shape}, its header says {tuple(shape)}")
+    return stack
 
 
 @dataclass
