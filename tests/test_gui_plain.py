@@ -101,9 +101,12 @@ def test_a_diverged_run_is_said_to_have_failed(window, qtbot, errors, monkeypatc
     qtbot.waitUntil(lambda: bool(errors) and not window.queue.busy, timeout=WAIT_MS)
     assert window.state.results == []
     progress = panel.run_controls.progress_label.text()
-    assert progress.startswith("Total variation (PDHG) failed: ") and "diverged" in progress
+    assert progress.startswith("Total variation (PDHG) failed: tv diverged: NaN or infinite values in its image")
+    label = panel.run_controls.progress_label
+    assert label.heightForWidth(label.width()) <= label.height()  # shown whole; the parameters are in the tooltip
     assert "NaN" in panel.run_controls.progress_label.toolTip()
     assert "failed: " in window.live_view.header.text() and "diverged" in window.live_view.header.text()
+    assert "change the parameters" in window.live_view.header.toolTip()
     assert "finished" not in progress
     assert len(errors) == 1 and "diverged" in errors[0][1]
     np.testing.assert_equal(panel.run_controls.progress_bar.value(), 0)

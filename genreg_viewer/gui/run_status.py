@@ -91,6 +91,14 @@ def run_details(record: RunRecord, budget: int | None = None) -> str:
     return "\n".join(lines)
 
 
+#: characters of a failure's message shown under the progress bar (the whole message is in its tooltip and dialog)
+FAILURE_CHARACTERS = 80
+
+
 def failure_summary(message: str) -> str:
-    """``failed: <the worker's one-line message>`` (a diverged run's message says "diverged: NaN ...")."""
-    return f"failed: {message}"
+    """``failed: <the worker's one-line message>`` (a diverged run's message says "diverged: NaN ..."), its
+    parameter list left out and the rest cut to :data:`FAILURE_CHARACTERS` so it fits under the progress bar."""
+    short = message.split(" with ", 1)[0] if " diverged: " in message else message
+    if len(short) > FAILURE_CHARACTERS:
+        short = short[:FAILURE_CHARACTERS - 1].rstrip() + "…"
+    return f"failed: {short}"

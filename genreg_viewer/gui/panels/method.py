@@ -536,7 +536,7 @@ class LiveRunView(QWidget):
     def _failed(self, job: ReconJob, message: str) -> None:
         self.image_view.set_title("Last iterate (failed)")
         self.header.set_text_keeping(f"{job.title} {failure_summary(message)}", "")
-        self.header.set_details("")
+        self.header.set_details(message)
 
 
 def _grown(current: tuple[float, float] | None, low: float, high: float) -> tuple[float, float]:
