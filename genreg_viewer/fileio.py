@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
+import re
+import socket
 import stat
 import tempfile
+import threading
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -74,6 +78,58 @@ def check_regular_file(path: str | os.PathLike, what: str = "file") -> Path:
     return target
 
 
+#: temporaries are named ``.<target name>.genreg-<host>-<pid>-<random><suffix>``: a later run on the same machine
+#: removes those whose process no longer runs (killed with ``kill -9``, which leaves no chance to clean up)
+_HOST = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:6]
+_TEMPORARY = re.compile(r"^\..+\.genreg-([0-9a-f]{6})-(\d+)-")
+_SWEPT: set[str] = set()
+_SWEPT_LOCK = threading.Lock()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, but another user's
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporaries :func:`atomic_path` left in ``folder`` from processes of this machine that no longer
+    run; returns them. Only regular files named as this module names its temporaries are touched."""
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(os.fspath(folder)))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _TEMPORARY.match(str(entry.name))
+        if not match or match.group(1) != _HOST:
+            continue
+        pid = int(match.group(2))
+        if pid == os.getpid() or _alive(pid):
+            continue
+        try:
+            if entry.is_file(follow_symlinks=False):
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+        except OSError:
+            pass
+    return removed
+
+
+def _sweep_once(folder: Path) -> None:
+    """:func:`remove_stale_temporaries` the first time this process writes into ``folder``."""
+    key = os.path.abspath(folder)
+    with _SWEPT_LOCK:
+        if key in _SWEPT:
+            return
+        _SWEPT.add(key)
+    remove_stale_temporaries(folder)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path`` atomically.
@@ -82,13 +138,15 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     ``path``'s suffix (or ``suffix``) so that libraries choosing a format by extension still work. A replaced file
     keeps its permission bits (a private 0600 output stays private); a new one gets the usual ``0666 & ~umask``.
     A ``path`` that is a device, FIFO or socket is refused (:class:`NotRegularFileError`) before anything is
-    written: renaming over it would replace, say, ``/dev/null`` by a regular file.
+    written: renaming over it would replace, say, ``/dev/null`` by a regular file. Temporaries of killed processes
+    in the folder are removed the first time a process writes there (:func:`remove_stale_temporaries`).
     """
     target = Path(path)
     check_not_special(target, "output")
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix or target.suffix or ".tmp",
-                                    dir=target.parent)
+    _sweep_once(target.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.genreg-{_HOST}-{os.getpid()}-",
+                                    suffix=suffix or target.suffix or ".tmp", dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:

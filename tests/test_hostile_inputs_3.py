@@ -994,3 +994,53 @@ def test_a_truncated_mrnet_exam_is_skipped_by_name_and_the_build_goes_on(capsys,
     np.save(folder / "0002.npy", np.zeros((4, 64, 64), np.complex64))
     with pytest.raises(DataError, match="expected real numeric pixel data, got dtype complex64"):
         load_mrnet_stack(folder / "0002.npy")
+
+
+# ------------------------------------------------------------------------------------------------ temporaries
+def test_temporaries_of_killed_processes_are_removed_by_the_next_write(tmp_path):
+    import subprocess
+    import sys
+
+    from genreg_viewer import fileio
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)
+    stale = tmp_path / f".set.h5.genreg-{fileio._HOST}-{dead_pid}-x1y2z3.h5"  # what kill -9 left behind
+    stale.write_bytes(b"x" * 1000)
+    running = tmp_path / f".set.h5.genreg-{fileio._HOST}-{os.getppid()}-a1b2c3.h5"  # a process still writing
+    running.write_bytes(b"y")
+    other_host = tmp_path / f".set.h5.genreg-zzzzzz-{dead_pid}-d4e5f6.h5"
+    other_host.write_bytes(b"z")
+    mine = tmp_path / ".hidden"
+    mine.write_text("not ours")
+    fileio.atomic_write_text(tmp_path / "notes.txt", "new")
+    assert not stale.exists() and running.exists() and other_host.exists() and mine.exists()
+    assert (tmp_path / "notes.txt").read_text() == "new"
+
+
+def test_sigterm_while_writing_leaves_no_temporary(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "mask.npy"
+    code = (
+        "import sys, time\n"
+        "import numpy as np\n"
+        "from genreg_viewer.cli.main import main\n"
+        "def slow(*args, **kwargs):\n"
+        "    print('writing', flush=True)\n"
+        "    time.sleep(60)\n"
+        "np.save = slow\n"
+        f"sys.exit(main(['mask', 'radial:25', '--out', {str(out)!r}]))\n"
+    )
+    process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        assert process.stdout.readline().strip() == "writing"
+        assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".mask.npy.genreg-")]  # the temporary
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 130
+    finally:
+        process.kill()
+    assert list(tmp_path.iterdir()) == []

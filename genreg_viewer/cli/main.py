@@ -42,12 +42,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupted(signum, frame) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 1
+    # SIGTERM and SIGHUP end a command like Ctrl+C: temporaries are removed and partial outputs are never left
+    import signal
+    import threading
+
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for name in ("SIGTERM", "SIGHUP"):
+            if hasattr(signal, name):
+                previous[name] = signal.signal(getattr(signal, name), _interrupted)
+    try:
+        return _run(parser, args)
+    finally:
+        for name, handler in previous.items():
+            signal.signal(getattr(signal, name), handler)
+
+
+def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     from ..device import configure_threads
     from ..weight_sets import WeightSetError, active_weight_set, environment_error, is_auto, use_weight_set
 
