@@ -1044,3 +1044,30 @@ def test_sigterm_while_writing_leaves_no_temporary(tmp_path):
     finally:
         process.kill()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_compressed_npz_volume_is_read_one_slice_at_a_time(tmp_path):
+    import tracemalloc
+    import zipfile
+
+    from genreg_viewer.data.loading import load_image
+
+    shape = (512, 1024, 1024)  # 512 MiB of uint8 zeros, about half a MiB on disk
+    header = f"{{'descr': '|u1', 'fortran_order': False, 'shape': {shape!r}, }}"
+    header += " " * (118 - len(header)) + "\n"
+    path = tmp_path / "volume.npz"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+        with archive.open("images.npy", "w", force_zip64=True) as member:
+            member.write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode())
+            block = bytes(2**24)
+            for _ in range(32):
+                member.write(block)
+    assert path.stat().st_size < 4 * 2**20
+    tracemalloc.start()
+    try:
+        with pytest.raises(Exception, match="constant"):  # all zeros: refused as constant, after reading a slice
+            load_image(path, size=None)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 * 2**20, f"{peak / 2**20:.0f} MiB held to read one 1 MiB slice"

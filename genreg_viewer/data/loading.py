@@ -483,7 +483,11 @@ def _npz_source(path: Path, key: str | None) -> _SliceSource:
             name = key if key is not None else next((n for n, h in headers.items() if len(h.shape) in (2, 3)), None)
             if name is None:
                 raise DataError(f"{path} has no 2-D or 3-D array; it holds: {listing}")
-            array = read_npz_array(archive, found[name][0], headers[name], f"array {name!r} in {path}")
+            what = f"array {name!r} in {path}"
+            _check_array_header(headers[name], what)
+            array: Any = _NpzStack(path, found[name][0], headers[name], what)
+            if len(headers[name].shape) != 3 or headers[name].fortran_order:
+                array = read_npz_array(archive, found[name][0], headers[name], what)
     except DataError:
         raise
     except Exception as exc:  # not a zip archive, truncated or corrupt data
@@ -491,6 +495,38 @@ def _npz_source(path: Path, key: str | None) -> _SliceSource:
     contents = [{"name": n, "shape": list(h.shape), "dtype": str(h.dtype)} for n, h in headers.items()]
     meta = {"format": "npz", "key": name, "dtype": str(array.dtype), "arrays": contents}
     return _array_source(array, path, f"array {name!r}", meta)
+
+
+class _NpzStack:
+    """A C-ordered ``(slices, H, W)`` member of a ``.npz`` archive read one slice at a time: the member's stream is
+    decompressed up to the slice and only the slice is kept (the whole array was read before, so a 4 MB archive of
+    zeros could ask for 3.75 GiB to show one slice)."""
+
+    def __init__(self, path: Path, member: str, header: NpyHeader, what: str):
+        self.path, self.member, self.header, self.what = path, member, header, what
+        self.shape, self.dtype = header.shape, header.dtype
+
+    def __getitem__(self, index) -> np.ndarray:
+        import zipfile
+
+        slice_bytes = limits.count(self.shape[1:]) * self.dtype.itemsize
+        try:
+            with zipfile.ZipFile(self.path) as archive, archive.open(self.member) as f:
+                read_npy_header(f, self.what)  # leaves the stream at the data
+                skip = int(index) * slice_bytes
+                while skip:
+                    chunk = f.read(min(skip, 2**20))
+                    if not chunk:
+                        break
+                    skip -= len(chunk)
+                data = f.read(slice_bytes) if not skip else b""
+        except DataError:
+            raise
+        except Exception as exc:  # a damaged archive
+            raise DataError(f"could not read {self.what}: {exc}") from None
+        if len(data) != slice_bytes:
+            raise DataError(f"{self.what} is truncated: slice {int(index)} is missing")
+        return np.frombuffer(data, self.dtype).reshape(self.shape[1:]).copy()
 
 
 @contextlib.contextmanager
