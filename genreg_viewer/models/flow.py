@@ -43,7 +43,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .generator_common import ImageGenerator, JsonConfig, check_sizes, generator_from_weights, is_integer
+from .generator_common import (ImageGenerator, JsonConfig, check_sizes, generator_from_weights, is_finite_number,
+                               is_integer)
 from .weights import save_weights, weights_exist
 
 MODEL_TYPE = "genreg-flow"
@@ -87,7 +88,7 @@ class FlowConfig(JsonConfig):
             )
         if not is_integer(self.steps_per_level) or self.steps_per_level < 1:
             raise ValueError(f"steps_per_level must be a positive integer, got {self.steps_per_level!r}")
-        if not isinstance(self.scale_bound, (int, float)) or not 0 < float(self.scale_bound) <= 10:
+        if not is_finite_number(self.scale_bound) or not 0 < self.scale_bound <= 10:
             raise ValueError(f"scale_bound must be a number in (0, 10], got {self.scale_bound!r}")
 
     @property

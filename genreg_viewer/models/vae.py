@@ -48,7 +48,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .cholesky import SparseCholesky
-from .generator_common import ImageGenerator, JsonConfig, check_sizes, generator_from_weights, is_integer
+from .generator_common import (ImageGenerator, JsonConfig, check_sizes, generator_from_weights, is_finite_number,
+                               is_integer)
 from .weights import WeightsError, read_weights_json, save_weights, weights_exist, weights_paths, weights_stem
 
 COVARIANCE_KINDS = ("identity", "diagonal", "covar")
@@ -148,15 +149,14 @@ class VAEConfig(JsonConfig):
                 f"image_size {self.image_size!r} must be a positive multiple of patch * 2^len(widths) = {factor} "
                 f"(patch {self.patch}, {len(self.widths)} down-sampling blocks)"
             )
-        if not isinstance(self.dropout, (int, float)) or not 0.0 <= float(self.dropout) < 1.0:
+        if not is_finite_number(self.dropout) or not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
         if self.covariance_kind not in COVARIANCE_KINDS:
             raise ValueError(f"covariance_kind must be one of {COVARIANCE_KINDS}, got {self.covariance_kind!r}")
         if self.neighbourhood not in NEIGHBOURHOODS:
             raise ValueError(f"neighbourhood must be 3 or 5, got {self.neighbourhood!r}")
         lo, hi = self.log_diag_min, self.log_diag_max
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in (lo, hi)) \
-                or lo >= hi:
+        if not all(is_finite_number(v) for v in (lo, hi)) or lo >= hi:
             raise ValueError(f"need finite log_diag_min < log_diag_max, got ({lo!r}, {hi!r})")
         if not -MAX_LOG_DIAG <= lo < hi <= MAX_LOG_DIAG:  # exp(2 l) is the precision: beyond, float32 overflows
             raise ValueError(f"log_diag_min and log_diag_max must lie in [-{MAX_LOG_DIAG:g}, {MAX_LOG_DIAG:g}] (the "
@@ -165,10 +165,7 @@ class VAEConfig(JsonConfig):
             raise ValueError(
                 f"a latent grid of {self.latent_channels} channels on the {self.coarse_size}x{self.coarse_size} coarse "
                 f"map has latent_dim {self.latent_channels * self.coarse_size**2}, got {self.latent_dim!r}")
-        if self.identity_rho is not None and not (
-            isinstance(self.identity_rho, (int, float)) and not isinstance(self.identity_rho, bool)
-            and math.isfinite(self.identity_rho) and self.identity_rho > 0
-        ):
+        if self.identity_rho is not None and not (is_finite_number(self.identity_rho) and self.identity_rho > 0):
             raise ValueError(f"identity_rho must be a positive number or None, got {self.identity_rho!r}")
         if self.identity_rho is not None and abs(0.5 * math.log(self.identity_rho)) > MAX_LOG_DIAG:
             raise ValueError(f"identity_rho must lie in [exp(-{2 * MAX_LOG_DIAG:g}), exp({2 * MAX_LOG_DIAG:g})] = "

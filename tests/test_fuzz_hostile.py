@@ -1,0 +1,227 @@
+"""Generated hostile inputs (issue 22): seeded mutations of the structured files the program reads -- calibration
+and tuned tables, session metadata, weight-set descriptions, weight configs -- and of the values a user types (mask
+specs, method parameters, output paths). Each case must give a correct result or one of the user errors
+(:data:`genreg_viewer.cli.errors.USER_ERRORS`) with a one-line message; any other exception (TypeError,
+AttributeError, OverflowError, RecursionError, ...) is a defect. Everything runs in-process on tiny inputs."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from genreg_viewer.cli.errors import USER_ERRORS
+
+#: values a hostile file or user puts where a number, text, list or object belongs
+HOSTILE = [None, True, False, 0, -1, 1, 2**31, 2**63, 10**309, -10**309, 0.5, -0.0, 1e-300, 1e300, float("nan"),
+           float("inf"), float("-inf"), "", "x", "1", "nan", "1e400", " " * 3, "a" * 20000, [], [1], [None],
+           [[[[[[[[1]]]]]]]], {}, {"a": 1}, {"": None}, [1.5, "x"], "radial:25", "/dev/stdin"]
+
+
+def hostile(rng: random.Random):
+    return rng.choice(HOSTILE)
+
+
+def mutate(value, rng: random.Random, depth: int = 0):
+    """``value`` with one field (at any depth) replaced, removed or added."""
+    if isinstance(value, dict) and value and depth < 4 and rng.random() < 0.7:
+        key = rng.choice(list(value))
+        out = dict(value)
+        action = rng.random()
+        if action < 0.2:
+            out.pop(key)
+        elif action < 0.3:
+            out[rng.choice(["extra", "", "0"])] = hostile(rng)
+        else:
+            out[key] = mutate(value[key], rng, depth + 1)
+        return out
+    if isinstance(value, list) and value and depth < 4 and rng.random() < 0.7:
+        out = list(value)
+        index = rng.randrange(len(out))
+        if rng.random() < 0.2:
+            out.pop(index)
+        else:
+            out[index] = mutate(out[index], rng, depth + 1)
+        return out
+    return hostile(rng)
+
+
+def expect_user_error_or_result(call, *args, **kwargs):
+    """Run one case: its result, or ``None`` after a user error whose message is one line."""
+    try:
+        return call(*args, **kwargs)
+    except USER_ERRORS as exc:
+        text = str(exc)
+        assert text and "\n" not in text and "Traceback" not in text, repr(text)
+        return None
+
+
+def dumps(value) -> str:
+    try:
+        return json.dumps(value)
+    except (ValueError, RecursionError):
+        return "{"
+
+
+# ------------------------------------------------------------------------------------------------ tables
+CALIBRATION = {"mean+covar": [{"mask": "radial:25", "sigma": 0.05, "scale": 0.9, "fitted_on": "val.h5",
+                               "fitted_for_k": [2.0], "params": {"lam": 0.2}}]}
+
+
+def test_generated_calibration_tables(tmp_path):
+    from genreg_viewer.evaluation.calibration import std_scale_for_run
+    from genreg_viewer.weight_sets import WeightSet
+
+    rng = random.Random(22)
+    folder = tmp_path / "set"
+    (folder / "tuned").mkdir(parents=True)
+    weight_set = WeightSet("fuzz", folder)
+    for case in range(400):
+        (folder / "tuned" / "calibration.json").write_text(dumps(mutate(CALIBRATION, rng)))
+        found = expect_user_error_or_result(std_scale_for_run, "mean+covar", "radial:25", 0.05, weight_set=weight_set)
+        if found is not None:
+            assert math.isfinite(found.scale) and found.scale > 0, case
+
+
+TUNED = {"pnp-admm": [{"sampling_fraction": 0.1, "sigma": 0.05, "params": {"denoiser_sigma": 0.05, "rho": 1.0}},
+                      {"sampling_fraction": 0.02, "sigma": 0.0125, "params": {"rho": 2.0}}]}
+
+
+def test_generated_tuned_tables(tmp_path):
+    from genreg_viewer.physics import radial_mask, simulate_measurement
+    from genreg_viewer.recon import Problem, get_method
+    from genreg_viewer.weight_sets import WeightSet
+
+    rng = random.Random(23)
+    folder = tmp_path / "set"
+    (folder / "tuned").mkdir(parents=True)
+    truth = torch.full((1, 1, 32, 32), 0.5)
+    problem = Problem(simulate_measurement(truth, radial_mask(8, (32, 32)), 0.05, 0), truth,
+                      weight_set=WeightSet("fuzz", folder))
+    method = get_method("pnp-admm")
+    for case in range(400):
+        (folder / "tuned" / "pnp.json").write_text(dumps(mutate(TUNED, rng)))
+        defaults = expect_user_error_or_result(method.defaults_for, problem)
+        if defaults is not None:
+            method.resolve_params(defaults), case  # every value a tuned table gives passes the declarations
+
+
+# ------------------------------------------------------------------------------------------------ sessions
+def test_generated_session_metadata(qapp, tmp_path):
+    from genreg_viewer.application import ExperimentState, ImageInfo, RunRecord
+    from genreg_viewer.application import bundles
+    from genreg_viewer.physics import radial_mask
+
+    state = ExperimentState(shape=(32, 32))
+    yy, xx = np.mgrid[:32, :32]
+    image = (0.5 + 0.4 * np.sin(xx / 5.0) * np.cos(yy / 7.0)).astype(np.float32)
+    state.set_image(image, ImageInfo(source="test image"))
+    state.set_mask(radial_mask(8, (32, 32)), "radial:8")
+    state.add_result(RunRecord(run_id=1, method="adjoint", title="Adjoint", image=image, params={"a": 1},
+                               iterations=1, seconds=0.1, device="cpu", psnr=20.0, ssim=0.5, setting=state.setting()))
+    good = bundles.make_bundle(state, gui={"method": {"method": "tv", "params": {"lam": 0.1}, "edited": ["lam"]},
+                                           "comparison": {"window": [0.0, 1.0], "region": [1, 1, 4, 4]}, "tab": 1})
+    rng = random.Random(24)
+    for case in range(600):
+        meta = mutate(json.loads(json.dumps(good.meta)), rng)
+        bundle = bundles.Bundle(meta if isinstance(meta, dict) else {"format": "x"}, dict(good.arrays))
+        expect_user_error_or_result(bundles.check_bundle, bundle)
+        try:
+            bundles._describe(tmp_path, bundle)
+        except bundles.SessionError as exc:
+            assert "\n" not in str(exc), case
+
+
+# ------------------------------------------------------------------------------------------------ weight sets
+def test_generated_weightset_descriptions(tmp_path):
+    from genreg_viewer.weight_sets import resolve_weight_set
+
+    folder = tmp_path / "set"
+    folder.mkdir()
+    (folder / "x.safetensors").write_bytes(b"")
+    rng = random.Random(25)
+    base = {"name": "mine", "description": "d", "data": "phantoms", "terms": "none", "fallback": "phantom"}
+    for _ in range(300):
+        (folder / "weightset.json").write_text(dumps(mutate(base, rng)))
+        found = expect_user_error_or_result(resolve_weight_set, str(folder))
+        if found is not None:
+            assert isinstance(found.name, str) and found.fallback in (None, "phantom", "real-knee")
+
+
+def test_generated_vae_configs(tmp_path):
+    """Configs are checked before a network is built; each case builds on the meta device at most."""
+    from genreg_viewer.models.flow import FlowConfig
+    from genreg_viewer.models.vae import VAEConfig
+
+    rng = random.Random(26)
+    bases = [(VAEConfig, {"image_size": 32, "latent_dim": 8, "widths": [4, 8], "decoder_widths": [8, 4], "patch": 4,
+                          "covariance_kind": "identity", "identity_rho": 0.01, "log_diag_min": -2.0,
+                          "log_diag_max": 6.0, "dropout": 0.1, "batch_norm": True, "neighbourhood": 3,
+                          "coarse_channels": 0, "latent_channels": 0, "coarse_blocks": 0}),
+             (FlowConfig, FlowConfig().to_dict())]
+    for _ in range(600):
+        config_class, base = rng.choice(bases)
+        config = mutate(base, rng)
+        try:
+            config_class.from_dict(config)
+        except (ValueError, TypeError) as exc:  # generator_from_weights reports both as a WeightsError line
+            assert "\n" not in str(exc)
+
+
+# ------------------------------------------------------------------------------------------------ typed values
+def test_generated_mask_specs():
+    from genreg_viewer.physics import mask_from_spec
+
+    rng = random.Random(27)
+    kinds = ["radial", "golden", "cartesian", "random", "full", "RADIAL", "", "x"]
+    numbers = ["0", "1", "-1", "25", "1e9", "nan", "inf", "0.5", "1.5", "", "abc", "9" * 40, "1e-300"]
+    for _ in range(500):
+        parts = [rng.choice(kinds)] + [rng.choice(numbers) for _ in range(rng.randrange(0, 3))]
+        mask = expect_user_error_or_result(mask_from_spec, ":".join(parts), (32, 32), rng.randrange(0, 5))
+        if mask is not None:
+            assert mask.shape == (32, 32) and mask.dtype == bool
+
+
+def test_generated_method_parameters():
+    from genreg_viewer.recon import all_methods
+
+    rng = random.Random(28)
+    texts = ["0", "-1", "1", "1e9", "1e400", "nan", "inf", "-inf", "", "abc", "0.5", "2**63", "9" * 40, "true",
+             "none", " 3 ", "1_000", "0x10", "1e-400"]
+    methods = all_methods()
+    for _ in range(800):
+        method = rng.choice(methods)
+        if not method.parameters:
+            continue
+        parameter = rng.choice(method.parameters)
+        value = rng.choice(texts) if rng.random() < 0.7 else hostile(rng)
+        params = expect_user_error_or_result(method.resolve_params, {parameter.name: value})
+        if params is not None and isinstance(params[parameter.name], float):
+            assert math.isfinite(params[parameter.name]), (method.name, parameter.name, value)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_generated_output_paths(tmp_path, seed):
+    import os
+
+    from genreg_viewer.fileio import atomic_write_text, check_writable
+
+    rng = random.Random(seed)
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    candidates = ["", " ", str(tmp_path), str(blocker / "below.txt"), str(fifo), os.devnull, "/dev/zero",
+                  str(tmp_path / "new" / "deeper" / "out.txt"), str(tmp_path / ("n" * 300)), str(tmp_path / "ok.txt")]
+    for _ in range(25):
+        path = rng.choice(candidates)
+        checked = expect_user_error_or_result(check_writable, path, "--out")
+        if checked is not None:
+            expect_user_error_or_result(atomic_write_text, path, "x")
+    assert os.path.exists(os.devnull) and not Path(os.devnull).is_file()
+    assert not [p for p in tmp_path.rglob(".*genreg-*")]  # no temporary left behind
