@@ -225,3 +225,40 @@ def test_generated_output_paths(tmp_path, seed):
             expect_user_error_or_result(atomic_write_text, path, "x")
     assert os.path.exists(os.devnull) and not Path(os.devnull).is_file()
     assert not [p for p in tmp_path.rglob(".*genreg-*")]  # no temporary left behind
+
+
+# ------------------------------------------------------------------------------------------------ array files
+def npy_bytes(descr: str, shape: tuple, fortran: bool, data: bytes) -> bytes:
+    header = f"{{'descr': {descr}, 'fortran_order': {fortran}, 'shape': {shape!r}, }}"
+    header += " " * (-(len(header) + 11) % 64) + "\n"
+    return b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode() + data
+
+
+def test_generated_npy_images_and_masks(tmp_path):
+    """Headers of every kind (types numpy cannot hold as pixels, odd shapes, truncated or missing data) through the
+    image and mask loaders."""
+    from genreg_viewer.data.loading import describe_file, load_image
+    from genreg_viewer.physics.masks import load_mask
+
+    rng = random.Random(29)
+    descrs = ["'<f4'", "'<f8'", "'<c8'", "'|b1'", "'|u1'", "'>i8'", "'<f2'", "'<U3'", "'<M8[s]'", "'|V8'",
+              "[('a', '<f4'), ('b', '<f4')]", "'|O'", "'<m8[s]'", "'|S4'"]
+    shapes = [(), (0,), (5,), (0, 0), (1, 1), (16, 16), (32, 32), (3, 16, 16), (16, 16, 3), (2, 0, 16),
+              (1, 1, 1, 1), (100000, 100000), (2**40, 2)]
+    path = tmp_path / "array.npy"
+    for case in range(300):
+        descr, shape = rng.choice(descrs), rng.choice(shapes)
+        size = int(np.prod(shape)) if shape else 1
+        itemsize = 8 if "8" in descr or "V8" in descr or "M8" in descr else 4
+        data = bytes(rng.randrange(256) for _ in range(min(size * itemsize, 4096)))
+        if rng.random() < 0.3:
+            data = data[:rng.randrange(len(data) + 1)]
+        path.write_bytes(npy_bytes(descr, shape, rng.random() < 0.2, data))
+        loaded = expect_user_error_or_result(load_image, path, size=None)
+        if loaded is not None:
+            assert descr in ("'<f4'", "'<f8'", "'<c8'", "'|b1'", "'|u1'", "'>i8'", "'<f2'"), (case, descr)
+            assert np.isfinite(loaded.image).all() and loaded.image.min() >= 0 and loaded.image.max() <= 1, case
+        expect_user_error_or_result(describe_file, path)
+        mask = expect_user_error_or_result(load_mask, path, None)
+        if mask is not None:
+            assert mask.dtype == bool and mask.ndim == 2, case

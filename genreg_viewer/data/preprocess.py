@@ -40,7 +40,7 @@ class DataError(ValueError):
 def as_real_image(image2d, what: str = "image") -> np.ndarray:
     """Validate a 2-D array and return it as float64; complex input becomes its magnitude ``|x|``."""
     array = np.asarray(image2d)
-    if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+    if array.dtype.kind not in "biufc" or array.dtype.fields is not None:  # not dates, durations, text, records
         raise DataError(f"{what} must hold numbers, got dtype {array.dtype}")
     if array.ndim != 2:
         raise DataError(f"{what} must be a 2-D array (H, W), got shape {array.shape}")
