@@ -262,3 +262,86 @@ def test_generated_npy_images_and_masks(tmp_path):
         mask = expect_user_error_or_result(load_mask, path, None)
         if mask is not None:
             assert mask.dtype == bool and mask.ndim == 2, case
+
+
+def test_generated_slice_sets(tmp_path):
+    """Slice sets with images, volume and slice datasets of random types, shapes and lengths through every reader
+    of slice sets."""
+    import h5py
+
+    from genreg_viewer.data.dataset import load_slice_set, load_slice_set_sources
+    from genreg_viewer.data.loading import describe_file
+    from genreg_viewer.evaluation.evaluate import load_evaluation_images
+
+    rng = random.Random(30)
+    image_shapes = [(2, 128, 128), (1, 128, 128), (0, 128, 128), (2, 64, 64), (128, 128), (2, 128, 128, 1), None]
+    image_types = ["f4", "f8", "u1", "c8", "b1", "S3", "i8"]
+    lists = [["a.h5", "b.h5"], ["a.h5"], [1.0, 2.0], [], None, ["x"] * 5]
+    path = tmp_path / "set.h5"
+    for case in range(150):
+        with h5py.File(path, "w") as f:
+            shape, kind = rng.choice(image_shapes), rng.choice(image_types)
+            if shape is not None:
+                if kind == "S3":
+                    f.create_dataset("images", data=np.full(shape, b"abc", dtype="S3"))
+                else:
+                    f.create_dataset("images", data=(np.random.default_rng(case).random(shape) * 2).astype(kind))
+            volume = rng.choice(lists)
+            if volume is not None:
+                if volume and isinstance(volume[0], str):
+                    f.create_dataset("volume", data=np.array(volume, dtype=object), dtype=h5py.string_dtype())
+                else:
+                    f.create_dataset("volume", data=np.array(volume, dtype="f8"))
+            if rng.random() < 0.8:
+                f.create_dataset("slice", data=np.arange(rng.randrange(0, 4), dtype=rng.choice(["i4", "f4"])))
+            if rng.random() < 0.5:
+                f.attrs["format"] = rng.choice(["genreg-slice-set", 5, b"\xff"])
+        images = expect_user_error_or_result(load_slice_set, path)
+        if images is not None:
+            assert images.dtype == np.float32 and images.ndim == 3 and np.isfinite(images).all(), case
+        sources = expect_user_error_or_result(load_slice_set_sources, path)
+        if sources is not None:
+            assert all(isinstance(v, str) and isinstance(i, int) for v, i in sources), case
+        expect_user_error_or_result(describe_file, path)
+        selection = expect_user_error_or_result(load_evaluation_images, str(path), rng.choice([None, 1, 5]))
+        if selection is not None:
+            assert tuple(selection.images.shape[1:]) == (1, 128, 128) and len(selection.sources) == len(
+                selection.indices), case
+
+
+def test_generated_session_arrays(qapp, tmp_path):
+    """Session files whose arrays have random types and shapes (the metadata valid) through read and check."""
+    from genreg_viewer.application import bundles
+
+    rng = random.Random(31)
+    shapes = [(32, 32), (16, 16), (2, 2), (32,), (), (1, 32, 32), (129, 129), (0, 32)]
+    kinds = ["f4", "f8", "f2", "u1", "b1", "c8", "i8", "U2"]
+    meta = {"format": bundles.FORMAT_NAME, "version": 1, "kind": "session", "image_info": {"source": "x"},
+            "mask_spec": "radial:8", "sigma": 0.05, "seed": 0,
+            "runs": [{"run_id": 1, "method": "adjoint", "title": "Adjoint", "psnr": 20.0, "ssim": 0.5,
+                      "extras": ["std_map"]}],
+            "arrays": ["ground_truth", "mask", "run1__image", "run1__std_map"]}
+
+    def array(rng) -> np.ndarray:
+        shape, kind = rng.choice(shapes), rng.choice(kinds)
+        values = np.random.default_rng(rng.randrange(1000)).random(shape)
+        if rng.random() < 0.1:
+            values = np.full(shape, np.nan)
+        return values.astype(kind)
+
+    for suffix in (".npz", ".h5"):
+        for case in range(75):
+            arrays = {name: array(rng) for name in meta["arrays"] if rng.random() < 0.95}
+            path = tmp_path / f"s{case}{suffix}"
+            try:
+                bundles.write_bundle(path, bundles.Bundle(dict(meta), arrays))
+            except (ValueError, TypeError):
+                continue  # what the writer itself refuses
+            bundle = expect_user_error_or_result(bundles.read_bundle, path)
+            if bundle is not None:
+                contents = expect_user_error_or_result(bundles.check_bundle, bundle)
+                if contents is not None:
+                    assert np.isfinite(contents.image).all() and contents.image.shape == contents.mask.shape, case
+                    for record in contents.records:  # no NaN run is shown as a result
+                        assert np.isfinite(record.image).all(), case
+                        assert all(np.isfinite(a).all() for a in record.arrays.values() if a.dtype.kind == "f"), case

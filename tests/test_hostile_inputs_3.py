@@ -1071,3 +1071,20 @@ def test_a_compressed_npz_volume_is_read_one_slice_at_a_time(tmp_path):
     finally:
         tracemalloc.stop()
     assert peak < 64 * 2**20, f"{peak / 2**20:.0f} MiB held to read one 1 MiB slice"
+
+
+@pytest.mark.parametrize("name", ["run1__image", "run1__std_map"])
+def test_a_session_run_holding_nan_is_refused(session_folder, name):
+    from genreg_viewer.application import ExperimentState
+    from genreg_viewer.application.bundles import SessionError, load_session
+
+    _, folder = session_folder
+    if name == "run1__std_map":  # give the run a std map first
+        edit_session(folder, lambda m: (m["runs"][0].update(extras=["std_map"]), m["arrays"].append(name)))
+    values = np.full((32, 32), 0.5, np.float32)
+    values[3, 4] = np.nan
+    np.save(folder / f"{name}.npy", values)
+    fresh = ExperimentState(shape=(32, 32))
+    with pytest.raises(SessionError, match="contains NaN or infinite values"):
+        load_session(folder, fresh)
+    assert fresh.results == []

@@ -670,6 +670,8 @@ def _check_run(index: int, run: Any, arrays: dict[str, np.ndarray], shape: tuple
     image = _image_array(arrays[f"{prefix}image"], f"the image of run {run_id}")
     if image.shape != shape:
         raise SessionError(f"the image of run {run_id} has shape {image.shape}, the ground truth {shape}")
+    if not np.isfinite(image).all():
+        raise SessionError(f"the image of run {run_id} contains NaN or infinite values")
     extras = run.get("extras", [])
     if not isinstance(extras, list):
         _check.fail(f"{where}.extras", "a list of names", extras)
@@ -681,6 +683,8 @@ def _check_run(index: int, run: Any, arrays: dict[str, np.ndarray], shape: tuple
         array = arrays[prefix + name]
         if name == "std_map" and array.shape != shape:
             raise SessionError(f"the std_map of run {run_id} has shape {array.shape}, the ground truth {shape}")
+        if array.dtype.kind in "fc" and not np.isfinite(array).all():
+            raise SessionError(f"the {name} of run {run_id} contains NaN or infinite values")
         if name == "latent" and array.ndim != 1:
             raise SessionError(f"the latent of run {run_id} must be a vector, got shape {array.shape}")
         run_arrays[name] = array.astype(np.float32) if array.dtype.kind == "f" else array
