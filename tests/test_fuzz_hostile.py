@@ -345,3 +345,44 @@ def test_generated_session_arrays(qapp, tmp_path):
                     for record in contents.records:  # no NaN run is shown as a result
                         assert np.isfinite(record.image).all(), case
                         assert all(np.isfinite(a).all() for a in record.arrays.values() if a.dtype.kind == "f"), case
+
+
+# ------------------------------------------------------------------------------------------------ CLI numbers
+def test_generated_cli_numbers(capsys, tmp_path):
+    """``genreg recon`` with hostile numbers in its options: exit 0 with finite scores, or exit 2 with one line
+    (argparse's own refusals, exit 2 through SystemExit, count as one line too)."""
+    import torch
+
+    from genreg_viewer.cli.main import main
+
+    image = tmp_path / "image.npy"
+    yy, xx = np.mgrid[:32, :32]
+    np.save(image, (0.5 + 0.4 * np.sin(xx / 5.0) * np.cos(yy / 3.0)).astype(np.float32))
+    rng = random.Random(32)
+    numbers = ["0", "1", "-1", "2", "1e9", "1e400", "nan", "inf", "-inf", "", "abc", "0.5", "9" * 40, "0x10",
+               "1e-400", str(2**63), str(2**31)]
+    options = ["--slice", "--noise", "--seed", "--iters", "--threads"]
+    threads = torch.get_num_threads()
+    try:
+        for case in range(120):
+            chosen = rng.sample(options, rng.randrange(1, 3))
+            args = ["recon", str(image), "--method", rng.choice(["adjoint", "zero-filled"]), "--mask",
+                    rng.choice(["radial:8", "random:0.3", "full"]), "--device", "cpu", "--json"]
+            for option in chosen:
+                args += [option, rng.choice(numbers)]
+            if "--iters" in chosen and args[args.index("--iters") + 1] not in ("0", "1", "2", "-1"):
+                args[args.index("--iters") + 1] = "3"  # a long run is not the point here
+            try:
+                code = main(args)
+            except SystemExit as exc:  # argparse: "invalid int value", one usage line and one error line
+                code = exc.code
+            captured = capsys.readouterr()
+            assert code in (0, 2), (case, args, code)
+            assert "Traceback" not in captured.err, (case, args)
+            if code == 0:
+                summary = json.loads(captured.out)
+                assert math.isfinite(summary["psnr"]) and math.isfinite(summary["ssim"]), (case, args)
+            elif "usage:" not in captured.err:
+                assert len(captured.err.strip().splitlines()) == 1, (case, args, captured.err)
+    finally:
+        torch.set_num_threads(threads)
