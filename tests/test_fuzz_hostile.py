@@ -386,3 +386,38 @@ def test_generated_cli_numbers(capsys, tmp_path):
                 assert len(captured.err.strip().splitlines()) == 1, (case, args, captured.err)
     finally:
         torch.set_num_threads(threads)
+
+
+def test_generated_weight_files(tmp_path):
+    """Weight JSON documents of the bundled DnCNN and variational network with mutated configs and manifests,
+    loaded as the methods load them: a network, or one WeightsError line naming the file."""
+    import shutil
+
+    from genreg_viewer.models.weights import WeightsError
+    from genreg_viewer.recon.learned.common import load_network
+    from genreg_viewer.recon.learned.pnp import _build_denoiser
+    from genreg_viewer.recon.learned.varnet import _build
+    from genreg_viewer.weight_sets import BUNDLED_SETS
+
+    rng = random.Random(33)
+    networks = {"dncnn": _build_denoiser, "varnet-radial25-sigma0.05": _build}
+    originals = {}
+    for name in networks:
+        for suffix in (".safetensors", ".json"):
+            shutil.copy(BUNDLED_SETS["phantom"] / f"{name}{suffix}", tmp_path / f"{name}{suffix}")
+        originals[name] = json.loads((tmp_path / f"{name}.json").read_text())
+    for case in range(120):
+        name = rng.choice(list(networks))
+        document = dict(originals[name])
+        part = rng.choice(["config", "config", "tensors", "document"])
+        if part == "document":
+            document = mutate(document, rng)
+        else:
+            document[part] = mutate(document[part], rng)
+        (tmp_path / f"{name}.json").write_text(dumps(document))
+        try:
+            module, _, _ = load_network(str(tmp_path / name), networks[name], torch.device("cpu"))
+        except WeightsError as exc:
+            assert "\n" not in str(exc) and f"{name}" in str(exc), (case, str(exc))
+        else:
+            assert sum(p.numel() for p in module.parameters()) > 0, case
