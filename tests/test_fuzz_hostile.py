@@ -421,3 +421,44 @@ def test_generated_weight_files(tmp_path):
             assert "\n" not in str(exc) and f"{name}" in str(exc), (case, str(exc))
         else:
             assert sum(p.numel() for p in module.parameters()) > 0, case
+
+
+# ------------------------------------------------------------------------------------------------ checkpoints
+def test_generated_checkpoints(tmp_path):
+    """Resume payloads with fields removed, retyped or resized: refused in one line, or loadable into the network
+    and its optimiser with a step inside the run."""
+    from genreg_viewer.training.loop import Plan, Schedule, _check_checkpoint
+
+    torch.manual_seed(0)
+    network = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
+    optimizer = torch.optim.Adam(network.parameters(), lr=1e-3)
+    network(torch.randn(5, 3)).sum().backward()
+    optimizer.step()
+    good = {"identity": {"a": 1}, "trainable": network.state_dict(), "optimizer": optimizer.state_dict(), "step": 3,
+            "history": [{"loss": 1.0}], "curve": [[1, 0.5]], "seconds": 1.5, "skipped": 0, "running": 0.7,
+            "buffers": {}}
+    plan = Plan(Schedule(1e-3), period=2, steps=8)
+    rng = random.Random(34)
+    tensors = [torch.zeros(4), torch.zeros(4, 3), torch.zeros(()), torch.full((4,), float("nan")),
+               torch.zeros(4, dtype=torch.int64)]
+    for case in range(300):
+        payload = dict(good)
+        key = rng.choice(list(good))
+        action = rng.random()
+        if action < 0.2:
+            payload.pop(key)
+        elif key == "trainable" and action < 0.7:
+            state = dict(good["trainable"])
+            name = rng.choice(list(state))
+            state[name] = rng.choice(tensors) if rng.random() < 0.7 else hostile(rng)
+            payload["trainable"] = state
+        else:
+            payload[key] = hostile(rng) if rng.random() < 0.8 else rng.choice(tensors)
+        try:
+            step = _check_checkpoint(payload, tmp_path / "x.checkpoint.pt", network, plan)
+        except ValueError as exc:
+            assert "\n" not in str(exc) and "x.checkpoint.pt" in str(exc), case
+            continue
+        assert isinstance(step, int) and 0 <= step <= plan.total_steps, case
+        copy = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
+        copy.load_state_dict(payload["trainable"])  # names and shapes were checked

@@ -227,6 +227,7 @@ def _check_checkpoint(payload: dict[str, Any], path: Path, trainable: torch.nn.M
     ``ValueError`` line naming the checkpoint and the field otherwise): ``trainable`` tensors of the network's
     names and shapes, an ``optimizer`` state, a ``step`` in ``[0, total steps]`` (or an ``epoch``), a ``history``
     list, finite ``seconds``; a checkpoint with a bad step or no ``trainable`` was resumed before."""
+    from ..models.generator_common import is_finite_number
     from ..models.weights import describe_mismatch
 
     def fail(field: str, expected: str) -> ValueError:
@@ -251,13 +252,11 @@ def _check_checkpoint(payload: dict[str, Any], path: Path, trainable: torch.nn.M
     if not isinstance(payload.get("history"), list) or not isinstance(payload.get("curve", []), list):
         raise fail("'history' and 'curve'", "lists")
     seconds, skipped, running = payload.get("seconds"), payload.get("skipped", 0), payload.get("running")
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds) \
-            or seconds < 0:
+    if not is_finite_number(seconds) or seconds < 0:
         raise fail("'seconds'", "a finite number >= 0")
-    if isinstance(skipped, bool) or not isinstance(skipped, int) or skipped < 0:
-        raise fail("'skipped'", "an integer >= 0")
-    if running is not None and (isinstance(running, bool) or not isinstance(running, (int, float))
-                                or not math.isfinite(running)):
+    if isinstance(skipped, bool) or not isinstance(skipped, int) or not 0 <= skipped <= plan.total_steps:
+        raise fail("'skipped'", f"an integer from 0 to {plan.total_steps}")
+    if running is not None and not is_finite_number(running):
         raise fail("'running'", "null or a finite number")
     buffers = payload.get("buffers", {})
     if not isinstance(buffers, dict) or not all(isinstance(b, torch.Tensor) for b in buffers.values()):
