@@ -462,3 +462,72 @@ def test_generated_checkpoints(tmp_path):
         assert isinstance(step, int) and 0 <= step <= plan.total_steps, case
         copy = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
         copy.load_state_dict(payload["trainable"])  # names and shapes were checked
+
+
+# ------------------------------------------------------------------------------------------------ memory
+def test_hostile_files_stay_within_a_memory_limit(tmp_path):
+    """Small files declaring huge data, run through the command line in one process whose address space is capped
+    at 3 GiB: each must end in one line and exit 2, without a MemoryError."""
+    import os
+    import resource
+    import subprocess
+    import sys
+
+    import h5py
+
+    def npy_header(path: Path, shape: tuple, descr: str = "<f4") -> str:
+        path.write_bytes(npy_bytes(repr(descr), shape, False, b""))
+        return str(path)
+
+    files = {
+        "npy": npy_header(tmp_path / "huge.npy", (2, 40000, 40000)),
+        "kspace npy": npy_header(tmp_path / "k.npy", (8192, 8192), "<c8"),
+        "mask npy": npy_header(tmp_path / "mask.npy", (100000, 100000), "|b1"),
+    }
+    with h5py.File(tmp_path / "volume.h5", "w") as f:
+        f.create_dataset("reconstruction_esc", shape=(2, 40000, 40000), dtype="f4", chunks=(1, 1000, 1000),
+                         compression="gzip")
+    with h5py.File(tmp_path / "chunks.h5", "w") as f:
+        f.create_dataset("reconstruction_esc", shape=(1, 8192, 8192), dtype="f4", chunks=(1, 1, 1))
+    with h5py.File(tmp_path / "kspace.h5", "w") as f:
+        f.create_dataset("kspace", shape=(2, 15, 2048, 2048), dtype="c8", chunks=(1, 1, 2048, 2048),
+                         compression="gzip")
+    with h5py.File(tmp_path / "set.h5", "w") as f:
+        f.create_dataset("images", shape=(200000, 128, 128), dtype="f8", chunks=(1, 128, 128), compression="gzip")
+    image = str(tmp_path / "image.npy")
+    np.save(image, np.linspace(0, 1, 64 * 64, dtype=np.float32).reshape(64, 64))
+    commands = [
+        ["recon", files["npy"], "--method", "adjoint"],
+        ["recon", "--kspace", files["kspace npy"], "--method", "adjoint"],
+        ["recon", image, "--mask", files["mask npy"], "--method", "adjoint"],
+        ["recon", str(tmp_path / "volume.h5"), "--method", "adjoint"],
+        ["recon", str(tmp_path / "chunks.h5"), "--method", "adjoint"],
+        ["recon", str(tmp_path / "kspace.h5"), "--method", "adjoint"],
+        ["evaluate", str(tmp_path / "set.h5"), "--methods", "adjoint", "--out", str(tmp_path / "r.csv")],
+        ["train", "vae", "phantom:4", "--held-out", "phantom:999999999999", "--out", str(tmp_path / "run"),
+         "--epochs", "1"],
+    ]
+    script = (
+        "import contextlib, io, json, sys\n"
+        "from genreg_viewer.cli.main import main\n"
+        "results = []\n"
+        "for args in json.loads(sys.argv[1]):\n"
+        "    err = io.StringIO()\n"
+        "    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):\n"
+        "        code = main(args + ['--device', 'cpu'])\n"
+        "    results.append([code, err.getvalue().strip().splitlines()[-1:]])\n"
+        "print(json.dumps(results))\n"
+    )
+
+    def capped() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (3 * 2**30, 3 * 2**30))
+
+    run = subprocess.run([sys.executable, "-c", script, json.dumps(commands)], preexec_fn=capped,
+                         capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "OMP_NUM_THREADS": "1", "GENREG_THREADS": "1"})
+    assert run.returncode == 0, run.stderr[-2000:]
+    results = json.loads(run.stdout.strip().splitlines()[-1])
+    for args, (code, last) in zip(commands, results):
+        assert code == 2 and last and ": error: " in last[0] and "MemoryError" not in last[0], (args, code, last)
+        assert "limit" in last[0] or "must have between" in last[0], (args, last)  # refused by size, from headers
+    assert not (tmp_path / "r.csv").exists() and not (tmp_path / "run").exists()
