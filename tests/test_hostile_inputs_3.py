@@ -1088,3 +1088,12 @@ def test_a_session_run_holding_nan_is_refused(session_folder, name):
     with pytest.raises(SessionError, match="contains NaN or infinite values"):
         load_session(folder, fresh)
     assert fresh.results == []
+
+
+def test_evaluate_bounds_a_huge_selection_before_listing_it(capsys, tmp_path):
+    import time
+
+    start = time.perf_counter()
+    err = cli_error(capsys, ["evaluate", f"phantom:{2**31}", "--images", str(2**31 - 1), "--methods", "adjoint",
+                             "--device", "cpu", "--quiet", "--out", str(tmp_path / "r.csv")])
+    assert "more than the limit of 4 GiB" in err and time.perf_counter() - start < 10

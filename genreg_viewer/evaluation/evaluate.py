@@ -211,6 +211,8 @@ def load_evaluation_images(spec: str, count: int | None = None) -> EvaluationIma
     total = phantom[0] if phantom is not None else slice_set_size(spec)
     if total > MAX_IMAGES:
         raise ValueError(f"{spec}: {total} images; at most {MAX_IMAGES} can be evaluated")
+    # bounded before the indices are listed (np.linspace of 2**31 of them took 16 GB)
+    limits.check_images(total if count is None else min(total, max(int(count), 0)), (size, size), str(spec))
     indices = select_indices(total, count)  # only these are made or read (phantom:15000 --images 1 makes one)
     if phantom is not None:
         from ..data.phantom import knee_phantom
