@@ -23,7 +23,9 @@ def test_set_names_its_data_terms_and_notice():
     assert {"vae_identity", "vae_diagonal", "vae_covar"} <= set(real.describe()["networks"])
     for kind in ("identity", "diagonal", "covar"):
         document = read_weights_json(real.folder / f"vae_{kind}")
-        assert document["storage"] == "float16" and "mrnet" in document["info"]["command"]
+        assert document["storage"] == "float16" and "real_train.h5" in document["info"]["command"]
+        assert "--intensity-curves" in document["info"].get("stage1_command", document["info"]["command"])
+        assert load_generative_model(kind, real.folder).config.latent_channels > 0  # a spatial latent grid
 
 
 def test_models_load_and_decode_valid_factors():
