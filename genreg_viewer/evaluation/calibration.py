@@ -38,6 +38,8 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from ..models.generator_common import is_finite_number
+
 #: the methods that return ``extras['std_map']``
 STD_MAP_METHODS = ("mean+covar", "mean+diagonal", "latent-vi")
 #: the k of the headline coverage figures
@@ -221,16 +223,6 @@ SCALE_RANGE = (1e-6, 1e6)
 GENERATED_MASKS = ("radial", "golden", "cartesian", "random", "full")
 
 
-def _is_number(value: Any) -> bool:
-    """A finite int or float within the range of a double (not a bool)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return False
-    try:
-        return math.isfinite(value)
-    except OverflowError:  # an integer of 1e309 or more
-        return False
-
-
 def _check_entry(entry: Any, where: str) -> None:
     """One line naming ``where`` (file, method, entry) and the field, for an entry of the wrong shape."""
     from ..physics.noise import MAX_SIGMA
@@ -241,20 +233,20 @@ def _check_entry(entry: Any, where: str) -> None:
     if not isinstance(mask, str) or not mask.strip() or len(mask) > MAX_MASK_SPEC_CHARS:
         raise ValueError(f"{where}: 'mask' must be a mask spec (text of at most {MAX_MASK_SPEC_CHARS} characters), "
                          f"got {str(mask)[:40]!r}")
-    if not _is_number(sigma) or not 0 <= sigma <= MAX_SIGMA:
+    if not is_finite_number(sigma) or not 0 <= sigma <= MAX_SIGMA:
         raise ValueError(f"{where}: 'sigma' must be a number in [0, {MAX_SIGMA:g}], got {sigma!r}")
-    if not _is_number(scale) or not SCALE_RANGE[0] <= scale <= SCALE_RANGE[1]:
+    if not is_finite_number(scale) or not SCALE_RANGE[0] <= scale <= SCALE_RANGE[1]:
         raise ValueError(f"{where}: 'scale' must be a positive finite number in [{SCALE_RANGE[0]:g}, "
                          f"{SCALE_RANGE[1]:g}], got {scale!r}")
     fraction = entry.get("sampling_fraction")
-    if fraction is not None and (not _is_number(fraction) or not 0 < fraction <= 1):
+    if fraction is not None and (not is_finite_number(fraction) or not 0 < fraction <= 1):
         raise ValueError(f"{where}: 'sampling_fraction' must be a number in (0, 1], got {fraction!r}")
     shape = entry.get("shape")
     if shape is not None and (not isinstance(shape, list) or len(shape) != 2 or not all(
             isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= MAX_ENTRY_SIDE for n in shape)):
         raise ValueError(f"{where}: 'shape' must be two integers in [1, {MAX_ENTRY_SIDE}], got {str(shape)[:40]}")
     ks = entry.get("fitted_for_k", list(FIT_KS))
-    if not isinstance(ks, list) or not 1 <= len(ks) <= 16 or not all(_is_number(k) and 0 < k <= 10 for k in ks):
+    if not isinstance(ks, list) or not 1 <= len(ks) <= 16 or not all(is_finite_number(k) and 0 < k <= 10 for k in ks):
         raise ValueError(f"{where}: 'fitted_for_k' must be a list of 1 to 16 numbers in (0, 10], got {str(ks)[:40]}")
     if not isinstance(entry.get("params", {}) or {}, dict):
         raise ValueError(f"{where}: 'params' must be a JSON object")

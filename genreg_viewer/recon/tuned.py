@@ -17,6 +17,7 @@ from typing import Any
 
 from pathlib import Path
 
+from ..models.generator_common import is_finite_number
 from ..paths import RESOURCES_DIR
 from ..weight_sets import WeightSet, tuned_file
 from .base import Problem
@@ -34,16 +35,6 @@ def _fail(path: Path, where: str, expected: str, value: Any) -> ValueError:
     shown = repr(value)
     shown = shown if len(shown) <= 60 else shown[:57] + "..."
     return ValueError(f"{path}: {where} must be {expected}, got {shown}")
-
-
-def _is_number(value: Any) -> bool:
-    """A finite int or float within the range of a double (not a bool)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return False
-    try:
-        return math.isfinite(value)
-    except OverflowError:  # an integer of 1e309 or more
-        return False
 
 
 def _check_table(table: Any, path: Path) -> dict[str, list[dict[str, Any]]]:
@@ -66,15 +57,15 @@ def _check_table(table: Any, path: Path) -> dict[str, list[dict[str, Any]]]:
             if not isinstance(entry, dict):
                 raise _fail(path, where, "a JSON object", entry)
             fraction, sigma, params = entry.get("sampling_fraction"), entry.get("sigma"), entry.get("params")
-            if not _is_number(fraction) or not 0 < fraction <= 1:
+            if not is_finite_number(fraction) or not 0 < fraction <= 1:
                 raise _fail(path, f"{where}: 'sampling_fraction'", "a number in (0, 1]", fraction)
-            if not _is_number(sigma) or not 0 <= sigma <= MAX_SIGMA:
+            if not is_finite_number(sigma) or not 0 <= sigma <= MAX_SIGMA:
                 raise _fail(path, f"{where}: 'sigma'", f"a number in [0, {MAX_SIGMA:g}]", sigma)
             if not isinstance(params, dict):
                 raise _fail(path, f"{where}: 'params'", "a JSON object of parameter values", params)
             for name, value in params.items():
                 if isinstance(value, str) and len(value) <= MAX_PARAM_TEXT or isinstance(value, bool) or (
-                        isinstance(value, int) and abs(value) < 2**63) or _is_number(value):
+                        isinstance(value, int) and abs(value) < 2**63) or is_finite_number(value):
                     continue
                 raise _fail(path, f"{where}: params.{name[:40]}", "a finite number, text or true/false", value)
     return table
