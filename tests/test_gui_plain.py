@@ -257,6 +257,35 @@ def test_identical_runs_are_numbered_in_the_comparison(window, qtbot, errors):
     assert errors == []
 
 
+def test_a_repeated_run_replaces_the_earlier_one_when_asked(window, qtbot, errors):
+    from genreg_viewer.gui.main_window import MainWindow
+
+    panel, action = window.method_panel, window.replace_repeats_action
+    assert not action.isChecked()
+    assert panel.select_method("tv")
+    panel.iterations_spin.setValue(5)
+    run_and_wait(qtbot, window, 1, errors)
+    first = window.state.results[0].run_id
+    action.trigger()  # Run > Repeated run replaces the earlier one
+    assert window.settings.value("replaceRepeatedRuns", type=bool) is True
+    qtbot.mouseClick(panel.run_controls.run_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: window.state.results[-1].run_id != first and not window.queue.busy, timeout=WAIT_MS)
+    assert len(window.state.results) == 1  # the repeat took the first run's place
+    window.tabs.setCurrentWidget(window.comparison)
+    assert f"run:{first}" not in window.comparison.tiles
+    (replacement,) = window.state.results
+    assert window.comparison.tiles[f"run:{replacement.run_id}"].content.title == "Total variation (PDHG)"
+    # a run that differs is still added beside it
+    panel.form.set_values({"alpha": 0.05})
+    run_and_wait(qtbot, window, 2, errors)
+    # the choice is remembered by the next window
+    again = MainWindow(settings=window.settings)
+    qtbot.addWidget(again)
+    assert again.replace_repeats_action.isChecked() and again.state.replace_repeats
+    again.close()
+    assert errors == []
+
+
 # ------------------------------------------------------------------------------------------------ plots, titles
 def test_the_sweep_legend_sits_beside_the_plots(window, qtbot, errors):
     sweep = window.sweep

@@ -108,6 +108,9 @@ class ExperimentState:
         self.measured_log_magnitude: np.ndarray | None = None  #: log(1 + |y|), centred
         self.results: list[RunRecord] = []
         self._adjoint_scores: tuple | None = None  #: (adjoint, image, scores) of the last adjoint_metrics call
+        #: a finished run replaces earlier runs identical to it (:meth:`RunRecord.repeat_key`) instead of being
+        #: added beside them as "#2"
+        self.replace_repeats = False
         self.image_version = 0  #: increases with every new ground truth; runs of an older one are dropped
         self._next_run_id = 1
 
@@ -245,9 +248,13 @@ class ExperimentState:
 
     def accept(self, job: ReconJob, record: RunRecord) -> bool:
         """Add the finished ``record`` of ``job`` unless the job was made for an earlier image (its result is then
-        dropped); True when it was added."""
+        dropped); True when it was added. With :attr:`replace_repeats` the runs identical to it are removed first."""
         if job.image_version != self.image_version:
             return False
+        if self.replace_repeats:
+            key = record.repeat_key()
+            for repeat in [r for r in self.results if r.repeat_key() == key]:
+                self.remove_result(repeat.run_id)
         self.add_result(record)
         return True
 

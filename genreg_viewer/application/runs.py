@@ -65,6 +65,13 @@ class RunRecord:
             history=list(result.history),
         )
 
+    def repeat_key(self) -> tuple:
+        """What makes two runs the same run (a *repeat*): method, parameters, iterations, whether it was
+        cancelled, the measurement setting and the weights. Repeats are numbered in the comparison ("TV #2") or,
+        when the user asks, replace the earlier run (:attr:`ExperimentState.replace_repeats`)."""
+        return (self.method, repr(sorted(self.params.items())), self.iterations, self.cancelled,
+                repr(sorted(self.setting.items())), repr(self.info.get("weights")))
+
     def label(self) -> str:
         suffix = " (cancelled)" if self.cancelled else ""
         return f"{self.title}{suffix}"

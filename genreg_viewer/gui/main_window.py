@@ -183,6 +183,14 @@ class MainWindow(QMainWindow):
         self._action(run_menu, "Cancel &all runs", self.queue.cancel_all, "Shift+Esc")
         run_menu.addSeparator()
         self._action(run_menu, "Run &sweep", self._run_sweep, "Ctrl+Shift+R")
+        run_menu.addSeparator()
+        self.replace_repeats_action = QAction("Repeated run &replaces the earlier one", self)
+        self.replace_repeats_action.setCheckable(True)
+        self.replace_repeats_action.setStatusTip("A run with the same method, parameters, iterations and measurement "
+                                                 "as an earlier run replaces it instead of appearing beside it as #2")
+        self.replace_repeats_action.toggled.connect(self._set_replace_repeats)
+        self.replace_repeats_action.setChecked(self.settings.value("replaceRepeatedRuns", False, type=bool))
+        run_menu.addAction(self.replace_repeats_action)
 
         undo_menu = bar.addMenu("&Edit")
         self.undo_action = self._action(undo_menu, "&Undo", self.undo, QKeySequence.StandardKey.Undo,
@@ -475,6 +483,10 @@ class MainWindow(QMainWindow):
             return
         metrics = f" · {record.metrics_text()}" if record.metrics_text() else ""
         self.statusBar().showMessage(f"{record.title} {run_summary(record, job.iterations)}{metrics}", 8000)
+
+    def _set_replace_repeats(self, on: bool) -> None:
+        self.state.replace_repeats = bool(on)
+        self.settings.setValue("replaceRepeatedRuns", bool(on))
 
     def _run_sweep(self) -> None:
         self.tabs.setCurrentWidget(self.sweep)

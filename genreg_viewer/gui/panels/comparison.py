@@ -510,19 +510,13 @@ def _record_details(record: RunRecord) -> str:
     return "<br>".join(line for line in (metrics, record.setting_text()) if line)
 
 
-def _identity(record: RunRecord) -> tuple:
-    """What makes two runs the same run: method, parameters, iterations, measurement setting and weights."""
-    return (record.method, repr(sorted(record.params.items())), record.iterations, record.cancelled,
-            repr(sorted(record.setting.items())), repr(record.info.get("weights")))
-
-
 def numbered_labels(records: list[RunRecord]) -> dict[int, str]:
-    """``{run_id: label}``: a repeat of an identical run (:func:`_identity`) is numbered in the order the runs
-    came, "TV", "TV #2", "TV #3", so two tiles never carry the same caption for different runs."""
+    """``{run_id: label}``: a repeat of an identical run (:meth:`RunRecord.repeat_key`) is numbered in the order
+    the runs came, "TV", "TV #2", "TV #3", so two tiles never carry the same caption for different runs."""
     seen: dict[tuple, int] = {}
     labels = {}
     for record in records:
-        key = _identity(record)
+        key = record.repeat_key()
         seen[key] = seen.get(key, 0) + 1
         number = f" #{seen[key]}" if seen[key] > 1 else ""
         suffix = " (cancelled)" if record.cancelled else ""
