@@ -19,6 +19,30 @@ stored per method and setting in the weight set's ``tuned/calibration.json`` (:f
 only when asked (``genreg calibrate --apply``, :func:`stored_scale`; for one run ``genreg recon --calibrated-std`` and
 the app's *Calibrated std* box, :func:`std_scale_for_run`); a run that applies it says so in its notes.
 
+Two further summaries of a map (:func:`calibration_report`, both pooled over every pixel of every image):
+
+- **AUSE**, the area under the sparsification error (Ilg et al. 2018, *Uncertainty Estimates and Multi-Hypotheses
+  Networks for Optical Flow*, ECCV; :func:`sparsification_curves`): does the *ranking* of the std match the ranking of
+  the errors? Remove the fraction ``f`` of pixels with the largest std and take the mean absolute error of the rest,
+  relative to the mean absolute error of all pixels; the oracle removes the pixels with the largest true ``|e|``
+  instead. AUSE is the mean over ``f = 0, 1/F, ..., (F - 1)/F`` (F = :data:`SPARSIFICATION_STEPS`) of curve minus
+  oracle: 0 for a std that ranks the pixels as their errors do, about ``mean_f (1 - oracle(f))`` for a std that
+  says nothing about the errors. It does not depend on the scale factor.
+- **UCE**, the uncertainty calibration error (Laves et al. 2020, *Well-Calibrated Regression Uncertainty in Medical
+  Imaging with Deep Learning*, MIDL; :func:`uncertainty_calibration_error`): the variance ``s^2`` is binned into
+  :data:`UCE_BINS` bins of equal width over ``[0, max s^2]`` and ``UCE = sum_m |B_m|/n |MSE(B_m) - mean s^2(B_m)|``,
+  in intensity units squared (0 for a map whose variance matches the squared error within every bin).
+
+Conformal intervals (:func:`conformal_quantile`, ``genreg calibrate --conformal ALPHA``): split conformal prediction
+(Vovk et al. 2005; Angelopoulos & Bates 2023, *Conformal Prediction: A Gentle Introduction*) with the score
+``|x - x_hat| / s``: ``q`` is the ``ceil((n + 1)(1 - alpha))``-th smallest of the n validation scores, and the
+interval ``x_hat +- q s`` then covers a new exchangeable pixel with probability >= 1 - alpha. Pixels of one image are
+not exchangeable with those of another image, so ``level="image"`` offers the per-image guarantee of conformal risk
+control (Angelopoulos et al. 2024, ICLR, Theorem 1): with m validation images, ``q`` is the smallest value whose pooled
+miscoverage is at most ``((m + 1) alpha - 1) / m``, and then the *expected fraction* of a new image's pixels outside
+its interval is <= alpha. ``q`` is stored next to the scale factor (:func:`write_calibration`, :func:`stored_conformal`)
+and always multiplies the raw std.
+
 What the maps are: mean+covar / mean+diagonal report the std of the Gaussian ``p(x | y, z*)`` at the optimal latent
 ``z*`` (perturb-and-MAP samples, :mod:`genreg_viewer.recon.generative.posterior`), which ignores the uncertainty
 of ``z`` and inherits the tuned ``lambda`` (chosen for PSNR, not for calibration); latent-vi the spread of ``G(z)``
@@ -50,6 +74,12 @@ FIT_KS = (2.0,)
 CURVE_KS = tuple(round(0.1 * i, 1) for i in range(0, 41))
 #: the file in a weight set's ``tuned/`` folder that holds the fitted scale factors
 CALIBRATION_FILE = "calibration.json"
+#: the number of removed fractions ``f = j / F`` (j = 0 .. F - 1) of the sparsification curves and AUSE
+SPARSIFICATION_STEPS = 100
+#: the number of equal-width variance bins of the UCE
+UCE_BINS = 20
+#: the guarantees of a conformal quantile: a new pixel (split conformal) or a new image's mean (risk control)
+CONFORMAL_LEVELS = ("pixel", "image")
 
 
 def gaussian_coverage(k: float) -> float:
@@ -72,6 +102,8 @@ def standardised_errors(truth, estimate, std, scale: float = 1.0) -> np.ndarray:
                          f"{std.shape}")
     if not np.isfinite(std).all() or (std < 0).any():
         raise ValueError("the std map must be finite and non-negative")
+    if not (np.isfinite(truth).all() and np.isfinite(estimate).all()):
+        raise ValueError("the ground truth and the reconstruction must be finite (NaN or infinite pixels found)")
     if not scale > 0:
         raise ValueError(f"the scale factor must be positive, got {scale}")
     error = np.abs(truth - estimate).ravel()
@@ -98,6 +130,133 @@ def pearson(a: np.ndarray, b: np.ndarray) -> float:
     return float((a * b).sum() / denominator) if denominator > 0 else float("nan")
 
 
+def _removed_error_sums(error: np.ndarray, key: np.ndarray, removed: np.ndarray) -> np.ndarray:
+    """``sum |e|`` of the ``removed[j]`` pixels with the largest ``key``; pixels of equal ``key`` are removed in a
+    random order, so within a run of ties the sum is interpolated linearly (its expected value)."""
+    order = np.argsort(-key, kind="stable")
+    ordered_key, cumulative = key[order], np.concatenate([[0.0], np.cumsum(error[order])])
+    boundaries = np.concatenate([[0], np.flatnonzero(np.diff(ordered_key) != 0) + 1, [key.size]])
+    return np.interp(removed, boundaries, cumulative[boundaries])
+
+
+def sparsification_curves(error, std, steps: int = SPARSIFICATION_STEPS) -> tuple[np.ndarray, np.ndarray,
+                                                                                   np.ndarray]:
+    """The sparsification curves of Ilg et al. (2018), on the mean absolute error: ``(f, curve, oracle)`` for the
+    fractions ``f_j = j / steps``, j = 0 .. steps - 1.
+
+    ``curve_j`` is the mean ``|e|`` of the pixels left after removing the ``floor(j n / steps)`` pixels with the
+    largest std, divided by the mean ``|e|`` of all n pixels (so ``curve_0 = 1``); ``oracle_j`` the same after removing
+    the pixels with the largest ``|e|``. Pixels of equal std are removed in random order (the expected value is
+    taken), so a constant map gives ``curve = 1``. ``error`` and ``std`` are arrays of one shape; both curves are NaN
+    when every error is 0."""
+    error, std = np.abs(_as_array(error)).ravel(), _as_array(std).ravel()
+    if error.shape != std.shape or error.size == 0:
+        raise ValueError(f"error and std must have one non-empty shape, got {error.shape} and {std.shape}")
+    if not (np.isfinite(error).all() and np.isfinite(std).all()):
+        raise ValueError("the errors and the std map must be finite (NaN or infinite pixels found)")
+    if not (isinstance(steps, int) and steps >= 1):
+        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    n = error.size
+    fractions = np.arange(steps) / steps
+    removed = (np.arange(steps) * n) // steps  # at most n - 1: a pixel is always left
+    kept = n - removed
+    total = float(error.sum())
+    if total == 0:
+        nan = np.full(steps, np.nan)
+        return fractions, nan, nan.copy()
+    mean = total / n
+    curve = (total - _removed_error_sums(error, std, removed)) / kept / mean
+    oracle = (total - _removed_error_sums(error, error, removed)) / kept / mean
+    return fractions, curve, oracle
+
+
+def ause(error, std, steps: int = SPARSIFICATION_STEPS) -> float:
+    """The area under the sparsification error (Ilg et al. 2018): ``mean_j (curve_j - oracle_j)`` of
+    :func:`sparsification_curves` (mean absolute error, normalised by that of all pixels; a left Riemann sum over
+    ``f`` in ``[0, 1)``). 0 when the std ranks the pixels as their errors do; NaN when every error is 0."""
+    _, curve, oracle = sparsification_curves(error, std, steps)
+    return float(np.mean(curve - oracle))
+
+
+def uncertainty_calibration_error(error, std, bins: int = UCE_BINS) -> float:
+    """The uncertainty calibration error of Laves et al. (2020), in intensity units squared.
+
+    The variances ``s_i^2`` fall into ``bins`` bins of equal width over ``[0, max s^2]`` (bin m holds
+    ``m w <= s^2 < (m + 1) w``, ``w = max s^2 / bins``, the largest variance in the last bin) and
+
+        UCE = sum_m |B_m| / n * | mean_{B_m} e^2 - mean_{B_m} s^2 | = 1/n sum_m | sum_{B_m} (e_i^2 - s_i^2) |
+
+    (``e``: the errors ``x - x_hat``; a constant map is one bin: ``|MSE - s^2|``)."""
+    error, std = _as_array(error).ravel(), _as_array(std).ravel()
+    if error.shape != std.shape or error.size == 0:
+        raise ValueError(f"error and std must have one non-empty shape, got {error.shape} and {std.shape}")
+    if not (np.isfinite(error).all() and np.isfinite(std).all()):
+        raise ValueError("the errors and the std map must be finite (NaN or infinite pixels found)")
+    if not (isinstance(bins, int) and bins >= 1):
+        raise ValueError(f"bins must be a positive integer, got {bins!r}")
+    variance = std**2
+    largest = float(variance.max())
+    index = np.zeros(variance.size, dtype=np.int64) if largest == 0 else \
+        np.minimum((variance / largest * bins).astype(np.int64), bins - 1)
+    gap = np.bincount(index, weights=error**2 - variance, minlength=bins)
+    return float(np.abs(gap).sum() / error.size)
+
+
+def check_conformal_sample(alpha: float, pixels: int, images: int, level: str = "pixel") -> None:
+    """A one-line ``ValueError`` when ``alpha`` is not in (0, 1) or the validation set is too small for it: split
+    conformal needs ``ceil((n + 1)(1 - alpha)) <= n`` pixels, i.e. ``n >= (1 - alpha) / alpha``; the per-image
+    level ``m >= 1 / alpha - 1`` images."""
+    if not is_finite_number(alpha) or not 0 < alpha < 1:
+        raise ValueError(f"the conformal alpha must be a number in (0, 1), got {alpha!r}")
+    if level not in CONFORMAL_LEVELS:
+        raise ValueError(f"the conformal level must be one of {', '.join(CONFORMAL_LEVELS)}, got {level!r}")
+    if level == "pixel" and _conformal_rank(pixels, alpha) > pixels:
+        raise ValueError(f"conformal alpha {alpha:g}: {pixels} validation pixels are too few (need at least "
+                         f"{math.ceil((1 - alpha) / alpha - 1e-9)}); give more --fit-on images or a larger alpha")
+    if level == "image" and (images + 1) * alpha - 1 < -1e-12:
+        raise ValueError(f"conformal alpha {alpha:g} per image: {images} validation images are too few (need at "
+                         f"least {math.ceil(1 / alpha - 1 - 1e-9)}); give more --fit-on images or a larger alpha")
+
+
+def _conformal_rank(n: int, alpha: float) -> int:
+    """``ceil((n + 1)(1 - alpha))`` (1-based), robust to the rounding of ``(n + 1)(1 - alpha)``."""
+    value = (n + 1) * (1 - alpha)
+    return max(1, math.ceil(value - 1e-12 * max(1.0, value)))
+
+
+def conformal_quantile(scores, alpha: float, level: str = "pixel") -> float:
+    """The split-conformal quantile ``q`` of the validation scores ``|x - x_hat| / s`` (an array with the images
+    along the first axis, e.g. ``(m, 1, H, W)``), so that ``x_hat +- q s`` covers at least ``1 - alpha``.
+
+    ``level="pixel"``: ``q`` is the ``ceil((n + 1)(1 - alpha))``-th smallest of the n pooled scores; for a new pixel
+    exchangeable with the validation pixels ``P(|x - x_hat| <= q s) >= 1 - alpha`` (Vovk et al. 2005; Angelopoulos &
+    Bates 2023, section 1). ``level="image"``: conformal risk control (Angelopoulos et al. 2024, Theorem 1) with the
+    loss "fraction of an image's pixels outside the interval" (bounded by 1): ``q`` is the smallest score whose pooled
+    miscoverage (the mean over the m images, all of one size) is at most ``((m + 1) alpha - 1) / m``; then the
+    expected miscoverage of a new exchangeable image is at most alpha. Infinite scores (a zero std with an error) are
+    allowed unless ``q`` would be one of them; NaN scores are an error."""
+    z = _as_array(scores)
+    if z.ndim == 0 or z.size == 0:
+        raise ValueError("no validation scores to fit a conformal quantile on")
+    if np.isnan(z).any():
+        raise ValueError("the conformal scores contain NaN (a NaN reconstruction or std map?)")
+    if (z < 0).any():
+        raise ValueError("conformal scores |x - x_hat| / s must be non-negative")
+    images, n = int(z.shape[0]), int(z.size)
+    check_conformal_sample(alpha, n, images, level)
+    ordered = np.sort(z.ravel())
+    if level == "pixel":
+        rank = _conformal_rank(n, alpha)
+    else:
+        allowed = max(0.0, ((images + 1) * alpha - 1) / images)  # the pooled miscoverage q may leave
+        rank = max(1, math.ceil(n * (1 - allowed) - 1e-12 * n))
+    q = float(ordered[rank - 1])
+    if not math.isfinite(q):
+        raise ValueError(f"conformal alpha {alpha:g}: more than alpha of the validation pixels have a zero std with a "
+                         "non-zero error, so no finite multiple of the std covers them")
+    return q
+
+
 @dataclass
 class CalibrationReport:
     """Coverage and correlation of a std map on some images (see the module docstring)."""
@@ -111,8 +270,15 @@ class CalibrationReport:
     correlation_per_image: float  #: mean over images of Pearson(std, |error|)
     rmse: float  #: root mean squared error of x_hat
     rms_std: float  #: root mean square of the (scaled) std: equals rmse for a calibrated map on average
+    ause: float = float("nan")  #: area under the sparsification error, pooled (:func:`ause`; scale-free)
+    ause_per_image: float = float("nan")  #: mean over images of their AUSE
+    uce: float = float("nan")  #: the UCE of the scaled std (:func:`uncertainty_calibration_error`)
     curve_k: list[float] = field(default_factory=lambda: list(CURVE_KS))
     curve_coverage: list[float] = field(default_factory=list)
+    #: the pooled sparsification curves (:func:`sparsification_curves`) at the removed fractions
+    sparsification_fraction: list[float] = field(default_factory=list)
+    sparsification_curve: list[float] = field(default_factory=list)
+    sparsification_oracle: list[float] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -120,12 +286,16 @@ class CalibrationReport:
 
 def calibration_report(truth, estimate, std, scale: float = 1.0) -> CalibrationReport:
     """Measure the calibration of ``scale * std`` for ``estimate`` against ``truth`` (arrays ``(B, 1, H, W)`` or any
-    shape with the images along the first axis)."""
+    shape with the images along the first axis): coverage, correlation, AUSE (of the std's ranking, so the same at
+    any scale) and UCE (of ``scale * std``), see the module docstring."""
     z = standardised_errors(truth, estimate, std, scale)
     truth_a, estimate_a, std_a = (_as_array(a) for a in (truth, estimate, std))
     error = np.abs(truth_a - estimate_a)
     per_image = [pearson(std_a[i], error[i]) for i in range(error.shape[0])]
     per_image = [value for value in per_image if math.isfinite(value)]
+    fractions, curve, oracle = sparsification_curves(error, std_a)
+    per_image_ause = [ause(error[i], std_a[i]) for i in range(error.shape[0])]
+    per_image_ause = [value for value in per_image_ause if math.isfinite(value)]
     return CalibrationReport(
         images=int(error.shape[0]), pixels=int(z.size), scale=float(scale),
         coverage={f"{k:g}": value for k, value in zip(HEADLINE_KS, coverage(z, HEADLINE_KS))},
@@ -133,7 +303,12 @@ def calibration_report(truth, estimate, std, scale: float = 1.0) -> CalibrationR
         correlation=pearson(std_a, error),
         correlation_per_image=float(np.mean(per_image)) if per_image else float("nan"),
         rmse=float(np.sqrt(np.mean(error**2))), rms_std=float(scale * np.sqrt(np.mean(std_a**2))),
+        ause=float(np.mean(curve - oracle)),
+        ause_per_image=float(np.mean(per_image_ause)) if per_image_ause else float("nan"),
+        uce=uncertainty_calibration_error(error, scale * std_a),
         curve_coverage=coverage(z, CURVE_KS),
+        sparsification_fraction=fractions.tolist(), sparsification_curve=curve.tolist(),
+        sparsification_oracle=oracle.tolist(),
     )
 
 
@@ -219,6 +394,8 @@ MAX_CALIBRATION_ENTRIES = 512
 MAX_MASK_SPEC_CHARS = 256
 MAX_ENTRY_SIDE = 1024
 SCALE_RANGE = (1e-6, 1e6)
+#: conformal quantiles an entry may hold (one per alpha and level)
+MAX_CONFORMAL_ENTRIES = 16
 #: mask specs an entry may be placed by without reading a file
 GENERATED_MASKS = ("radial", "golden", "cartesian", "random", "full")
 
@@ -248,6 +425,24 @@ def _check_entry(entry: Any, where: str) -> None:
     ks = entry.get("fitted_for_k", list(FIT_KS))
     if not isinstance(ks, list) or not 1 <= len(ks) <= 16 or not all(is_finite_number(k) and 0 < k <= 10 for k in ks):
         raise ValueError(f"{where}: 'fitted_for_k' must be a list of 1 to 16 numbers in (0, 10], got {str(ks)[:40]}")
+    conformal = entry.get("conformal", [])
+    if not isinstance(conformal, list) or len(conformal) > MAX_CONFORMAL_ENTRIES:
+        raise ValueError(f"{where}: 'conformal' must be a list of at most {MAX_CONFORMAL_ENTRIES} objects")
+    for item in conformal:
+        if not isinstance(item, dict):
+            raise ValueError(f"{where}: a 'conformal' item must be a JSON object, got {type(item).__name__}")
+        alpha, q = item.get("alpha"), item.get("q")
+        if not is_finite_number(alpha) or not 0 < alpha < 1:
+            raise ValueError(f"{where}: conformal 'alpha' must be a number in (0, 1), got {alpha!r}")
+        if not is_finite_number(q) or not 0 <= q <= SCALE_RANGE[1]:
+            raise ValueError(f"{where}: conformal 'q' must be a finite number in [0, {SCALE_RANGE[1]:g}], got {q!r}")
+        if item.get("level", "pixel") not in CONFORMAL_LEVELS:
+            raise ValueError(f"{where}: conformal 'level' must be one of {', '.join(CONFORMAL_LEVELS)}, got "
+                             f"{str(item.get('level'))[:40]!r}")
+        for name in ("pixels", "images"):
+            count = item.get(name, 1)
+            if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+                raise ValueError(f"{where}: conformal {name!r} must be a positive integer, got {str(count)[:40]}")
     if not isinstance(entry.get("params", {}) or {}, dict):
         raise ValueError(f"{where}: 'params' must be a JSON object")
     if not isinstance(entry.get("fitted_on", ""), str):
@@ -299,6 +494,17 @@ def stored_scale(method: str, mask: str, sigma: float, weight_set=None) -> float
     return None if entry is None else float(entry["scale"])
 
 
+def stored_conformal(method: str, mask: str, sigma: float, alpha: float, level: str = "pixel",
+                     weight_set=None) -> float | None:
+    """The stored conformal quantile ``q`` (``x_hat +- q s`` with the raw std ``s``) of ``method`` at exactly
+    ``mask``/``sigma`` for ``alpha`` and ``level``, or None."""
+    entry = stored_entry(method, mask, sigma, weight_set)
+    for item in (entry or {}).get("conformal", []):
+        if math.isclose(float(item["alpha"]), float(alpha), rel_tol=1e-9) and item.get("level", "pixel") == level:
+            return float(item["q"])
+    return None
+
+
 #: the image shape the stored factors were fitted at, for entries that do not record their sampling fraction (both
 #: bundled sets: 128 x 128 phantoms and MRNet slices)
 FITTED_SHAPE = (128, 128)
@@ -321,11 +527,14 @@ class StdScale:
     #: parameters the factor was fitted with that differ from the run's: ``name -> (fitted, run)``
     differing_params: dict[str, tuple[Any, Any]]
     description: str  #: one line for a tooltip or a note
+    #: the conformal quantiles stored with the factor: ``{"alpha", "q", "level"}`` each (``x_hat +- q`` raw std)
+    conformal: tuple[dict[str, Any], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {"scale": self.scale, "description": self.description, "mask": self.mask, "sigma": self.sigma,
                 "fitted_on": self.fitted_on, "fitted_for_k": list(self.fitted_for_k), "weights": self.weight_set,
-                "exact": self.exact, "differing_params": {k: list(v) for k, v in self.differing_params.items()}}
+                "exact": self.exact, "differing_params": {k: list(v) for k, v in self.differing_params.items()},
+                "conformal": [dict(item) for item in self.conformal]}
 
 
 def _entry_fraction(entry: dict[str, Any]) -> float | None:
@@ -394,15 +603,21 @@ def std_scale_for_run(method: str, mask: str, sigma: float, fraction: float | No
     if differing:
         text += "; fitted with " + ", ".join(f"{k}={v[0]}" for k, v in differing.items()) + " (this run: " + \
             ", ".join(f"{k}={v[1]}" for k, v in differing.items()) + ")"
+    conformal = tuple({"alpha": float(item["alpha"]), "q": float(item["q"]), "level": item.get("level", "pixel")}
+                      for item in entry.get("conformal", []))
     return StdScale(method, scale, str(entry["mask"]), float(entry["sigma"]), str(entry.get("fitted_on", "")),
-                    fitted_for_k, weight_set.name, exact, differing, text)
+                    fitted_for_k, weight_set.name, exact, differing, text, conformal)
 
 
 def write_calibration(entries: dict[str, dict[str, Any]], weight_set=None) -> Path:
-    """Merge ``{method: entry}`` (each entry with ``mask``, ``sigma``, ``scale`` and what it was fitted on) into the
-    weight set's ``tuned/calibration.json`` (an entry of the same method, mask and sigma is replaced)."""
+    """Merge ``{method: entry}`` (each entry with ``mask``, ``sigma``, ``scale`` and what it was fitted on, optionally
+    ``conformal``: a list of ``{"alpha", "q", "level", "pixels", "images"}``) into the weight set's
+    ``tuned/calibration.json`` (an entry of the same method, mask and sigma is replaced, with everything fitted with
+    it). Each entry is checked as :func:`read_calibration` checks the file before anything is written."""
     from ..fileio import atomic_write_text
 
+    for method, entry in entries.items():
+        _check_entry(entry, f"new calibration entry of {method[:40]}")
     table = read_calibration(weight_set)
     for method, entry in entries.items():
         kept = [e for e in table.get(method, []) if not (e.get("mask") == entry["mask"] and math.isclose(
