@@ -2,9 +2,12 @@
 
 Measures how well the posterior std maps describe the actual errors on held-out images: the coverage of
 ``|x - x_hat| <= k std`` for k = 1, 2, 3 (a calibrated map gives 68.3 / 95.4 / 99.7 %) and the correlation of the
-std with ``|x - x_hat|``. ``--fit-on VAL`` first fits one std scale factor per method on validation images (printed
-and measured on DATA next to the raw map), ``--write`` stores it in the weight set's ``tuned/calibration.json``,
-``--apply`` measures DATA with the stored factor. Conventions: :mod:`genreg_viewer.evaluation.calibration`.
+std with ``|x - x_hat|``, the area under the sparsification error (AUSE) and the uncertainty calibration error (UCE).
+``--fit-on VAL`` first fits one std scale factor per method on validation images (printed and measured on DATA next
+to the raw map), ``--write`` stores it in the weight set's ``tuned/calibration.json``, ``--apply`` measures DATA with
+the stored factor. ``--conformal ALPHA`` also fits the split-conformal quantile ``q`` of ``|x - x_hat| / std`` on VAL
+and reports the coverage of ``x_hat +- q std`` on DATA (``--write`` stores ``q`` with the factor; ``--apply`` measures
+the stored ones). Conventions: :mod:`genreg_viewer.evaluation.calibration`.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from ..common import DEFAULT_MASK, DEFAULT_NOISE, add_weights_argument
 
 
 def register(subparsers) -> None:
-    from ...evaluation.calibration import STD_MAP_METHODS
+    from ...evaluation.calibration import CONFORMAL_LEVELS, STD_MAP_METHODS
 
     p = subparsers.add_parser("calibrate", help="coverage of the posterior std maps on held-out images; fit a scale")
     p.add_argument("data", help="held-out slice set .h5 or phantom:N[:SEED] to measure on")
@@ -35,6 +38,13 @@ def register(subparsers) -> None:
     p.add_argument("--fit-k", default="2", metavar="K[,K...]",
                    help="k whose coverage the factor matches (least squares over several; default 2: the ±2 std "
                         "interval)")
+    p.add_argument("--conformal", default=None, metavar="ALPHA[,ALPHA...]",
+                   help="with --fit-on: fit the conformal quantile q of |x - x_hat| / std on VAL so that "
+                        "x_hat +- q std covers >= 1 - ALPHA of held-out pixels, and report its coverage on DATA")
+    p.add_argument("--conformal-level", choices=CONFORMAL_LEVELS, default="pixel",
+                   help="pixel: split conformal, a new pixel is covered with probability >= 1 - ALPHA (default); "
+                        "image: conformal risk control, a new image's expected covered fraction is >= 1 - ALPHA "
+                        "(needs >= 1/ALPHA - 1 validation images)")
     p.add_argument("--write", action="store_true", help="with --fit-on: store the factors in the weight set's tuned/")
     p.add_argument("--apply", action="store_true", help="also measure DATA with the stored factors")
     p.add_argument("--batch", type=int, default=8, metavar="B", help="images per method call (default 8)")
@@ -86,6 +96,9 @@ def run(args) -> int:
         fit_ks = ()
     if not fit_ks or not all(0 < k <= 10 for k in fit_ks):
         raise ValueError(f"--fit-k expects numbers in (0, 10] separated by commas, got {args.fit_k!r}")
+    alphas = _parse_alphas(args.conformal)
+    if alphas and not args.fit_on:
+        raise ValueError("--conformal fits its quantile on validation images; give --fit-on VAL")
     for option in ("report", "png"):
         if getattr(args, option):
             check_writable(getattr(args, option), f"--{option}")
@@ -102,6 +115,10 @@ def run(args) -> int:
     test = load_evaluation_images(args.data, args.images)
     mask = mask_from_spec(args.mask, tuple(test.images.shape[-2:]), args.seed)
     validation = load_evaluation_images(args.fit_on, args.fit_images) if args.fit_on else None
+    if validation is not None:
+        for alpha in alphas:  # too few validation pixels (or images) for alpha: before any method runs
+            cal.check_conformal_sample(alpha, int(validation.images[0].numel()) * len(validation.indices),
+                                       len(validation.indices), args.conformal_level)
     total = len(methods) * (len(test.indices) + (len(validation.indices) if validation is not None else 0))
     bar, update = _progress(total, not (args.quiet or args.json))
     report: dict = {"data": args.data, "images": len(test.indices), "mask": args.mask, "sigma": sigma,
@@ -110,6 +127,11 @@ def run(args) -> int:
         for name in methods:
             entry: dict = {}
             scale = stored.get(name)
+            quantiles: list[dict] = []  # {"alpha", "level", "q", ...} to measure on DATA
+            if args.apply and not alphas:
+                stored_entry = cal.stored_entry(name, args.mask, sigma, weight_set) or {}
+                quantiles = [{"alpha": float(item["alpha"]), "level": item.get("level", "pixel"),
+                              "q": float(item["q"]), "source": "stored"} for item in stored_entry.get("conformal", [])]
             if validation is not None:
                 run_val = cal.run_with_std_maps(name, validation, mask, sigma, args.seed, args.batch, device,
                                                 params[name], update)
@@ -119,6 +141,11 @@ def run(args) -> int:
                     "images": len(validation.indices), "fitted_scale": scale, "fitted_for_k": list(fit_ks),
                     "raw": cal.calibration_report(run_val.truth, run_val.estimate, run_val.std).to_dict(),
                     "scaled": cal.calibration_report(run_val.truth, run_val.estimate, run_val.std, scale).to_dict()}
+                scores = z.reshape(len(validation.indices), -1)
+                quantiles = [{"alpha": alpha, "level": args.conformal_level,
+                              "q": cal.conformal_quantile(scores, alpha, args.conformal_level), "source": "fitted",
+                              "validation_images": int(scores.shape[0]), "validation_pixels": int(scores.size)}
+                             for alpha in alphas]
                 if args.write:
                     fitted_on = f"{validation.data_name}, {len(validation.indices)} images"
                     path = cal.write_calibration({name: {
@@ -127,6 +154,9 @@ def run(args) -> int:
                         "params": {k: v for k, v in run_val.params.items() if isinstance(v, (int, float, str, bool))},
                         "validation_raw": _curve(entry["validation"]["raw"]),
                         "validation_scaled": _curve(entry["validation"]["scaled"]),
+                        **({"conformal": [{"alpha": c["alpha"], "q": c["q"], "level": c["level"],
+                                           "pixels": c["validation_pixels"], "images": c["validation_images"]}
+                                          for c in quantiles]} if quantiles else {}),
                         # a mask file is not read again to place the entry: its fraction is stored
                         **({} if args.mask.partition(":")[0].lower() in cal.GENERATED_MASKS
                            else {"sampling_fraction": float(mask.mean())})}}, weight_set)
@@ -142,6 +172,8 @@ def run(args) -> int:
                 source = "fitted on --fit-on" if validation is not None else \
                     f"stored in {cal.calibration_path(weight_set)}"
                 report["notes"].append(f"{name}: std maps also measured multiplied by {scale:.3g} ({source})")
+            if quantiles:
+                entry["conformal"] = [{**c, **_conformal_coverage(run_test, c["q"], c["alpha"])} for c in quantiles]
             report["methods"][name] = entry
     finally:
         if bar is not None:
@@ -159,6 +191,33 @@ def run(args) -> int:
     return 0
 
 
+def _parse_alphas(text: str | None) -> tuple[float, ...]:
+    if text is None:
+        return ()
+    try:
+        alphas = tuple(float(a) for a in text.split(","))
+    except ValueError:
+        alphas = ()
+    if not alphas or not all(0 < a < 1 for a in alphas) or len(alphas) > 8 or len(set(alphas)) != len(alphas):
+        raise ValueError(f"--conformal expects 1 to 8 distinct numbers in (0, 1) separated by commas (the allowed "
+                         f"miscoverage, e.g. 0.1 for 90 % intervals), got {text!r}")
+    return alphas
+
+
+def _conformal_coverage(run, q: float, alpha: float) -> dict:
+    """The held-out coverage of ``x_hat +- q std`` (raw std) on a :class:`StdMapRun`: pooled, the lowest of the
+    images, and the mean half-width of the intervals."""
+    import numpy as np
+
+    from ...evaluation import calibration as cal
+
+    z = cal.standardised_errors(run.truth, run.estimate, run.std).reshape(run.truth.shape[0], -1)
+    covered = z <= q
+    return {"nominal": 1 - alpha, "coverage": float(covered.mean()),
+            "coverage_per_image_min": float(covered.mean(axis=1).min()),
+            "mean_half_width": float(q * np.mean(run.std.double().numpy()))}
+
+
 def _curve(report: dict) -> dict:
     return {"k": report["curve_k"], "coverage": report["curve_coverage"], "coverage_k123": report["coverage"]}
 
@@ -166,10 +225,11 @@ def _curve(report: dict) -> dict:
 def _table(report: dict) -> str:
     from ...evaluation.calibration import gaussian_coverage
 
-    header = "| method | std | images | k = 1 | k = 2 | k = 3 | corr(std, \\|err\\|) | RMSE | RMS std |"
-    lines = [header, "|" + "---|" * 9,
+    header = ("| method | std | images | k = 1 | k = 2 | k = 3 | corr(std, \\|err\\|) | AUSE | UCE | RMSE | "
+              "RMS std |")
+    lines = [header, "|" + "---|" * 11,
              f"| Gaussian (calibrated) | | | {100 * gaussian_coverage(1):.1f} % | {100 * gaussian_coverage(2):.1f} % | "
-             f"{100 * gaussian_coverage(3):.1f} % | | | |"]
+             f"{100 * gaussian_coverage(3):.1f} % | | | 0 | | |"]
     for name, entry in report["methods"].items():
         for label in ("raw", "scaled"):
             if label not in entry:
@@ -178,6 +238,17 @@ def _table(report: dict) -> str:
             what = "raw" if label == "raw" else f"x {r['scale']:.3g}"
             lines.append(f"| {name} | {what} | {r['images']} | {100 * r['coverage']['1']:.1f} % | "
                          f"{100 * r['coverage']['2']:.1f} % | {100 * r['coverage']['3']:.1f} % | "
-                         f"{r['correlation']:.2f} ({r['correlation_per_image']:.2f}/image) | {r['rmse']:.4f} | "
-                         f"{r['rms_std']:.4f} |")
+                         f"{r['correlation']:.2f} ({r['correlation_per_image']:.2f}/image) | {r['ause']:.3f} | "
+                         f"{r['uce']:.2e} | {r['rmse']:.4f} | {r['rms_std']:.4f} |")
+    conformal = [(name, c) for name, entry in report["methods"].items() for c in entry.get("conformal", [])]
+    if conformal:
+        lines += ["", "| method | conformal | alpha | q (x raw std) | coverage | nominal | lowest image | "
+                      "mean half-width |", "|" + "---|" * 8]
+        for name, c in conformal:
+            images = c.get("validation_images", 0)
+            fitted = (f"{c['level']}, fitted on {c['validation_pixels']} px of {images} image{'s' * (images != 1)}"
+                      if c["source"] == "fitted" else f"{c['level']}, stored")
+            lines.append(f"| {name} | {fitted} | {c['alpha']:g} | {c['q']:.3f} | {100 * c['coverage']:.1f} % | "
+                         f"{100 * c['nominal']:.1f} % | {100 * c['coverage_per_image_min']:.1f} % | "
+                         f"{c['mean_half_width']:.4f} |")
     return "\n".join(lines)
