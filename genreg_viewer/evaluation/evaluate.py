@@ -30,6 +30,10 @@
   against a reference method (default ``tv``) the paired PSNR difference, mean ± standard error
   ``std(d, ddof=1) / sqrt(n)`` over the images both have, and how many images the method beats it on.
 
+* **Reconstructions** (``save_reconstructions``, ``--save-reconstructions DIR``): fastMRI-style volumes
+  ``DIR/<method>/<volume>.h5`` and the ground truth ``DIR/target/<volume>.h5``, staged batch by batch and written by
+  rank 0 after the merge (:mod:`genreg_viewer.evaluation.reconstructions`).
+
 PSNR and SSIM are computed on the reconstruction clipped to [0, 1] against the ground truth (:mod:`genreg_viewer.
 metrics`, the conventions of the README). ``seconds`` is a batch's wall-clock time divided by its image count.
 """
@@ -92,6 +96,8 @@ class EvaluationConfig:
     #: with False, methods with a ``posterior_samples`` parameter get 0 (no std map: it costs time, not quality)
     std_maps: bool = False
     reference: str = "tv"
+    #: a folder for fastMRI-style reconstruction volumes (:mod:`genreg_viewer.evaluation.reconstructions`), or None
+    save_reconstructions: str | os.PathLike | None = None
 
 
 @dataclass(frozen=True)
@@ -275,6 +281,13 @@ def row_key(row: dict[str, Any]) -> tuple:
     return tuple(str(row[column]) for column in KEY_COLUMNS)
 
 
+def image_key(selection: EvaluationImages, index: int, method: str, config: EvaluationConfig, weights_name: str,
+              options: dict[str, Any]) -> tuple:
+    """The :func:`row_key` of image ``index``'s row of ``method`` in this run's setting."""
+    return (selection.data_name, str(int(index)), method, config.mask, repr(float(config.sigma)), str(config.seed),
+            weights_name, json.dumps(options, sort_keys=True))
+
+
 def part_path(out: Path, rank: int) -> Path:
     return out.with_name(f"{out.name}.part-{rank}")
 
@@ -430,8 +443,9 @@ def _format_float(value: float, digits: int) -> str:
 
 
 def evaluate_batch(method, problem, positions: Sequence[int], selection: EvaluationImages, config: EvaluationConfig,
-                   options: dict[str, Any], weights_name: str) -> list[dict[str, Any]]:
-    """Run ``method`` on one batch problem and return its rows."""
+                   options: dict[str, Any], weights_name: str, store=None) -> list[dict[str, Any]]:
+    """Run ``method`` on one batch problem and return its rows; with a :class:`~genreg_viewer.evaluation.
+    reconstructions.ReconstructionStore`, its clipped images are staged there first."""
     from .. import metrics
     from ..recon import check_finite_result, run_method
 
@@ -443,6 +457,9 @@ def evaluate_batch(method, problem, positions: Sequence[int], selection: Evaluat
     check_finite_result(result)  # a diverged run is an error, never a row of nan scores
     image = result.image.clamp(0, 1)
     truth = problem.ground_truth.detach().cpu()
+    if store is not None:
+        store.stage(method.name, [int(selection.indices[p]) for p in positions],
+                    image.detach().cpu().reshape(len(positions), *image.shape[-2:]).numpy())
     psnr = metrics.psnr(image, truth).numpy()
     ssim = metrics.ssim(image, truth).numpy()
     params = json.dumps(result.params, sort_keys=True, default=str)
@@ -469,6 +486,8 @@ class EvaluationRun:
     summary: dict[str, Any] | None
     computed: int  #: rows computed by this process
     skipped: int  #: rows this process found already done
+    #: the volume files ``--save-reconstructions`` wrote (rank 0)
+    reconstructions: list[Path] = field(default_factory=list)
 
 
 def run_evaluation(config: EvaluationConfig, shard: Shard | None = None, progress: bool = True,
@@ -498,8 +517,23 @@ def run_evaluation(config: EvaluationConfig, shard: Shard | None = None, progres
 
     check_writable(out, "--out")
     read_rows(out)  # refuses a file that is not a results CSV before any work
+    store = None
+    if config.save_reconstructions is not None:
+        from .reconstructions import ReconstructionStore
+
+        store = ReconstructionStore(
+            config.save_reconstructions,
+            {"data": data_name(config.data), "mask": config.mask, "sigma": repr(float(config.sigma)),
+             "seed": config.seed, "weights": weight_set.name},
+            {name: json.dumps(value, sort_keys=True) for name, value in options.items()}, shard.rank)
+        store.check()  # a folder that cannot be written or holds another setting: refused before any work
     selection = load_evaluation_images(config.data, config.images)
     mask = mask_from_spec(config.mask, tuple(selection.images.shape[-2:]), config.seed)
+    volumes = None
+    if store is not None:
+        from .reconstructions import group_volumes
+
+        volumes = group_volumes(config.data, selection.indices.tolist())
     device = _device_for(config.device, shard)
     if config.reference and config.reference not in [m.name for m in methods] and shard.rank == 0:
         log(f"note: the reference method {config.reference!r} is not among the methods; no paired differences")
@@ -514,15 +548,16 @@ def run_evaluation(config: EvaluationConfig, shard: Shard | None = None, progres
             for method in methods:
                 missing = []
                 for position in positions:
-                    key = (selection.data_name, str(int(selection.indices[position])), method.name, config.mask,
-                           repr(float(config.sigma)), str(config.seed), weight_set.name,
-                           json.dumps(options[method.name], sort_keys=True))
+                    key = image_key(selection, int(selection.indices[position]), method.name, config,
+                                    weight_set.name, options[method.name])
                     if key in done:
                         skipped += 1
                     else:
                         missing.append(position)
                 if missing:
                     work.append((positions, method, missing))
+        if store is not None and volumes is not None:
+            _check_saved(store, volumes, selection, methods, done, config, weight_set.name, options)
         total = sum(len(missing) for _, _, missing in work)
         prefix = f"rank {shard.rank}/{shard.world}: " if shard.world > 1 else ""
         log(f"{prefix}{len(selection.indices)} images of {config.data}, {len(methods)} method(s), {config.mask}, "
@@ -541,7 +576,7 @@ def run_evaluation(config: EvaluationConfig, shard: Shard | None = None, progres
                 problem = make_batch_problem(selection.images[index], selection.indices[missing].tolist(), mask,
                                              config.sigma, config.seed, device, weight_set)
                 rows = evaluate_batch(method, problem, missing, selection, config, options[method.name],
-                                      weight_set.name)
+                                      weight_set.name, store)
                 append_rows(own_part, rows)
                 computed += len(rows)
                 if bar is not None:
@@ -555,6 +590,13 @@ def run_evaluation(config: EvaluationConfig, shard: Shard | None = None, progres
         if shard.rank != 0:
             return EvaluationRun([], None, computed, skipped)
         merged = merge_results(out)
+        written: list[Path] = []
+        if store is not None and volumes is not None:
+            from .reconstructions import acceleration_of, acquisition_of
+
+            written = store.finish([m.name for m in methods], volumes, selection.indices.tolist(),
+                                   selection.images[:, 0].numpy(), acquisition_of(config.data),
+                                   acceleration_of(mask))
     finally:
         group.close()
     names = {m.name: json.dumps(options[m.name], sort_keys=True) for m in methods}
@@ -569,7 +611,26 @@ def run_evaluation(config: EvaluationConfig, shard: Shard | None = None, progres
                 "(the method's defaults changed between runs); evaluate into a fresh --out to compare like with like")
     summary.update({"data": config.data, "mask": config.mask, "sigma": config.sigma, "seed": config.seed,
                     "weights": weight_set.name, "out": str(out)})
-    return EvaluationRun(rows, summary, computed, skipped)
+    if store is not None:
+        summary["reconstructions"] = str(store.folder)
+    return EvaluationRun(rows, summary, computed, skipped, written)
+
+
+def _check_saved(store, volumes, selection: EvaluationImages, methods, done: set[tuple], config: EvaluationConfig,
+                 weights_name: str, options: dict[str, Any]) -> None:
+    """Refuse (one line) rows of this setting already in the CSV whose reconstructions ``store`` does not have:
+    their volumes could not be written without computing the rows again."""
+    shape = tuple(selection.images.shape[-2:])
+    for method in methods:
+        done_images = {int(i) for i in selection.indices
+                       if image_key(selection, int(i), method.name, config, weights_name, options[method.name]) in done}
+        if not done_images:
+            continue
+        unsaved = store.unsaved_done_rows(method.name, volumes, selection.indices.tolist(), done_images, shape)
+        if unsaved:
+            raise ValueError(f"--out {config.out} already holds {len(unsaved)} row(s) of {method.name} for this "
+                             f"setting whose reconstructions are not in --save-reconstructions "
+                             f"{config.save_reconstructions}; evaluate into a fresh --out to save them")
 
 
 # ------------------------------------------------------------------------------------------------------- summary

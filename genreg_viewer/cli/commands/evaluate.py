@@ -4,7 +4,9 @@ Runs registry methods batched over a slice set (or ``phantom:N[:SEED]``), one CS
 as it goes and resumable, then prints a summary table (mean ± std, paired PSNR difference to ``--reference`` with
 its standard error, wins). Under ``torchrun --nproc_per_node N --no-python genreg evaluate ...`` (or ``python -m
 torch.distributed.run --nproc_per_node N -m genreg_viewer.cli.main evaluate ...``) every process takes a shard of
-the batches and rank 0 merges. Conventions: :mod:`genreg_viewer.evaluation.evaluate`.
+the batches and rank 0 merges. Conventions: :mod:`genreg_viewer.evaluation.evaluate`. ``--save-reconstructions DIR``
+also writes the reconstructions as fastMRI-style volumes, ``DIR/<method>/<volume>.h5`` and the ground truth in
+``DIR/target/`` (:mod:`genreg_viewer.evaluation.reconstructions`).
 """
 
 from __future__ import annotations
@@ -37,6 +39,9 @@ def register(subparsers) -> None:
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (under torchrun: cuda:LOCAL_RANK)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
     p.add_argument("--out", required=True, metavar="CSV", help="results CSV (rows already there are kept and skipped)")
+    p.add_argument("--save-reconstructions", default=None, metavar="DIR",
+                   help="also write fastMRI-style volumes: DIR/<method>/<volume>.h5 (dataset 'reconstruction', "
+                        "slices x H x W) and the ground truth DIR/target/<volume>.h5; one setting per DIR")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -65,6 +70,7 @@ def run(args) -> int:
         data=args.data, methods=methods, out=args.out, mask=args.mask, sigma=args.noise, seed=args.seed,
         images=args.images, batch=args.batch, device=args.device, weights=args.weights,
         params=parse_method_params(args.param, methods), std_maps=args.std_maps, reference=args.reference,
+        save_reconstructions=args.save_reconstructions,
     )
     shard = shard_from_environment()
     result = run_evaluation(config, shard, progress=not (args.quiet or args.json))
@@ -76,4 +82,8 @@ def run(args) -> int:
         print(summary_table(result.summary, f"{args.mask}, sigma {args.noise}"))
         print(f"{len(result.rows)} rows of this setting in {args.out} ({result.computed} computed now, "
               f"{result.skipped} already there)")
+        if args.save_reconstructions is not None:
+            targets = sum(path.parent.name == "target" for path in result.reconstructions)
+            print(f"{len(result.reconstructions) - targets} reconstruction volume(s) and {targets} target volume(s) "
+                  f"in {args.save_reconstructions} (<method>/<volume>.h5, target/<volume>.h5)")
     return 0
