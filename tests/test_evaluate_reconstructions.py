@@ -106,7 +106,11 @@ def test_resume_takes_saved_volumes_and_staged_batches(tmp_path, monkeypatch):
     config = ev.EvaluationConfig(PHANTOMS, ["tv"], out, device="cpu", save_reconstructions=folder)
     with pytest.raises(KeyboardInterrupt):
         ev.run_evaluation(config, progress=False)
-    assert list((folder / rc.STAGING_FOLDER).rglob("*.npz"))
+    staged = list((folder / rc.STAGING_FOLDER).rglob("*.npz"))
+    assert staged
+    # a killed writer's temporaries (hidden names) are not read
+    (staged[0].parent / f".{staged[0].name}.genreg-x.npz").write_bytes(b"torn")
+    (folder / "tv" / ".phantom_3_1000000.h5.genreg-x.h5").write_bytes(b"torn")
     monkeypatch.undo()
     run = ev.run_evaluation(ev.EvaluationConfig(PHANTOMS, ["tv"], out, device="cpu", save_reconstructions=folder),
                             progress=False)

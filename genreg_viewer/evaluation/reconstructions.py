@@ -163,6 +163,12 @@ def _read_attributes(path: Path, keys: Sequence[str]) -> dict[str, Any]:
             from None
 
 
+def _files(folder: Path, suffix: str) -> list[Path]:
+    """The regular files ``*suffix`` of ``folder``, without hidden ones (an atomic write's temporary) and without
+    FIFOs or devices (never opened)."""
+    return [p for p in folder.iterdir() if p.name.endswith(suffix) and not p.name.startswith(".") and p.is_file()]
+
+
 def _text(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
@@ -200,7 +206,7 @@ class ReconstructionStore:
         if not self.folder.is_dir():
             return
         for subfolder in sorted(p for p in self.folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            for path in sorted(p for p in subfolder.glob("*.h5") if p.is_file()):  # no FIFO is opened
+            for path in sorted(_files(subfolder, ".h5")):
                 attributes = _read_attributes(path, ["format", *self.setting, "method", "options"])
                 if _text(attributes.get("format", "")) != FORMAT:
                     raise ValueError(f"{path} was not written by 'genreg evaluate --save-reconstructions'; give "
@@ -231,7 +237,7 @@ class ReconstructionStore:
 
     def _staged_files(self, method: str) -> list[Path]:
         folder = self._staging(method)
-        return sorted(p for p in folder.glob("*.npz") if p.is_file()) if folder.is_dir() else []
+        return sorted(_files(folder, ".npz")) if folder.is_dir() else []
 
     # ------------------------------------------------------------------------------------------------ reading
     def _volume_file(self, method: str, volume: Volume) -> Path:
