@@ -224,7 +224,8 @@ class ComparisonPanel(QWidget):
         if state.adjoint is not None:
             scores = state.adjoint_metrics()
             details = f"PSNR&nbsp;{scores[0]:.2f}&nbsp;dB · SSIM&nbsp;{scores[1]:.3f}" if scores else ""
-            items.append(TileContent("adjoint", "Zero-filled adjoint", state.adjoint,
+            # named apart from a run of the adjoint method, whose tile would otherwise carry the same caption
+            items.append(TileContent("adjoint", "Measurement: zero-filled adjoint", state.adjoint,
                                      f"{details}<br>{describe_setting(state.setting())}"))
         labels = numbered_labels(state.results)
         for record in state.results:
