@@ -8,8 +8,9 @@ A *bundle* is JSON metadata plus named arrays, stored in one of three forms:
 
 Every file is written atomically (:func:`genreg_viewer.fileio.atomic_path`). Arrays: ``ground_truth``, ``mask``
 (centred, boolean), ``adjoint``, and for each run ``run<id>__image`` plus its array extras
-(``run<id>__std_map``, ...). A *session* bundle also stores the GUI settings so that the whole window can be
-restored; a *results* bundle (``kind = "results"``) is the same without them.
+(``run<id>__std_map``, ``run<id>__samples``: a few posterior samples ``(K, H, W)``, optional, ...). A *session*
+bundle also stores the GUI settings so that the whole window can be restored; a *results* bundle
+(``kind = "results"``) is the same without them.
 
 Opening is in two steps: :func:`read_bundle` reads only the arrays the metadata lists, after checking each name
 (letters, digits, ``_``, ``-``: a folder bundle's files stay inside the folder) and each array's header (numeric,
@@ -69,6 +70,9 @@ MAX_IMAGE_SIDE = IMAGE_SIZE
 MAX_BUNDLE_BYTES = 2**30
 #: the smallest side of a session image: the SSIM window (11), which scores every run and the adjoint
 MIN_IMAGE_SIDE = 11
+#: most posterior samples of one run (``run<id>__samples``, ``(K, H, W)``; optional, absent from files written before
+#: the app's Uncertainty tab): a run keeps :data:`~genreg_viewer.application.runs.KEPT_SAMPLES`
+MAX_RUN_SAMPLES = 64
 #: Qt passes run ids and widget values as 32-bit integers
 QT_INT_LIMIT = 2**31 - 1
 NPY_MAGIC = b"\x93NUMPY"
@@ -683,6 +687,10 @@ def _check_run(index: int, run: Any, arrays: dict[str, np.ndarray], shape: tuple
         array = arrays[prefix + name]
         if name == "std_map" and array.shape != shape:
             raise SessionError(f"the std_map of run {run_id} has shape {array.shape}, the ground truth {shape}")
+        if name == "samples" and (array.ndim != 3 or array.shape[1:] != shape
+                                  or not 1 <= array.shape[0] <= MAX_RUN_SAMPLES):
+            raise SessionError(f"the posterior samples of run {run_id} have shape {array.shape}; expected (K, "
+                               f"{shape[0]}, {shape[1]}) with 1 <= K <= {MAX_RUN_SAMPLES}")
         if array.dtype.kind in "fc" and not np.isfinite(array).all():
             raise SessionError(f"the {name} of run {run_id} contains NaN or infinite values")
         if name == "latent" and array.ndim != 1:

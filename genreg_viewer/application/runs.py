@@ -12,6 +12,10 @@ import torch
 
 from ..recon import ReconResult
 
+#: most posterior samples a run keeps (``arrays['samples']``, ``(K, H, W)``; the first K the method drew): enough for
+#: the app's flip-book, small in sessions (8 x 128 x 128 float32 is 512 KiB)
+KEPT_SAMPLES = 8
+
 
 @dataclass
 class RunRecord:
@@ -29,7 +33,9 @@ class RunRecord:
     ssim: float | None
     cancelled: bool = False
     setting: dict[str, Any] = field(default_factory=dict)  #: mask spec, sigma, seed, sampled fraction
-    arrays: dict[str, np.ndarray] = field(default_factory=dict)  #: array extras, e.g. ``std_map``, ``latent``
+    #: array extras, e.g. ``std_map`` (H, W), ``latent`` (D,), ``samples`` (K, H, W): at most :data:`KEPT_SAMPLES`
+    #: posterior samples
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)  #: scalar extras
     history: list[dict[str, Any]] = field(default_factory=list)
     #: the covariance inspector's decoding of this run (``L(z)``, mean, variance map), made on the worker when the
@@ -44,7 +50,7 @@ class RunRecord:
             if isinstance(value, torch.Tensor):
                 value = value.detach().cpu().numpy()
             if isinstance(value, np.ndarray):
-                arrays[key] = _first_item(value)
+                arrays[key] = _samples(value) if key == "samples" else _first_item(value)
             elif isinstance(value, (int, float, str, bool)) or value is None:
                 info[key] = value
         return cls(
@@ -93,6 +99,15 @@ def _first_item(array: np.ndarray) -> np.ndarray:
     if array.ndim == 2 and array.shape[0] == 1:
         array = array[0]
     return array.astype(np.float32) if array.dtype.kind == "f" else array
+
+
+def _samples(array: np.ndarray) -> np.ndarray:
+    """Posterior samples ``(K, B, 1, H, W)`` (or ``(K, 1, H, W)``) as ``(K, H, W)`` float32: the first
+    :data:`KEPT_SAMPLES` of them, of the first image (a run record holds one)."""
+    array = np.asarray(array)
+    while array.ndim > 3:
+        array = array[:, 0]
+    return np.ascontiguousarray(array[:KEPT_SAMPLES], dtype=np.float32)
 
 
 def describe_setting(setting: dict[str, Any]) -> str:

@@ -35,7 +35,8 @@ and every iteration runs.
 
 Uncertainty: for the final z*, ``p(x | y, z*)`` is Gaussian with precision ``Re(A^H A)/sigma^2 + lambda L L^T``;
 ``posterior_samples`` draws from it by perturb-and-MAP (:mod:`.posterior`) and the per-pixel standard deviation is
-returned as ``extras['std_map']``.
+returned as ``extras['std_map']``; the first :data:`KEPT_SAMPLES` of those draws (no second sampling pass) as
+``extras['samples']``, ``(K, B, 1, H, W)`` like latent-vi's, for the app's flip-book.
 """
 
 from __future__ import annotations
@@ -50,8 +51,11 @@ from ..registry import register
 from . import common
 from .common import cholesky_precision_diagonal, effective_sigma, solve_quadratic_x
 from .latent_steps import Z_OPTIMISERS, DecodedLatent
-from .posterior import PerturbAndMAP, posterior_std
+from .posterior import PerturbAndMAP, posterior_samples
 from .tuned import tuned_defaults
+
+#: how many of the posterior samples drawn for the std map are returned (``extras['samples']``)
+KEPT_SAMPLES = 8
 
 
 class JointGenerativeReconstruction(ReconMethod):
@@ -229,11 +233,13 @@ class JointGenerativeReconstruction(ReconMethod):
                 extras["weights"] = common.model_weights_note(self.covariance_kind, problem.weight_set)
                 if params["posterior_samples"] > 0:
                     final = DecodedLatent.decode(model, z_all) if x_all.shape[0] != x.shape[0] else decoded
-                    with torch.no_grad():
-                        extras["std_map"] = posterior_std(
+                    with torch.no_grad():  # as posterior_std, keeping a few of the draws
+                        samples = posterior_samples(
                             problem, final.cholesky.detach(), final.mean.detach(), x_all, sigma, lam,
-                            params["posterior_samples"], params["cg_iterations"],
+                            max(params["posterior_samples"], 2), params["cg_iterations"],
                         )
+                        extras["std_map"] = samples.std(dim=0)
+                        extras["samples"] = samples[:KEPT_SAMPLES].clone()
             yield Step(iteration, x_all, float(energy_all.sum()), extras)
             if last:
                 return
