@@ -51,6 +51,7 @@ from ...application.covariance import (
     residual_samples,
 )
 from ...application.experiment import ExperimentState
+from ...application.uncertainty import raw_std_map, std_scale_of_run
 from ...data.phantom import phantom_grid
 from ...render import diverging_rgb
 from ..widgets.controls import compact_combo, push_button, wrapped_label
@@ -339,31 +340,8 @@ class CovariancePanel(QWidget):
 
     def _std_scale_of_source(self):
         """``(StdScale or None, why not)``: the stored std scale factor for the inspected run
-        (:func:`~genreg_viewer.evaluation.calibration.std_scale_for_run`, from the run's weight set, mask, sigma and
-        parameters)."""
-        from ...evaluation.calibration import std_scale_for_run
-        from ...weight_sets import WeightSetError, resolve_weight_set
-
-        record = self._inspected_run()
-        if record is None or record.arrays.get("std_map") is None:
-            return None, "Choose a run that reports its posterior std"
-        setting, current = record.setting, self.image_weight_set()
-        name = setting.get("weights", current.name)
-        try:
-            weight_set = current if name == current.name else resolve_weight_set(name)
-        except WeightSetError:
-            return None, f"The run's weight set {name!r} is not available: no stored std scale factor"
-        if "mask" not in setting or "sigma" not in setting:
-            return None, "The run does not record its mask and noise: no stored factor can be chosen"
-        try:
-            found = std_scale_for_run(record.method, str(setting["mask"]), float(setting["sigma"]),
-                                      setting.get("fraction"), record.params, weight_set)
-        except ValueError as exc:  # an unreadable calibration table
-            return None, str(exc)
-        if found is None:
-            return None, (f"No stored std scale factor for {record.method} in the {weight_set.name} set "
-                          "(genreg calibrate TEST --fit-on VAL --write fits one)")
-        return found, ""
+        (:func:`~genreg_viewer.application.uncertainty.std_scale_of_run`)."""
+        return std_scale_of_run(self._inspected_run(), self.image_weight_set())
 
     def _inspected_run(self):
         """The run record being inspected, or None (ground truth, adjoint, an image from the comparison)."""
@@ -374,12 +352,8 @@ class CovariancePanel(QWidget):
         """The inspected run's posterior std map, raw or, with "Calibrated std" checked, times the stored factor
         (the colour bar follows). A run saved by ``genreg recon --calibrated-std`` holds its map times
         ``info['std_scale']``; that is undone first, so unchecked always means the raw map."""
-        std_map = self._source_details()[3]
         record = self._inspected_run()
-        written = record.info.get("std_scale", 1.0) if record is not None else 1.0
-        if std_map is not None and isinstance(written, (int, float)) and math.isfinite(written) and written > 0 \
-                and written != 1.0:
-            std_map = std_map / float(written)
+        std_map = raw_std_map(record) if record is not None and self._source_details()[3] is not None else None
         found, why_not = self._std_scale_of_source()
         check = self.calibrated_std_check
         check.setEnabled(found is not None)
