@@ -198,3 +198,28 @@ def check_writable(path: str | os.PathLike, what: str = "output") -> Path:
                          f"({exc.strerror or exc})") from None
     return target
 
+
+
+def check_output_folder(path: str | os.PathLike, what: str = "--out") -> Path:
+    """Refuse, before any long computation, an output *folder* that cannot be created or written: a file, device or
+    FIFO in its place (``/dev/null`` is never a folder), a file on the way, a read-only folder (tried with a
+    temporary file). A missing folder is fine: the writer creates it. ``ValueError`` naming ``what``."""
+    if not str(path).strip():
+        raise ValueError(f"{what} is empty; give a folder")
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        kind = "a file" if folder.is_file() else _kind(os.stat(folder).st_mode)
+        raise ValueError(f"{what} {folder} is {kind}, not a folder; give a folder")
+    existing = folder.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(f"cannot create {what} {folder}: {existing} is not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".genreg-write-test.", dir=existing)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise ValueError(f"cannot write {what} {folder}: the folder {existing} is not writable "
+                         f"({exc.strerror or exc})") from None
+    return folder

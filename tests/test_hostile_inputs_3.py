@@ -56,6 +56,23 @@ def assert_untouched(paths: dict[str, Path]) -> None:
     assert not [p for p in paths["fifo"].parent.iterdir() if p.name.startswith(".")]  # no temporary left
 
 
+@pytest.mark.parametrize("kind", ["train vae", "train covariance"])
+def test_a_training_out_folder_that_is_a_device_fifo_or_file_is_refused_before_training(tmp_path, capsys, kind):
+    """``genreg train vae|covariance --out DIR`` writes a folder: a device, FIFO or file there (or on the way) is
+    refused in one line before the first epoch, and left as it was."""
+    paths = special_outputs(tmp_path)
+    plain = tmp_path / "plain.txt"
+    plain.write_text("keep")
+    extra = ["--vae", str(tmp_path / "stage1")] if kind == "train covariance" else []
+    cases = {os.devnull: "is a device", str(paths["fifo"]): "is a FIFO", str(plain): "is a file",
+             str(plain / "sub"): "is not a folder"}
+    for out, message in cases.items():
+        err = cli_error(capsys, [*kind.split(), "phantom:2", *extra, "--out", out, "--epochs", "1"])
+        assert message in err and "epoch" not in err, err
+    assert plain.read_text() == "keep"
+    assert_untouched(paths)
+
+
 def test_the_atomic_writer_never_replaces_a_device_or_fifo(tmp_path):
     from genreg_viewer.fileio import atomic_write_text, check_writable
 

@@ -34,13 +34,14 @@ import json
 import os
 import re
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
+
+from ..fileio import check_output_folder
 
 #: the folder of the ground-truth volumes (no registered method has this name)
 TARGET_FOLDER = "target"
@@ -129,26 +130,9 @@ def acceleration_of(mask: np.ndarray) -> int:
 
 # --------------------------------------------------------------------------------------------------------- checks
 def check_folder(path: str | os.PathLike, what: str = "--save-reconstructions") -> Path:
-    """Refuse, before any work, a folder that cannot be created or written (``ValueError``, one line): a file in its
-    place or on the way, a read-only folder. A missing folder is created when the files are written."""
-    if not str(path).strip():
-        raise ValueError(f"{what} is empty; give a folder")
-    folder = Path(path)
-    if folder.exists() and not folder.is_dir():
-        raise ValueError(f"{what} {folder} is a file; give a folder")
-    existing = folder.absolute()
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise ValueError(f"cannot create {what} {folder}: {existing} is not a folder")
-    try:
-        fd, probe = tempfile.mkstemp(prefix=".genreg-write-test.", dir=existing)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        raise ValueError(f"cannot write {what} {folder}: the folder {existing} is not writable "
-                         f"({exc.strerror or exc})") from None
-    return folder
+    """Refuse, before any work, a folder that cannot be created or written (``ValueError``, one line; see
+    :func:`genreg_viewer.fileio.check_output_folder`). A missing folder is created when the files are written."""
+    return check_output_folder(path, what)
 
 
 def _read_attributes(path: Path, keys: Sequence[str]) -> dict[str, Any]:

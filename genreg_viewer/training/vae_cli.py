@@ -118,9 +118,11 @@ def _report(stem) -> int:
 
 
 def run_vae(args) -> int:
+    from ..fileio import check_output_folder
     from ..models.vae import VAEConfig
     from .vae import VAETrainingSettings, train_vae
 
+    check_output_folder(args.out)
     device = device_from_arguments(args)
     paper = args.widths == PAPER_WIDTHS
     extra: dict = {"decoder_widths": PAPER_DECODER_WIDTHS, "coarse_channels": PAPER_COARSE_CHANNELS,
@@ -139,8 +141,10 @@ def run_vae(args) -> int:
 
 
 def run_covariance(args) -> int:
+    from ..fileio import check_output_folder
     from .vae import CovarianceTrainingSettings, train_covariance
 
+    check_output_folder(args.out)
     device = device_from_arguments(args)
     settings = CovarianceTrainingSettings(**_loop_arguments(args), l1=args.l1, latent=args.latent)
     stem = train_covariance(args.vae, args.kind, settings, args.out, neighbourhood=args.neighbourhood, device=device,
