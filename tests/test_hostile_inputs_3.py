@@ -73,6 +73,19 @@ def test_a_training_out_folder_that_is_a_device_fifo_or_file_is_refused_before_t
     assert_untouched(paths)
 
 
+def test_a_results_csv_too_large_to_resume_is_refused_before_reading(tmp_path, capsys):
+    """A (sparse) 300 MiB --out CSV with the right header: refused in one line from its size, never read."""
+    from genreg_viewer.data.limits import MAX_RESULTS_CSV_BYTES
+    from genreg_viewer.evaluation.evaluate import CSV_COLUMNS
+
+    out = tmp_path / "results.csv"
+    out.write_text(",".join(CSV_COLUMNS) + "\n")
+    os.truncate(out, MAX_RESULTS_CSV_BYTES + 2**20)
+    err = cli_error(capsys, ["evaluate", "phantom:1", "--methods", "adjoint", "--out", str(out)])
+    assert "MiB" in err and "another --out" in err, err
+    assert out.stat().st_size == MAX_RESULTS_CSV_BYTES + 2**20
+
+
 def test_the_atomic_writer_never_replaces_a_device_or_fifo(tmp_path):
     from genreg_viewer.fileio import atomic_write_text, check_writable
 

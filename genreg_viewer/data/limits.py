@@ -36,6 +36,9 @@ RECON_WORK_BYTES = 256
 MAX_CHUNKS_PER_READ = 2**16
 #: most bytes of small metadata read from a file (an ISMRMRD XML header, one HDF5 attribute)
 MAX_METADATA_BYTES = 16 * 2**20
+#: most bytes of a results CSV of ``genreg evaluate`` read to resume it (about a million rows; parsed, each row is a
+#: dict of strings several times its size on disk)
+MAX_RESULTS_CSV_BYTES = 256 * 2**20
 #: seeds are 64-bit signed integers (torch and numpy generators): ``0 <= seed < MAX_SEED``
 MAX_SEED = 2**63
 

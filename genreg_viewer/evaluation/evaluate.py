@@ -300,12 +300,18 @@ def part_files(out: Path) -> list[Path]:
 def read_rows(path: Path) -> list[dict[str, str]]:
     """The complete rows of a results CSV (or part file); a torn or malformed line, or one whose PSNR, SSIM or
     seconds are not finite numbers (never written now), is dropped and so computed again. A device, FIFO or
-    socket at ``path`` is refused (reading it may never end)."""
+    socket at ``path`` is refused (reading it may never end), and so is a file larger than
+    :data:`~genreg_viewer.data.limits.MAX_RESULTS_CSV_BYTES`."""
+    from ..data.limits import MAX_RESULTS_CSV_BYTES
     from ..fileio import check_not_special
 
     check_not_special(path, "results CSV")
     if not path.exists():
         return []
+    size = path.stat().st_size
+    if size > MAX_RESULTS_CSV_BYTES:
+        raise ValueError(f"{path} holds {size / 2**20:.0f} MiB, more than the {MAX_RESULTS_CSV_BYTES // 2**20} MiB a "
+                         "results CSV may have to be resumed; give another --out")
     text = path.read_text(encoding="utf-8")
     if not text.endswith("\n"):  # every write ends a line: anything after the last newline was torn by a crash
         text = text[:text.rfind("\n") + 1]
