@@ -7,5 +7,6 @@ from setuptools import find_namespace_packages, setup
 setup(
     packages=find_namespace_packages(include=["genreg_viewer", "genreg_viewer.*"]) + ["genreg_viewer.resources"],
     package_dir={"genreg_viewer.resources": "resources"},
-    package_data={"genreg_viewer": ["py.typed"], "genreg_viewer.resources": ["**/*"]},
+    package_data={"genreg_viewer": ["py.typed"], "genreg_viewer.napari_plugin": ["napari.yaml"],
+                  "genreg_viewer.resources": ["**/*"]},
 )
