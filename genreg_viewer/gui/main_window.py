@@ -32,6 +32,7 @@ from .panels.covariance import CovariancePanel
 from .panels.method import LiveRunView, MethodControls
 from .panels.sampling import MeasurementView, SamplingControls
 from .panels.sweep import SweepPanel
+from .panels.uncertainty import UncertaintyPanel
 from .run_status import run_summary
 from .theme import THEME_MODES, theme_manager
 from .widgets.image_view import em
@@ -79,6 +80,7 @@ class MainWindow(QMainWindow):
         self.live_view = LiveRunView(self.queue)
         self.comparison = ComparisonPanel(self.state)
         self.covariance = CovariancePanel(self.state)
+        self.uncertainty = UncertaintyPanel(self.state)
         self.sweep = SweepPanel(self.state)
         self.tabs = QTabWidget()
         self.tabs.setDocumentMode(True)
@@ -87,6 +89,7 @@ class MainWindow(QMainWindow):
             (self.live_view, "Live run"),
             (self.comparison, "Comparison"),
             (self.covariance, "Covariance"),
+            (self.uncertainty, "Uncertainty"),
             (self.sweep, "Sweeps"),
         ):
             self.tabs.addTab(widget, label)
@@ -128,8 +131,12 @@ class MainWindow(QMainWindow):
         queue.jobStarted.connect(self._job_started)
         queue.jobFinished.connect(self._job_finished)
         queue.jobFailed.connect(lambda job, message: self.error(f"{job.title} failed", message))
-        for panel in (self.sampling, self.method_panel, self.covariance, self.sweep):
+        for panel in (self.sampling, self.method_panel, self.covariance, self.uncertainty, self.sweep):
             panel.errorOccurred.connect(self.error)
+        # one "Calibrated std" choice for the Covariance and Uncertainty tabs (setChecked to the same state is silent)
+        calibrated = (self.covariance.calibrated_std_check, self.uncertainty.calibrated_std_check)
+        calibrated[0].toggled.connect(calibrated[1].setChecked)
+        calibrated[1].toggled.connect(calibrated[0].setChecked)
         for panel in (self.method_panel, self.sweep):
             panel.statusMessage.connect(lambda text: self.statusBar().showMessage(text, 5000))
         form = self.method_panel.form  # the Advanced parameter group stays as the user left it
@@ -509,6 +516,8 @@ class MainWindow(QMainWindow):
                 view.reset_zoom()
         elif current is self.covariance:
             self.covariance.source_view.reset_zoom()
+        elif current is self.uncertainty:
+            self.uncertainty.reset_zoom()
         elif current is self.live_view:
             self.live_view.image_view.reset_zoom()
 

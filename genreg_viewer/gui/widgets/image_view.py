@@ -109,6 +109,15 @@ class PixelImageItem(pg.ImageItem):
         self.hovered.emit(float(pos.x()), float(pos.y()))
 
 
+class _Marker(pg.ScatterPlotItem):
+    """The star that marks a pixel: clicks pass through it to the image (a scatter item takes left clicks near its
+    points, and pyqtgraph's pixel-mode hit test also took clicks far from the star, so a click on a marked view was
+    lost)."""
+
+    def mouseClickEvent(self, ev):  # noqa: N802 (pyqtgraph API)
+        ev.ignore()
+
+
 class _FitState:
     """Shared by linked views: True while they fit the image (until the user pans or zooms)."""
 
@@ -204,7 +213,7 @@ class ImageView(QWidget):
         self.image_item.pixelClicked.connect(self.pixelClicked)
         layout.addWidget(self.graphics, 1)
 
-        self.marker = pg.ScatterPlotItem(symbol="star", size=em(self, 1.3), pxMode=True)
+        self.marker = _Marker(symbol="star", size=em(self, 1.3), pxMode=True)
         self.marker.setZValue(10)
         self.marker.setVisible(False)
         self.view_box.addItem(self.marker, ignoreBounds=True)

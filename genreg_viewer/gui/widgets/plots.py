@@ -37,6 +37,11 @@ class ThemedPlot(pg.PlotWidget):
         self.getAxis("left").setWidth(em(self, 4.2))
         on_theme_change(self, self._apply_theme)
 
+    def set_title_text(self, title: str) -> None:
+        """Set the plot's title (kept across theme changes)."""
+        self._title = title
+        self._apply_theme()
+
     def set_axis_label(self, axis: str, text: str) -> None:
         """Set the label of the ``bottom`` or ``left`` axis (kept across theme changes)."""
         self._labels[axis] = text
