@@ -68,6 +68,13 @@ if (resources / "weights" / "real-knee").is_dir():
         problems.append("no resources/weights/real-knee/*.safetensors in the wheel")
 if "genreg_viewer/py.typed" not in names or "genreg_viewer/cli/main.py" not in names:
     problems.append("the wheel lacks the package itself (py.typed, cli/main.py)")
+# the napari plugin: its npe2 manifest inside the package, named by the napari.manifest entry point
+if "genreg_viewer/napari_plugin/napari.yaml" not in names:
+    problems.append("the wheel lacks the napari manifest genreg_viewer/napari_plugin/napari.yaml")
+entry_points = next((n for n in names if n.endswith(".dist-info/entry_points.txt")), None)
+text = zipfile.ZipFile(wheel).read(entry_points).decode() if entry_points else ""
+if "[napari.manifest]" not in text or "genreg-viewer = genreg_viewer.napari_plugin:napari.yaml" not in text:
+    problems.append("the wheel has no napari.manifest entry point genreg-viewer")
 for problem in problems:
     print("  " + problem, file=sys.stderr)
 kinds = {}
@@ -147,6 +154,22 @@ assert result["iterations"] == 20 and math.isfinite(result["psnr"]) and result["
 print(f"    tv, 20 iterations: PSNR {result['psnr']:.2f} dB, SSIM {result['ssim']:.3f}")
 EOF
 LINES_SHOWN=2 run genreg-viewer --help
+if "$venv_python" -c "import npe2" >/dev/null 2>&1; then  # (the [napari] extra, installed by scripts/dev.sh test)
+  run "$venv_python" -m npe2 validate genreg-viewer  # found through the installed wheel's entry point
+  "$venv_python" - "$site" <<'EOF' || fail "npe2 does not find the installed copy's napari manifest"
+import importlib
+import sys
+from pathlib import Path
+
+import npe2
+
+manifest = npe2.PluginManifest.from_distribution("genreg-viewer")
+module = manifest.contributions.commands[0].python_name.split(":")[0]
+where = Path(importlib.import_module(module).__file__).resolve()
+assert where.is_relative_to(Path(sys.argv[1]).resolve()), where
+print(f"    napari manifest {manifest.name}: {len(manifest.contributions.commands)} commands, reader in {where}")
+EOF
+fi
 
 # 6. the app's start-up (as tests/test_gui.py starts the entry point): open on the installed sample, close
 step "the app's start-up: genreg_viewer.gui.app.main() offscreen, opening the bundled sample, closed by a timer"

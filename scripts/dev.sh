@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One-stop set-up and launch for genreg-viewer.
 #   scripts/dev.sh app [FILE]      install what is missing, then start the desktop application
-#   scripts/dev.sh test [ARGS...]  install what is missing (with test extras), then ruff, mypy and the test suite
+#   scripts/dev.sh test [ARGS...]  install what is missing (with the test and napari extras), then ruff, mypy and the
+#                                  test suite
 #   scripts/dev.sh install         only install
 # Uses $PYTHON (default python3). Torch: if none is installed, `pip install torch==2.13.0` is used, which picks a
 # local CPU wheel where pip is configured with one (as on the project's CI machines) and the regular (CUDA-enabled
@@ -56,13 +57,13 @@ sys.exit(any(u.find_spec(m) is None for m in ('genreg_viewer', 'PyQt6', 'pyqtgra
 cmd=${1:-app}
 shift || true
 case "$cmd" in
-  install) install "[test]" ;;
+  install) install "[test,napari]" ;;
   app)
     install_if_changed ""
     exec genreg-viewer "$@"
     ;;
   test)
-    install "[test]"
+    install "[test,napari]"  # napari: the plugin's tests (tests/test_napari_plugin.py); it uses the PyQt6 above
     export QT_QPA_PLATFORM=${QT_QPA_PLATFORM:-offscreen}
     # lint and type checks first (configured in pyproject.toml); the tests run whatever they say, and the
     # command fails if any of the three failed
