@@ -1,7 +1,7 @@
 """Render screenshots of every panel: ``python -m genreg_viewer.gui.screenshots [OUT_DIR] [--theme T]``.
 
 Opens the window on the default slice, runs the fast methods that are available, and saves
-``measurement.png``, ``live.png``, ``comparison.png``, ``covariance.png`` and ``sweep.png``
+``measurement.png``, ``live.png``, ``comparison.png``, ``covariance.png``, ``uncertainty.png`` and ``sweep.png``
 (default folder ``docs/screenshots``). ``--platform offscreen`` (default) draws without a display;
 ``--platform xcb`` draws a real X11 window (``scripts/screenshots.sh --x11`` starts a virtual X server, installing
 Debian's Xvfb when it is missing). ``--check-layout`` also checks every tab with
@@ -99,6 +99,12 @@ def main(argv: list[str] | None = None) -> int:
         wait_until(app, lambda: cov.pixel is not None and not cov._row_busy, 60)
         wait_until(app, lambda: False, 2.0)
     save("covariance")
+
+    window.tabs.setCurrentWidget(window.uncertainty)
+    uncertainty = window.uncertainty  # the mean+covar run: a pixel read out, the flip-book at its third sample
+    uncertainty.keep_pixel(64, 60)
+    uncertainty.sample_slider.setValue(min(3, uncertainty.sample_slider.maximum()))
+    save("uncertainty")
 
     window.tabs.setCurrentWidget(window.sweep)
     if args.sweep:
