@@ -326,6 +326,8 @@ class ReconstructionWidget(QWidget):
         if not self.state.accept(job, record):
             return
         self.last_record = record
+        self.progress_bar.setRange(0, max(record.iterations, 1))  # a converged run stops early: shown as done
+        self.progress_bar.setValue(max(record.iterations, 1))
         self.add_result_layers(record)
         self.status_label.setText(f"{record.title} #{record.run_id}: {record.metrics_text()} "
                                   f"({record.iterations} iterations, {record.seconds:.1f} s, {record.setting_text()})")
@@ -405,7 +407,8 @@ class CovarianceWidget(QWidget):
         self.pixel: tuple[int, int] | None = None
         self.correlation: np.ndarray | None = None
         self.last_error: str | None = None
-        self._pending: tuple[int, int] | None = None
+        self._pending: tuple[int, int] | None = None  #: a pixel clicked before the decoding was ready
+        self._prepare_wanted = False  #: a layer was chosen while another one was being decoded
 
         self.layer_combo = QComboBox()
         self.layer_combo.setToolTip("The image (or run) whose latent code defines the covariance; click it")
@@ -421,10 +424,16 @@ class CovarianceWidget(QWidget):
         for event in (napari_viewer.layers.events.inserted, napari_viewer.layers.events.removed,
                       napari_viewer.layers.events.reordered):
             event.connect(self._refresh_layers)
-        self.layer_combo.currentIndexChanged.connect(self._layer_changed)
+        # decoding starts when the user picks a layer (and for the layer shown when the widget opens); layer-list and
+        # slice changes only drop a decoding that no longer fits (the next click decodes again): nothing starts
+        # while napari closes the viewer and removes its layers
+        self.layer_combo.activated.connect(self._layer_chosen)
+        self.layer_combo.currentIndexChanged.connect(self._forget_if_stale)
         napari_viewer.mouse_drag_callbacks.append(self._on_mouse)
-        napari_viewer.dims.events.current_step.connect(self._layer_changed)
+        napari_viewer.dims.events.current_step.connect(self._forget_if_stale)
         self._refresh_layers()
+        if self.current_layer() is not None:
+            self.prepare()
 
     def _refresh_layers(self, *_args) -> None:
         layers = [layer for layer in image_layers(self.viewer) if layer.name != CORRELATION_LAYER]
@@ -433,15 +442,24 @@ class CovarianceWidget(QWidget):
     def current_layer(self) -> Image | None:
         return layer_by_name(self.viewer, self.layer_combo.currentText())
 
-    def _layer_changed(self, *_args) -> None:
+    def _layer_chosen(self, *_args) -> None:
+        self._forget_if_stale()
+        if self.prepared is None:
+            self._prepare_wanted = True
+            if self.worker is None:  # else when the running decoding ends
+                self.prepare()
+
+    def _forget_if_stale(self, *_args) -> None:
+        """Drop the decoding when the chosen layer or its shown slice changed."""
         layer = self.current_layer()
+        key = None
         if layer is not None:
             try:
                 key = working_image(self.viewer, layer).key
             except ValueError:
-                return
-            if key != self.prepared_key:
-                self.prepare()
+                key = None
+        if key != self.prepared_key:
+            self.prepared = self.prepared_key = self.prepared_placement = None
 
     # ------------------------------------------------------------------ decoding
     def prepare(self):
@@ -459,6 +477,7 @@ class CovarianceWidget(QWidget):
         record = record if isinstance(record, RunRecord) else None
         latent = covariance_latent(record) if record is not None else None
         self.prepared, self.prepared_key, self.prepared_placement = None, working.key, working.placement
+        self._prepare_wanted = False
         if record is not None and record.covariance is not None:  # decoded by run_job when the run ended
             self._use_prepared((working.key, record.covariance))
             return None
@@ -496,15 +515,20 @@ class CovarianceWidget(QWidget):
 
     def _decoded(self) -> None:
         self.worker = None
+        if self.prepared is None and (self._pending is not None or self._prepare_wanted):
+            self.prepare()  # the decoding that ended was for a layer or slice no longer chosen
 
     # ------------------------------------------------------------------ clicks
     def _on_mouse(self, viewer, event) -> None:
         if event.type != "mouse_press":
             return
         layer = self.current_layer()
-        if layer is None or self.prepared_placement is None:
+        if layer is None:
             return
-        placement = self.prepared_placement
+        try:
+            placement = working_image(self.viewer, layer).placement
+        except ValueError:
+            return
         world = np.asarray(event.position, dtype=float)[-2:]
         row, col = (int(round((w - t) / s)) for w, t, s in zip(world, placement.translate, placement.scale))
         if 0 <= row < IMAGE_SIZE and 0 <= col < IMAGE_SIZE:
