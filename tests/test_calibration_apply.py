@@ -49,10 +49,14 @@ def test_the_bundled_factor_of_the_runs_own_setting(set_name, table, method):
 
 
 def test_real_knee_mean_covar_description():
+    """The sentence a run shows, built from the table file's own entry (factor to 3 digits, the fit's data, the
+    interval it was fitted for); survives a refit of the table."""
+    entry = stored(REAL_KNEE_TABLE, "mean+covar")
     found = cal.std_scale_for_run("mean+covar", "radial:25", 0.05, weight_set=resolve_weight_set("real-knee"))
     assert found is not None
-    assert found.description == ("x0.862, fitted on mrnet_val_c8.h5, 12 images (real-knee set) at radial:25, "
-                                 "sigma 0.05 for the ±2 std interval")
+    intervals = " and ".join(f"±{k:g}" for k in entry["fitted_for_k"])
+    assert found.description == (f"x{entry['scale']:.3g}, fitted on {entry['fitted_on']} (real-knee set) at "
+                                 f"radial:25, sigma 0.05 for the {intervals} std interval")
 
 
 def test_no_factor_for_other_methods_or_a_set_without_a_table(empty_weight_set):
