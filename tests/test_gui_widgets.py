@@ -26,7 +26,7 @@ from genreg_viewer.gui.panels.sweep import SweepPanel  # noqa: E402
 from genreg_viewer.gui.widgets.mask_painter import stamp_disk, stamp_stroke  # noqa: E402
 from genreg_viewer.gui.widgets.param_form import LOG_STEP, ParameterForm, ScientificSpinBox  # noqa: E402
 from genreg_viewer.physics import radial_mask, simulate_measurement  # noqa: E402
-from genreg_viewer.recon import Parameter, ParameterError, ReconMethod  # noqa: E402
+from genreg_viewer.recon import Parameter, ParameterError, Problem, ReconMethod, Step  # noqa: E402
 
 
 class Declared(ReconMethod):
@@ -166,6 +166,54 @@ def test_sweep_psnr_rises_with_spokes_and_falls_with_noise(rng):
     assert csv[0] == "method,spokes,image,psnr,ssim" and len(csv) == 1 + 2 * 2
     with pytest.raises(ValueError, match="at least one method"):
         SweepSpec("spokes", [5], [], images).validate()
+
+
+class _DivergesAtHighNoise(ReconMethod):
+    """Test-only method: the zero-filled image, or NaN when the noise sigma is above 0.1 (a diverged run)."""
+
+    name = "test-diverges"
+    title = "Diverges above sigma 0.1 (test)"
+    default_iterations = 1
+
+    def iterate(self, problem: Problem, params, iterations):
+        x = problem.zero_filled()
+        if problem.sigma > 0.1:
+            x = x * float("nan")
+        yield Step(1, x, 0.0)
+
+
+def test_a_diverged_sweep_point_is_reported_never_plotted_or_exported(qtbot, rng, monkeypatch):
+    """A method that diverges at one value: the point carries the one-line reason, the curves, the means and the CSV
+    hold only the finite points, and the panel says which point failed (the reason in the tooltip)."""
+    from genreg_viewer.recon import registry
+
+    monkeypatch.setitem(registry._METHODS, _DivergesAtHighNoise.name, _DivergesAtHighNoise)
+    images = rng.random((2, 32, 32)).astype(np.float32)
+    points = list(run_sweep(SweepSpec("noise", [0.01, 0.2], ["adjoint", "test-diverges"], images, spokes=25)))
+    failed = [p for p in points if p.failed]
+    assert [(p.method, p.value) for p in failed] == [("test-diverges", 0.2)]
+    assert "diverged: NaN" in failed[0].error and np.isnan(failed[0].psnr).all()
+    table = summarise(points)
+    assert list(table["test-diverges"]["x"]) == [0.01] and list(table["adjoint"]["x"]) == [0.01, 0.2]
+    assert all(np.isfinite(series["psnr"]).all() for series in table.values())
+    csv = to_csv(points, "noise").splitlines()
+    assert len(csv) == 1 + 3 * 2 and not any("nan" in line for line in csv)
+    # the panel
+    state = ExperimentState()
+    state.set_image(rng.random((128, 128)).astype(np.float32), ImageInfo("random"))
+    panel = SweepPanel(state)
+    qtbot.addWidget(panel)
+    panel.axis_combo.setCurrentIndex(panel.axis_combo.findData("noise"))
+    panel.set_checked_methods({"test-diverges"})
+    panel.values_edit.setText("0.01, 0.2")
+    with qtbot.waitSignal(panel.worker.finished, timeout=60_000):
+        panel.start()
+    label = panel.run_controls.progress_label
+    assert "1 points; 1 diverged and are not plotted (test-diverges at 0.2)" in label.text()
+    assert "diverged: NaN" in label.toolTip()
+    curves = panel.psnr_plot.getPlotItem().listDataItems()
+    assert len(curves) == 1 and list(curves[0].xData) == [0.01]
+    panel.shutdown()
 
 
 def test_sweep_panel_runs_in_the_background(qtbot, rng):

@@ -20,7 +20,7 @@ import torch
 
 from .. import metrics
 from ..physics import MAX_SPOKES, radial_mask, simulate_measurement
-from ..recon import Problem, run_method
+from ..recon import NonFiniteResultError, Problem, check_finite_result, run_method
 
 SWEEP_AXES = {"spokes": "Radial spokes", "noise": "Noise σ"}
 __all__ = ["MAX_SPOKES", "MAX_SWEEP_VALUES", "SWEEP_AXES", "SweepPoint", "SweepSpec", "parse_values", "run_sweep",
@@ -72,13 +72,20 @@ class SweepSpec:
 
 @dataclass
 class SweepPoint:
-    """One finished point of a sweep: the method, the swept value and the scores of its run."""
+    """One finished point of a sweep: the method, the swept value and the scores of its run. A run that diverged
+    (NaN or infinite image) has ``error`` set (the one-line reason) and NaN scores; it is never plotted, averaged or
+    exported as a score."""
 
     method: str
     value: float
     psnr: np.ndarray  #: per image
     ssim: np.ndarray
     seconds: float
+    error: str = ""
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.error)
 
 
 def parse_values(text: str, axis: str) -> list[float]:
@@ -124,6 +131,12 @@ def run_sweep(spec: SweepSpec, cancel: threading.Event | None = None) -> Iterato
             result = run_method(method, problem, iterations=spec.iterations.get(method), cancel=cancel)
             if result.cancelled:
                 return
+            try:
+                check_finite_result(result)
+            except NonFiniteResultError as exc:
+                nan = np.full(len(truth), np.nan)
+                yield SweepPoint(method, float(value), nan, nan.copy(), result.seconds, error=str(exc))
+                continue
             clipped = result.image.clamp(0, 1)
             yield SweepPoint(
                 method, float(value), metrics.psnr(clipped, truth).numpy(), metrics.ssim(clipped, truth).numpy(),
@@ -132,10 +145,11 @@ def run_sweep(spec: SweepSpec, cancel: threading.Event | None = None) -> Iterato
 
 
 def summarise(points: list[SweepPoint]) -> dict[str, dict[str, np.ndarray]]:
-    """Per method: sorted ``x``, mean and std of PSNR and mean SSIM over the images."""
+    """Per method: sorted ``x``, mean and std of PSNR and mean SSIM over the images (failed points left out)."""
     table: dict[str, dict[str, np.ndarray]] = {}
-    for method in dict.fromkeys(p.method for p in points):
-        rows = sorted((p for p in points if p.method == method), key=lambda p: p.value)
+    scored = [p for p in points if not p.failed]
+    for method in dict.fromkeys(p.method for p in scored):
+        rows = sorted((p for p in scored if p.method == method), key=lambda p: p.value)
         table[method] = {
             "x": np.array([p.value for p in rows]),
             "psnr": np.array([p.psnr.mean() for p in rows]),
@@ -146,9 +160,11 @@ def summarise(points: list[SweepPoint]) -> dict[str, dict[str, np.ndarray]]:
 
 
 def to_csv(points: list[SweepPoint], axis: str) -> str:
-    """One line per (method, value, image): ``method,<axis>,image,psnr,ssim``."""
+    """One line per (method, value, image): ``method,<axis>,image,psnr,ssim``; failed points are left out."""
     lines = [f"method,{axis},image,psnr,ssim"]
     for p in points:
+        if p.failed:
+            continue
         for index, (psnr, ssim) in enumerate(zip(p.psnr, p.ssim)):
             lines.append(f"{p.method},{p.value:g},{index},{psnr:.4f},{ssim:.5f}")
     return "\n".join(lines) + "\n"

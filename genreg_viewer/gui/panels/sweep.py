@@ -250,15 +250,24 @@ class SweepPanel(QWidget):
 
     def _point(self, point: SweepPoint) -> None:
         self.points.append(point)
-        self.run_controls.set_progress(f"{point.method} at {point.value:g}: PSNR {point.psnr.mean():.2f} dB "
-                                       f"({len(self.points)}/{self.spec.total_runs})", len(self.points))
+        done = f"({len(self.points)}/{self.spec.total_runs})"
+        if point.failed:
+            self.run_controls.set_progress(f"{point.method} at {point.value:g}: failed, diverged {done}",
+                                           len(self.points))
+        else:
+            self.run_controls.set_progress(f"{point.method} at {point.value:g}: PSNR {point.psnr.mean():.2f} dB "
+                                           f"{done}", len(self.points))
         self._plot()
 
     def _finished(self, cancelled: bool) -> None:
         self.running = False
         self.run_controls.set_running(False)
-        text = f"Sweep {'cancelled' if cancelled else 'finished'}: {len(self.points)} points"
-        self.run_controls.set_progress(text)
+        failed = [p for p in self.points if p.failed]
+        text = f"Sweep {'cancelled' if cancelled else 'finished'}: {len(self.points) - len(failed)} points"
+        if failed:
+            where = ", ".join(f"{p.method} at {p.value:g}" for p in failed[:4]) + (", ..." if len(failed) > 4 else "")
+            text += f"; {len(failed)} diverged and are not plotted ({where})"
+        self.run_controls.set_progress(text, details="\n".join(p.error for p in failed))
         self.statusMessage.emit(text)
 
     def _failed(self, message: str) -> None:
