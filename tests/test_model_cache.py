@@ -67,3 +67,81 @@ def test_threads_asking_at_once_share_one_load(tmp_path):
 def test_missing_weights_are_a_clear_error(tmp_path):
     with pytest.raises(WeightsError, match="not found"):
         load_network(str(tmp_path / "nothing"), _build, torch.device("cpu"))
+
+
+# ------------------------------------------------------------------------------------------- the VAEs share it
+def _copied_vae_set(tmp_path):
+    """A weight-set folder holding copies of the bundled phantom set's identity VAE and its diagonal model (which
+    borrows the encoder and mean decoder from the identity file)."""
+    import shutil
+
+    from genreg_viewer.weight_sets import resolve_weight_set
+
+    source = resolve_weight_set("phantom").folder
+    folder = tmp_path / "copied-set"
+    folder.mkdir()
+    for name in ("vae_identity", "vae_diagonal"):
+        for suffix in (".safetensors", ".json"):
+            shutil.copy(source / f"{name}{suffix}", folder / f"{name}{suffix}")
+    return resolve_weight_set(folder)
+
+
+def _touch_later(stem) -> None:
+    """A distinct modification time even on coarse file systems."""
+    for path in weights_paths(stem):
+        later = os.stat(path).st_mtime_ns + 10**9
+        os.utime(path, ns=(later, later))
+
+
+def test_a_vae_is_loaded_again_when_a_weights_file_of_its_set_is_rewritten(tmp_path):
+    from genreg_viewer.models.vae import BASE_PREFIXES, load_generative_model, save_generative_model
+    from genreg_viewer.recon.generative.common import bundled_model
+
+    weight_set = _copied_vae_set(tmp_path)
+    stem, base = weight_set.folder / "vae_diagonal", weight_set.folder / "vae_identity"
+    first = bundled_model("diagonal", torch.device("cpu"), weight_set)
+    assert bundled_model("diagonal", torch.device("cpu"), weight_set) is first
+    name, parameter = next((n, p) for n, p in first.named_parameters() if not n.startswith(BASE_PREFIXES))
+    changed = load_generative_model("diagonal", weight_set.folder)  # a fresh copy, not the cached one
+    with torch.no_grad():
+        dict(changed.named_parameters())[name].add_(0.5)
+    save_generative_model(changed, stem, {"note": "another training run"}, base=base)  # a valid file, new values
+    _touch_later(stem)
+    second = bundled_model("diagonal", torch.device("cpu"), weight_set)
+    assert second is not first
+    assert torch.allclose(dict(second.named_parameters())[name], parameter + 0.5)
+    assert bundled_model("diagonal", torch.device("cpu"), weight_set) is second
+    identity = load_generative_model("identity", weight_set.folder)
+    with torch.no_grad():
+        next(identity.encoder.parameters()).add_(0.25)
+    save_generative_model(identity, base, {"note": "a retrained base"})  # the file the diagonal model borrows from
+    _touch_later(base)
+    with pytest.raises(WeightsError, match="changed since"):  # not the stale cached model
+        bundled_model("diagonal", torch.device("cpu"), weight_set)
+
+
+def test_threads_asking_for_a_vae_at_once_share_one_load(tmp_path, monkeypatch):
+    from genreg_viewer.models import vae
+    from genreg_viewer.recon.generative.common import bundled_model
+
+    weight_set = _copied_vae_set(tmp_path)
+    original, loads = vae.load_generative_model, []
+
+    def counting(*args, **kwargs):
+        loads.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(vae, "load_generative_model", counting)
+    results = []
+    start = threading.Barrier(4)
+
+    def ask() -> None:
+        start.wait()
+        results.append(bundled_model("identity", torch.device("cpu"), weight_set))
+
+    threads = [threading.Thread(target=ask) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results) == 4 and len(loads) == 1 and all(result is results[0] for result in results)

@@ -480,6 +480,20 @@ def load_generative_model(
     return model
 
 
+def cached_generative_model(
+    kind: str, directory: str | os.PathLike, device: str | torch.device = "cpu"
+) -> GenerativeModel:
+    """:func:`load_generative_model` through the process-wide network cache (:mod:`genreg_viewer.models.cache`):
+    loaded once per file version (its base file's included) and device under the cache's lock, loaded again when a
+    weights file is rewritten; shared between callers, who must not modify it."""
+    from .cache import cached_model
+
+    stem = Path(directory) / model_file_name(kind)
+    if not weights_exist(stem):  # the usual message, with the commands that train the model
+        return load_generative_model(kind, directory, device)
+    return cached_model(stem, device, f"vae:{kind}", lambda: load_generative_model(kind, directory, device))
+
+
 def bundled_model_available(kind: str, directory: str | os.PathLike | None = None) -> tuple[bool, str]:
     """``(True, "")`` when the weights of ``kind`` are present (with their base file), else ``(False, why)``."""
     from ..weight_sets import weights_dir
@@ -516,6 +530,7 @@ __all__ = [
     "VAEConfig",
     "WeightsError",
     "bundled_model_available",
+    "cached_generative_model",
     "eval_mode",
     "load_generative_model",
     "model_file_name",

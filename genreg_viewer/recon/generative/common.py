@@ -1,8 +1,7 @@
-"""Shared pieces of the generative reconstructions: bundled-model cache and the exact x-update."""
+"""Shared pieces of the generative reconstructions: the bundled models and the exact x-update."""
 
 from __future__ import annotations
 
-import functools
 from typing import Callable
 
 import torch
@@ -18,20 +17,15 @@ def effective_sigma(problem: Problem) -> float:
     return max(float(problem.sigma), MIN_SIGMA)
 
 
-@functools.lru_cache(maxsize=8)
-def _cached_model(kind: str, device: str, folder: str):
-    from ...models.vae import load_generative_model
-
-    return load_generative_model(kind, directory=folder, device=device)
-
-
 def bundled_model(kind: str, device: torch.device, weight_set=None):
-    """The generative model of covariance ``kind`` from ``weight_set`` (default: the active one; or its fallback)
-    on ``device`` (loaded once per process and folder, eval mode, parameters frozen). Callers must not modify it."""
-    from ...models.vae import model_file_name
+    """The generative model of covariance ``kind`` from ``weight_set`` (or its fallback) on ``device``: loaded once
+    per file version and device through the process-wide network cache
+    (:func:`~genreg_viewer.models.vae.cached_generative_model`), eval mode, parameters frozen, shared between callers,
+    who must not modify it."""
+    from ...models.vae import cached_generative_model, model_file_name
     from ...weight_sets import weights_dir
 
-    return _cached_model(kind, str(device), str(weights_dir(model_file_name(kind), weight_set)))
+    return cached_generative_model(kind, weights_dir(model_file_name(kind), weight_set), device)
 
 
 def same_latent_space(first, second) -> bool:
