@@ -60,7 +60,7 @@ def sample_images() -> torch.Tensor:
 def single(problem: Problem, index: int) -> Problem:
     measurement = problem.measurement
     item = type(measurement)(measurement.y[index : index + 1], measurement.operator, measurement.sigma)
-    return Problem(item, problem.ground_truth[index : index + 1], seed=problem.seed)
+    return Problem(item, problem.ground_truth[index : index + 1], seed=problem.seed, weight_set=problem.weight_set)
 
 
 def per_image_runs(method: str, problem: Problem, params: dict | None = None, iterations: int | None = None):

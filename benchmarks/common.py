@@ -16,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from genreg_viewer.data.phantom import phantom_batch  # noqa: E402
 from genreg_viewer.physics import mask_from_spec, simulate_measurement  # noqa: E402
 from genreg_viewer.recon import Problem, run_method  # noqa: E402
+from genreg_viewer.weight_sets import active_weight_set  # noqa: E402
 
 #: held-out test phantoms start here (training uses seeds < 1_000_000); validation (tuning) phantoms at 2_000_000
 TEST_SEED = 1_000_000
@@ -32,7 +33,8 @@ def phantoms(count: int, seed: int) -> torch.Tensor:
 
 def make_problem(images: torch.Tensor, mask_spec: str, sigma: float, seed: int = 0, device: str = "cpu") -> Problem:
     mask = mask_from_spec(mask_spec, tuple(images.shape[-2:]), seed)
-    return Problem(simulate_measurement(images, mask, sigma, seed=seed), images, seed=seed, device=torch.device(device))
+    return Problem(simulate_measurement(images, mask, sigma, seed=seed), images, seed=seed, device=torch.device(device),
+                   weight_set=active_weight_set())  # the set chosen with use_weight_set (--weights) or GENREG_WEIGHTS
 
 
 def timed_run(method: str, problem: Problem, params=None, iterations=None):

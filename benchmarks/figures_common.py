@@ -23,6 +23,7 @@ from common import TEST_SEED, per_image_psnr_ssim  # noqa: F401  (sets up sys.pa
 
 from genreg_viewer.physics import Measurement, mask_from_spec, simulate_measurement
 from genreg_viewer.recon import Problem, get_method, run_method
+from genreg_viewer.weight_sets import active_weight_set
 
 #: methods whose posterior std map is not needed for a figure (``posterior_samples=0`` saves its 16 extra solves)
 JOINT = ("mean+identity", "mean+diagonal", "mean+covar")
@@ -96,7 +97,7 @@ def make_problem(test: TestImages, setting: Setting, device: torch.device, count
     mask = mask_from_spec(setting.mask, tuple(images.shape[-2:]), 0)
     parts = [simulate_measurement(images[i : i + 1], mask, setting.sigma, seed=test.seeds[i]) for i in range(count)]
     measurement = Measurement(torch.cat([p.y for p in parts]), parts[0].operator, setting.sigma, None)
-    return Problem(measurement, images, seed=0, device=device)
+    return Problem(measurement, images, seed=0, device=device, weight_set=active_weight_set())
 
 
 @dataclass

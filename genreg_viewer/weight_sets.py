@@ -13,8 +13,16 @@ The default is ``auto``: each image gets the set that was trained for its kind, 
 ``phantom`` for synthetic phantoms (the bundled samples, ``genreg phantom`` files named ``knee_phantom_*``,
 ``phantom:N`` specs) and ``real-knee`` for everything else (scans a user loads). ``--weights NAME_OR_FOLDER``
 (CLI), the app's weight-set picker and ``GENREG_WEIGHTS`` choose one set for every image instead
-(:func:`use_weight_set`; ``auto`` returns to the default). Loaders ask :func:`find_weights` for a file stem at call
-time, so switching sets takes effect for the next run.
+(:func:`use_weight_set`; ``auto`` returns to the default).
+
+That choice is the *edge's* default: the command line, the application and the benchmarks resolve it
+(:func:`weight_set_choice`, :func:`active_weight_set`) and pass the set on explicitly -- into
+:class:`~genreg_viewer.recon.Problem`, whose methods load their networks and tuned defaults from
+``problem.weight_set``, and to the loaders (:func:`find_weights`, :func:`tuned_file`, ...). The core never reads the
+choice implicitly: where those functions are given no set they use the bundled default set
+(:func:`default_weight_set`, ``phantom``). The one exception is a method's availability check
+(``ReconMethod.available()``, which has no problem to ask): it looks in the edge's chosen set, explicitly
+(:func:`availability_weight_set`).
 """
 
 from __future__ import annotations
@@ -200,6 +208,18 @@ def use_weight_set(spec: str | os.PathLike | WeightSet | None) -> WeightSet:
     return chosen
 
 
+def default_weight_set() -> WeightSet:
+    """The bundled default set (``phantom``): what the core uses where it is given no set."""
+    return resolve_weight_set(DEFAULT_SET)
+
+
+def availability_weight_set() -> WeightSet:
+    """The set a method's availability check looks in when it is given none (``ReconMethod.available()``, asked
+    by the command line and the application before there is a problem): the edge's chosen set,
+    :func:`active_weight_set`."""
+    return active_weight_set()
+
+
 def is_synthetic_source(source: str | os.PathLike | None) -> bool:
     """Whether ``source`` names a synthetic phantom: a ``phantom:...`` spec, a file in the bundled samples folder
     or a ``genreg phantom`` file (``knee_phantom_*``). ``None`` (no image) counts as synthetic."""
@@ -220,6 +240,12 @@ def weight_set_for(source: str | os.PathLike | None) -> WeightSet:
     return weight_set_choice(source)[0]
 
 
+def auto_weight_set_for(source: str | os.PathLike | None) -> WeightSet:
+    """The set auto mode gives an image from ``source``, whatever the edge's choice: ``phantom`` for synthetic
+    phantoms (:func:`is_synthetic_source`), ``real-knee`` for real scans."""
+    return resolve_weight_set(DEFAULT_SET if is_synthetic_source(source) else REAL_SCAN_SET)
+
+
 def weight_set_choice(source: str | os.PathLike | None) -> tuple[WeightSet, str]:
     """:func:`weight_set_for` and why, in words (``"auto: real scan"``, ``"auto: synthetic phantom"``, ``"chosen"``)."""
     if not is_auto():
@@ -230,8 +256,8 @@ def weight_set_choice(source: str | os.PathLike | None) -> tuple[WeightSet, str]
 
 
 def weight_set_chain(weight_set: WeightSet | None = None) -> list[WeightSet]:
-    """The set (default: the active one) followed by its fallbacks."""
-    weight_set = weight_set or active_weight_set()
+    """The set (default: :func:`default_weight_set`) followed by its fallbacks."""
+    weight_set = weight_set or default_weight_set()
     chain, seen = [weight_set], {weight_set.folder}
     while chain[-1].fallback is not None:
         nxt = resolve_weight_set(chain[-1].fallback)
@@ -250,13 +276,24 @@ _RECORDED: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVa
 def record_networks() -> Iterator[dict[str, str]]:
     """Collect ``{network stem: name of the weight set that supplied it}`` for the networks a run uses while the
     block runs (in this thread): every stem :func:`find_weights` resolves for an explicitly given set (as the methods
-    resolve their problem's networks; availability checks, which pass no set, are not counted) and every weights
-    file loaded through :func:`genreg_viewer.models.cache.cached_model` (cache hits included), with the base file
-    a weights file borrows tensors from. ``genreg recon --json`` reports it as ``weights.networks``."""
+    resolve their problem's networks; availability checks, which pass ``record=False``, are not counted) and every
+    weights file loaded through :func:`genreg_viewer.models.cache.cached_model` (cache hits included), with the base
+    file a weights file borrows tensors from. ``genreg recon --json`` reports it as ``weights.networks``."""
     networks: dict[str, str] = {}
     token = _RECORDED.set(networks)
     try:
         yield networks
+    finally:
+        _RECORDED.reset(token)
+
+
+@contextlib.contextmanager
+def not_recorded() -> Iterator[None]:
+    """Nothing resolved or loaded while the block runs is recorded by :func:`record_networks` (availability
+    checks)."""
+    token = _RECORDED.set(None)
+    try:
+        yield
     finally:
         _RECORDED.reset(token)
 
@@ -289,37 +326,40 @@ def note_network(stem: str | os.PathLike, weight_set: WeightSet | None = None) -
         networks.setdefault(Path(base_stem).name, name)
 
 
-def find_weights(name: str, weight_set: WeightSet | None = None) -> tuple[Path, WeightSet]:
-    """The stem ``FOLDER/name`` in the active set, else in its fallback; ``(stem, the set it came from)``. When no
-    set holds it, the active set's stem is returned (loaders then say it is missing). A stem found for an explicitly
-    given ``weight_set`` is recorded for :func:`record_networks`."""
-    explicit = weight_set is not None
-    weight_set = weight_set or active_weight_set()
+def find_weights(name: str, weight_set: WeightSet | None = None, *, record: bool | None = None
+                 ) -> tuple[Path, WeightSet]:
+    """The stem ``FOLDER/name`` in ``weight_set`` (default: :func:`default_weight_set`), else in its fallback;
+    ``(stem, the set it came from)``. When no set holds it, the given set's stem is returned (loaders then say it is
+    missing). A stem found is recorded for :func:`record_networks` when ``record`` (default: when a set is given;
+    availability checks pass False)."""
+    record = weight_set is not None if record is None else record
+    weight_set = weight_set or default_weight_set()
     for candidate in weight_set_chain(weight_set):
         stem = candidate.folder / name
         if (candidate.folder / f"{name}.safetensors").is_file() and (candidate.folder / f"{name}.json").is_file():
-            if explicit:
+            if record:
                 note_network(stem, candidate)
             return stem, candidate
     return weight_set.folder / name, weight_set
 
 
-def weights_dir(kind_file: str, weight_set: WeightSet | None = None) -> Path:
-    """The folder holding ``kind_file`` (a stem name) in ``weight_set`` (default: the active set) or its fallback."""
-    return find_weights(kind_file, weight_set)[0].parent
+def weights_dir(kind_file: str, weight_set: WeightSet | None = None, *, record: bool | None = None) -> Path:
+    """The folder holding ``kind_file`` (a stem name) in ``weight_set`` (default: :func:`default_weight_set`) or its
+    fallback (``record``: see :func:`find_weights`)."""
+    return find_weights(kind_file, weight_set, record=record)[0].parent
 
 
 def tuned_file(file_name: str, weight_set: WeightSet | None = None) -> Path:
-    """The tuned-defaults table ``file_name`` of ``weight_set`` (default: the active set; ``FOLDER/tuned/``), else
-    the bundled ``resources/tuned`` one."""
-    own = (weight_set or active_weight_set()).tuned_dir / file_name
+    """The tuned-defaults table ``file_name`` of ``weight_set`` (default: :func:`default_weight_set`;
+    ``FOLDER/tuned/``), else the bundled ``resources/tuned`` one."""
+    own = (weight_set or default_weight_set()).tuned_dir / file_name
     return own if own.is_file() else RESOURCES_DIR / "tuned" / file_name
 
 
 def weights_note(stem: Path, weight_set: WeightSet | None = None) -> str:
     """``"real-knee"`` or ``"phantom (real-knee has no vae_x)"``: which set a loaded network came from, for run
     notes."""
-    active = weight_set or active_weight_set()
+    active = weight_set or default_weight_set()
     try:
         same = stem.parent.resolve() == active.folder.resolve()
     except OSError:
@@ -340,9 +380,13 @@ __all__ = [
     "WeightSet",
     "WeightSetError",
     "active_weight_set",
+    "auto_weight_set_for",
+    "availability_weight_set",
+    "default_weight_set",
     "find_weights",
     "is_auto",
     "is_synthetic_source",
+    "not_recorded",
     "note_network",
     "record_networks",
     "resolve_weight_set",

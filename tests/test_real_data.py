@@ -195,19 +195,22 @@ def test_folder_set_falls_back_to_phantom_and_carries_its_tuned_defaults(tmp_pat
         {"tv": [{"spokes": 25, "sampling_fraction": 0.1, "sigma": 0.05, "params": {"alpha": 0.0123}}]}))
     chosen = use_weight_set(mine)
     assert chosen.name == "mine" and chosen.fallback == "phantom"
-    assert find_weights("vae_diagonal")[1].name == "mine"
-    assert find_weights("vae_covar")[1].name == "phantom"  # not in the folder: its fallback supplies it
-    assert tuned_file("classical.json") == mine / "tuned" / "classical.json"
-    assert tuned_file("generative.json") == RESOURCES_DIR / "tuned" / "generative.json"
+    # the edge passes the chosen set on: the core never reads the choice itself (issue 23)
+    assert find_weights("vae_diagonal", active_weight_set())[1].name == "mine"
+    assert find_weights("vae_covar", chosen)[1].name == "phantom"  # not in the folder: its fallback supplies it
+    assert tuned_file("classical.json", chosen) == mine / "tuned" / "classical.json"
+    assert tuned_file("generative.json", chosen) == RESOURCES_DIR / "tuned" / "generative.json"
+    assert find_weights("vae_diagonal")[1].name == "phantom"  # given no set: the bundled default, not the choice
     from genreg_viewer.physics import mask_from_spec, simulate_measurement
 
     truth = torch.from_numpy(phantom_batch(1, 1_000_000))[:, None]
     measurement = simulate_measurement(truth, mask_from_spec("radial:25", (128, 128)), 0.05, seed=0)
-    problem = Problem(measurement, truth)
+    problem = Problem(measurement, truth, weight_set=active_weight_set())
     assert problem.weight_set == chosen
     assert get_method("tv").defaults_for(problem) == {"alpha": 0.0123}
+    assert Problem(measurement, truth).weight_set.name == "phantom"  # no set given: the default, not the choice
     use_weight_set("phantom")
-    assert Problem(measurement, truth).weight_set.name == "phantom"
+    assert Problem(measurement, truth, weight_set=active_weight_set()).weight_set.name == "phantom"
     assert problem.weight_set.name == "mine"  # a problem keeps the set it was made with
 
 

@@ -26,8 +26,9 @@ INSPECTABLE_ARRAYS = ("std_map", "latent")
 
 
 def load_covariance_model(weight_set=None):
-    """The structured-covariance VAE of ``weight_set`` (default: the active one) on the CPU, shared with the
-    reconstructions (one cached instance per weight folder; eval mode, frozen). ``WeightsError`` (a
+    """The structured-covariance VAE of ``weight_set`` (the caller's: the app's and the plugin's choice for the image;
+    default: the bundled default set) on the CPU, shared with the reconstructions (one cached instance per weights file
+    version, see :mod:`genreg_viewer.models.cache`; eval mode, frozen). ``WeightsError`` (a
     ``ValueError``) when it is missing."""
     from ..recon.generative.common import bundled_model
 

@@ -44,7 +44,8 @@ class ReconJob:
     cancel: threading.Event = field(default_factory=threading.Event)
     method_instance: ReconMethod | None = None  #: a method object to run instead of ``get_method(method)``
     image_version: int = 0  #: :attr:`ExperimentState.image_version` when queued (a newer image drops the result)
-    weight_set: Any = None  #: the :class:`~genreg_viewer.weight_sets.WeightSet` chosen when queued (None: active)
+    #: the :class:`~genreg_viewer.weight_sets.WeightSet` chosen when queued (None: the bundled default set)
+    weight_set: Any = None
 
     def report_every(self) -> int:
         """Report about 200 times per run (metrics are computed at every report)."""

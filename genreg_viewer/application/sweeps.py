@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import threading
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -42,6 +42,9 @@ class SweepSpec:
     seed: int = 0
     device: str = "cpu"
     iterations: dict[str, int] = field(default_factory=dict)  #: per-method override; default iterations otherwise
+    #: the :class:`~genreg_viewer.weight_sets.WeightSet` of the runs (the app passes its picker's; None: the bundled
+    #: default set)
+    weight_set: Any = None
 
     def validate(self) -> None:
         if self.axis not in SWEEP_AXES:
@@ -127,7 +130,8 @@ def run_sweep(spec: SweepSpec, cancel: threading.Event | None = None) -> Iterato
         for method in spec.methods:
             if cancel is not None and cancel.is_set():
                 return
-            problem = Problem(measurement, truth, seed=spec.seed, device=torch.device(spec.device))
+            problem = Problem(measurement, truth, seed=spec.seed, device=torch.device(spec.device),
+                              weight_set=spec.weight_set)
             result = run_method(method, problem, iterations=spec.iterations.get(method), cancel=cancel)
             if result.cancelled:
                 return

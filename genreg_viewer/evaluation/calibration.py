@@ -375,12 +375,12 @@ def run_with_std_maps(method_name: str, selection, mask: np.ndarray, sigma: floa
 
 # -------------------------------------------------------------------------------------------------- stored scales
 def calibration_path(weight_set=None) -> Path:
-    """``tuned/calibration.json`` of the weight set (default: the active one); the bundled phantom set keeps its
-    tuned tables in ``resources/tuned/``. A set never reads another set's factors."""
+    """``tuned/calibration.json`` of the weight set (default: the bundled default set); the bundled phantom set keeps
+    its tuned tables in ``resources/tuned/``. A set never reads another set's factors."""
     from ..paths import RESOURCES_DIR
-    from ..weight_sets import BUNDLED_SETS, DEFAULT_SET, active_weight_set
+    from ..weight_sets import BUNDLED_SETS, DEFAULT_SET, default_weight_set
 
-    weight_set = weight_set or active_weight_set()
+    weight_set = weight_set or default_weight_set()
     default = BUNDLED_SETS[DEFAULT_SET]
     if weight_set.name == DEFAULT_SET and default.is_dir() and weight_set.folder.resolve() == default.resolve():
         return RESOURCES_DIR / "tuned" / CALIBRATION_FILE
@@ -561,7 +561,7 @@ def _same_value(a: Any, b: Any) -> bool:
 def std_scale_for_run(method: str, mask: str, sigma: float, fraction: float | None = None,
                       params: dict[str, Any] | None = None, weight_set=None) -> StdScale | None:
     """The stored std scale factor for a run of ``method`` at ``mask`` (spec) / ``fraction`` (its sampled fraction)
-    / ``sigma`` with the weight set (default: the active one), or None when the set stores none for the method.
+    / ``sigma`` with the weight set (default: the bundled default set), or None when the set stores none for the method.
 
     Like the tuned defaults (:func:`genreg_viewer.recon.tuned.nearest_setting`) the entry nearest in
     ``(log sampling fraction, log sigma)`` is used (``fraction`` defaults to the run's mask spec at
@@ -570,9 +570,9 @@ def std_scale_for_run(method: str, mask: str, sigma: float, fraction: float | No
     Parameters that differ from the fit (``params``, e.g. another ``lam`` or fewer posterior samples) are named
     too. The factor is fitted for the ±k std intervals of ``fitted_for_k``."""
     from ..recon.tuned import nearest_setting
-    from ..weight_sets import active_weight_set
+    from ..weight_sets import default_weight_set
 
-    weight_set = weight_set or active_weight_set()
+    weight_set = weight_set or default_weight_set()
     entries = read_calibration(weight_set).get(method, [])
     if not entries:
         return None

@@ -261,7 +261,7 @@ def simulate_images(images: torch.Tensor, indices: Sequence[int], mask: np.ndarr
 def make_batch_problem(images: torch.Tensor, indices: Sequence[int], mask: np.ndarray, sigma: float, seed: int,
                        device: torch.device | str = "cpu", weight_set=None):
     """The :class:`~genreg_viewer.recon.Problem` of one batch (ground truth, per-image noise, batch seed; the
-    networks and tuned defaults of ``weight_set``, default the active set)."""
+    networks and tuned defaults of ``weight_set``, default the bundled default set)."""
     from ..recon import Problem
 
     measurement = simulate_images(images, indices, mask, sigma, seed)
@@ -502,7 +502,7 @@ def run_evaluation(config: EvaluationConfig, shard: Shard | None = None, progres
     from ..data.limits import check_seed
     from ..physics import check_sigma, mask_from_spec
     from ..recon import get_method
-    from ..weight_sets import use_weight_set, weight_set_for
+    from ..weight_sets import auto_weight_set_for, resolve_weight_set
 
     shard = shard or shard_from_environment()
     log = log or (lambda text: print(text, file=sys.stderr, flush=True))
@@ -515,8 +515,9 @@ def run_evaluation(config: EvaluationConfig, shard: Shard | None = None, progres
     if config.images is not None and config.images < 1:
         raise ValueError(f"--images must be at least 1, got {config.images}")
     methods = [get_method(name) for name in parse_method_list(config.methods)]
-    # --weights, or the set trained for the data's kind (auto: phantom:N -> phantom, a slice set of scans -> real-knee)
-    weight_set = use_weight_set(config.weights) if config.weights else weight_set_for(config.data)
+    # the given set (the command line passes --weights or GENREG_WEIGHTS), or the set trained for the data's kind
+    # (auto: phantom:N -> phantom, a slice set of scans -> real-knee)
+    weight_set = resolve_weight_set(config.weights) if config.weights else auto_weight_set_for(config.data)
     options = {method.name: method_options(method, config) for method in methods}
     out = Path(config.out)
     from ..fileio import check_writable

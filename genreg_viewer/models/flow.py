@@ -397,15 +397,19 @@ def flow_from_weights(stem: str | os.PathLike, device: str | torch.device = "cpu
 
 
 def bundled_flow_stem(weight_set=None) -> Path:
-    """The flow of ``weight_set`` (default: the active one) or its fallback."""
+    """The flow of ``weight_set`` (default: the bundled default set) or its fallback."""
     from ..weight_sets import find_weights
 
     return find_weights(BUNDLED_NAME, weight_set)[0]
 
 
 def bundled_flow_available() -> tuple[bool, str]:
-    """``(True, "")`` when ``resources/weights/flow.{safetensors,json}`` exist, else ``(False, why)``."""
-    stem = bundled_flow_stem()
+    """``(True, "")`` when ``flow.{safetensors,json}`` exist in the set availability checks look in
+    (:func:`~genreg_viewer.weight_sets.availability_weight_set`) or its fallback, else ``(False, why)``."""
+    from ..weight_sets import availability_weight_set, not_recorded
+
+    with not_recorded():  # a check, not a use
+        stem = bundled_flow_stem(availability_weight_set())
     if not weights_exist(stem):
         return False, (f"no bundled flow weights ({stem.name}.safetensors/.json) in {stem.parent}; "
                        "train them with 'genreg train flow'")

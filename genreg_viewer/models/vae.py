@@ -463,8 +463,9 @@ def model_from_weights(
 def load_generative_model(
     kind: str = "covar", directory: str | os.PathLike | None = None, device: str | torch.device = "cpu"
 ) -> GenerativeModel:
-    """Load the model of covariance ``kind`` from ``directory`` (default: the active weight set, see
-    :mod:`genreg_viewer.weight_sets`): ``directory/vae_<kind>.{safetensors,json}``; eval mode, frozen."""
+    """Load the model of covariance ``kind`` from ``directory`` (default: the bundled default weight set or its
+    fallback, see :mod:`genreg_viewer.weight_sets`): ``directory/vae_<kind>.{safetensors,json}``; eval mode, frozen.
+    A fresh model per call; :func:`cached_generative_model` shares one."""
     from ..weight_sets import weights_dir
 
     stem = (Path(directory) if directory is not None else weights_dir(model_file_name(kind))) / model_file_name(kind)
@@ -495,14 +496,16 @@ def cached_generative_model(
 
 
 def bundled_model_available(kind: str, directory: str | os.PathLike | None = None) -> tuple[bool, str]:
-    """``(True, "")`` when the weights of ``kind`` are present (with their base file), else ``(False, why)``."""
-    from ..weight_sets import weights_dir
+    """``(True, "")`` when the weights of ``kind`` are present (with their base file) in ``directory`` (default: the
+    set availability checks look in, :func:`~genreg_viewer.weight_sets.availability_weight_set`, or its fallback),
+    else ``(False, why)``."""
+    from ..weight_sets import availability_weight_set, weights_dir
 
     try:
         name = model_file_name(kind)
     except ValueError as exc:
         return False, str(exc)
-    folder = Path(directory) if directory is not None else weights_dir(name)
+    folder = Path(directory) if directory is not None else weights_dir(name, availability_weight_set(), record=False)
     stem = folder / name
     if not weights_exist(stem):
         return False, f"no bundled {kind!r} VAE weights ({stem.name}.safetensors/.json) in {folder}"

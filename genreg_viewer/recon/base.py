@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ..physics import Measurement
-from ..weight_sets import WeightSet, active_weight_set
+from ..weight_sets import WeightSet, default_weight_set
 
 
 class ParameterError(ValueError):
@@ -149,8 +149,9 @@ def _parse_int(value: Any) -> int:
 @dataclass
 class Problem:
     """What a method reconstructs from: the measurement, optionally the ground truth, the device, a seed and the
-    weight set whose trained networks and tuned defaults the methods use (see :mod:`genreg_viewer.weight_sets`;
-    default: the active set when the problem is made)."""
+    weight set whose trained networks and tuned defaults the methods use (see :mod:`genreg_viewer.weight_sets`).
+    The caller passes the set (the command line and the application resolve ``--weights``, ``GENREG_WEIGHTS`` or
+    the app's picker and pass it); without one the bundled default set is used, never a process-wide choice."""
 
     measurement: Measurement
     ground_truth: torch.Tensor | None = None  #: real ``(B, 1, H, W)`` in [0, 1], only for metrics and tuning
@@ -160,7 +161,7 @@ class Problem:
 
     def __post_init__(self) -> None:
         if self.weight_set is None:
-            self.weight_set = active_weight_set()
+            self.weight_set = default_weight_set()
         self.device = torch.device(self.device)
         if self.measurement.y.device != self.device:
             self.measurement = self.measurement.to(self.device)

@@ -183,7 +183,7 @@ class TotalVariation(ReconMethod):
     step_ratio = 2.0  #: tau / sigma (tau sigma ||K||^2 = 1); 2 converges fastest on the knee phantoms
 
     def defaults_for(self, problem: Problem) -> dict[str, Any]:
-        """``alpha`` tuned for the active weight set's image domain (``tuned/classical.json``, e.g. real knees)
+        """``alpha`` tuned for the problem's weight set's image domain (``tuned/classical.json``, e.g. real knees)
         for the nearest setting; otherwise :func:`default_alpha` of the problem's noise level (phantom-tuned)."""
         from .tuned import tuned_defaults
 

@@ -89,9 +89,9 @@ def _read_table(path: Path, mtime_ns: int) -> dict[str, list[dict[str, Any]]]:
 
 
 def tuned_table(file_name: str, weight_set: WeightSet | None = None) -> dict[str, list[dict[str, Any]]]:
-    """The whole table ``<file_name>`` of the weight set's (default: the active one's) ``tuned/`` folder, else of
-    ``resources/tuned`` (empty when neither exists). A malformed table is a ``ValueError`` naming the file and the
-    field."""
+    """The whole table ``<file_name>`` of the weight set's (default: the bundled default set's) ``tuned/`` folder,
+    else of ``resources/tuned`` (empty when neither exists). A malformed table is a ``ValueError`` naming the file
+    and the field."""
     path = tuned_file(file_name, weight_set)
     if not os.path.lexists(path):
         return {}

@@ -55,6 +55,12 @@ def run_flow(args) -> int:
     config = FlowConfig(image_size=args.size, hidden=args.hidden, steps_per_level=args.steps_per_level,
                         scale_bound=args.scale_bound)
     settings = FlowTrainingSettings(flips=not args.no_flips, **step_budget_values(args))
-    written = train_flow(config, settings, args.out, device, argv=sys.argv[1:], resume=args.resume,
+    out = args.out
+    if out is None:  # the flow of the weight set chosen with --weights or GENREG_WEIGHTS (or its fallback)
+        from ..models.flow import bundled_flow_stem
+        from ..weight_sets import active_weight_set
+
+        out = bundled_flow_stem(active_weight_set())
+    written = train_flow(config, settings, out, device, argv=sys.argv[1:], resume=args.resume,
                          keep_checkpoint=args.keep_checkpoint)
     return report_written(written)

@@ -61,14 +61,16 @@ def run(args) -> int:
         from ...device import check_thread_count
 
         torch.set_num_threads(check_thread_count(args.threads))
-    if args.weights:  # before the methods' parameters are checked: tuned defaults come from the set
-        from ...weight_sets import use_weight_set
+    from ...weight_sets import active_weight_set, is_auto, use_weight_set
 
+    if args.weights:  # before the methods' parameters are checked: tuned defaults come from the set
         use_weight_set(args.weights)
+    # the evaluation is given its set: --weights or GENREG_WEIGHTS, else (None) auto, resolved for the data's kind
+    weights = args.weights or (None if is_auto() else str(active_weight_set().folder))
     methods = parse_method_list(args.methods)
     config = EvaluationConfig(
         data=args.data, methods=methods, out=args.out, mask=args.mask, sigma=args.noise, seed=args.seed,
-        images=args.images, batch=args.batch, device=args.device, weights=args.weights,
+        images=args.images, batch=args.batch, device=args.device, weights=weights,
         params=parse_method_params(args.param, methods), std_maps=args.std_maps, reference=args.reference,
         save_reconstructions=args.save_reconstructions,
     )

@@ -21,15 +21,17 @@ def register(subparsers) -> None:
 
 
 def setting_problem(mask_spec: str, sigma: float):
-    """A problem with the mask and noise level of a setting (a blank image: only the setting matters here)."""
+    """A problem with the mask and noise level of a setting (a blank image: only the setting matters here) and the
+    weight set chosen with --weights or GENREG_WEIGHTS."""
     import numpy as np
 
     from ...physics import mask_from_spec, simulate_measurement
     from ...recon import Problem
+    from ...weight_sets import active_weight_set
 
     shape = (128, 128)
     measurement = simulate_measurement(np.zeros(shape, np.float32), mask_from_spec(mask_spec, shape, 0), sigma, 0)
-    return Problem(measurement, None, seed=0)
+    return Problem(measurement, None, seed=0, weight_set=active_weight_set())
 
 
 def used_values(method, problem) -> dict:

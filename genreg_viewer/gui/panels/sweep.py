@@ -34,6 +34,7 @@ from ...fileio import atomic_write_text
 from ...paths import SAMPLES_DIR
 from ...physics import MAX_SPOKES
 from ...recon import all_methods
+from ...weight_sets import active_weight_set
 from ..export import save_widget_png
 from ..widgets.controls import RunControls, button_row, group_box, note_label, push_button
 from ..widgets.image_view import em
@@ -197,6 +198,7 @@ class SweepPanel(QWidget):
             sigma=self.sigma_spin.value(),
             seed=self.seed_spin.value(),
             device=str(default_device()),
+            weight_set=active_weight_set(),  # the picker's set (phantom in auto mode)
         )
         spec.validate()
         return spec

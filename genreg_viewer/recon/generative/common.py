@@ -18,7 +18,8 @@ def effective_sigma(problem: Problem) -> float:
 
 
 def bundled_model(kind: str, device: torch.device, weight_set=None):
-    """The generative model of covariance ``kind`` from ``weight_set`` (or its fallback) on ``device``: loaded once
+    """The generative model of covariance ``kind`` from ``weight_set`` (a run passes its problem's; default: the
+    bundled default set) or its fallback on ``device``: loaded once
     per file version and device through the process-wide network cache
     (:func:`~genreg_viewer.models.vae.cached_generative_model`), eval mode, parameters frozen, shared between callers,
     who must not modify it."""
@@ -52,6 +53,8 @@ def model_weights_note(kind: str, weight_set=None) -> str:
 
 
 def model_available(kind: str) -> tuple[bool, str]:
+    """Whether the model of ``kind`` exists in the set availability checks look in (see
+    :func:`~genreg_viewer.models.vae.bundled_model_available`), and why not."""
     try:
         from ...models.vae import bundled_model_available
     except ImportError as exc:  # models not installed in this checkout

@@ -1,4 +1,4 @@
-"""Tuned lambda and mu of the joint generative methods (``generative.json`` of the active weight set's ``tuned/``
+"""Tuned lambda and mu of the joint generative methods (``generative.json`` of the problem's weight set's ``tuned/``
 folder, else ``resources/tuned/generative.json``; see :mod:`..tuned`)."""
 
 from __future__ import annotations

@@ -10,25 +10,28 @@ import torch
 from ...models.cache import cached_model
 from ...models.weights import (WeightsError, check_before_building, load_state_into, load_weights, weights_exist,
                                      weights_paths, weights_stem)
-from ...weight_sets import find_weights
+from ...weight_sets import availability_weight_set, find_weights
 
 
-def resolve_weights(name: str, weight_set=None) -> Path:
-    """A bare name (``dncnn``) means ``NAME`` in ``weight_set`` (default: the active one; a run passes its
-    problem's) or its fallback, normally ``resources/weights``; anything with a folder or suffix is a path."""
+def resolve_weights(name: str, weight_set=None, *, record: bool | None = None) -> Path:
+    """A bare name (``dncnn``) means ``NAME`` in ``weight_set`` (a run passes its problem's; default: the bundled
+    default set) or its fallback, normally ``resources/weights``; anything with a folder or suffix is a path.
+    ``record``: see :func:`~genreg_viewer.weight_sets.find_weights`."""
     text = str(name).strip()
     if not text:
         raise WeightsError("no weights file given")
     path = Path(text).expanduser()
     if path.parent == Path(".") and not path.suffix:
-        path = find_weights(text, weight_set)[0]
+        path = find_weights(text, weight_set, record=record)[0]
     return weights_stem(path)
 
 
 def weights_status(name: str, train_hint: str, weight_set=None) -> tuple[bool, str]:
-    """``(True, '')`` when the weights exist, else ``(False, reason with the command that creates them)``."""
+    """``(True, '')`` when the weights exist in ``weight_set`` (default: the set availability checks look in,
+    :func:`~genreg_viewer.weight_sets.availability_weight_set`) or its fallback, else ``(False, reason with the
+    command that creates them)``. Not counted as a use by :func:`~genreg_viewer.weight_sets.record_networks`."""
     try:
-        stem = resolve_weights(name, weight_set)
+        stem = resolve_weights(name, weight_set or availability_weight_set(), record=False)
     except WeightsError as exc:
         return False, str(exc)
     if not weights_exist(stem):

@@ -21,7 +21,7 @@ import torch
 
 from ...models.varnet import VariationalNetwork
 from ...models.weights import WeightsError, read_weights_json
-from ...weight_sets import active_weight_set, weight_set_chain
+from ...weight_sets import availability_weight_set, weight_set_chain
 from ...physics import mask_fingerprint
 from ..base import Parameter, ParameterError, Problem, ReconMethod, Step
 from ..registry import register
@@ -62,7 +62,7 @@ def _setting(config: dict, stem) -> TrainedSetting:
 
 def trained_settings(folder=None, weight_set=None) -> list[TrainedSetting]:
     """The variational networks found as ``varnet-*.json`` in ``folder``, else in ``weight_set`` (default: the
-    active one) or the first of its fallbacks that has any (unreadable files are skipped)."""
+    bundled default set) or the first of its fallbacks that has any (unreadable files are skipped)."""
     if folder is None:
         folders = [s.folder for s in weight_set_chain(weight_set)]
         folder = next((f for f in folders if any(f.glob("varnet-*.json"))), folders[0])
@@ -80,7 +80,7 @@ def nearest_setting(problem: Problem, settings: list[TrainedSetting]) -> tuple[T
     """The trained setting nearest to the problem's mask and noise level, and its distance."""
     if not settings:
         raise WeightsError("no variational network weights (varnet-*.json) in the weight set "
-                           f"{active_weight_set().name!r}; train one with "
+                           f"{problem.weight_set.name!r}; train one with "
                            "'genreg train varnet --mask SPEC --noise SIGMA'")
     fraction = problem.operator.sampling_fraction
     fingerprint = mask_fingerprint(problem.operator.mask)
@@ -108,10 +108,11 @@ class VariationalNetworkMethod(ReconMethod):
     )
 
     def available(self) -> tuple[bool, str]:
-        if trained_settings():
+        weight_set = availability_weight_set()
+        if trained_settings(weight_set=weight_set):
             return True, ""
         return False, ("no variational network weights (varnet-*.json) in the weight set "
-                       f"{active_weight_set().name!r}; train one with 'genreg train varnet --mask SPEC --noise SIGMA'")
+                       f"{weight_set.name!r}; train one with 'genreg train varnet --mask SPEC --noise SIGMA'")
 
     def choose(self, problem: Problem, requested: str) -> tuple[str, str, bool, float | None]:
         """``(setting name, weights stem, exact match, distance)`` for the request."""

@@ -33,8 +33,9 @@ def flow_available() -> tuple[bool, str]:
 
 
 def bundled_flow(device: torch.device, weight_set=None) -> Flow:
-    """The flow of ``weight_set`` (default: the active one; or its fallback) on ``device``: eval mode, frozen, loaded
-    once per file version and device, shared between callers (who must not modify it)."""
+    """The flow of ``weight_set`` (a run passes its problem's; default: the bundled default set) or its fallback on
+    ``device``: eval mode, frozen, loaded once per file version and device, shared between callers (who must not
+    modify it)."""
     stem = bundled_flow_stem(weight_set)
     return cached_model(stem, device, "flow", lambda: flow_from_weights(stem, device)[0],
                         missing_hint="train them with 'genreg train flow'")
