@@ -75,3 +75,41 @@ def test_auto_gives_opened_scans_the_real_knee_set_and_phantoms_the_phantom_set(
     assert is_auto() and panel.make_job().weight_set.name == "real-knee" and panel.settings()["weights"] == "auto"
     assert window.open_path(RESOURCES_DIR / "samples" / "knee_phantom_000.npy")
     assert panel.make_job().weight_set.name == "phantom" and combo.currentText() == "auto (phantom)"
+
+
+def _tuned_entry(table, method: str, spokes: int = 25, sigma: float = 0.05) -> dict:
+    """The tuned parameters of ``method`` at the setting, read from the table file itself."""
+    import json
+
+    entries = json.loads(table.read_text())[method]
+    return next(e for e in entries if e["spokes"] == spokes and e["sigma"] == sigma)["params"]
+
+
+def test_a_scan_in_auto_mode_shows_and_runs_the_real_knee_tuned_values(window, qtbot, errors, tmp_path):
+    """The lambda/mu the Method panel shows for an opened scan are the real-knee set's tuned ones (the set the run
+    uses), not the phantom set's; the job carries them; a sweep of the current image runs with that set too."""
+    use_weight_set("auto")
+    panel = window.method_panel
+    panel.select_weight_set("auto")
+    expected = _tuned_entry(RESOURCES_DIR / "weights" / "real-knee" / "tuned" / "generative.json", "mean+covar")
+    phantom_values = _tuned_entry(RESOURCES_DIR / "tuned" / "generative.json", "mean+covar")
+    assert (expected["lam"], expected["mu"]) != (phantom_values["lam"], phantom_values["mu"])  # the test can tell
+    scan = tmp_path / "scan.npy"
+    shutil.copy(RESOURCES_DIR / "samples" / "knee_phantom_002.npy", scan)
+    assert window.open_path(scan)
+    panel.select_method("mean+covar")
+    shown = panel.form.values()
+    assert (shown["lam"], shown["mu"]) == (expected["lam"], expected["mu"])
+    job = panel.make_job()
+    assert job.weight_set.name == "real-knee" and (job.params["lam"], job.params["mu"]) == (shown["lam"], shown["mu"])
+    sweep = window.sweep
+    sweep.images_combo.setCurrentIndex(sweep.images_combo.findData("current"))
+    assert sweep.make_spec().weight_set.name == "real-knee"
+    sweep.images_combo.setCurrentIndex(sweep.images_combo.findData("phantoms"))
+    assert sweep.make_spec().weight_set.name == "phantom"
+    # back on the bundled phantom, the phantom set's values
+    assert window.open_path(RESOURCES_DIR / "samples" / "knee_phantom_000.npy")
+    panel.select_method("mean+covar")
+    shown = panel.form.values()
+    assert (shown["lam"], shown["mu"]) == (phantom_values["lam"], phantom_values["mu"])
+    assert errors == []

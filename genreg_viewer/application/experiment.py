@@ -212,18 +212,16 @@ class ExperimentState:
         return weight_set_choice(self.image_info.path)
 
     def problem(self, device: torch.device | str = "cpu") -> Problem:
-        """A snapshot problem for a run (later edits of the mask or noise do not affect it), with the set chosen in
-        the app's weight-set picker (``phantom`` in auto mode; a run of :meth:`make_job` uses
-        :meth:`weight_set_choice`)."""
-        from ..weight_sets import active_weight_set
-
+        """A snapshot problem for a run (later edits of the mask or noise do not affect it), with the weight set
+        this image's runs use (:meth:`weight_set_choice`: the picker's set, or in auto mode the one trained for the
+        image's kind), so the defaults a panel shows (tuned lambda, alpha, ...) are the ones the run gets."""
         if self.measurement is None:
             raise ValueError(self.measurement_error or "no measurement")
         measurement = Measurement(
             self.measurement.y.clone(), MRIOperator(self.mask.copy()), self.sigma, self.seed
         )
         return Problem(measurement, self.ground_truth_tensor(), seed=self.seed, device=torch.device(device),
-                       weight_set=active_weight_set())
+                       weight_set=self.weight_set_choice()[0])
 
     def make_job(self, method: ReconMethod | str, params: dict[str, Any] | None = None,
                  iterations: int | None = None, device: str = "cpu") -> ReconJob:

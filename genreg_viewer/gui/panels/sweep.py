@@ -34,7 +34,7 @@ from ...fileio import atomic_write_text
 from ...paths import SAMPLES_DIR
 from ...physics import MAX_SPOKES
 from ...recon import all_methods
-from ...weight_sets import active_weight_set
+from ...weight_sets import weight_set_choice
 from ..export import save_widget_png
 from ..widgets.controls import RunControls, button_row, group_box, note_label, push_button
 from ..widgets.image_view import em
@@ -187,6 +187,19 @@ class SweepPanel(QWidget):
             raise ValueError(f"no images in {folder}")
         return np.stack([load_image_file(f, size=self.state.shape[0])[0] for f in files])
 
+    def weight_set(self):
+        """The weight set of the sweep's runs: the picker's, or in auto mode the one trained for the images' kind
+        (the current image's; ``phantom`` for generated phantoms and the bundled samples; for a folder, that of its
+        first image), as a single run of those images would use."""
+        kind = self.images_combo.currentData()
+        if kind == "current":
+            return self.state.weight_set_choice()[0]
+        if kind == "phantoms":
+            return weight_set_choice(None)[0]
+        folder = SAMPLES_DIR if kind == "samples" else Path(self.folder or ".")
+        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in SUPPORTED_SUFFIXES) if folder.is_dir() else []
+        return weight_set_choice(files[0] if files else folder)[0]
+
     def make_spec(self) -> SweepSpec:
         axis = self.axis_combo.currentData()
         spec = SweepSpec(
@@ -198,7 +211,7 @@ class SweepPanel(QWidget):
             sigma=self.sigma_spin.value(),
             seed=self.seed_spin.value(),
             device=str(default_device()),
-            weight_set=active_weight_set(),  # the picker's set (phantom in auto mode)
+            weight_set=self.weight_set(),
         )
         spec.validate()
         return spec
