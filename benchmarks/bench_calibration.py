@@ -1,4 +1,4 @@
-"""Calibration of the posterior std maps on real knees and on phantoms, and the README's figure.
+"""Calibration of the posterior std maps on real knees and on phantoms, and the figure of docs/CALIBRATION.md.
 
     # measure (fits the std factor on validation images and stores it in each weight set's tuned/calibration.json)
     python benchmarks/bench_calibration.py --test TEST.h5 --validation VAL.h5 --write --reports runs/calibration

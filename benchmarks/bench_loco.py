@@ -4,7 +4,7 @@ r"""Leave-one-contrast-out validation of the generative prior: train without one
     # own validation slices (the held-out contrast never enters), test on the held-out contrast's test slices
     python benchmarks/bench_loco.py --data-dir /work/data --out runs/loco \
         --stage1-args "--widths 64 --patch 4 --latent-channels 8 --coarse-blocks 2 --augment --intensity-curves"
-    python benchmarks/bench_loco.py --out runs/loco --report        # the README table from the stored records
+    python benchmarks/bench_loco.py --out runs/loco --report   # the table of docs/REAL_KNEES.md, from the records
 
 Sources (slice sets in ``--data-dir``, built with ``genreg dataset build``; see docs/DATA.md): MRNet coronal T1,
 sagittal T2 with fat saturation and axial PD with fat saturation (``mrnet_<plane>_{train,val,test}.h5``: exams
@@ -97,7 +97,8 @@ def run_fold(fold: str, args) -> dict:
 
 
 def report(out: Path, spokes: int, sigma: float) -> None:
-    """The README table: per held-out source and method, PSNR, SSIM and the paired difference to TV."""
+    """The table of docs/REAL_KNEES.md (and the README): per held-out source and method, PSNR, SSIM and the paired
+    difference to TV."""
     rows = []
     for fold in SOURCES:
         path = out / fold / f"record_radial{spokes}_sigma{sigma}.json"

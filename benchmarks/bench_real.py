@@ -118,7 +118,7 @@ def write_tuned(folder: Path, tuned_all: dict[tuple[int, float], dict[str, dict]
 def evaluate_setting(data: str, images: int | None, spokes: int, sigma: float, methods, out: Path, batch: int,
                      device: str, weights: str) -> dict[str, Any]:
     """One setting through ``genreg evaluate`` (:func:`genreg_viewer.evaluation.evaluate.run_evaluation`): rows go
-    to ``out`` (resumable), the summary is printed as the README's table and returned as a record."""
+    to ``out`` (resumable), the summary is printed as the table of docs/REAL_KNEES.md and returned as a record."""
     config = EvaluationConfig(data=data, methods=list(methods), out=out, mask=f"radial:{spokes}", sigma=sigma, seed=0,
                               images=images, batch=batch, device=device, weights=weights, reference="tv")
     run = run_evaluation(config, progress=False, log=lambda text: print(f"  {text}", flush=True))
