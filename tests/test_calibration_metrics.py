@@ -213,9 +213,16 @@ def test_stored_conformal_quantiles_round_trip_and_are_checked(private_weight_se
     assert found is not None and found.scale == 0.9
     assert found.to_dict()["conformal"] == [{"alpha": 0.1, "q": 1.8, "level": "pixel"},
                                             {"alpha": 0.1, "q": 2.4, "level": "image"}]
-    # entries without quantiles (every table written before them) still read, with none
-    bundled = cal.std_scale_for_run("mean+covar", "radial:25", 0.05, weight_set=resolve_weight_set("real-knee"))
+    # entries without quantiles (tables written before them, like the phantom set's) still read, with none
+    bundled = cal.std_scale_for_run("mean+covar", "radial:25", 0.05, weight_set=resolve_weight_set("phantom"))
     assert bundled is not None and bundled.conformal == ()
+    # the real-knee table's stored quantiles come back as the file holds them
+    real = resolve_weight_set("real-knee")
+    entry = next(e for e in json.loads((real.folder / "tuned" / "calibration.json").read_text())["mean+covar"]
+                 if e["mask"] == "radial:25" and e["sigma"] == 0.05)
+    found = cal.std_scale_for_run("mean+covar", "radial:25", 0.05, weight_set=real)
+    assert found is not None
+    assert found.to_dict()["conformal"] == [{k: c[k] for k in ("alpha", "q", "level")} for c in entry["conformal"]]
     path = private_weight_set / "tuned" / "calibration.json"
     for bad, message in (({"alpha": 1.5, "q": 1.0}, "'alpha' must be a number in"),
                          ({"alpha": 0.1, "q": float("nan")}, "'q' must be a finite number"),
