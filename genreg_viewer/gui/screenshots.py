@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 #: the runs shown (the comparison shows the measurement's zero-filled adjoint by itself)
-FAST_METHODS = ("lsq", "tv", "mean+covar")
+FAST_METHODS = ("lsq", "tv", "mean+diagonal", "mean+covar")
 
 
 def wait_until(app, condition, timeout: float = 120.0) -> bool:
