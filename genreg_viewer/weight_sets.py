@@ -30,14 +30,16 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import json
+import logging
 import os
-import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
 from .paths import RESOURCES_DIR
+
+logger = logging.getLogger(__name__)
 
 #: the set for synthetic images, for contexts with no image, and the fallback of other sets
 DEFAULT_SET = "phantom"
@@ -161,7 +163,7 @@ def _initialise() -> None:
             _ACTIVE = resolve_weight_set(DEFAULT_SET if spec == AUTO else spec)
             _AUTO = spec == AUTO
         except WeightSetError as exc:
-            print(f"genreg-viewer: GENREG_WEIGHTS: {exc}; using auto instead", file=sys.stderr)
+            logger.warning("genreg-viewer: GENREG_WEIGHTS: %s; using auto instead", exc)
             _ACTIVE, _AUTO = resolve_weight_set(DEFAULT_SET), True
 
 

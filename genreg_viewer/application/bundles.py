@@ -391,7 +391,7 @@ def is_bundle(path: str | Path) -> bool:
 
             with h5py.File(path, "r") as f:
                 return H5_META_ATTR in f.attrs
-    except Exception:
+    except Exception:  # noqa: BLE001 - a probe: any unreadable file is simply not a bundle
         return False
     return False
 

@@ -10,9 +10,9 @@ callback at most every ``PROGRESS_INTERVAL`` seconds (plus the final state), and
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
-import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -23,6 +23,8 @@ from ..physics import Measurement
 from ..recon import Problem, ReconMethod, check_finite_result, get_method, run_method
 from .covariance import prepare_for_run
 from .runs import RunRecord
+
+logger = logging.getLogger(__name__)
 
 PROGRESS_INTERVAL = 0.125  #: seconds between progress reports (8 Hz: smooth enough, and painting stays cheap)
 
@@ -92,15 +94,15 @@ def run_job(job: ReconJob, on_progress: Callable[[ProgressUpdate], None]) -> Run
     if not job.cancel.is_set():
         try:  # the covariance inspector's first click on this run is then as fast as the later ones
             record.covariance = prepare_for_run(record, job.weight_set)
-        except Exception as exc:  # the inspector decodes the run itself when it is shown
-            traceback.print_exception(exc)
+        except Exception as exc:  # noqa: BLE001 - the inspector decodes the run itself when it is shown
+            logger.warning("the covariance inspector could not prepare run %s: %s", job.job_id, exc, exc_info=exc)
     return record
 
 
 def report_exception(exc: BaseException) -> str:
-    """Print a traceback for unexpected errors (user errors are ValueErrors) and return the dialog text."""
+    """Log unexpected errors with their traceback (user errors are ValueErrors) and return the dialog text."""
     if not isinstance(exc, (ValueError, KeyError)):
-        traceback.print_exception(exc)
+        logger.error("unexpected error in a reconstruction: %s", user_message(exc), exc_info=exc)
     return user_message(exc)
 
 

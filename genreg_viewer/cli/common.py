@@ -140,7 +140,7 @@ def _read_kspace_array(path: Path) -> np.ndarray:
             return read_npz_array(archive, member, header, what)
     except DataError:
         raise
-    except Exception as exc:  # corrupt or truncated file, not a zip archive
+    except Exception as exc:  # noqa: BLE001 - corrupt or truncated file, not a zip archive
         raise DataError(f"{path}: cannot read k-space ({exc})") from None
 
 
@@ -161,7 +161,7 @@ def load_kspace(path: str | Path, slice_index: int | None = None) -> np.ndarray:
         raise DataError(f"{path}: k-space of shape {array.shape} is too small")
     try:
         array = np.array(array, dtype=np.complex64)  # reads the slice of a memory map
-    except Exception as exc:  # the file is shorter than its header says
+    except Exception as exc:  # noqa: BLE001 - the file is shorter than its header says
         raise DataError(f"{path}: cannot read k-space ({exc})") from None
     if not np.isfinite(array).all():
         raise DataError(f"{path}: k-space contains NaN or infinite values")

@@ -140,7 +140,7 @@ def read_dicom_header(path: Path) -> DicomImage | None:
             ds = pydicom.dcmread(path, stop_before_pixels=True, defer_size=DEFER_SIZE)
     except InvalidDicomError:
         return None
-    except Exception as exc:  # pydicom raises many types for damaged files
+    except Exception as exc:  # noqa: BLE001 - pydicom raises many types for damaged files
         raise DataError(f"{path}: unreadable DICOM header ({type(exc).__name__}: {exc})") from None
     try:
         if "Rows" not in ds and "Columns" not in ds:
@@ -159,7 +159,7 @@ def read_dicom_header(path: Path) -> DicomImage | None:
             _floats(ds.get("ImageOrientationPatient"), 6), frames, rows, columns)
     except DataError:
         raise
-    except Exception as exc:  # a damaged element met while reading a value
+    except Exception as exc:  # noqa: BLE001 - a damaged element met while reading a value
         raise DataError(f"{path}: unreadable DICOM header ({type(exc).__name__}: {exc})") from None
 
 
@@ -253,14 +253,14 @@ def read_dicom_frames(image: DicomImage) -> np.ndarray:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             ds = pydicom.dcmread(path)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - pydicom raises many types for damaged files
         raise DataError(f"{path}: unreadable DICOM file ({type(exc).__name__}: {exc})") from None
     frames, rows, columns = _check_header(ds, path)
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
         raise DataError(f"{path}: no pixel data")
     try:
         pixels = np.asarray(ds.pixel_array)
-    except Exception as exc:  # missing decoder plugin, damaged codestream, inconsistent header...
+    except Exception as exc:  # noqa: BLE001 - missing decoder plugin, damaged codestream, inconsistent header...
         syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
         name = getattr(syntax, "name", str(syntax))
         raise DataError(f"{path}: could not decode the pixels ({name}: {type(exc).__name__}: {exc}); compressed "

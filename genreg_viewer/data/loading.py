@@ -264,7 +264,7 @@ def _recon_size_from_header(h5file) -> tuple[int, int] | None:
         size = root.find(f"{prefix}encoding/{prefix}reconSpace/{prefix}matrixSize", ns)
         rows, cols = (int(size.find(f"{prefix}{axis}", ns).text or "") for axis in "xy")  # type: ignore[union-attr]
         return (rows, cols) if rows > 0 and cols > 0 else None
-    except Exception:  # a header we cannot parse falls back to fastMRI's 320 x 320
+    except Exception:  # noqa: BLE001 - a header we cannot parse falls back to fastMRI's 320 x 320
         return None
 
 
@@ -522,7 +522,7 @@ class _NpzStack:
                 data = f.read(slice_bytes) if not skip else b""
         except DataError:
             raise
-        except Exception as exc:  # a damaged archive
+        except Exception as exc:  # noqa: BLE001 - a damaged archive
             raise DataError(f"could not read {self.what}: {exc}") from None
         if len(data) != slice_bytes:
             raise DataError(f"{self.what} is truncated: slice {int(index)} is missing")

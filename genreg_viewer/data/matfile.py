@@ -96,7 +96,7 @@ def read_mat_variables(path: Path) -> dict[str, MatVariable]:
 
     try:
         entries = whosmat(str(path))
-    except Exception as exc:  # scipy raises ValueError, TypeError, MatReadError, zlib.error... for bad files
+    except Exception as exc:  # noqa: BLE001 - scipy raises ValueError, TypeError, MatReadError, ... for bad files
         raise DataError(f"{path} is not a readable MATLAB file ({type(exc).__name__}: {exc})") from None
     return {name: MatVariable(name, tuple(int(n) for n in shape), str(matlab_class),
                               MATLAB_ITEMSIZE.get(str(matlab_class), 8))
@@ -161,7 +161,7 @@ def load_mat_volume(path: str | os.PathLike, key: str | None = None) -> tuple[st
 
         try:
             array = loadmat(str(path), variable_names=[variable.name])[variable.name]
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - scipy raises many types for damaged files
             raise DataError(f"could not read {what} ({type(exc).__name__}: {exc})") from None
     array = np.asarray(array)
     if array.shape != variable.shape or array.dtype == object:

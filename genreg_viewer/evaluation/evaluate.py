@@ -505,7 +505,7 @@ def run_evaluation(config: EvaluationConfig, shard: Shard | None = None, progres
     from ..weight_sets import auto_weight_set_for, resolve_weight_set
 
     shard = shard or shard_from_environment()
-    log = log or (lambda text: print(text, file=sys.stderr, flush=True))
+    log = log or (lambda text: print(text, file=sys.stderr, flush=True))  # noqa: T201 - the caller's progress lines
     config.sigma = check_sigma(config.sigma, "--noise")
     config.seed = check_seed(config.seed, "--seed")
     if config.seed > MAX_EVALUATION_SEED:

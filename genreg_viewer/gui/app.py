@@ -11,10 +11,13 @@ result is not needed, so the process exits without waiting for it (``os._exit`` 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 
 #: after the event loop ends, how long to wait for worker threads before exiting without them
+logger = logging.getLogger(__name__)
+
 EXIT_WAIT_MS = 1000
 
 
@@ -60,8 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     window.show()
     code = app.exec()
     if not wait_for_threads(EXIT_WAIT_MS):
-        print(f"genreg-viewer: not waiting for the background work still running ({', '.join(running_threads())})",
-              file=sys.stderr)
+        logger.warning("genreg-viewer: not waiting for the background work still running (%s)",
+                       ", ".join(running_threads()))
         window.settings.sync()
         sys.stdout.flush()
         sys.stderr.flush()

@@ -16,7 +16,7 @@ keep the application alive: :func:`genreg_viewer.gui.app.main` exits without it 
 from __future__ import annotations
 
 import atexit
-import sys
+import logging
 import threading
 import time
 import weakref
@@ -29,6 +29,8 @@ from superqt.utils import create_worker
 from ..application.jobs import ProgressUpdate, ReconJob, report_exception, run_job
 from ..application.runs import RunRecord
 from ..device import configure_background_threads
+
+logger = logging.getLogger(__name__)
 
 
 def _apply_thread_count_here() -> None:
@@ -74,7 +76,7 @@ class ReconWorker(QObject):
         self.started.emit(job.job_id)
         try:
             record = run_job(job, lambda update: self.progress.emit(job.job_id, update))
-        except Exception as exc:  # shown as a dialog; the worker stays alive for the next job
+        except Exception as exc:  # noqa: BLE001 - shown as a dialog; the worker stays alive for the next job
             self.failed.emit(job.job_id, report_exception(exc))
             return
         self.finished.emit(job.job_id, record)
@@ -98,7 +100,7 @@ class ReconQueue(QObject):
         try:  # ops called off the main thread are much faster with few intra-op threads (see the function)
             configure_background_threads()
         except ValueError as exc:
-            print(f"genreg-viewer: {exc}; using 1 thread", file=sys.stderr)
+            logger.warning("genreg-viewer: %s; using 1 thread", exc)
             torch.set_num_threads(1)
         self.pool = _Pool.new("reconstruction", self)
         self._worker = ReconWorker()  # lives on the GUI thread; its signals are emitted from the pool's thread

@@ -255,7 +255,7 @@ class ReconstructionWidget(QWidget):
             return None
         try:
             job = self._make_job()
-        except Exception as exc:  # bad settings: one line in the widget
+        except Exception as exc:  # noqa: BLE001 - bad settings: one line in the widget
             self.last_error = user_message(exc)
             self.status_label.setText(self.last_error)
             return None

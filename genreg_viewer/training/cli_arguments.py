@@ -112,5 +112,5 @@ def report_written(paths: Iterable[object]) -> int:
 
     if is_main_process():
         for path in paths:
-            print(f"wrote {path}")
+            print(f"wrote {path}")  # noqa: T201 - the trainers' command-line output
     return 0

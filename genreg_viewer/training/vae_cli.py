@@ -113,7 +113,7 @@ def _report(stem) -> int:
     from .distributed import is_main_process
 
     if is_main_process():
-        print(f"wrote {stem}.safetensors and {stem}.json")
+        print(f"wrote {stem}.safetensors and {stem}.json")  # noqa: T201 - the command-line output
     return 0
 
 

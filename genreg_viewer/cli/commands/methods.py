@@ -38,7 +38,7 @@ def used_values(method, problem) -> dict:
     """The values a run of ``method`` on ``problem`` uses where they differ from the declared defaults."""
     try:
         tuned = method.defaults_for(problem)
-    except Exception:  # a defaults table that cannot be read: runs use the declared defaults
+    except Exception:  # noqa: BLE001 - a defaults table that cannot be read: runs use the declared defaults
         return {}
     declared = {p.name: p.default for p in method.parameters}
     return {name: value for name, value in tuned.items() if name in declared and value != declared[name]}

@@ -249,7 +249,7 @@ class MethodControls(QWidget):
         if self.state.ready:
             try:
                 defaults.update(method.defaults_for(self.state.problem()))
-            except Exception:  # a defaults table that cannot be read: the declared defaults still work
+            except Exception:  # noqa: BLE001 - a defaults table that cannot be read: the declared defaults still work
                 pass
         return defaults
 
