@@ -184,20 +184,24 @@ def check_writable(path: str | os.PathLike, what: str = "output") -> Path:
     check_not_special(target, what)
     if target.exists() and not os.access(target, os.W_OK):
         raise ValueError(f"{what} {target} is read-only")
-    folder = target.absolute().parent
-    while not folder.exists() and folder != folder.parent:  # atomic_path creates the missing folders
+    _check_folder_writable(target.absolute().parent, what, target, "write")  # atomic_path creates missing folders
+    return target
+
+
+def _check_folder_writable(folder: Path, what: str, shown: Path, verb: str) -> None:
+    """The nearest existing folder at or above ``folder`` must be a folder that a temporary file can be created in
+    (so read-only file systems are caught too); ``ValueError`` "cannot ``verb`` ``what`` ``shown``: ..." otherwise."""
+    while not folder.exists() and folder != folder.parent:
         folder = folder.parent
     if not folder.is_dir():
-        raise ValueError(f"cannot write {what} {target}: {folder} is not a folder")
+        raise ValueError(f"cannot {verb} {what} {shown}: {folder} is not a folder")
     try:
         fd, probe = tempfile.mkstemp(prefix=".genreg-write-test.", dir=folder)
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
-        raise ValueError(f"cannot write {what} {target}: the folder {folder} is not writable "
+        raise ValueError(f"cannot write {what} {shown}: the folder {folder} is not writable "
                          f"({exc.strerror or exc})") from None
-    return target
-
 
 
 def check_output_folder(path: str | os.PathLike, what: str = "--out") -> Path:
@@ -210,16 +214,5 @@ def check_output_folder(path: str | os.PathLike, what: str = "--out") -> Path:
     if folder.exists() and not folder.is_dir():
         kind = "a file" if folder.is_file() else _kind(os.stat(folder).st_mode)
         raise ValueError(f"{what} {folder} is {kind}, not a folder; give a folder")
-    existing = folder.absolute()
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise ValueError(f"cannot create {what} {folder}: {existing} is not a folder")
-    try:
-        fd, probe = tempfile.mkstemp(prefix=".genreg-write-test.", dir=existing)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        raise ValueError(f"cannot write {what} {folder}: the folder {existing} is not writable "
-                         f"({exc.strerror or exc})") from None
+    _check_folder_writable(folder.absolute(), what, folder, "create")
     return folder

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 
 import numpy as np
 import pytest
@@ -97,17 +96,6 @@ def test_standardised_errors_edge_cases():
         cal.standardised_errors(np.zeros(3), np.zeros(3), np.zeros(4))
     with pytest.raises(ValueError, match="non-negative"):
         cal.standardised_errors(np.zeros(3), np.zeros(3), -np.ones(3))
-
-
-@pytest.fixture
-def private_weight_set(tmp_path):
-    """A weight set folder holding a copy of the phantom set's diagonal VAE and its base (others fall back)."""
-    folder = tmp_path / "weights"
-    folder.mkdir()
-    for name in ("vae_identity", "vae_diagonal"):
-        for suffix in (".safetensors", ".json"):
-            shutil.copy(resolve_weight_set("phantom").folder / f"{name}{suffix}", folder / f"{name}{suffix}")
-    return folder
 
 
 def test_stored_factors_round_trip(private_weight_set):

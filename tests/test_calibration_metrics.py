@@ -8,7 +8,6 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import shutil
 
 import numpy as np
 import pytest
@@ -189,17 +188,6 @@ def test_conformal_bad_input_is_one_line():
 
 
 # ------------------------------------------------------------------------------------------------ stored quantiles
-@pytest.fixture
-def private_weight_set(tmp_path):
-    """A weight set folder holding a copy of the phantom set's diagonal VAE and its base (others fall back)."""
-    folder = tmp_path / "weights"
-    folder.mkdir()
-    for name in ("vae_identity", "vae_diagonal"):
-        for suffix in (".safetensors", ".json"):
-            shutil.copy(resolve_weight_set("phantom").folder / f"{name}{suffix}", folder / f"{name}{suffix}")
-    return folder
-
-
 def test_stored_conformal_quantiles_round_trip_and_are_checked(private_weight_set):
     weight_set = resolve_weight_set(private_weight_set)
     conformal = [{"alpha": 0.1, "q": 1.8, "level": "pixel", "pixels": 16384, "images": 1},
