@@ -139,6 +139,19 @@ def _removed_error_sums(error: np.ndarray, key: np.ndarray, removed: np.ndarray)
     return np.interp(removed, boundaries, cumulative[boundaries])
 
 
+def _checked_error_and_std(error, std, count: int, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """``error`` and ``std`` flattened (float64), refused (``ValueError``) unless they are finite and of one
+    non-empty shape and ``count`` (the curve's ``name``: steps or bins) is a positive integer."""
+    error, std = _as_array(error).ravel(), _as_array(std).ravel()
+    if error.shape != std.shape or error.size == 0:
+        raise ValueError(f"error and std must have one non-empty shape, got {error.shape} and {std.shape}")
+    if not (np.isfinite(error).all() and np.isfinite(std).all()):
+        raise ValueError("the errors and the std map must be finite (NaN or infinite pixels found)")
+    if not (isinstance(count, int) and count >= 1):
+        raise ValueError(f"{name} must be a positive integer, got {count!r}")
+    return error, std
+
+
 def sparsification_curves(error, std, steps: int = SPARSIFICATION_STEPS) -> tuple[np.ndarray, np.ndarray,
                                                                                    np.ndarray]:
     """The sparsification curves of Ilg et al. (2018), on the mean absolute error: ``(f, curve, oracle)`` for the
@@ -149,13 +162,8 @@ def sparsification_curves(error, std, steps: int = SPARSIFICATION_STEPS) -> tupl
     the pixels with the largest ``|e|``. Pixels of equal std are removed in random order (the expected value is
     taken), so a constant map gives ``curve = 1``. ``error`` and ``std`` are arrays of one shape; both curves are NaN
     when every error is 0."""
-    error, std = np.abs(_as_array(error)).ravel(), _as_array(std).ravel()
-    if error.shape != std.shape or error.size == 0:
-        raise ValueError(f"error and std must have one non-empty shape, got {error.shape} and {std.shape}")
-    if not (np.isfinite(error).all() and np.isfinite(std).all()):
-        raise ValueError("the errors and the std map must be finite (NaN or infinite pixels found)")
-    if not (isinstance(steps, int) and steps >= 1):
-        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    error, std = _checked_error_and_std(error, std, steps, "steps")
+    error = np.abs(error)
     n = error.size
     fractions = np.arange(steps) / steps
     removed = (np.arange(steps) * n) // steps  # at most n - 1: a pixel is always left
@@ -187,13 +195,7 @@ def uncertainty_calibration_error(error, std, bins: int = UCE_BINS) -> float:
         UCE = sum_m |B_m| / n * | mean_{B_m} e^2 - mean_{B_m} s^2 | = 1/n sum_m | sum_{B_m} (e_i^2 - s_i^2) |
 
     (``e``: the errors ``x - x_hat``; a constant map is one bin: ``|MSE - s^2|``)."""
-    error, std = _as_array(error).ravel(), _as_array(std).ravel()
-    if error.shape != std.shape or error.size == 0:
-        raise ValueError(f"error and std must have one non-empty shape, got {error.shape} and {std.shape}")
-    if not (np.isfinite(error).all() and np.isfinite(std).all()):
-        raise ValueError("the errors and the std map must be finite (NaN or infinite pixels found)")
-    if not (isinstance(bins, int) and bins >= 1):
-        raise ValueError(f"bins must be a positive integer, got {bins!r}")
+    error, std = _checked_error_and_std(error, std, bins, "bins")
     variance = std**2
     largest = float(variance.max())
     index = np.zeros(variance.size, dtype=np.int64) if largest == 0 else \
