@@ -17,7 +17,7 @@ from genreg_viewer.data.mrnet import build_mrnet_slice_set, find_mrnet_volumes, 
 from genreg_viewer.data.phantom import phantom_batch
 from genreg_viewer.paths import RESOURCES_DIR
 from genreg_viewer.recon import Problem, get_method
-from genreg_viewer.training.common import random_geometry_and_contrast
+from genreg_viewer.training.common import random_geometry_and_contrast, random_intensity_curves
 from genreg_viewer.weight_sets import (
     WeightSetError,
     active_weight_set,
@@ -115,6 +115,24 @@ def test_augmentation_keeps_range_and_is_seeded():
     # the identity transform (no rotation, zoom, shift or gamma) returns the image rescaled to max 1
     same = random_geometry_and_contrast(images, torch.Generator().manual_seed(0), 0.0, (1.0, 1.0), 0.0, (1.0, 1.0))
     assert torch.allclose(same, images / images.flatten(1).amax(1)[:, None, None, None], atol=1e-5)
+
+
+
+def test_intensity_curves_monotone_by_default_and_nonmonotone_on_request():
+    # a horizontal ramp through the curve, without bias field: rows show the curve itself
+    ramp = torch.linspace(0, 1, 64).repeat(64, 1)[None, None].repeat(16, 1, 1, 1)
+    monotone = random_intensity_curves(ramp, torch.Generator().manual_seed(3), max_bias=0.0)
+    assert (monotone[:, 0, 0].diff(dim=-1) >= -1e-6).all()  # order of intensities kept
+    swapped = random_intensity_curves(ramp, torch.Generator().manual_seed(3), max_bias=0.0, nonmonotone=1.0)
+    decreasing_somewhere = (swapped[:, 0, 0].diff(dim=-1) < -1e-3).any(dim=-1)
+    assert decreasing_somewhere.sum() >= 8  # a random curve may still rise, or be blended mostly with the identity
+    assert swapped[:, 0, 0, 0].abs().max() < 1e-6  # air (0) stays dark
+    assert torch.allclose(swapped.flatten(1).amax(1), torch.ones(16))
+    # p = 0 draws nothing extra: the same batches as without the option
+    assert torch.equal(monotone, random_intensity_curves(ramp, torch.Generator().manual_seed(3), max_bias=0.0,
+                                                         nonmonotone=0.0))
+    with pytest.raises(ValueError, match="probability"):
+        random_intensity_curves(ramp, torch.Generator(), nonmonotone=1.5)
 
 
 # ------------------------------------------------------------------------------------------------- weight sets

@@ -297,6 +297,7 @@ def random_intensity_curves(
     generator: torch.Generator,
     knots: int = 6,
     max_bias: float = 0.4,
+    nonmonotone: float = 0.0,
 ) -> torch.Tensor:
     """Contrast-agnostic augmentation of slices ``(B, 1, H, W)`` in [0, 1]: per image a random monotone intensity
     curve and a smooth multiplicative bias field, so a prior learns anatomy rather than one scanner's contrast.
@@ -306,12 +307,26 @@ def random_intensity_curves(
     ``x -> (1 - t) x + t c(x)``. The bias field is ``exp(b)`` with ``b`` a random combination of the
     2-D cosines of order <= 1 (``cos(pi u)``, ``cos(pi v)``, ``cos(pi u) cos(pi v)``, ``u, v`` in [0, 1]) whose
     coefficients are uniform in ``[-max_bias, max_bias]``; the result is rescaled so its maximum is 1. Parameters are
-    drawn on the CPU from ``generator`` (device-independent)."""
+    drawn on the CPU from ``generator`` (device-independent).
+
+    With ``nonmonotone = p > 0`` a fraction ``p`` of the images (each independently) gets a non-monotone curve
+    instead: ``c_0 = 0`` (air stays dark) and ``c_1 .. c_K`` i.i.d. uniform in [0, 1], so the brightest tissue of
+    the source can come out dark and a middle grey bright - what fat saturation and T2 weighting do to a T1 or PD
+    image, which no monotone curve can mimic (SynthSeg-style random contrasts). ``p = 0`` draws nothing extra, so
+    a seed gives the same batches as before the option existed."""
+    if not 0.0 <= nonmonotone <= 1.0:
+        raise ValueError(f"nonmonotone must be a probability in [0, 1], got {nonmonotone}")
     batch, _, height, width = images.shape
     dtype, device = images.dtype, images.device
     increments = -torch.log(torch.rand(batch, knots, generator=generator, dtype=torch.float64).clamp_min(1e-12))
     levels = torch.cat([torch.zeros(batch, 1, dtype=torch.float64),
-                        torch.cumsum(increments, 1) / increments.sum(1, keepdim=True)], 1).to(dtype).to(device)
+                        torch.cumsum(increments, 1) / increments.sum(1, keepdim=True)], 1)
+    if nonmonotone > 0:
+        shuffled = torch.cat([torch.zeros(batch, 1, dtype=torch.float64),
+                              torch.rand(batch, knots, generator=generator, dtype=torch.float64)], 1)
+        chosen = torch.rand(batch, generator=generator, dtype=torch.float64) < nonmonotone
+        levels = torch.where(chosen[:, None], shuffled, levels)
+    levels = levels.to(dtype).to(device)
     blend = torch.rand(batch, generator=generator, dtype=torch.float64).to(dtype).to(device)[:, None, None, None]
     position = images.clamp(0, 1) * knots
     lower = position.floor().clamp(max=knots - 1)

@@ -212,6 +212,8 @@ class LoopSettings:
     augment: bool = False
     #: random monotone intensity curves and bias fields per image (:func:`random_intensity_curves`): contrast-agnostic
     intensity_curves: bool = False
+    #: the fraction of those curves that are non-monotone (fat-saturation-like contrast swaps; needs intensity_curves)
+    nonmonotone_curves: float = 0.0
     warmup_steps: int = 50
     final_lr_fraction: float = 0.02
     grad_clip: float = 10.0
@@ -223,6 +225,10 @@ class LoopSettings:
             raise ValueError(f"--epochs must be at least 1, got {self.epochs}")
         if self.minutes is not None and not (self.minutes > 0 and math.isfinite(self.minutes)):
             raise ValueError(f"--minutes must be a positive number, got {self.minutes}")
+        if not 0.0 <= self.nonmonotone_curves <= 1.0:
+            raise ValueError(f"--nonmonotone-curves must be in [0, 1], got {self.nonmonotone_curves}")
+        if self.nonmonotone_curves > 0 and not self.intensity_curves:
+            raise ValueError("--nonmonotone-curves needs --intensity-curves")
         if self.batch_size < 1:
             raise ValueError(f"--batch-size must be at least 1, got {self.batch_size}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
@@ -336,7 +342,10 @@ def run_epochs(
 def _resumable(settings: LoopSettings) -> dict[str, Any]:
     """The settings a checkpoint must agree with on ``--resume``: all but ``epochs`` (a run may be extended; the
     cosine schedule is then stretched over the new total)."""
-    return {k: v for k, v in asdict(settings).items() if k not in ("epochs", "minutes")}
+    resumable = {k: v for k, v in asdict(settings).items() if k not in ("epochs", "minutes")}
+    if not resumable["nonmonotone_curves"]:
+        del resumable["nonmonotone_curves"]  # checkpoints from before the option match when it is off
+    return resumable
 
 
 def _stage_info(
@@ -378,7 +387,7 @@ def augmented(x: torch.Tensor, settings: LoopSettings, generator: torch.Generato
     if settings.augment:
         x = random_geometry_and_contrast(x, generator)
     if settings.intensity_curves:
-        x = random_intensity_curves(x, generator)
+        x = random_intensity_curves(x, generator, nonmonotone=settings.nonmonotone_curves)
     return x
 
 

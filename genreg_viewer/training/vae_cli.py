@@ -56,6 +56,10 @@ def _common(parser: argparse.ArgumentParser, epochs: int, batch_size: int, lr: f
     parser.add_argument("--intensity-curves", action="store_true",
                         help="random monotone intensity curves and smooth bias fields per image (contrast-agnostic "
                              "training, for priors used on contrasts and scanners not in DATA)")
+    parser.add_argument("--nonmonotone-curves", type=float, default=0.0, metavar="P",
+                        help="with --intensity-curves: the fraction P of the curves that are non-monotone (air stays "
+                             "dark; bright tissue may turn dark and grey bright, as fat saturation or T2 weighting "
+                             "do; default 0)")
     parser.add_argument("--resume", action="store_true", help="continue from OUT's checkpoint of this stage")
     add_device_arguments(parser, "auto")
 
@@ -105,7 +109,8 @@ def register(subparsers) -> None:
 def _loop_arguments(args) -> dict:
     return dict(data=args.data, held_out=args.held_out, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                 seed=args.seed, noise_std=args.noise_std, flips=not args.no_flips, augment=args.augment,
-                intensity_curves=args.intensity_curves, minutes=args.minutes)
+                intensity_curves=args.intensity_curves, nonmonotone_curves=args.nonmonotone_curves,
+                minutes=args.minutes)
 
 
 def _report(stem) -> int:
