@@ -16,13 +16,14 @@ from genreg_viewer.application.runs import KEPT_SAMPLES
 from genreg_viewer.application.sources import phantom_image
 from genreg_viewer.application.uncertainty import raw_std_map, run_uncertainty
 from genreg_viewer.recon import ReconResult
+from genreg_viewer.recon.base import RunExtras
 
 SIDE = 32
 
 
 def result(samples: torch.Tensor) -> ReconResult:
     return ReconResult(method="latent-vi", image=samples.mean(0), params={}, seed=0, device="cpu", seconds=0.1,
-                       iterations=1, history=[], extras={"samples": samples, "std_map": samples.std(0)}, psnr=20.0,
+                       iterations=1, history=[], extras=RunExtras(samples=samples, std_map=samples.std(0)), psnr=20.0,
                        ssim=0.5)
 
 

@@ -46,7 +46,7 @@ class RunRecord:
     def from_result(cls, result: ReconResult, run_id: int, title: str, setting: dict[str, Any]) -> "RunRecord":
         arrays: dict[str, np.ndarray] = {}
         info: dict[str, Any] = {}
-        for key, value in result.extras.items():
+        for key, value in result.extras.items():  # the reported entries, typed (RunExtras): arrays and scalars
             if isinstance(value, torch.Tensor):
                 value = value.detach().cpu().numpy()
             if isinstance(value, np.ndarray):

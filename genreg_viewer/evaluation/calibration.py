@@ -62,6 +62,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from ..defaults import IMAGE_SHAPE
 from ..models.generator_common import is_finite_number
 
 #: the methods that return ``extras['std_map']``
@@ -363,11 +364,12 @@ def run_with_std_maps(method_name: str, selection, mask: np.ndarray, sigma: floa
         problem = make_batch_problem(selection.images[index], selection.indices[list(positions)], mask, sigma, seed,
                                      device)
         result = run_method(method_name, problem, params or {})
-        if "std_map" not in result.extras:
+        std_map = result.extras.std_map
+        if std_map is None:
             raise ValueError(f"method {method_name!r} returned no std map (extras['std_map']); use one of "
                              f"{', '.join(STD_MAP_METHODS)} with posterior samples > 0")
         estimates.append(result.image.float())
-        stds.append(result.extras["std_map"].float())
+        stds.append(torch.as_tensor(std_map).float())
         used = result.params
         if progress is not None:
             progress(len(positions))
@@ -509,7 +511,7 @@ def stored_conformal(method: str, mask: str, sigma: float, alpha: float, level: 
 
 #: the image shape the stored factors were fitted at, for entries that do not record their sampling fraction (both
 #: bundled sets: 128 x 128 phantoms and MRNet slices)
-FITTED_SHAPE = (128, 128)
+FITTED_SHAPE = IMAGE_SHAPE
 #: a run's sampling fraction within this log distance of a stored entry's counts as the entry's own setting
 EXACT_FRACTION_LOG = 0.01
 

@@ -8,8 +8,10 @@ elapsed time, thins them for display, and cancels between iterations. Methods ne
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Iterator, Sequence
 
@@ -209,12 +211,137 @@ class Step:
     iteration: int
     image: torch.Tensor  #: real ``(B, 1, H, W)``
     objective: float | None = None
+    #: the entries :class:`RunExtras` declares (a plain dict: the runner checks and types it)
     extras: dict[str, Any] = field(default_factory=dict)
+
+
+#: an array a method reports (tensors from the methods; numpy arrays where a caller builds a result itself)
+Array = torch.Tensor | np.ndarray
+
+
+class ExtrasError(TypeError):
+    """A method reported an extras entry of the wrong type (a programming error in the method, named in one line)."""
+
+
+@dataclass
+class RunExtras(Mapping[str, Any]):
+    """What a run reports besides its image, objective and metrics: one typed, optional field per known entry.
+
+    Methods yield their extras as a plain dict in each :class:`Step` (the generators stay simple); the runner turns
+    it into this declaration with :meth:`from_entries`, which checks each known entry's type, so every reader sees
+    one documented shape. An entry this class does not declare is kept in :attr:`other` rather than lost.
+
+    ``None`` means "not reported". Whether a run was cancelled and the parameters it ran with are not extras: they
+    are fields of :class:`ProgressState` and :class:`ReconResult`.
+
+    The object is also a read-only mapping of the reported entries (``"std_map" in extras``, ``extras["latent"]``,
+    ``extras.items()``) for generic readers: the JSON summary's notes and the run records, which split the entries
+    into arrays and scalars for storage.
+    """
+
+    latent: Array | None = None  #: ``(B, D)``: the latent code the method ended at (its own model's space)
+    latent_std: Array | None = None  #: ``(B, D)``: latent-vi's posterior std in latent space
+    std_map: Array | None = None  #: ``(B, 1, H, W)``: posterior standard deviation of each pixel
+    samples: Array | None = None  #: ``(K, B, 1, H, W)``: the first posterior samples, for the app's flip-book
+    converged: bool | None = None  #: whether the method's convergence test fired before its iteration budget
+    weights: str | None = None  #: which trained weights the method used (a note for people)
+    relative_change: float | None = None  #: the latest relative change of the iterate (methods that stop on it)
+    step: list[float] | None = None  #: the step size of each image (projected gradient descent)
+    phase: str | None = None  #: the stage a multi-stage method is in ("warm start (mean+identity)", "latent", ...)
+    trained_setting: str | None = None  #: the variational network's trained setting that was used
+    exact_setting: bool | None = None  #: whether that setting is the requested one (else the nearest)
+    setting_distance: float | None = None  #: how far the used setting is from the requested one
+    message: str | None = None  #: a one-line note for people about how the run was done
+    #: entries that no field declares (a new method's own notes), kept as reported
+    other: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_entries(cls, entries: Mapping[str, Any]) -> "RunExtras":
+        """The typed extras of a method's ``Step.extras`` dict (or of an old untyped extras dict).
+
+        Known entries are checked against their declared type (:class:`ExtrasError` names a wrong one; ints are
+        accepted for floats); ``None`` values count as not reported; other names go to :attr:`other`.
+        ``cancelled`` and ``params`` are refused: they belong to the run's outcome, not to a method's extras."""
+        declared: dict[str, Any] = {}
+        other: dict[str, Any] = {}
+        for name, value in entries.items():
+            if name in RESERVED_EXTRAS:
+                raise ExtrasError(f"extras entry {name!r} is reserved: the runner reports it as a field of the run")
+            if name not in _EXTRAS_KINDS:
+                other[name] = value
+            elif value is not None:
+                declared[name] = _checked_entry(name, value)
+        return cls(**declared, other=other)
+
+    def on_cpu(self) -> "RunExtras":
+        """A copy whose tensors are detached and on the CPU (what a finished :class:`ReconResult` holds)."""
+        moved: dict[str, Any] = {name: value.detach().cpu() for name, value in self._declared().items()
+                                 if isinstance(value, torch.Tensor)}
+        other = {name: (value.detach().cpu() if isinstance(value, torch.Tensor) else value)
+                 for name, value in self.other.items()}
+        return dataclasses.replace(self, **moved, other=other)
+
+    def _declared(self) -> dict[str, Any]:
+        """The reported declared entries, in declaration order."""
+        return {name: getattr(self, name) for name in _EXTRAS_KINDS if getattr(self, name) is not None}
+
+    # the read-only mapping of reported entries: declared ones first, then the others
+    def __getitem__(self, name: str) -> Any:
+        if name in _EXTRAS_KINDS:
+            value = getattr(self, name)
+            if value is not None:
+                return value
+        elif name in self.other:
+            return self.other[name]
+        raise KeyError(name)
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._declared()
+        yield from (name for name in self.other if name not in _EXTRAS_KINDS)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+#: names a method may not use for an extras entry: the runner reports them as fields of the run
+RESERVED_EXTRAS = frozenset({"cancelled", "params"})
+
+#: the declared entries of :class:`RunExtras` and what each must be: "array", "bool", "float", "str", "floats"
+_EXTRAS_KINDS: dict[str, str] = {
+    "latent": "array", "latent_std": "array", "std_map": "array", "samples": "array", "converged": "bool",
+    "weights": "str", "relative_change": "float", "step": "floats", "phase": "str", "trained_setting": "str",
+    "exact_setting": "bool", "setting_distance": "float", "message": "str",
+}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _checked_entry(name: str, value: Any) -> Any:
+    """``value`` as the declared kind of extras entry ``name``; :class:`ExtrasError` when it is not one."""
+    kind = _EXTRAS_KINDS[name]
+    if kind == "array" and isinstance(value, (torch.Tensor, np.ndarray)):
+        return value
+    if kind == "bool" and isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if kind == "float" and (_is_number(value) or isinstance(value, np.floating)):
+        return float(value)
+    if kind == "str" and isinstance(value, str):
+        return value
+    if kind == "floats" and isinstance(value, (list, tuple)) and all(_is_number(v) for v in value):
+        return [float(v) for v in value]
+    expected = {"array": "a tensor or array", "bool": "a bool", "float": "a number", "str": "a string",
+                "floats": "a list of numbers"}[kind]
+    raise ExtrasError(f"extras entry {name!r} must be {expected}, got {type(value).__name__}")
 
 
 @dataclass
 class ProgressState:
-    """A progress report: iteration, current image, objective and (with a ground truth) metrics."""
+    """A progress report: iteration, current image, objective and (with a ground truth) metrics.
+
+    The final state (``final``) also says whether the run was cancelled and carries the parameters it ran with
+    (the method's defaults for the problem, overridden by the caller's)."""
 
     iteration: int
     total_iterations: int | None
@@ -223,8 +350,10 @@ class ProgressState:
     elapsed: float
     psnr: float | None = None
     ssim: float | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
+    extras: RunExtras = field(default_factory=RunExtras)
     final: bool = False
+    cancelled: bool = False  #: on the final state: the run was cancelled before its last iteration
+    params: dict[str, Any] | None = None  #: on the final state: the resolved parameters of the run
 
     def image_numpy(self, index: int = 0) -> np.ndarray:
         return self.image[index, 0].detach().float().cpu().numpy()
@@ -249,10 +378,14 @@ class ReconResult:
     seconds: float
     iterations: int
     history: list[dict[str, Any]]
-    extras: dict[str, Any] = field(default_factory=dict)
+    extras: RunExtras = field(default_factory=RunExtras)
     psnr: float | None = None
     ssim: float | None = None
     cancelled: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.extras, RunExtras):  # an untyped dict from older callers: declare its entries
+            self.extras = RunExtras.from_entries(self.extras)
 
     def image_numpy(self, index: int = 0) -> np.ndarray:
         return self.image[index, 0].numpy()

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from .. import metrics
-from .base import Problem, ProgressState, ReconMethod, ReconResult
+from .base import Problem, ProgressState, ReconMethod, ReconResult, RunExtras
 from .registry import get_method
 
 CancelCheck = Callable[[], bool] | threading.Event | None
@@ -42,8 +42,10 @@ def iterate_progress(
     """Run ``method`` and yield a :class:`ProgressState` every ``report_every`` iterations and at the end.
 
     ``report_every = 0`` yields only the final state. ``cancel`` (an Event or a callable) is checked between
-    iterations; when it fires the method's generator is closed and a final state with ``extras['cancelled']``
-    is yielded. Steps numbered 0 are a method's set-up (e.g. a warm start): checked for cancellation, not reported.
+    iterations; when it fires the method's generator is closed and a final state with ``cancelled`` set is
+    yielded. The final state also carries the resolved ``params``; every state's ``extras`` are the method's step
+    extras as :class:`~genreg_viewer.recon.base.RunExtras` (checked and typed). Steps numbered 0 are a method's
+    set-up (e.g. a warm start): checked for cancellation, not reported.
     Metrics are computed on the image clipped to [0, 1] against ``problem.ground_truth``.
     """
     if isinstance(method, str):
@@ -69,7 +71,7 @@ def iterate_progress(
                 psnr, ssim = _metrics(step.image, problem.ground_truth)
                 yield ProgressState(
                     step.iteration, total, step.image.detach(), step.objective,
-                    time.perf_counter() - start, psnr, ssim, dict(step.extras),
+                    time.perf_counter() - start, psnr, ssim, RunExtras.from_entries(step.extras),
                 )
     finally:
         close = getattr(steps, "close", None)  # a generator: run its cleanup now
@@ -80,10 +82,9 @@ def iterate_progress(
     if problem.device.type == "cuda":
         torch.cuda.synchronize(problem.device)
     psnr, ssim = _metrics(last.image, problem.ground_truth)
-    extras = dict(last.extras, cancelled=cancelled, params=resolved)
     yield ProgressState(
         last.iteration, total, last.image.detach(), last.objective, time.perf_counter() - start,
-        psnr, ssim, extras, final=True,
+        psnr, ssim, RunExtras.from_entries(last.extras), final=True, cancelled=cancelled, params=resolved,
     )
 
 
@@ -110,23 +111,20 @@ def run_method(
             callback(state)
         if state.final:
             final = state
-    assert final is not None
-    extras = dict(final.extras)
-    params_used = extras.pop("params")
-    cancelled = extras.pop("cancelled")
+    assert final is not None and final.params is not None
     return ReconResult(
         method=method.name,
         image=final.image.detach().float().cpu(),
-        params=params_used,
+        params=final.params,
         seed=problem.seed,
         device=str(problem.device),
         seconds=final.elapsed,
         iterations=final.iteration,
         history=history,
-        extras={k: (v.detach().cpu() if isinstance(v, torch.Tensor) else v) for k, v in extras.items()},
+        extras=final.extras.on_cpu(),
         psnr=final.psnr,
         ssim=final.ssim,
-        cancelled=cancelled,
+        cancelled=final.cancelled,
     )
 
 
@@ -141,7 +139,7 @@ def check_finite_result(result: ReconResult) -> ReconResult:
     if result.cancelled:
         return result
     bad = [] if bool(torch.isfinite(result.image).all()) else ["image"]
-    std = result.extras.get("std_map")
+    std = result.extras.std_map
     if isinstance(std, torch.Tensor) and not bool(torch.isfinite(std).all()):
         bad.append("posterior std map")
     elif isinstance(std, np.ndarray) and not bool(np.isfinite(std).all()):

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from ...application import ImageInfo, RunRecord
 from ...application.bundles import build_bundle, check_results_path, write_bundle
@@ -137,10 +138,10 @@ def save_result_bundle(path: str, result: ReconResult, setup: ProblemSetup, summ
 
 def _std_map(result: ReconResult) -> np.ndarray | None:
     """The first image's raw posterior std map ``(H, W)``, or None when the method reports none."""
-    std = result.extras.get("std_map")
+    std = result.extras.std_map
     if std is None:
         return None
-    array = std.detach().cpu().numpy() if hasattr(std, "detach") else np.asarray(std)
+    array = std.detach().cpu().numpy() if isinstance(std, torch.Tensor) else np.asarray(std)
     return np.asarray(array, dtype=np.float64).reshape(-1, *array.shape[-2:])[0]
 
 
