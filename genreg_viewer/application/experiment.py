@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from psygnal import Signal
 
-from .. import metrics
+from .. import defaults, metrics
 from ..data.limits import check_seed
 from ..physics import Measurement, MRIOperator, check_sigma, simulate_measurement
 from ..physics.masks import MaskError, as_mask_array
@@ -76,9 +76,10 @@ def _simulated(image, mask, sigma, seed) -> tuple:
     return measurement, adjoint, np.log1p(y.abs().numpy()).astype(np.float32), None
 
 
-#: side of the images the application works with: files and phantoms are resized to it, and a session may hold
-#: images of at most this side (the views, the SSIM of every change and the comparison maps run on the GUI thread)
-IMAGE_SIZE = 128
+#: the side of the images the application works with (:data:`genreg_viewer.defaults.IMAGE_SIZE`): files and phantoms
+#: are resized to it, and a session may hold images of at most this side (the views, the SSIM of every change and the
+#: comparison maps run on the GUI thread)
+IMAGE_SIZE = defaults.IMAGE_SIZE
 
 
 class ExperimentState:

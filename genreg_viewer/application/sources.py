@@ -9,6 +9,7 @@ import numpy as np
 
 from ..data.loading import HDF5_SUFFIXES, IMAGE_SUFFIXES, SUPPORTED_SUFFIXES, load_image
 from ..data.phantom import knee_phantom
+from ..defaults import IMAGE_SIZE
 from ..paths import default_sample_path
 from .experiment import ImageInfo
 
@@ -28,7 +29,7 @@ IMAGE_FILTER = ";;".join((
 
 
 def load_image_file(
-    path: str | Path, slice_index: int | None = None, size: int = 128, key: str | None = None
+    path: str | Path, slice_index: int | None = None, size: int = IMAGE_SIZE, key: str | None = None
 ) -> tuple[np.ndarray, ImageInfo]:
     """One ``size x size`` slice in [0, 1] from ``path`` (``DataError``, a ``ValueError``, for bad files).
 
@@ -60,7 +61,7 @@ def loading_note(meta: dict, size: int) -> str:
     return ", ".join(changes)
 
 
-def phantom_image(seed: int = 0, size: int = 128) -> tuple[np.ndarray, ImageInfo]:
+def phantom_image(seed: int = 0, size: int = IMAGE_SIZE) -> tuple[np.ndarray, ImageInfo]:
     """The synthetic knee phantom for ``seed``."""
     return knee_phantom(seed, size), ImageInfo(source=f"knee phantom (seed {seed})")
 

@@ -26,14 +26,14 @@ from ..data import limits
 from ..data.limits import check_seed
 from ..data.loading import NpyHeader, load_image, read_npy_file_header, read_npz_array, read_npz_headers
 from ..data.preprocess import DataError
+from ..defaults import DEFAULT_MASK_SPEC, DEFAULT_NOISE_SIGMA, IMAGE_SIZE
 from ..device import resolve_device
 from ..physics import MaskError, Measurement, MRIOperator, check_sigma, mask_from_spec, simulate_measurement
 from ..recon import ParameterError, Problem
 from ..weight_sets import weight_set_choice
 
-DEFAULT_MASK = "radial:25"
-DEFAULT_NOISE = 0.05
-IMAGE_SIZE = 128
+DEFAULT_MASK = DEFAULT_MASK_SPEC
+DEFAULT_NOISE = DEFAULT_NOISE_SIGMA
 
 
 def add_problem_arguments(parser) -> None:

@@ -25,6 +25,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ..defaults import IMAGE_SIZE
 from ..fileio import atomic_path
 from . import limits
 from .loading import SLICE_SET_FORMAT, file_attributes, load_volume_slices
@@ -95,7 +96,7 @@ def build_slice_set(
     fastmri_dir: str | os.PathLike,
     out_path: str | os.PathLike,
     slices_near_centre: int,
-    size: int = 128,
+    size: int = IMAGE_SIZE,
     acquisition: str = DEFAULT_ACQUISITION,
     progress: bool = True,
 ) -> SliceSetSummary:
@@ -105,8 +106,8 @@ def build_slice_set(
     unreadable volumes are skipped and listed in the summary. Raises :class:`DataError` when the folder holds no
     ``.h5`` file or no volume qualifies (then nothing is written).
     """
-    from tqdm import tqdm
     import h5py
+    from tqdm import tqdm
 
     folder, out_path = Path(fastmri_dir), Path(out_path)
     _check_build_arguments(slices_near_centre, size, out_path)

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..defaults import IMAGE_SIZE
 from . import limits
 from .dataset import _check_build_arguments
 from .loading import centre_slice_indices
@@ -281,7 +282,7 @@ def build_dicom_slice_set(
     dicom_dir: str | os.PathLike,
     out_path: str | os.PathLike,
     slices_near_centre: int | None = None,
-    size: int = 128,
+    size: int = IMAGE_SIZE,
     terms: str | None = None,
     progress: bool = True,
 ) -> BuildSummary:

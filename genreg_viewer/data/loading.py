@@ -35,6 +35,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
+from ..defaults import IMAGE_SIZE
 from . import limits
 from .preprocess import FASTMRI_RECON_SIZE, DataError, kspace_to_image, preprocess
 
@@ -568,7 +569,8 @@ def _load_slice(path: Path, source: _SliceSource, index: int, size: int | None) 
 # ------------------------------------------------------------------------------------------------ public API
 
 
-def load_image(path, slice_index: int | None = None, size: int | None = 128, key: str | None = None) -> LoadedImage:
+def load_image(path, slice_index: int | None = None, size: int | None = IMAGE_SIZE,
+               key: str | None = None) -> LoadedImage:
     """Load one slice of ``path`` and preprocess it to ``float32 (size, size)`` in [0, 1].
 
     ``slice_index`` picks the slice of a volume (default: the centre slice ``num_slices // 2``); ``size=None``
@@ -584,7 +586,7 @@ def load_volume_slices(
     slice_indices: Sequence[int] | None = None,
     *,
     near_centre: int | None = None,
-    size: int | None = 128,
+    size: int | None = IMAGE_SIZE,
     key: str | None = None,
 ) -> list[LoadedImage]:
     """Load several slices of one file, opening it once.

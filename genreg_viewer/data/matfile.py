@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..defaults import IMAGE_SIZE
 from . import limits
 from .dataset import _check_build_arguments
 from .loading import _check_hdf5_dataset, centre_slice_indices
@@ -176,7 +177,7 @@ def build_mat_slice_set(
     key: str | None = None,
     axis: int | None = None,
     slices_near_centre: int | None = None,
-    size: int = 128,
+    size: int = IMAGE_SIZE,
     rotate: int = 0,
     terms: str | None = None,
     progress: bool = True,

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..defaults import IMAGE_SIZE
 from ..fileio import atomic_path
 from . import limits
 from .dataset import SLICE_SET_VERSION, _check_build_arguments
@@ -151,7 +152,7 @@ def build_mrnet_slice_set(
     planes=("coronal",),
     exams: str | None = None,
     slices_near_centre: int | None = None,
-    size: int = 128,
+    size: int = IMAGE_SIZE,
     progress: bool = True,
 ) -> MRNetSummary:
     """Build a slice set from MRNet exams (see the module docstring). ``slices_near_centre=None`` keeps every slice

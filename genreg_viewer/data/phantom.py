@@ -31,6 +31,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from ..defaults import IMAGE_SIZE
 from . import limits
 
 __all__ = ["KneeAnatomy", "knee_phantom", "phantom_batch", "phantom_grid", "sample_anatomy", "to_uint8"]
@@ -480,7 +481,7 @@ def _check_seed(seed) -> int:
     return int(seed)
 
 
-def knee_phantom(seed: int, size: int = 128) -> np.ndarray:
+def knee_phantom(seed: int, size: int = IMAGE_SIZE) -> np.ndarray:
     """One synthetic coronal PD knee slice: float32 ``(size, size)`` in [0, 1] (min 0, max 1), deterministic in
     ``seed``; the anatomy depends on ``seed`` only, textures and noise also on ``size``."""
     seed, size = _check_seed(seed), _check_size(size)
@@ -492,7 +493,7 @@ def knee_phantom(seed: int, size: int = 128) -> np.ndarray:
     return _finish(anatomy, rng, np.maximum(image, 0.0))
 
 
-def phantom_batch(count: int, seed: int, size: int = 128) -> np.ndarray:
+def phantom_batch(count: int, seed: int, size: int = IMAGE_SIZE) -> np.ndarray:
     """``count`` phantoms stacked as float32 ``(count, size, size)``; item ``i`` is ``knee_phantom(seed + i, size)``."""
     if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or int(count) < 0:
         raise ValueError(f"phantom count must be a non-negative integer, got {count!r}")

@@ -23,6 +23,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from ..defaults import IMAGE_SIZE
+
 #: Pillow filter used to resize slices (see module docstring for why Lanczos).
 RESAMPLE_FILTER = Image.Resampling.LANCZOS
 
@@ -86,7 +88,7 @@ def resize_image(array: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(image.resize((size, size), RESAMPLE_FILTER), dtype=np.float32)
 
 
-def preprocess(image2d, size: int | None = 128) -> np.ndarray:
+def preprocess(image2d, size: int | None = IMAGE_SIZE) -> np.ndarray:
     """Turn a 2-D slice into a ``float32 (size, size)`` image in [0, 1] (see the module docstring for the steps).
 
     ``size=None`` keeps the original field of view and resolution (no crop, no resize); the result is then

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..defaults import IMAGE_SIZE
 from . import limits
 from .dataset import _check_build_arguments
 from .mrnet import _in_ranges, parse_exam_ranges
@@ -189,7 +190,7 @@ def build_refinegan_slice_set(
     out_path: str | os.PathLike,
     subjects: str | None = None,
     slices_per_subject: int = DEFAULT_SLICES_PER_SUBJECT,
-    size: int = 128,
+    size: int = IMAGE_SIZE,
     progress: bool = True,
 ) -> BuildSummary:
     """Build a slice set from RefineGAN's knees (see the module docstring): every slice of the subjects in

@@ -54,6 +54,8 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 import torch
 
+from ..defaults import DEFAULT_MASK_SPEC, DEFAULT_NOISE_SIGMA, IMAGE_SIZE
+
 #: the CSV columns, in order
 CSV_COLUMNS = ("data", "image", "source", "method", "mask", "sigma", "seed", "weights", "options", "psnr", "ssim",
                "seconds", "iterations", "batch", "device", "params")
@@ -84,8 +86,8 @@ class EvaluationConfig:
     data: str
     methods: Sequence[str]
     out: str | os.PathLike
-    mask: str = "radial:25"
-    sigma: float = 0.05
+    mask: str = DEFAULT_MASK_SPEC
+    sigma: float = DEFAULT_NOISE_SIGMA
     seed: int = 0
     images: int | None = None
     batch: int = 16
@@ -212,7 +214,7 @@ def load_evaluation_images(spec: str, count: int | None = None) -> EvaluationIma
     from ..data.dataset import load_slice_set, slice_set_size
     from ..training.common import _phantom_spec
 
-    size = 128
+    size = IMAGE_SIZE
     phantom = _phantom_spec(spec)
     total = phantom[0] if phantom is not None else slice_set_size(spec)
     if total > MAX_IMAGES:

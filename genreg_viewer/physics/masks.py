@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..defaults import IMAGE_SHAPE
 from ..fileio import atomic_write
 
 GOLDEN_ANGLE = math.pi * (3.0 - math.sqrt(5.0))  # 2*pi/phi^2 ~ 137.51 degrees, the golden angle for half-lines
@@ -136,7 +137,7 @@ def _spokes_mask(directions: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return mask
 
 
-def radial_mask(spokes: int, shape: tuple[int, int] = (128, 128)) -> np.ndarray:
+def radial_mask(spokes: int, shape: tuple[int, int] = IMAGE_SHAPE) -> np.ndarray:
     """``spokes`` (``1..MAX_SPOKES``) equally spaced half-lines from the centre at angles ``2 pi k / spokes``.
 
     The rasterisation is that of the exact angles (see :func:`_spoke_directions`), so the mask inherits the symmetries
@@ -148,7 +149,7 @@ def radial_mask(spokes: int, shape: tuple[int, int] = (128, 128)) -> np.ndarray:
     return _spokes_mask(_spoke_directions(spokes), check_mask_shape(shape))
 
 
-def golden_angle_mask(spokes: int, shape: tuple[int, int] = (128, 128)) -> np.ndarray:
+def golden_angle_mask(spokes: int, shape: tuple[int, int] = IMAGE_SHAPE) -> np.ndarray:
     """``spokes`` (``1..MAX_SPOKES``) half-lines at angles ``k * 137.5 deg`` (golden-angle ordering: any prefix is
     near-uniform)."""
     spokes = _check_spokes(spokes, "golden-angle")
@@ -157,7 +158,7 @@ def golden_angle_mask(spokes: int, shape: tuple[int, int] = (128, 128)) -> np.nd
 
 
 def cartesian_mask(
-    centre_rows: int, probability: float, shape: tuple[int, int] = (128, 128), seed: int = 0
+    centre_rows: int, probability: float, shape: tuple[int, int] = IMAGE_SHAPE, seed: int = 0
 ) -> np.ndarray:
     """Full k-space rows: the ``centre_rows`` rows around DC plus every other row with ``probability`` (seeded).
 
@@ -177,7 +178,7 @@ def cartesian_mask(
     return mask
 
 
-def random_mask(fraction: float, shape: tuple[int, int] = (128, 128), seed: int = 0, decay: float = 2.0) -> np.ndarray:
+def random_mask(fraction: float, shape: tuple[int, int] = IMAGE_SHAPE, seed: int = 0, decay: float = 2.0) -> np.ndarray:
     """Variable-density random points: ``round(fraction * H * W)`` distinct coefficients drawn (seeded) with
     probability proportional to ``(1 - r / r_max)^decay + 0.02`` (dense centre, sparse edges); DC always kept."""
     fraction = _check_fraction(fraction, True, "random mask fraction")
@@ -305,7 +306,7 @@ def _number(text: str, kind, what: str):
         raise MaskError(f"{what} must be a number, got {text!r}") from None
 
 
-def mask_from_spec(spec: str, shape: tuple[int, ...] = (128, 128), seed: int = 0) -> np.ndarray:
+def mask_from_spec(spec: str, shape: tuple[int, ...] = IMAGE_SHAPE, seed: int = 0) -> np.ndarray:
     """Build a mask from a spec string (see module docstring)."""
     shape = check_mask_shape(shape)
     spec = str(spec).strip()

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from ..data import limits
+from ..defaults import IMAGE_SIZE
 from .distributed import DistributedContext, logger
 from .loop import (  # noqa: F401 (re-exported: the trainers and tests import them from here)
     Checkpointing,
@@ -44,7 +45,8 @@ HELD_OUT_SEED = 1_000_000
 
 
 # ------------------------------------------------------------------------------------------------------------ data
-def phantom_images(count: int, first_seed: int, size: int = 128, device: torch.device | str = "cpu") -> torch.Tensor:
+def phantom_images(count: int, first_seed: int, size: int = IMAGE_SIZE,
+                   device: torch.device | str = "cpu") -> torch.Tensor:
     """``count`` phantoms ``(count, 1, size, size)`` float32 with seeds ``first_seed, first_seed + 1, ...``."""
     from ..data.phantom import phantom_batch
 
@@ -107,7 +109,7 @@ def _check_phantom_count(spec: str | None, size: int) -> None:
         limits.check_images(phantom[0], (size, size), str(spec))
 
 
-def load_image_set(spec: str, size: int = 128) -> ImageSet:
+def load_image_set(spec: str, size: int = IMAGE_SIZE) -> ImageSet:
     """``phantom:N[:SEED]`` (synthetic knee phantoms with seeds ``SEED .. SEED+N-1``) or a slice-set ``.h5`` file
     from ``genreg dataset build``; every image must be ``size x size``."""
     phantom = _phantom_spec(spec)
@@ -126,7 +128,7 @@ def load_image_set(spec: str, size: int = 128) -> ImageSet:
 
 
 def training_and_held_out(data: str, held_out: str | None, held_out_count: int = 128,
-                          size: int = 128) -> tuple[ImageSet, ImageSet]:
+                          size: int = IMAGE_SIZE) -> tuple[ImageSet, ImageSet]:
     """The training images and the held-out images.
 
     Phantoms: training seeds must stay below :data:`HELD_OUT_SEED`; the default held-out set is
@@ -217,7 +219,8 @@ class TrainingData:
                 "held_out_data": self.held_out.spec, "held_out_images": len(self.held_out)}
 
 
-def load_training_data(config: Any, size: int = 128, report: Callable[[str], None] | None = None) -> TrainingData:
+def load_training_data(config: Any, size: int = IMAGE_SIZE,
+                       report: Callable[[str], None] | None = None) -> TrainingData:
     """The training and held-out images of a step-budget trainer's ``config``: ``config.data`` (``None``: the
     ``config.images`` training phantoms ``phantom:images``, seeds ``0 .. images-1``, as before there was a choice)
     and ``config.held_out`` (:func:`held_out_spec`; ``None``: ``config.DEFAULT_HELD_OUT`` held-out phantoms for

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..defaults import DEFAULT_MASK_SPEC, IMAGE_SHAPE
 from ..models.varnet import VariationalNetwork
 from ..models.weights import save_weights, weights_paths
 from ..paths import WEIGHTS_DIR
@@ -53,7 +54,7 @@ class VarnetTrainingConfig(StepTrainingConfig):
     """:class:`StepTrainingConfig` plus the setting (``mask`` spec, k-space ``noise`` sigma) and the network
     (``stages``, ``filters`` of ``kernel_size``, ``rbf_count`` activations over ``[-rbf_extent, rbf_extent]``)."""
 
-    mask: str = "radial:25"
+    mask: str = DEFAULT_MASK_SPEC
     noise: float = 0.05
     stages: int = 10
     filters: int = 24
@@ -91,7 +92,7 @@ def train_varnet(config: VarnetTrainingConfig, stem: str | os.PathLike | None = 
                  keep_checkpoint: bool = False) -> tuple[Path, Path]:
     """Train a variational network for ``config.mask`` / ``config.noise`` and save it; returns the file paths. Under
     ``torchrun`` the global batch of ``config.batch`` images is split over the ranks (rank 0 writes)."""
-    mask = mask_from_spec(config.mask, (128, 128))
+    mask = mask_from_spec(config.mask, IMAGE_SHAPE)
     stem = default_stem(config.mask, config.noise) if stem is None else stem
     with distributed_run(device) as context:
         context.check_batch(config.batch)

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import json
 
+from ...defaults import DEFAULT_MASK_SPEC, IMAGE_SHAPE
 from ...recon import all_methods
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("methods", help="list reconstruction methods and their parameters")
     p.add_argument("--json", action="store_true")
-    p.add_argument("--mask", default="radial:25", help="the setting whose defaults are shown (default radial:25)")
+    p.add_argument("--mask", default=DEFAULT_MASK_SPEC,
+                   help=f"the setting whose defaults are shown (default {DEFAULT_MASK_SPEC})")
     p.add_argument("--noise", type=float, default=0.05, help="noise sigma of that setting (default 0.05)")
     p.set_defaults(func=run)
 
@@ -29,7 +31,7 @@ def setting_problem(mask_spec: str, sigma: float):
     from ...recon import Problem
     from ...weight_sets import active_weight_set
 
-    shape = (128, 128)
+    shape = IMAGE_SHAPE
     measurement = simulate_measurement(np.zeros(shape, np.float32), mask_from_spec(mask_spec, shape, 0), sigma, 0)
     return Problem(measurement, None, seed=0, weight_set=active_weight_set())
 

@@ -28,6 +28,7 @@ from PyQt6.QtWidgets import (
 )
 
 from ...application.experiment import CUSTOM_MASK_SPEC, ExperimentState
+from ...defaults import DEFAULT_MASK_SPEC
 from ...physics import MAX_SPOKES, mask_from_spec
 from ..widgets.controls import button_row, group_box, note_label, push_button, wrapped_label
 from ..widgets.image_view import ImageView, em
@@ -42,7 +43,7 @@ MASK_KINDS = (
     ("full", "Fully sampled"),
     (CUSTOM_MASK_SPEC, "Custom (drawn or loaded)"),
 )
-DEFAULT_SPEC = "radial:25"
+DEFAULT_SPEC = DEFAULT_MASK_SPEC
 DEFAULT_SIGMA = 0.05
 
 
