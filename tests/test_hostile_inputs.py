@@ -24,7 +24,7 @@ from genreg_viewer.application.bundles import SessionError
 from genreg_viewer.cli.main import main
 from genreg_viewer.data import limits
 from genreg_viewer.data.loading import describe_file, load_image
-from genreg_viewer.data.preprocess import DataError
+from genreg_viewer.data.errors import DataError
 from genreg_viewer.physics import radial_mask
 from genreg_viewer.recon import Parameter, ParameterError
 
@@ -531,7 +531,7 @@ def test_phantom_stacks_and_slice_sets_are_bounded(tmp_path):
 
 
 def test_kspace_and_mask_headers_are_checked_before_loading(tmp_path):
-    from genreg_viewer.cli.common import load_kspace
+    from genreg_viewer.data.kspace import load_kspace
     from genreg_viewer.physics import MaskError, load_mask
 
     with pytest.raises(DataError, match="exceeds the limit") as info:

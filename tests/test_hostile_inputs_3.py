@@ -199,7 +199,7 @@ def hostile_slice_sets(tmp_path: Path, secret: Path) -> dict[str, tuple[Path, st
 
 def test_slice_sets_read_only_their_own_data(tmp_path, secret):
     from genreg_viewer.data.dataset import load_slice_set
-    from genreg_viewer.data.preprocess import DataError
+    from genreg_viewer.data.errors import DataError
 
     for name, (path, message) in hostile_slice_sets(tmp_path, secret).items():
         with pytest.raises(DataError, match=message) as info:
@@ -233,7 +233,7 @@ def test_commands_refuse_slice_sets_that_read_other_files(capsys, tmp_path, secr
 ])
 def test_malformed_slice_set_sources_are_one_line(tmp_path, volume, slices, message):
     from genreg_viewer.data.dataset import load_slice_set_sources
-    from genreg_viewer.data.preprocess import DataError
+    from genreg_viewer.data.errors import DataError
 
     path = slice_set(tmp_path / "set.h5", volume=volume, slice=slices)
     with pytest.raises(DataError, match=message):
@@ -898,7 +898,7 @@ def test_a_multi_coil_kspace_slice_too_large_to_transform_is_refused_from_its_he
     import h5py
 
     from genreg_viewer.data.loading import load_image
-    from genreg_viewer.data.preprocess import DataError
+    from genreg_viewer.data.errors import DataError
 
     path = tmp_path / "kspace.h5"
     with h5py.File(path, "w") as f:  # nothing stored: 15 coils of 2048 x 2048 declared (1 GiB of complex128 each)
@@ -926,7 +926,7 @@ def test_hdf5_data_in_tiny_chunks_is_refused_before_reading(tmp_path):
     import h5py
 
     from genreg_viewer.data.loading import load_image
-    from genreg_viewer.data.preprocess import DataError
+    from genreg_viewer.data.errors import DataError
 
     path = tmp_path / "chunks.h5"
     with h5py.File(path, "w") as f:
@@ -962,7 +962,7 @@ def test_a_many_frame_gif_named_png_is_refused_at_once(tmp_path):
     from PIL import Image
 
     from genreg_viewer.data.loading import load_image
-    from genreg_viewer.data.preprocess import DataError
+    from genreg_viewer.data.errors import DataError
 
     frames = [Image.new("L", (2000, 2000), value) for value in range(0, 200, 20)]
     path = tmp_path / "scan.png"
@@ -1010,7 +1010,7 @@ def test_hdf5_null_dataspaces_and_empty_attributes_are_one_line_or_read(capsys, 
 def test_a_truncated_mrnet_exam_is_skipped_by_name_and_the_build_goes_on(capsys, tmp_path):
     from genreg_viewer.data.mrnet import build_mrnet_slice_set, load_mrnet_stack
     from genreg_viewer.data.phantom import phantom_batch
-    from genreg_viewer.data.preprocess import DataError
+    from genreg_viewer.data.errors import DataError
 
     folder = tmp_path / "MRNet" / "train" / "coronal"
     folder.mkdir(parents=True)

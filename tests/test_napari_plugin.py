@@ -25,7 +25,7 @@ from genreg_viewer.application.bundles import SessionError  # noqa: E402
 from genreg_viewer.cli.main import main  # noqa: E402
 from genreg_viewer.data.dataset import load_slice_set  # noqa: E402
 from genreg_viewer.data.loading import load_image, load_volume_slices  # noqa: E402
-from genreg_viewer.data.preprocess import DataError  # noqa: E402
+from genreg_viewer.data.errors import DataError  # noqa: E402
 from genreg_viewer.data.writer import open_slice_set_writer  # noqa: E402
 from genreg_viewer.napari_plugin._reader import napari_get_reader  # noqa: E402
 from genreg_viewer.paths import SAMPLES_DIR  # noqa: E402

@@ -36,8 +36,8 @@ from typing import Any, Literal, Sequence, overload
 import numpy as np
 
 from ..data import limits
-from ..data.loading import read_npy_header
-from ..data.preprocess import DataError
+from ..data.errors import DataError
+from ..data.npyfiles import read_npy_header
 from ..fileio import atomic_path, atomic_write, atomic_write_text
 from ..physics.noise import MAX_SIGMA
 from .experiment import IMAGE_SIZE, ExperimentState, ImageInfo

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..data.preprocess import DataError
+from ..data.errors import DataError
 from ..physics.masks import MaskError
 from ..recon.base import ParameterError
 

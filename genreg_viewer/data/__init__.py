@@ -12,7 +12,8 @@ from .loading import (
     load_image,
     load_volume_slices,
 )
-from .preprocess import DataError, kspace_to_image, preprocess
+from .errors import DataError
+from .preprocess import kspace_to_image, preprocess
 
 __all__ = [
     "DataError", "LoadedImage", "SUPPORTED_SUFFIXES", "load_image", "load_volume_slices", "describe_file",

@@ -29,7 +29,8 @@ from ..defaults import IMAGE_SIZE
 from ..fileio import atomic_path
 from . import limits
 from .loading import SLICE_SET_FORMAT, file_attributes, load_volume_slices
-from .preprocess import MIN_SIDE, RESAMPLE_FILTER, DataError
+from .errors import DataError
+from .preprocess import MIN_SIDE, RESAMPLE_FILTER
 
 SLICE_SET_VERSION = 1
 ANY_ACQUISITION = "any"
@@ -160,7 +161,7 @@ def _slice_set_dataset(h5file, name: str, path: Path):
     datasets) and chunks beyond the limits, as for any HDF5 image (:func:`~genreg_viewer.data.loading.load_image`)."""
     import h5py
 
-    from .loading import _check_hdf5_dataset
+    from .loading import check_hdf5_dataset
 
     link = h5file.get(name, getlink=True)
     if link is None:
@@ -171,7 +172,7 @@ def _slice_set_dataset(h5file, name: str, path: Path):
     dataset = h5file[name]
     if not isinstance(dataset, h5py.Dataset):
         raise DataError(f"{name!r} in slice set {path} is not a dataset")
-    _check_hdf5_dataset(dataset, name, path)
+    check_hdf5_dataset(dataset, name, path)
     return dataset
 
 

@@ -34,7 +34,8 @@ from ..defaults import IMAGE_SIZE
 from . import limits
 from .dataset import _check_build_arguments
 from .loading import centre_slice_indices
-from .preprocess import DataError, preprocess
+from .errors import DataError
+from .preprocess import preprocess
 from .writer import BuildSummary, open_slice_set_writer
 
 #: most pixels a side of a DICOM image, and most frames of one file

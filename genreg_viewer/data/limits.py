@@ -14,7 +14,7 @@ from typing import Iterable
 
 import numpy as np
 
-from .preprocess import DataError
+from .errors import DataError
 
 #: most pixels of one 2-D slice (8192 x 8192); every loaded slice is checked against it
 MAX_SLICE_PIXELS = 2**26

@@ -37,7 +37,16 @@ import numpy as np
 
 from ..defaults import IMAGE_SIZE
 from . import limits
-from .preprocess import FASTMRI_RECON_SIZE, DataError, kspace_to_image, preprocess
+from .errors import DataError
+from .npyfiles import (
+    NpyHeader,
+    check_array_header,
+    read_npy_file_header,
+    read_npy_header,
+    read_npz_array,
+    read_npz_headers,
+)
+from .preprocess import FASTMRI_RECON_SIZE, kspace_to_image, preprocess
 
 __all__ = [
     "DataError", "ImageKeyError", "LoadedImage", "load_image", "load_volume_slices", "describe_file", "file_attributes",
@@ -201,7 +210,7 @@ def _hdf5_datasets(h5file) -> dict:
     return found
 
 
-def _check_hdf5_dataset(dataset, name: str, path: Path) -> None:
+def check_hdf5_dataset(dataset, name: str, path: Path) -> None:
     """Refuse a dataset whose data lives outside ``path`` (external raw files, virtual datasets) or whose chunks
     would have to be decompressed beyond the limits to read a slice; a dataset without data (a null dataspace)."""
     if dataset.shape is None:
@@ -254,7 +263,7 @@ def _recon_size_from_header(h5file) -> tuple[int, int] | None:
     header = h5file[ISMRMRD_HEADER_KEY]
     if not hasattr(header, "dtype") or header.shape is None:  # a group, or a header without data
         return None
-    _check_hdf5_dataset(header, ISMRMRD_HEADER_KEY, Path(h5file.filename))
+    check_hdf5_dataset(header, ISMRMRD_HEADER_KEY, Path(h5file.filename))
     if limits.count(header.shape or ()) * header.dtype.itemsize > limits.MAX_METADATA_BYTES:
         return None
     try:
@@ -306,7 +315,7 @@ def _hdf5_image_key(h5file, key: str | None, path: Path) -> str:
 def _hdf5_source(h5file, key: str | None, path: Path) -> _SliceSource:
     name = _hdf5_image_key(h5file, key, path)
     dataset = h5file[name]
-    _check_hdf5_dataset(dataset, name, path)
+    check_hdf5_dataset(dataset, name, path)
     shape = tuple(dataset.shape)
     attributes = _hdf5_attributes(h5file)
     meta = {
@@ -391,79 +400,9 @@ def _image_source(stack: contextlib.ExitStack, path: Path) -> _SliceSource:
     return _SliceSource(frames, frames > 1, read, meta)
 
 
-@dataclass
-class NpyHeader:
-    """What a ``.npy`` header declares (nothing of the data is read)."""
-
-    shape: tuple[int, ...]
-    fortran_order: bool
-    dtype: np.dtype
-
-    @property
-    def nbytes(self) -> int:
-        return limits.count(self.shape) * self.dtype.itemsize
-
-
-def read_npy_header(fileobj, what: str) -> NpyHeader:
-    """The header of the ``.npy`` stream ``fileobj`` (positioned at its start; left just after the header).
-
-    ``DataError`` when it is not a ``.npy`` header or declares Python objects (which would need pickle)."""
-    from numpy.lib import format as npy_format
-
-    try:
-        version = npy_format.read_magic(fileobj)
-        if version == (1, 0):
-            shape, fortran_order, dtype = npy_format.read_array_header_1_0(fileobj)
-        elif version == (2, 0):
-            shape, fortran_order, dtype = npy_format.read_array_header_2_0(fileobj)
-        else:
-            raise ValueError(f"unsupported .npy format version {version[0]}.{version[1]}")
-    except (ValueError, OSError, EOFError, SyntaxError) as exc:
-        raise DataError(f"could not read {what}: not a valid .npy array ({exc})") from None
-    if dtype.hasobject:
-        raise DataError(f"{what} holds Python objects; only numeric arrays are read (no pickle)")
-    return NpyHeader(tuple(int(n) for n in shape), bool(fortran_order), dtype)
-
-
-def _check_array_header(header: NpyHeader, what: str) -> None:
-    if len(header.shape) in (2, 3):
-        limits.check_slice(header.shape[-2:], header.dtype.itemsize, what)
-
-
-def read_npy_file_header(path: str | os.PathLike) -> NpyHeader:
-    """The header of the ``.npy`` file ``path`` (:func:`read_npy_header`; an unreadable file is a ``DataError``)."""
-    try:
-        with open(path, "rb") as f:
-            return read_npy_header(f, f"NumPy file {path}")
-    except OSError as exc:
-        raise DataError(f"could not read NumPy file {path}: {exc}") from exc
-
-
-def read_npz_headers(archive, path: str | os.PathLike) -> dict[str, tuple[str, NpyHeader]]:
-    """``{array name: (member name, header)}`` of every array of the open ``.npz`` ``zipfile.ZipFile`` ``archive``
-    (only the headers are read)."""
-    members = {info.filename[:-4]: info.filename for info in archive.infolist() if info.filename.endswith(".npy")}
-    headers = {}
-    for name, member in members.items():
-        with archive.open(member) as f:
-            headers[name] = (member, read_npy_header(f, f"array {name!r} in {path}"))
-    return headers
-
-
-def read_npz_array(archive, member: str, header: NpyHeader, what: str) -> np.ndarray:
-    """The array ``member`` of ``archive`` after checking its ``header`` against the limits (each 2-D slice and
-    the whole array, which a ``.npz`` member cannot be memory-mapped)."""
-    from numpy.lib import format as npy_format
-
-    _check_array_header(header, what)
-    limits.check_read(header.nbytes, what)
-    with archive.open(member) as f:
-        return npy_format.read_array(f, allow_pickle=False)
-
-
 def _npy_source(path: Path) -> _SliceSource:
     header = read_npy_file_header(path)
-    _check_array_header(header, f"the array in {path}")
+    check_array_header(header, f"the array in {path}")
     try:
         array = np.load(path, mmap_mode="r", allow_pickle=False)  # a memory map: only the slice read is loaded
     except Exception as exc:  # corrupt header, truncated data
@@ -485,7 +424,7 @@ def _npz_source(path: Path, key: str | None) -> _SliceSource:
             if name is None:
                 raise DataError(f"{path} has no 2-D or 3-D array; it holds: {listing}")
             what = f"array {name!r} in {path}"
-            _check_array_header(headers[name], what)
+            check_array_header(headers[name], what)
             array: Any = _NpzStack(path, found[name][0], headers[name], what)
             if len(headers[name].shape) != 3 or headers[name].fortran_order:
                 array = read_npz_array(archive, found[name][0], headers[name], what)

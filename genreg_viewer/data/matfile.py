@@ -24,8 +24,9 @@ import numpy as np
 from ..defaults import IMAGE_SIZE
 from . import limits
 from .dataset import _check_build_arguments
-from .loading import _check_hdf5_dataset, centre_slice_indices
-from .preprocess import DataError, preprocess
+from .loading import check_hdf5_dataset, centre_slice_indices
+from .errors import DataError
+from .preprocess import preprocess
 from .writer import BuildSummary, open_slice_set_writer
 
 #: bytes per element of MATLAB's numeric classes (as :func:`scipy.io.whosmat` names them)
@@ -149,7 +150,7 @@ def load_mat_volume(path: str | os.PathLike, key: str | None = None) -> tuple[st
     if h5py.is_hdf5(path):
         with h5py.File(path, "r") as h5file:
             dataset = h5file[variable.name]
-            _check_hdf5_dataset(dataset, variable.name, path)
+            check_hdf5_dataset(dataset, variable.name, path)
             try:
                 raw = dataset[...]
             except (OSError, ValueError, TypeError) as exc:

@@ -20,8 +20,8 @@ from typing import Sequence
 import numpy as np
 
 from . import limits
-from .loading import SLICE_SET_FORMAT, _check_hdf5_dataset, json_safe
-from .preprocess import DataError
+from .loading import SLICE_SET_FORMAT, check_hdf5_dataset, json_safe
+from .errors import DataError
 from .writer import BuildSummary, check_out_path, open_slice_set_writer
 
 #: images copied at once
@@ -55,7 +55,7 @@ def _open_input(path: Path):
             dataset = h5file.get(name)
             if not isinstance(dataset, h5py.Dataset):
                 raise DataError(f"slice set {path} has no dataset {name!r}")
-            _check_hdf5_dataset(dataset, name, path)
+            check_hdf5_dataset(dataset, name, path)
             items[name] = dataset
         images = items["images"]
         if images.ndim != 3 or images.dtype.kind != "f" or images.shape[1] != images.shape[2]:

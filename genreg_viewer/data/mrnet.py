@@ -29,7 +29,8 @@ from ..fileio import atomic_path
 from . import limits
 from .dataset import SLICE_SET_VERSION, _check_build_arguments
 from .loading import SLICE_SET_FORMAT, centre_slice_indices
-from .preprocess import RESAMPLE_FILTER, DataError, preprocess
+from .errors import DataError
+from .preprocess import RESAMPLE_FILTER, preprocess
 
 MRNET_PLANES = ("coronal", "sagittal", "axial")
 #: MRNet stacks are uint8 (S, 256, 256); anything far larger is not an MRNet exam and is refused before reading

@@ -24,6 +24,8 @@ import numpy as np
 from PIL import Image
 
 from ..defaults import IMAGE_SIZE
+from .errors import DataError
+from .limits import check_side
 
 #: Pillow filter used to resize slices (see module docstring for why Lanczos).
 RESAMPLE_FILTER = Image.Resampling.LANCZOS
@@ -33,10 +35,6 @@ FASTMRI_RECON_SIZE = (320, 320)
 
 #: smallest side accepted for a 2-D image
 MIN_SIDE = 4
-
-
-class DataError(ValueError):
-    """A data file or array that cannot be used, with a message saying what is wrong and what was expected."""
 
 
 def as_real_image(image2d, what: str = "image") -> np.ndarray:
@@ -97,7 +95,6 @@ def preprocess(image2d, size: int | None = IMAGE_SIZE) -> np.ndarray:
     if size is not None and (isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < MIN_SIDE):
         raise DataError(f"size must be an integer of at least {MIN_SIDE} (or None for no resize), got {size!r}")
     if size is not None:
-        from .limits import check_side  # (limits imports DataError from here)
 
         check_side(size, "size")
     array = as_real_image(image2d)

@@ -33,7 +33,8 @@ from ..defaults import IMAGE_SIZE
 from . import limits
 from .dataset import _check_build_arguments
 from .mrnet import _in_ranges, parse_exam_ranges
-from .preprocess import MIN_SIDE, DataError, preprocess
+from .errors import DataError
+from .preprocess import MIN_SIDE, preprocess
 from .writer import BuildSummary, open_slice_set_writer
 
 ACQUISITION = "refinegan:sagittal-fse-pd"

@@ -20,7 +20,8 @@ import numpy as np
 from ..fileio import atomic_path
 from .dataset import SLICE_SET_VERSION
 from .loading import SLICE_SET_FORMAT
-from .preprocess import RESAMPLE_FILTER, DataError
+from .errors import DataError
+from .preprocess import RESAMPLE_FILTER
 
 PREPROCESSING = f"centre crop to square, Pillow {RESAMPLE_FILTER.name} resize, linear rescale to [0, 1]"
 

@@ -212,10 +212,10 @@ def load_evaluation_images(spec: str, count: int | None = None) -> EvaluationIma
     """The images of ``spec`` (slice set ``.h5`` or ``phantom:N[:SEED]``), ``count`` of them evenly spaced."""
     from ..data import limits
     from ..data.dataset import load_slice_set, slice_set_size
-    from ..training.common import _phantom_spec
+    from ..data.specs import parse_phantom_spec
 
     size = IMAGE_SIZE
-    phantom = _phantom_spec(spec)
+    phantom = parse_phantom_spec(spec)
     total = phantom[0] if phantom is not None else slice_set_size(spec)
     if total > MAX_IMAGES:
         raise ValueError(f"{spec}: {total} images; at most {MAX_IMAGES} can be evaluated")
@@ -232,7 +232,7 @@ def load_evaluation_images(spec: str, count: int | None = None) -> EvaluationIma
         sources = [f"phantom seed {phantom[1] + int(i)}" for i in indices]
     else:
         from ..data.dataset import load_slice_set_sources
-        from ..data.preprocess import DataError
+        from ..data.errors import DataError
 
         array = load_slice_set(spec, indices.tolist())
         if tuple(array.shape[1:]) != (size, size):

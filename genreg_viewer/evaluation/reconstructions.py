@@ -83,7 +83,7 @@ def volume_file_names(names: Iterable[str]) -> dict[str, str]:
 
 def group_volumes(spec: str, indices: Sequence[int]) -> list[Volume]:
     """The volumes of the selected images (``indices`` into the data ``spec``), sorted by file name."""
-    from ..data.preprocess import DataError
+    from ..data.errors import DataError
     from .evaluate import data_name
 
     positions = list(range(len(indices)))
@@ -230,7 +230,7 @@ class ReconstructionStore:
     def _read_volume(self, path: Path, shape: tuple[int, int], with_arrays: bool) -> dict[int, np.ndarray | None]:
         import h5py
 
-        from ..data.loading import _check_hdf5_dataset
+        from ..data.loading import check_hdf5_dataset
 
         try:
             with h5py.File(path, "r") as handle:
@@ -239,7 +239,7 @@ class ReconstructionStore:
                         or images.dtype.kind not in "iu" or data.shape != (images.shape[0], *shape):
                     raise ValueError(f"{path} is not a reconstruction volume of this evaluation (its datasets "
                                      "'reconstruction' and 'genreg_images' do not match); give another folder")
-                _check_hdf5_dataset(data, "reconstruction", path)
+                check_hdf5_dataset(data, "reconstruction", path)
                 keys = [int(i) for i in images[...]]
                 if not with_arrays:
                     return dict.fromkeys(keys)

@@ -33,7 +33,7 @@ from ..application.experiment import IMAGE_SIZE
 from ..application.runs import RunRecord
 from ..data.dataset import load_slice_set, load_slice_set_sources
 from ..data.loading import HDF5_SUFFIXES, KNOWN_HDF5_IMAGE_KEYS, SLICE_SET_FORMAT, load_volume_slices
-from ..data.preprocess import DataError
+from ..data.errors import DataError
 
 LayerData = tuple[Any, dict[str, Any], str]
 ReaderFunction = Callable[[Any], list[LayerData]]

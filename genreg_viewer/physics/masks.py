@@ -226,8 +226,8 @@ def load_mask(path: str | Path, shape: tuple[int, int] | None = None) -> np.ndar
 
     The file stores the mask centred (DC in the middle), as ``save_mask`` writes it.
     """
-    from ..data.loading import read_npy_file_header
-    from ..data.preprocess import DataError
+    from ..data.npyfiles import read_npy_file_header
+    from ..data.errors import DataError
 
     path = Path(path)
     if not path.exists():

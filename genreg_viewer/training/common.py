@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from ..data import limits
+from ..data.specs import parse_phantom_spec
 from ..defaults import IMAGE_SIZE
 from .distributed import DistributedContext, logger
 from .loop import (  # noqa: F401 (re-exported: the trainers and tests import them from here)
@@ -81,30 +82,13 @@ class ImageSet:
     @property
     def phantoms(self) -> bool:
         """Whether these are synthetic phantoms (``phantom:N[:SEED]``)."""
-        return _phantom_spec(self.spec) is not None
-
-
-def _phantom_spec(spec: str) -> tuple[int, int] | None:
-    """``phantom:N[:SEED]`` -> ``(N, SEED)``; ``None`` for other specs; ``ValueError`` for a malformed one."""
-    if not spec.startswith("phantom:"):
-        return None
-    parts = spec.split(":")[1:]
-    try:
-        if len(parts) not in (1, 2):
-            raise ValueError
-        count = int(parts[0])
-        seed = int(parts[1]) if len(parts) == 2 else 0
-    except ValueError:
-        raise ValueError(f"phantom data must be written phantom:N or phantom:N:SEED, got {spec!r}") from None
-    if count < 1 or seed < 0:
-        raise ValueError(f"phantom data needs N >= 1 and SEED >= 0, got {spec!r}")
-    return count, seed
+        return parse_phantom_spec(self.spec) is not None
 
 
 def _check_phantom_count(spec: str | None, size: int) -> None:
     """Refuse ``phantom:N`` whose images would exceed the limits of :mod:`genreg_viewer.data.limits` (a
     ``DataError`` naming ``spec``), before any is made."""
-    phantom = _phantom_spec(spec) if spec is not None else None
+    phantom = parse_phantom_spec(spec) if spec is not None else None
     if phantom is not None:
         limits.check_images(phantom[0], (size, size), str(spec))
 
@@ -112,7 +96,7 @@ def _check_phantom_count(spec: str | None, size: int) -> None:
 def load_image_set(spec: str, size: int = IMAGE_SIZE) -> ImageSet:
     """``phantom:N[:SEED]`` (synthetic knee phantoms with seeds ``SEED .. SEED+N-1``) or a slice-set ``.h5`` file
     from ``genreg dataset build``; every image must be ``size x size``."""
-    phantom = _phantom_spec(spec)
+    phantom = parse_phantom_spec(spec)
     if phantom is not None:
         from ..data.phantom import phantom_batch
 
@@ -135,7 +119,7 @@ def training_and_held_out(data: str, held_out: str | None, held_out_count: int =
     ``phantom:{held_out_count}:{HELD_OUT_SEED}``. A slice set without ``--held-out``: its last whole volumes (about
     5% of the slices) are held out, so no volume is in both sets.
     """
-    phantom = _phantom_spec(data)
+    phantom = parse_phantom_spec(data)
     if phantom is not None and phantom[0] + phantom[1] > HELD_OUT_SEED:
         raise ValueError(f"training phantom seeds must stay below {HELD_OUT_SEED} (held out for evaluation); "
                          f"got {data!r}")
@@ -184,7 +168,7 @@ def held_out_spec(held_out: int | str | None) -> str | None:
 def describe_images(image_set: ImageSet, phantoms: str = "knee phantoms, seeds") -> str:
     """``knee phantoms, seeds S..S+N-1`` for ``phantom:N:S`` (how the bundled weights' info has always named them;
     ``phantoms`` replaces the words before the seeds), else ``SPEC (N images)``."""
-    phantom = _phantom_spec(image_set.spec)
+    phantom = parse_phantom_spec(image_set.spec)
     if phantom is not None:
         return f"{phantoms} {phantom[1]}..{phantom[0] + phantom[1] - 1}"
     return f"{image_set.spec} ({len(image_set)} images)"
@@ -228,7 +212,7 @@ def load_training_data(config: Any, size: int = IMAGE_SIZE,
     side, on the CPU; progress goes to ``report`` (default :func:`log`)."""
     report = log if report is None else report
     spec = config.data if config.data is not None else f"phantom:{config.images}"
-    phantom = _phantom_spec(spec)
+    phantom = parse_phantom_spec(spec)
     report(f"generating {phantom[0]} training phantoms ..." if phantom is not None else f"loading {spec} ...")
     train, held = training_and_held_out(spec, held_out_spec(config.held_out), held_out_count=config.DEFAULT_HELD_OUT,
                                         size=size)
@@ -423,10 +407,10 @@ class StepTrainingConfig:
         if self.data is not None:
             if not isinstance(self.data, str) or not self.data.strip():
                 raise ValueError(f"--data must be phantom:N[:SEED] or a slice-set .h5 file, got {self.data!r}")
-            _phantom_spec(self.data)  # a malformed phantom spec is refused here, before anything is made
+            parse_phantom_spec(self.data)  # a malformed phantom spec is refused here, before anything is made
         held = held_out_spec(self.held_out)
         if held is not None:
-            _phantom_spec(held)
+            parse_phantom_spec(held)
         if self.batch < 1:
             raise ValueError("batch must be at least 1")
         if self.checkpoint_every < 1:

@@ -11,7 +11,7 @@ from typing import Any
 from ...data import limits
 from ...data.dataset import ANY_ACQUISITION, DEFAULT_ACQUISITION, build_slice_set
 from ...data.mrnet import MRNET_PLANES
-from ...data.preprocess import DataError
+from ...data.errors import DataError
 
 FORMATS = ("fastmri", "mrnet", "refinegan", "dicom", "mat")
 
