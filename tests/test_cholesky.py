@@ -269,3 +269,31 @@ def test_bad_input_is_rejected_clearly():
         SparseCholesky(broken, factor.off_diag, 3).covariance_row(0, 0)
     with pytest.raises(ValueError, match="singular"):
         SparseCholesky(factor.log_diag - 1e4, factor.off_diag, 3).variance_map()
+
+
+@pytest.mark.parametrize("k,height,width", SHAPES)
+@pytest.mark.parametrize("factor_batch,image_batch", [(2, 2), (1, 3), (3, 1)])
+def test_products_without_autograd_match_dense_and_the_recorded_products(k, height, width, factor_batch, image_batch):
+    """Without autograd the products take the in-place path (one multiply-add per offset on the valid rectangle);
+    they must equal the dense ``L`` and the autograd path, broadcast over the batch the same way, leave ``v`` alone
+    and keep working when the weights pointing outside the image hold garbage."""
+    factor = random_factor(k, height, width, batch=factor_batch, seed=2)
+    valid = factor._valid
+    garbage = torch.where(valid, factor.off_diag, torch.full_like(factor.off_diag, 1e3))
+    factor = SparseCholesky(factor.log_diag, garbage, k)
+    v = torch.randn(image_batch, 1, height, width, dtype=torch.float64, generator=torch.Generator().manual_seed(6))
+    before = v.clone()
+    recorded = v.clone().requires_grad_(True)
+    for name in ("mul", "mul_transpose", "precision_mul"):
+        fast = getattr(factor, name)(v)
+        with torch.enable_grad():
+            slow = getattr(factor, name)(recorded)
+        assert slow.requires_grad and not fast.requires_grad
+        torch.testing.assert_close(fast, slow.detach(), rtol=1e-12, atol=1e-12)
+        batch = max(factor_batch, image_batch)
+        assert fast.shape == (batch, 1, height, width)
+        for index in range(batch):
+            lower = dense_lower(factor, min(index, factor_batch - 1))
+            matrix = {"mul": lower, "mul_transpose": lower.T, "precision_mul": lower @ lower.T}[name]
+            torch.testing.assert_close(flat(fast)[index], matrix @ flat(v)[min(index, image_batch - 1)])
+    assert torch.equal(v, before)

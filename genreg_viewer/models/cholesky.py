@@ -187,6 +187,7 @@ class SparseCholesky:
         self._csr_cache: dict[int, scipy.sparse.csr_matrix] = {}
         self._factor_cache: dict[int, Any] = {}  # SuperLU objects
         self._variance_cache: dict[int, np.ndarray] = {}
+        self._diagonal_cache: torch.Tensor | None = None  # exp(log_diag) for products without autograd
 
     # ------------------------------------------------------------------------------------------ builders
     @classmethod
@@ -267,6 +268,33 @@ class SparseCholesky:
         return torch.where(self._valid, self.off_diag, torch.zeros((), dtype=self.dtype, device=self.device))
 
     # ------------------------------------------------------------------------------------------ torch ops
+    def _needs_graph(self, v: torch.Tensor) -> bool:
+        """Whether a product with ``v`` must be recorded by autograd (grad mode on and any input requiring grad)."""
+        return torch.is_grad_enabled() and (self.log_diag.requires_grad or self.off_diag.requires_grad
+                                            or v.requires_grad)
+
+    def _mul_constant(self, v: torch.Tensor, transpose: bool) -> torch.Tensor:
+        """``L^T v`` or ``L v`` without autograd: the same sums as :meth:`mul_transpose` / :meth:`mul`, but each
+        offset ``j`` is one in-place multiply-add on the rectangle of pixels ``p`` whose neighbour ``p + off_j``
+        lies inside the image (exactly where the weight is valid, so no masking, padding or stacking is needed),
+        and ``exp(l)`` is computed once per factor (the tensors are immutable, see the class)."""
+        if self._diagonal_cache is None:
+            with torch.no_grad():
+                self._diagonal_cache = torch.exp(self.log_diag)
+        height, width = self.image_shape
+        total = self._diagonal_cache * v
+        for j, (drow, dcol) in enumerate(self.offsets):
+            rows = slice(0, height - drow)  # pixels p whose neighbour p + off_j is inside the image
+            cols = slice(max(0, -dcol), width - max(0, dcol))
+            moved_rows = slice(drow, height)  # their neighbours q = p + off_j
+            moved_cols = slice(max(0, dcol), width - max(0, -dcol))
+            weight = self.off_diag[:, j:j + 1, rows, cols]
+            if transpose:  # (L^T v)_p += w_j(p) v_{p + off_j}
+                total[:, :, rows, cols].addcmul_(weight, v[:, :, moved_rows, moved_cols])
+            else:  # (L v)_q += w_j(q - off_j) v_{q - off_j}
+                total[:, :, moved_rows, moved_cols].addcmul_(weight, v[:, :, rows, cols])
+        return total
+
     def _check_image(self, v: torch.Tensor, name: str = "v") -> None:
         if not isinstance(v, torch.Tensor):
             raise ValueError(f"{name} must be a torch.Tensor, got {type(v).__name__}")
@@ -281,6 +309,8 @@ class SparseCholesky:
     def mul_transpose(self, v: torch.Tensor) -> torch.Tensor:
         """``L^T v``: ``(L^T v)_p = exp(l_p) v_p + sum_j w_j(p) v_{p + off_j}``, for ``v`` ``(B, 1, H, W)``."""
         self._check_image(v)
+        if not self._needs_graph(v):
+            return self._mul_constant(v, transpose=True)
         radius = self.neighbourhood // 2
         height, width = self.image_shape
         padded = nnf.pad(v, (radius, radius, 0, radius))  # zero rows below, zero columns on both sides
@@ -291,6 +321,8 @@ class SparseCholesky:
     def mul(self, v: torch.Tensor) -> torch.Tensor:
         """``L v``: ``(L v)_q = exp(l_q) v_q + sum_j w_j(q - off_j) v_{q - off_j}``, for ``v`` ``(B, 1, H, W)``."""
         self._check_image(v)
+        if not self._needs_graph(v):
+            return self._mul_constant(v, transpose=False)
         radius = self.neighbourhood // 2
         height, width = self.image_shape
         contributions = nnf.pad(self.masked_off_diag() * v, (radius, radius, radius, 0))  # w_j(p) v_p, zero-padded
