@@ -400,3 +400,61 @@ def test_cancel_during_the_warm_start(use_tiny_models):
     result = run_method("mean+covar", tiny_problem(), {"warm_start": "identity", "posterior_samples": 0},
                         iterations=5, cancel=lambda: True)
     assert result.cancelled and result.iterations == 0
+
+
+def _model_with_running_statistics(kind: str) -> GenerativeModel:
+    """A tiny frozen model whose batch norms have non-trivial running statistics and affine parameters (the
+    defaults, mean 0 and variance 1, would make folding them a no-op)."""
+    model = tiny_model(kind)
+    gen = torch.Generator().manual_seed(11)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                shape = module.running_mean.shape
+                module.running_mean.copy_(0.3 * torch.randn(shape, generator=gen))
+                module.running_var.copy_(0.5 + torch.rand(shape, generator=gen))
+                module.weight.copy_(1 + 0.2 * torch.randn(shape, generator=gen))
+                module.bias.copy_(0.2 * torch.randn(shape, generator=gen))
+    return model
+
+
+@pytest.mark.parametrize("kind", ["identity", "diagonal", "covar"])
+def test_inference_decoders_give_the_models_outputs_and_gradients(kind):
+    model = _model_with_running_statistics(kind)
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.mean_decoder.modules())
+    decoders = common.inference_decoders(model)
+    assert decoders is not None and not any(isinstance(m, torch.nn.BatchNorm2d)
+                                            for m in decoders.mean_decoder.modules())
+    z = torch.randn(3, model.latent_dimension, generator=torch.Generator().manual_seed(2))
+    x = torch.rand(3, 1, 16, 16, generator=torch.Generator().manual_seed(3))
+    gradients = []
+    for decode in (lambda leaf: (model.decode_mean(leaf), model.decode_cholesky(leaf)), decoders.decode):
+        leaf = z.clone().requires_grad_(True)
+        mean, cholesky = decode(leaf)
+        gradients.append(torch.autograd.grad(cholesky.nll(x, mean).sum(), leaf)[0])
+        if kind == "identity":
+            assert cholesky.log_diag.grad_fn is None
+        outputs = (mean.detach(), cholesky.log_diag.detach(), cholesky.off_diag.detach())
+        if len(gradients) == 1:
+            expected = outputs
+        else:
+            for got, want in zip(outputs, expected):
+                torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(gradients[1], gradients[0], rtol=1e-4, atol=1e-4)
+    # the decoded latent of the joint solver goes through them
+    decoded = DecodedLatent.decode(model, z)
+    torch.testing.assert_close(decoded.mean.detach(), expected[0], rtol=1e-5, atol=1e-5)
+
+
+def test_inference_decoders_follow_the_model():
+    model = _model_with_running_statistics("covar")
+    first = common.inference_decoders(model)
+    assert common.inference_decoders(model) is first  # built once
+    z = torch.randn(2, model.latent_dimension, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        model.mean_decoder.out.bias.add_(1.0)  # an in-place change of the weights: a new copy
+        second = common.inference_decoders(model)
+        assert second is not first
+        torch.testing.assert_close(second.decode(z)[0], model.decode_mean(z), rtol=1e-5, atol=1e-5)
+    model.train()  # batch statistics: no folding
+    assert common.inference_decoders(model) is None

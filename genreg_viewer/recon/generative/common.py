@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import weakref
 from typing import Callable
 
 import torch
@@ -60,6 +62,72 @@ def model_available(kind: str) -> tuple[bool, str]:
     except ImportError as exc:  # models not installed in this checkout
         return False, f"generative models unavailable: {exc}"
     return bundled_model_available(kind)
+
+
+class InferenceDecoders:
+    """The mean and covariance decoders of a frozen VAE prepared for evaluation: every batch normalisation folded
+    into the convolution before it and the weights in channels-last layout.
+
+    In eval mode a batch norm is the affine map ``gamma (h - m) / sqrt(v + eps) + beta`` of the conv output ``h = W
+    * u + b``, so the pair is the single conv with ``W' = W gamma / sqrt(v + eps)`` and ``b' = (b - m) gamma /
+    sqrt(v + eps) + beta`` (:func:`torch.nn.utils.fusion.fuse_conv_bn_eval`): the same ``G(z)`` and ``L(z)`` up to
+    float32 rounding, differentiable in ``z``, in fewer operations. Built by :func:`inference_decoders`."""
+
+    def __init__(self, model) -> None:
+        self.model = model
+        self.mean_decoder = _folded(model.mean_decoder)
+        covariance = getattr(model, "covariance_decoder", None)
+        self.covariance_decoder = None if covariance is None else _folded(covariance)
+        self.tensors = (*model.parameters(), *model.buffers())
+        self.version = _versions(self.tensors)
+
+    def decode(self, z: torch.Tensor):
+        """``(G(z), L(z))`` as ``model.decode_mean(z)``, ``model.decode_cholesky(z)``."""
+        self.model._check_latent(z)
+        mean = self.mean_decoder(z).contiguous()
+        if self.covariance_decoder is None:  # identity: a constant factor
+            return mean, self.model.decode_cholesky(z)
+        return mean, self.model.decode_cholesky_from_channels(self.covariance_decoder(z).contiguous())
+
+
+def _folded(decoder: torch.nn.Module) -> torch.nn.Module:
+    """A frozen copy of ``decoder`` with each ``Conv2d`` followed by a ``BatchNorm2d`` (as ``conv_x`` / ``norm_x``
+    attribute pairs of a block) merged into one conv, in channels-last layout."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    folded = copy.deepcopy(decoder).eval()
+    for module in folded.modules():
+        for name, child in list(module.named_children()):
+            if not (name.startswith("norm") and isinstance(child, torch.nn.BatchNorm2d)):
+                continue
+            conv = getattr(module, "conv" + name[len("norm"):], None)
+            if isinstance(conv, torch.nn.Conv2d) and conv.out_channels == child.num_features:
+                setattr(module, "conv" + name[len("norm"):], fuse_conv_bn_eval(conv, child))
+                setattr(module, name, torch.nn.Identity())
+    for parameter in folded.parameters():
+        parameter.requires_grad_(False)
+    return folded.to(memory_format=torch.channels_last)
+
+
+def _versions(tensors) -> tuple[int, ...]:
+    """In-place modification counters of ``tensors`` (the model's parameters and buffers, listed when the copy was
+    built: ``load_state_dict`` and optimiser steps write into them in place, so a changed model needs a new copy)."""
+    return tuple(t._version for t in tensors)
+
+
+_INFERENCE_DECODERS: "weakref.WeakKeyDictionary[torch.nn.Module, InferenceDecoders]" = weakref.WeakKeyDictionary()
+
+
+def inference_decoders(model) -> InferenceDecoders | None:
+    """:class:`InferenceDecoders` of ``model``, built once per model and parameter version; ``None`` (decode with
+    the model itself) for a model in training mode (its batch norms use batch statistics) or one without the VAE's
+    two decoders."""
+    if model.training or not hasattr(model, "mean_decoder") or not hasattr(model, "decode_cholesky_from_channels"):
+        return None
+    cached = _INFERENCE_DECODERS.get(model)
+    if cached is None or cached.version != _versions(cached.tensors):
+        cached = _INFERENCE_DECODERS[model] = InferenceDecoders(model)
+    return cached
 
 
 def real_gram(problem: Problem) -> Callable[[torch.Tensor], torch.Tensor]:

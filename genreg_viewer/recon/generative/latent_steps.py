@@ -27,6 +27,7 @@ import torch
 
 from ...models.cholesky import SparseCholesky
 from ..solvers import batch_dot
+from .common import inference_decoders
 
 #: curvature pairs with ``s^T y`` below this (relative to ``||s|| ||y||``) are not stored (keeps ``H`` positive
 #: definite)
@@ -62,9 +63,15 @@ class DecodedLatent:
 
     @classmethod
     def decode(cls, model, z: torch.Tensor) -> "DecodedLatent":
+        """``G(z)`` and ``L(z)`` with their graph, through the model's :func:`~.common.inference_decoders`
+        (batch norms folded) where it has them."""
         leaf = z.detach().requires_grad_(True)
+        decoders = inference_decoders(model)
         with torch.enable_grad():
-            return cls(leaf.detach(), model.decode_mean(leaf), model.decode_cholesky(leaf), (leaf,))
+            if decoders is None:
+                return cls(leaf.detach(), model.decode_mean(leaf), model.decode_cholesky(leaf), (leaf,))
+            mean, cholesky = decoders.decode(leaf)
+            return cls(leaf.detach(), mean, cholesky, (leaf,))
 
     def energy(self, x: torch.Tensor, mu: float, penalty=None) -> torch.Tensor:
         """``f(z) = nll(x; G(z), L(z)) + mu/2 ||z||^2 [+ penalty(L(z))]`` per image, without graph."""
