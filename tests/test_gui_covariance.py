@@ -67,8 +67,8 @@ def test_click_shows_the_correlation_row(window, qtbot, errors):
     assert shown[row, col] == pytest.approx(1.0)
     assert shown.min() >= -1.0 and shown.max() <= 1.0
     expected = _prepare(model, window.state.image, None)
-    np.testing.assert_allclose(shown, expected["cholesky"].correlation_row(row, col), atol=1e-5)
-    np.testing.assert_allclose(panel.variance_view.image(), expected["variance"], rtol=1e-4)
+    np.testing.assert_allclose(shown, expected.cholesky.correlation_row(row, col), atol=1e-5)
+    np.testing.assert_allclose(panel.variance_view.image(), expected.variance, rtol=1e-4)
     assert panel.correlation_view.marker.isVisible()
     star_x, star_y = panel.correlation_view.marker.getData()
     assert (star_x[0], star_y[0]) == (col + 0.5, row + 0.5)
@@ -92,7 +92,7 @@ def test_dragging_follows_the_mouse(window, qtbot):
         qtbot.wait(25)
         send_mouse(viewport, QMouseEvent.Type.MouseMove, start + (end - start) * float(t), left)
     send_mouse(viewport, QMouseEvent.Type.MouseButtonRelease, end, Qt.MouseButton.NoButton)
-    qtbot.waitUntil(lambda: panel.pixel == (40, 80) and not panel._row_busy, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: panel.pixel == (40, 80) and not panel.inspector.row_busy, timeout=WAIT_MS)
     assert panel.correlation_view.image()[40, 80] == pytest.approx(1.0)
 
 
@@ -109,7 +109,7 @@ def test_posterior_std_of_a_run(window, qtbot):
     qtbot.waitUntil(lambda: panel.prepared is not None, timeout=WAIT_MS)
     model = tiny_model()
     expected = _prepare(model, None, np.zeros(8, np.float32))
-    np.testing.assert_allclose(panel.mean_view.image(), expected["mean"][0, 0].numpy(), atol=1e-5)
+    np.testing.assert_allclose(panel.mean_view.image(), expected.mean_image(), atol=1e-5)
 
 
 def test_new_runs_are_followed_until_the_user_chooses_an_image(window, qtbot, errors):
@@ -127,10 +127,10 @@ def test_new_runs_are_followed_until_the_user_chooses_an_image(window, qtbot, er
     np.testing.assert_allclose(panel.std_view.image(), first.arrays["std_map"])
     assert panel.std_view.caption_label.text() == ""
     # the inspector decodes the run's own latent and shows the starred pixel's row for it
-    qtbot.waitUntil(lambda: panel.prepared is not None and not panel._row_busy, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: panel.prepared is not None and not panel.inspector.row_busy, timeout=WAIT_MS)
     expected = _prepare(model, None, latent)
-    np.testing.assert_allclose(panel.mean_view.image(), expected["mean"][0, 0].numpy(), atol=1e-5)
-    np.testing.assert_allclose(panel.correlation_view.image(), expected["cholesky"].correlation_row(64, 64),
+    np.testing.assert_allclose(panel.mean_view.image(), expected.mean_image(), atol=1e-5)
+    np.testing.assert_allclose(panel.correlation_view.image(), expected.cholesky.correlation_row(64, 64),
                                atol=1e-5)
 
     # runs with nothing to inspect (no std map or latent, or cancelled) leave the choice alone
@@ -164,7 +164,7 @@ def test_a_latent_of_another_model_is_not_decoded(window, qtbot, errors):
     assert panel.source_combo.currentData() == f"run:{record.run_id}"
     qtbot.waitUntil(lambda: panel.prepared is not None, timeout=WAIT_MS)
     expected = _prepare(model, record.image, None)
-    np.testing.assert_allclose(panel.mean_view.image(), expected["mean"][0, 0].numpy(), atol=1e-5)
+    np.testing.assert_allclose(panel.mean_view.image(), expected.mean_image(), atol=1e-5)
     assert "posterior std" in panel.std_view.caption_label.text()
     assert errors == []
 
@@ -190,7 +190,7 @@ def test_a_finished_mean_covar_run_is_shown(window, qtbot, errors):
     assert "convergence test had not fired" in method.run_controls.progress_label.toolTip()
     assert panel.source_combo.currentData() == f"run:{record.run_id}"
     np.testing.assert_allclose(panel.std_view.image(), record.arrays["std_map"])
-    assert panel._source()[2] is record.arrays["latent"]
+    assert panel.inspector.source.latent is record.arrays["latent"]
     qtbot.waitUntil(lambda: panel.prepared is not None, timeout=WAIT_MS)
     assert errors == []
 

@@ -5,12 +5,15 @@ measurement setting they ran with), built from a :class:`~genreg_viewer.recon.Re
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from ..recon import ReconResult
+
+if TYPE_CHECKING:
+    from .covariance import PreparedCovariance
 
 #: most posterior samples a run keeps (``arrays['samples']``, ``(K, H, W)``; the first K the method drew): enough for
 #: the app's flip-book, small in sessions (8 x 128 x 128 float32 is 512 KiB)
@@ -40,7 +43,7 @@ class RunRecord:
     history: list[dict[str, Any]] = field(default_factory=list)
     #: the covariance inspector's decoding of this run (``L(z)``, mean, variance map), made on the worker when the
     #: run ended (:func:`genreg_viewer.application.covariance.prepare_for_run`); not saved with sessions
-    covariance: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+    covariance: "PreparedCovariance | None" = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_result(cls, result: ReconResult, run_id: int, title: str, setting: dict[str, Any]) -> "RunRecord":

@@ -242,17 +242,18 @@ class WorkerThread(QObject):
     reports ``done(tag, result)`` or ``failed(tag, message)`` on the GUI thread until :meth:`shutdown`.
 
     Used for short jobs that must not block the GUI (loading a model, computing a covariance row); the caller
-    coalesces requests itself (see the covariance panel)."""
+    coalesces requests itself (see the covariance inspector). A tag is any object that names the call to its owner
+    (the covariance inspector's :class:`~genreg_viewer.application.covariance.CovarianceTask`)."""
 
-    done = pyqtSignal(str, object)
-    failed = pyqtSignal(str, str)
+    done = pyqtSignal(object, object)  # tag, result
+    failed = pyqtSignal(object, str)  # tag, message
 
     def __init__(self, name: str, parent: QObject | None = None):
         super().__init__(parent)
         self.closed = False
         self.pool = _Pool.new(name, self)
 
-    def submit(self, tag: str, function: Callable[[], Any]) -> None:
+    def submit(self, tag: Any, function: Callable[[], Any]) -> None:
         if self.closed:
             return
         worker = create_worker(_with_thread_count(function), _start_thread=False, _ignore_errors=True)
@@ -267,11 +268,11 @@ class WorkerThread(QObject):
         self.pool.clear()
         return self.pool.waitForDone(timeout_ms) if timeout_ms > 0 else self.pool.activeThreadCount() == 0
 
-    def _relay_done(self, tag: str, result: Any) -> None:
+    def _relay_done(self, tag: Any, result: Any) -> None:
         if not self.closed:
             self.done.emit(tag, result)
 
-    def _relay_failed(self, tag: str, exc: BaseException) -> None:
+    def _relay_failed(self, tag: Any, exc: BaseException) -> None:
         if not self.closed:
             self.failed.emit(tag, report_exception(exc))
 

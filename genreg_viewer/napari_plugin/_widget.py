@@ -43,7 +43,12 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..application.covariance import covariance_latent, load_covariance_model, prepare_covariance
+from ..application.covariance import (
+    PreparedCovariance,
+    covariance_latent,
+    load_covariance_model,
+    prepare_covariance,
+)
 from ..application.experiment import IMAGE_SIZE, ExperimentState, ImageInfo
 from ..application.jobs import ProgressUpdate, ReconJob, run_job, user_message
 from ..application.runs import RunRecord
@@ -400,7 +405,7 @@ class CovarianceWidget(QWidget):
     def __init__(self, napari_viewer: Any) -> None:
         super().__init__()
         self.viewer = napari_viewer
-        self.prepared: dict[str, Any] | None = None  #: latent, mean, Cholesky factor, variances of ``prepared_key``
+        self.prepared: PreparedCovariance | None = None  #: mean, Cholesky factor, variances of ``prepared_key``
         self.prepared_key: tuple | None = None
         self.prepared_placement: Placement | None = None
         self.worker: Any = None  #: the decoding worker, None when idle
@@ -546,7 +551,7 @@ class CovarianceWidget(QWidget):
     def show_pixel(self, row: int, col: int) -> Image:
         """The correlation row of pixel ``(row, col)`` in the :data:`CORRELATION_LAYER` layer (made or updated)."""
         assert self.prepared is not None
-        correlation = np.asarray(self.prepared["cholesky"].correlation_row(row, col), dtype=np.float32)
+        correlation = np.asarray(self.prepared.cholesky.correlation_row(row, col), dtype=np.float32)
         self.pixel, self.correlation = (row, col), correlation
         placement = self.prepared_placement.kwargs() if self.prepared_placement is not None else {}
         existing = layer_by_name(self.viewer, CORRELATION_LAYER)
