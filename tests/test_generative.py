@@ -458,3 +458,37 @@ def test_inference_decoders_follow_the_model():
         torch.testing.assert_close(second.decode(z)[0], model.decode_mean(z), rtol=1e-5, atol=1e-5)
     model.train()  # batch statistics: no folding
     assert common.inference_decoders(model) is None
+
+
+@pytest.mark.parametrize("jacobi", [False, True])
+def test_preconditioned_cg_follows_the_shared_conjugate_gradient_and_solves_dense_systems(jacobi):
+    """The joint solver's in-place CG against ``solvers.conjugate_gradient`` (same iterates, to rounding, after a few
+    steps and with the stopping rule) and against a dense solve (run to convergence); items converge on their own."""
+    from genreg_viewer.recon.solvers import conjugate_gradient
+
+    gen = torch.Generator().manual_seed(8)
+    n, batch = 30, 3
+    factors = torch.randn(batch, n, n, generator=gen, dtype=torch.float64)
+    # a badly scaled diagonal for Jacobi; plain CG on it would amplify rounding too much to compare iterates
+    scales = torch.logspace(-2, 2, n, dtype=torch.float64) if jacobi else torch.logspace(-0.5, 0.5, n,
+                                                                                         dtype=torch.float64)
+    matrices = scales[:, None] * (factors @ factors.transpose(1, 2) / n + torch.eye(n, dtype=torch.float64)) \
+        * scales[None, :]
+    rhs = torch.randn(batch, 1, 1, n, generator=gen, dtype=torch.float64)
+    rhs[2] *= 1e-3  # a small right-hand side: relative tolerance per item
+    x0 = torch.randn(batch, 1, 1, n, generator=gen, dtype=torch.float64)
+
+    def apply(v):
+        return (matrices @ v.reshape(batch, n, 1)).reshape(v.shape)
+
+    inverse = 1.0 / torch.diagonal(matrices, dim1=1, dim2=2).reshape(batch, 1, 1, n) if jacobi else None
+    for steps in (1, 3, 8):
+        ours, count = common.preconditioned_cg(apply, rhs, x0, steps, 1e-12, inverse)
+        shared, shared_count = conjugate_gradient(apply, rhs, x0, steps, 1e-12, inverse)
+        assert count == shared_count == steps
+        torch.testing.assert_close(ours, shared, rtol=1e-9, atol=1e-12)
+    solved, count = common.preconditioned_cg(apply, rhs, x0, 500, 1e-10, inverse)
+    assert count < 500
+    exact = torch.linalg.solve(matrices, rhs.reshape(batch, n, 1)).reshape(rhs.shape)
+    torch.testing.assert_close(solved, exact, rtol=1e-6, atol=1e-9)
+    assert torch.equal(x0, x0.clone())  # the start is not modified
