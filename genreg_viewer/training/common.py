@@ -7,7 +7,7 @@ evaluation images used by tests and benchmarks start) or the path of a slice set
 ``--augment``).
 
 The step-budget trainers (:func:`train_steps`: denoiser, variational network, educated DIP, flow) run the one
-training loop (:func:`genreg_viewer.training.loop.train_loop`, shared with the VAE) for a number of steps or until a
+training loop (:class:`genreg_viewer.training.loop.Trainer`, shared with the VAE) for a number of steps or until a
 wall-clock budget is spent, whichever comes first, with a linear warm-up and a cosine learning-rate decay over the
 planned steps, a checkpoint every ``checkpoint_every`` steps (``--resume``) and, under ``torchrun``, data-parallel
 steps over the ranks (:mod:`genreg_viewer.training.distributed`).
@@ -38,7 +38,9 @@ from .loop import (  # noqa: F401 (re-exported: the trainers and tests import th
     check_finite,
     ensure_log_handler,
     set_learning_rate,
-    train_loop,
+    LoopOptions,
+    Trainer,
+    TrainingTask,
 )
 
 #: phantom seeds >= this are held out for evaluation; training uses seeds below it
@@ -435,8 +437,8 @@ def step_checkpointing(config: "StepTrainingConfig", stem: str | os.PathLike, re
 def generator_state(
     generator: torch.Generator,
 ) -> tuple[Callable[[], dict[str, Any]], Callable[[dict[str, Any]], None]]:
-    """``state()`` / ``load_state()`` for :func:`train_loop` that save and restore ``generator`` (a resumed run then
-    draws the batches and noise the uninterrupted run would have drawn)."""
+    """``state()`` / ``load_state()`` of a :class:`~genreg_viewer.training.loop.TrainingTask` that save and restore
+    ``generator`` (a resumed run then draws the batches and noise the uninterrupted run would have drawn)."""
     def state() -> dict[str, Any]:
         return {"generator": generator.get_state()}
 
@@ -467,7 +469,7 @@ def train_steps(
     state: Callable[[], dict[str, Any]] | None = None,
     load_state: Callable[[dict[str, Any]], None] | None = None,
 ) -> LoopOutcome:
-    """A step-budget run of :func:`genreg_viewer.training.loop.train_loop`: Adam on ``model``'s parameters until
+    """A step-budget run of the :class:`~genreg_viewer.training.loop.Trainer`: Adam on ``model``'s parameters until
     ``steps`` steps or ``minutes`` are spent, warm-up over 20 steps, then cosine decay to ``learning_rate / 20`` at
     step ``steps`` (or at the end of the time budget, whichever is further along).
 
@@ -488,12 +490,11 @@ def train_steps(
     period = checkpoint_every if checkpoint_every is not None else steps
     plan = Plan(Schedule(learning_rate, warmup=20, final_fraction=0.05), period=max(1, period), budget="clock",
                 steps=steps, minutes=minutes)
-    return train_loop(
-        model, lambda step, share: {"loss": batch_loss(step, share)}, plan, context, checkpointing=checkpointing,
-        state=state, load_state=load_state, max_grad_norm=max_grad_norm, after_step=after_step,
-        max_non_finite=max_non_finite, loss_label=loss_label, loss_digits=loss_digits, log_every=log_every,
-        smoothing=smoothing,
-    )
+    task = TrainingTask(model, lambda step, share: {"loss": batch_loss(step, share)}, state=state,
+                        load_state=load_state, after_step=after_step)
+    options = LoopOptions(max_grad_norm=max_grad_norm, max_non_finite=max_non_finite, loss_label=loss_label,
+                          loss_digits=loss_digits, log_every=log_every, smoothing=smoothing)
+    return Trainer(task, plan, context, options, checkpointing).run()
 
 
 def finish_checkpoint(checkpointing: Checkpointing, context: DistributedContext, keep: bool) -> None:

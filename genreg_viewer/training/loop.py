@@ -1,4 +1,4 @@
-"""The one training loop of every ``genreg train`` kind (:func:`train_loop`).
+"""The one training loop of every ``genreg train`` kind (:class:`Trainer`).
 
 Each step ``s``: a fresh global batch and its losses from the trainer's ``batch_loss(step, share)`` (a dict with the
 minimised ``"loss"``, each a mean over this rank's share of the batch), the learning rate of :class:`Schedule`, the
@@ -184,7 +184,7 @@ class Checkpointing:
 
 @dataclass
 class LoopOutcome:
-    """What :func:`train_loop` did: ``steps`` taken (skipped ones included; counting a resumed run's earlier
+    """What a :meth:`Trainer.run` did: ``steps`` taken (skipped ones included; counting a resumed run's earlier
     steps), the smoothed ``final_loss`` (``None`` when no step succeeded), ``skipped`` non-finite steps, the logged
     ``curve`` ``[[step, smoothed loss], ...]``, the per-period ``history``, the training ``seconds`` (earlier runs
     included) and the final ``plan`` (its ``periods`` cut by a time budget)."""
@@ -288,191 +288,268 @@ def _share_loss(batch_loss: Callable[[int, BatchShare], dict[str, torch.Tensor]]
         return {key: zero for key in (keys or ["loss"])}
 
 
-def train_loop(
-    trainable: torch.nn.Module,
-    batch_loss: Callable[[int, BatchShare], dict[str, torch.Tensor]],
-    plan: Plan,
-    context: DistributedContext,
-    *,
-    train_mode: Callable[[], object] | None = None,
-    evaluate: Callable[[], dict[str, float]] | None = None,
-    checkpointing: Checkpointing | None = None,
-    state: Callable[[], dict[str, Any]] | None = None,
-    load_state: Callable[[dict[str, Any]], None] | None = None,
-    max_grad_norm: float | None = None,
-    after_step: Callable[[], None] | None = None,
-    max_non_finite: int | None = None,
-    label: str = "train",
-    loss_label: str = "loss",
-    loss_digits: int = 4,
-    log_every: int | None = 20,
-    smoothing: float = 0.05,
-    progress_bar: bool = False,
-    final_check: bool = True,
-) -> LoopOutcome:
-    """Adam over ``trainable``'s parameters that require gradients, as described in the module docstring.
+@dataclass
+class TrainingTask:
+    """What a :class:`Trainer` trains and how it scores a batch: Adam runs over ``trainable``'s parameters that
+    require gradients; ``batch_loss(step, share)`` returns the losses of a fresh global batch (``"loss"`` is
+    minimised) after passing every tensor of it through ``share`` and drawing its random numbers for the whole global
+    batch first, so every rank's generators stay in step. Optional hooks: ``train_mode()`` (default
+    ``trainable.train``), ``evaluate()`` (held-out figures at the end of each period), ``state()`` /
+    ``load_state(dict)`` (the trainer's own state saved in, and restored from, checkpoints) and ``after_step()``."""
 
-    ``batch_loss(step, share)`` must pass every tensor of its global batch through ``share`` before the network
-    sees it (and draw its random numbers for the whole global batch, before sharing), so that every rank's
-    generators stay in step. A non-finite global loss raises :class:`TrainingDiverged`; with ``max_non_finite`` the
-    step is skipped instead (it still counts) and more than ``max_non_finite`` of them raise. ``final_check``: one
-    more batch after the last step, in eval mode without gradients, must give a finite loss (the last update can
-    break the model before any loss shows it).
-    """
-    ensure_log_handler()
-    set_train_mode: Callable[[], object] = train_mode if train_mode is not None else trainable.train
-    parameters = [p for p in trainable.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(parameters, lr=plan.schedule.peak)
-    outcome = LoopOutcome(0, None, plan)
-    running: float | None = None
-    step, period_start_step = 0, 0
-    if checkpointing is not None and checkpointing.resume:
+    trainable: torch.nn.Module
+    batch_loss: Callable[[int, BatchShare], dict[str, torch.Tensor]]
+    train_mode: Callable[[], object] | None = None
+    evaluate: Callable[[], dict[str, float]] | None = None
+    state: Callable[[], dict[str, Any]] | None = None
+    load_state: Callable[[dict[str, Any]], None] | None = None
+    after_step: Callable[[], None] | None = None
+
+
+@dataclass(frozen=True)
+class LoopOptions:
+    """How a :class:`Trainer` runs: gradient-norm clipping at ``max_grad_norm``; ``max_non_finite`` non-finite losses
+    skipped before training counts as diverged (``None``: the first one raises); the log ``label``, the name and
+    digits of the logged loss, a log line every ``log_every`` steps (``None``: none), the loss ``smoothing``, a
+    per-period ``progress_bar``, and the ``final_check`` (one more batch after the last step, in eval mode without
+    gradients, must give a finite loss: the last update can break the model before any loss shows it)."""
+
+    max_grad_norm: float | None = None
+    max_non_finite: int | None = None
+    label: str = "train"
+    loss_label: str = "loss"
+    loss_digits: int = 4
+    log_every: int | None = 20
+    smoothing: float = 0.05
+    progress_bar: bool = False
+    final_check: bool = True
+
+
+class Trainer:
+    """The training loop of the module docstring for one ``task`` under one ``plan``, run by :meth:`run`.
+
+    A non-finite global loss raises :class:`TrainingDiverged` (with ``options.max_non_finite`` the step is skipped
+    instead - it still counts - and more than that many raise); a non-finite parameter or held-out figure raises too.
+    Every rank takes the same branch: the checks are summed over the ranks."""
+
+    def __init__(self, task: TrainingTask, plan: Plan, context: DistributedContext,
+                 options: LoopOptions = LoopOptions(), checkpointing: Checkpointing | None = None):
+        self.task, self.plan, self.context = task, plan, context
+        self.options, self.checkpointing = options, checkpointing
+        self.parameters = [p for p in task.trainable.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.Adam(self.parameters, lr=plan.schedule.peak)
+        self.outcome = LoopOutcome(0, None, plan)
+        self.running: float | None = None  # the smoothed loss
+        self.step = 0
+        self.keys: list[str] | None = None  # the loss names of batch_loss, from its first call
+        self.sums: dict[str, float] = {}  # this period's sums of the global losses
+        self.elapsed = 0.0  # this run's clock as rank 0 measured it at the end of the last step (all ranks agree)
+        self._run_started = self._period_started = time.perf_counter()  # set again when run() starts
+
+    # -------------------------------------------------------------------------------------------------- resuming
+    def _resume(self) -> None:
+        """Restore network, buffers, optimiser, step, history and the task's state from the checkpoint."""
+        checkpointing, trainable = self.checkpointing, self.task.trainable
+        assert checkpointing is not None
         payload = _load_checkpoint(checkpointing)
-        step = _check_checkpoint(payload, checkpointing.path, trainable, plan)
+        self.step = _check_checkpoint(payload, checkpointing.path, trainable, self.plan)
         trainable.load_state_dict(payload["trainable"])
         for name, buffer in trainable.named_buffers():  # non-persistent buffers too (power-iteration vectors)
             if name in payload.get("buffers", {}):
                 buffer.copy_(payload["buffers"][name])
         try:
-            optimizer.load_state_dict(payload["optimizer"])
+            self.optimizer.load_state_dict(payload["optimizer"])
         except (ValueError, KeyError, TypeError, RuntimeError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ValueError(f"--resume: checkpoint {checkpointing.path} has an unusable optimiser state ({first})") \
                 from None
+        outcome = self.outcome
         outcome.history, outcome.seconds = list(payload["history"]), float(payload["seconds"])
         outcome.curve, outcome.skipped = list(payload.get("curve", [])), int(payload.get("skipped", 0))
-        running = payload.get("running")
-        if load_state is not None:
-            load_state(payload.get("state", {}))
-        logger.info("%s: resumed from %s after step %d", label, checkpointing.path, step)
-    period_start_step = step
-    periods_before, original_periods = step // plan.period, plan.periods
-    module = context.wrap(trainable)
-    sums: dict[str, float] = {}
-    keys: list[str] | None = None
-    run_started = time.perf_counter()
-    period_started = run_started
-    elapsed = 0.0  # this run's wall clock as rank 0 measured it at the end of the last step (all ranks agree)
-    bar = None
-    try:
-        while not plan.finished(step, elapsed):
-            if progress_bar and bar is None:
-                from tqdm import tqdm
+        self.running = payload.get("running")
+        if self.task.load_state is not None:
+            self.task.load_state(payload.get("state", {}))
+        logger.info("%s: resumed from %s after step %d", self.options.label, checkpointing.path, self.step)
 
-                remaining = min(plan.period, plan.total_steps - period_start_step)
-                bar = tqdm(total=remaining, desc=f"{label} {'epoch' if plan.budget == 'periods' else 'steps'} "
-                           f"{step // plan.period + 1}/{plan.periods or '?'}", unit="batch", mininterval=10.0,
-                           file=sys.stderr, dynamic_ncols=True, disable=not context.is_main)
-            set_train_mode()
-            share = context.share()
-            losses = module.run(functools.partial(_share_loss, batch_loss, trainable, step, share, keys))
-            keys = keys or list(losses)
-            weight = share.fraction if share.count else 0.0
-            local = torch.tensor([float(losses[k].detach()) * weight for k in keys], dtype=torch.float64)
-            where = (f"{label} epoch {step // plan.period + 1}, batch {step % plan.period + 1}"
-                     if plan.budget == "periods" else f"step {step + 1}")
-            problem = None
-            if not math.isfinite(float(local[0])):
-                problem = f"the loss became {float(local[0])}"
-            flagged = context.sum(torch.tensor([float(problem is not None)], dtype=torch.float64))
-            if float(flagged[0]) > 0:  # every rank takes the same branch
-                if max_non_finite is None:
-                    raise diverged(where, problem or "the loss became non-finite on another process")
-                outcome.skipped += 1
-                if outcome.skipped > max_non_finite:
-                    raise TrainingDiverged(f"training diverged: more than {max_non_finite} non-finite losses by step "
-                                           f"{step + 1}; lower --lr (nothing was written)")
-                optimizer.zero_grad(set_to_none=True)
-                step += 1
-                if plan.budget == "clock":
-                    elapsed = context.from_main(time.perf_counter() - run_started)
-                continue
-            set_learning_rate(optimizer, plan.schedule(step, plan.progress(step, elapsed)))
-            optimizer.zero_grad(set_to_none=True)
-            objective = losses["loss"]
-            if context.distributed:  # DDP averages over the ranks: N (b_r / B) loss_r sums to the global mean
-                objective = objective * (weight * context.world_size)
-            objective.backward()
-            if max_grad_norm is not None:
-                torch.nn.utils.clip_grad_norm_(parameters, max_grad_norm)
-            optimizer.step()
-            if after_step is not None:
-                after_step()
-            problem = divergence(module=trainable)
-            global_losses = context.sum(torch.cat([local, torch.tensor([float(problem is not None)],
-                                                                       dtype=torch.float64)]))
-            if float(global_losses[-1]) > 0:
-                raise diverged(where, problem or "a parameter became non-finite on another process")
-            values = dict(zip(keys, global_losses[:-1].tolist()))
-            for key, value in values.items():
-                sums[key] = sums.get(key, 0.0) + value
-            loss = values["loss"]
-            running = loss if running is None else (1 - smoothing) * running + smoothing * loss
-            step += 1
-            if plan.budget == "clock" or (log_every is not None and step % log_every == 0):
-                elapsed = context.from_main(time.perf_counter() - run_started)
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix({k: f"{v / (step - period_start_step):.4g}" for k, v in sums.items()}, refresh=False)
-            if log_every is not None and step % log_every == 0:
-                outcome.curve.append([step, round(running, 4)])
-                logger.info("step %d %s %.*f elapsed %.0fs", step, loss_label, loss_digits, running, elapsed)
-            if step % plan.period == 0 or plan.finished(step, elapsed):
+    def _save_checkpoint(self) -> None:
+        checkpointing, trainable = self.checkpointing, self.task.trainable
+        if checkpointing is None or not self.context.is_main:
+            return
+        outcome = self.outcome
+        _save_checkpoint(checkpointing.path, {
+            "identity": checkpointing.identity, "trainable": trainable.state_dict(),
+            "buffers": dict(trainable.named_buffers()), "optimizer": self.optimizer.state_dict(),
+            "step": self.step, "epoch": self.step // self.plan.period, "history": outcome.history,
+            "seconds": outcome.seconds, "curve": outcome.curve, "skipped": outcome.skipped,
+            "running": self.running, "state": self.task.state() if self.task.state is not None else {}})
+
+    # ------------------------------------------------------------------------------------------------ one step
+    def _where(self) -> str:
+        plan, step = self.plan, self.step
+        return (f"{self.options.label} epoch {step // plan.period + 1}, batch {step % plan.period + 1}"
+                if plan.budget == "periods" else f"step {step + 1}")
+
+    def _any_rank(self, flag: bool) -> bool:
+        """Whether ``flag`` holds on any rank (every rank gets the same answer)."""
+        return float(self.context.sum(torch.tensor([float(flag)], dtype=torch.float64))[0]) > 0
+
+    def _skip_non_finite(self, problem: str | None) -> None:
+        """A step whose global loss is not finite: raise, or count it as skipped within ``max_non_finite``."""
+        limit = self.options.max_non_finite
+        if limit is None:
+            raise diverged(self._where(), problem or "the loss became non-finite on another process")
+        self.outcome.skipped += 1
+        if self.outcome.skipped > limit:
+            raise TrainingDiverged(f"training diverged: more than {limit} non-finite losses by step {self.step + 1}; "
+                                   "lower --lr (nothing was written)")
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+
+    def _update(self, losses: dict[str, torch.Tensor], local: torch.Tensor, weight: float) -> None:
+        """The Adam step on this batch's loss, then the divergence check and the period sums and smoothed loss."""
+        plan, context, options = self.plan, self.context, self.options
+        set_learning_rate(self.optimizer, plan.schedule(self.step, plan.progress(self.step, self.elapsed)))
+        self.optimizer.zero_grad(set_to_none=True)
+        objective = losses["loss"]
+        if context.distributed:  # DDP averages over the ranks: N (b_r / B) loss_r sums to the global mean
+            objective = objective * (weight * context.world_size)
+        objective.backward()
+        if options.max_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(self.parameters, options.max_grad_norm)
+        self.optimizer.step()
+        if self.task.after_step is not None:
+            self.task.after_step()
+        problem = divergence(module=self.task.trainable)
+        global_losses = context.sum(torch.cat([local, torch.tensor([float(problem is not None)],
+                                                                   dtype=torch.float64)]))
+        if float(global_losses[-1]) > 0:
+            raise diverged(self._where(), problem or "a parameter became non-finite on another process")
+        assert self.keys is not None
+        values = dict(zip(self.keys, global_losses[:-1].tolist()))
+        for key, value in values.items():
+            self.sums[key] = self.sums.get(key, 0.0) + value
+        loss = values["loss"]
+        self.running = loss if self.running is None else (1 - options.smoothing) * self.running + \
+            options.smoothing * loss
+
+    # ---------------------------------------------------------------------------------------------- one period
+    def _end_period(self, steps_done: int) -> float:
+        """The period's history record (training means, held-out figures, seconds), its divergence check, the log
+        line and the checkpoint; returns the period's seconds."""
+        plan, step = self.plan, self.step
+        self.context.broadcast_state(self.task.trainable)  # rank 0's batch-norm statistics everywhere
+        unit = "epoch" if plan.budget == "periods" else "step"
+        record: dict[str, float] = {unit: step // plan.period if plan.budget == "periods" else step}
+        record.update({f"train_{k}": v / max(1, steps_done) for k, v in self.sums.items()})
+        if self.task.evaluate is not None:
+            record.update({f"held_out_{k}": v for k, v in self.task.evaluate().items()})
+        problem = divergence(values=record)
+        if self._any_rank(problem is not None):
+            raise diverged(f"{self.options.label} {unit} {record.get('epoch', step)}",
+                           problem or "the evaluation became non-finite on another process")
+        now = time.perf_counter()
+        period_seconds = now - self._period_started
+        self.outcome.seconds += period_seconds
+        self._period_started = now
+        record["seconds"] = round(self.outcome.seconds, 1)
+        self.outcome.history.append(record)
+        if plan.budget == "periods":
+            logger.info("%s epoch %d: %s", self.options.label, record["epoch"],
+                        ", ".join(f"{k}={v:.5g}" for k, v in record.items() if k != "epoch"))
+        self._save_checkpoint()
+        self.sums = {}
+        return period_seconds
+
+    def _refit_budget(self, period_seconds: float, periods_before: int, original_periods: int) -> None:
+        """With a time budget in periods: after this run's first and second period, the periods that fit it."""
+        plan, context, step = self.plan, self.context, self.step
+        timed = step // plan.period - periods_before  # periods of this run
+        if plan.budget != "periods" or plan.minutes is None or timed not in (1, 2):
+            return
+        run_seconds = context.from_main(self._period_started - self._run_started)
+        fitting = periods_within_budget(
+            plan.minutes * 60, run_seconds, context.from_main(period_seconds), step // plan.period,
+            minimum=step // plan.period + (1 if timed == 1 else 0), maximum=original_periods)
+        if fitting != plan.periods:
+            logger.info("%s: %g min allow %d of %d epochs", self.options.label, plan.minutes, fitting, original_periods)
+            plan.periods = fitting
+
+    def _final_check(self) -> None:
+        trainable = self.task.trainable
+        trainable.eval()
+        with torch.no_grad():
+            try:
+                problem = divergence(loss=self.task.batch_loss(self.step, self.context.share())["loss"])
+            except EmptyShareError:
+                problem = None
+        if self._any_rank(problem is not None):
+            raise diverged(f"the end of training (step {self.step})", problem or "non-finite loss on another process")
+
+    def _progress_bar(self, period_start_step: int):
+        from tqdm import tqdm
+
+        plan = self.plan
+        remaining = min(plan.period, plan.total_steps - period_start_step)
+        return tqdm(total=remaining, desc=f"{self.options.label} {'epoch' if plan.budget == 'periods' else 'steps'} "
+                    f"{self.step // plan.period + 1}/{plan.periods or '?'}", unit="batch", mininterval=10.0,
+                    file=sys.stderr, dynamic_ncols=True, disable=not self.context.is_main)
+
+    # --------------------------------------------------------------------------------------------------- the run
+    def run(self) -> LoopOutcome:
+        """Train until the plan is finished (resuming first when the checkpointing says so); the outcome."""
+        ensure_log_handler()
+        task, plan, context, options = self.task, self.plan, self.context, self.options
+        set_train_mode: Callable[[], object] = task.train_mode if task.train_mode is not None else task.trainable.train
+        if self.checkpointing is not None and self.checkpointing.resume:
+            self._resume()
+        period_start_step = self.step
+        periods_before, original_periods = self.step // plan.period, plan.periods
+        module = context.wrap(task.trainable)
+        self._run_started = time.perf_counter()
+        self._period_started = self._run_started
+        bar = None
+        try:
+            while not plan.finished(self.step, self.elapsed):
+                if options.progress_bar and bar is None:
+                    bar = self._progress_bar(period_start_step)
+                set_train_mode()
+                share = context.share()
+                losses = module.run(functools.partial(_share_loss, task.batch_loss, task.trainable, self.step, share,
+                                                      self.keys))
+                self.keys = self.keys or list(losses)
+                weight = share.fraction if share.count else 0.0
+                local = torch.tensor([float(losses[k].detach()) * weight for k in self.keys], dtype=torch.float64)
+                loss_value = float(local[0])
+                if self._any_rank(not math.isfinite(loss_value)):
+                    self._skip_non_finite(None if math.isfinite(loss_value) else f"the loss became {loss_value}")
+                    if plan.budget == "clock":
+                        self.elapsed = context.from_main(time.perf_counter() - self._run_started)
+                    continue
+                self._update(losses, local, weight)
+                self.step += 1
+                step = self.step
+                if plan.budget == "clock" or (options.log_every is not None and step % options.log_every == 0):
+                    self.elapsed = context.from_main(time.perf_counter() - self._run_started)
                 if bar is not None:
-                    bar.close()
-                    bar = None
-                steps_done = step - period_start_step
-                context.broadcast_state(trainable)  # rank 0's batch-norm statistics everywhere
-                record: dict[str, float] = {"epoch" if plan.budget == "periods" else "step":
-                                            (step // plan.period if plan.budget == "periods" else step)}
-                record.update({f"train_{k}": v / max(1, steps_done) for k, v in sums.items()})
-                if evaluate is not None:
-                    record.update({f"held_out_{k}": v for k, v in evaluate().items()})
-                problem = divergence(values=record)
-                if float(context.sum(torch.tensor([float(problem is not None)], dtype=torch.float64))[0]) > 0:
-                    unit = "epoch" if plan.budget == "periods" else "step"
-                    raise diverged(f"{label} {unit} {record.get('epoch', step)}",
-                                   problem or "the evaluation became non-finite on another process")
-                now = time.perf_counter()
-                period_seconds = now - period_started
-                outcome.seconds += period_seconds
-                period_started = now
-                record["seconds"] = round(outcome.seconds, 1)
-                outcome.history.append(record)
-                if plan.budget == "periods":
-                    logger.info("%s epoch %d: %s", label, record["epoch"],
-                                ", ".join(f"{k}={v:.5g}" for k, v in record.items() if k != "epoch"))
-                if checkpointing is not None and context.is_main:
-                    _save_checkpoint(checkpointing.path, {
-                        "identity": checkpointing.identity, "trainable": trainable.state_dict(),
-                        "buffers": dict(trainable.named_buffers()), "optimizer": optimizer.state_dict(),
-                        "step": step, "epoch": step // plan.period, "history": outcome.history,
-                        "seconds": outcome.seconds, "curve": outcome.curve, "skipped": outcome.skipped,
-                        "running": running, "state": state() if state is not None else {}})
-                sums, period_start_step = {}, step
-                timed = step // plan.period - periods_before  # periods of this run
-                if plan.budget == "periods" and plan.minutes is not None and timed in (1, 2):
-                    run_seconds = context.from_main(now - run_started)
-                    fitting = periods_within_budget(
-                        plan.minutes * 60, run_seconds, context.from_main(period_seconds), step // plan.period,
-                        minimum=step // plan.period + (1 if timed == 1 else 0), maximum=original_periods)
-                    if fitting != plan.periods:
-                        logger.info("%s: %g min allow %d of %d epochs", label, plan.minutes, fitting,
-                                    original_periods)
-                        plan.periods = fitting
-        if final_check:
-            trainable.eval()
-            with torch.no_grad():
-                try:
-                    end_losses = batch_loss(step, context.share())
-                    problem = divergence(loss=end_losses["loss"])
-                except EmptyShareError:
-                    problem = None
-            if float(context.sum(torch.tensor([float(problem is not None)], dtype=torch.float64))[0]) > 0:
-                raise diverged(f"the end of training (step {step})", problem or "non-finite loss on another process")
-    finally:
-        if bar is not None:
-            bar.close()
-        module.release()
-    outcome.steps, outcome.final_loss = step, running
-    return outcome
+                    bar.update(1)
+                    bar.set_postfix({k: f"{v / (step - period_start_step):.4g}" for k, v in self.sums.items()},
+                                    refresh=False)
+                if options.log_every is not None and step % options.log_every == 0:
+                    self.outcome.curve.append([step, round(self.running or 0.0, 4)])
+                    logger.info("step %d %s %.*f elapsed %.0fs", step, options.loss_label, options.loss_digits,
+                                self.running, self.elapsed)
+                if step % plan.period == 0 or plan.finished(step, self.elapsed):
+                    if bar is not None:
+                        bar.close()
+                        bar = None
+                    period_seconds = self._end_period(step - period_start_step)
+                    period_start_step = step
+                    self._refit_budget(period_seconds, periods_before, original_periods)
+            if options.final_check:
+                self._final_check()
+        finally:
+            if bar is not None:
+                bar.close()
+            module.release()
+        self.outcome.steps, self.outcome.final_loss = self.step, self.running
+        return self.outcome

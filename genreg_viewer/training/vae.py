@@ -18,7 +18,7 @@ uses ``z = mu(x)`` instead)::
 
 with ``a`` the relative off-diagonal weights (an optional L1 penalty), a lower learning rate and more epochs.
 
-Both stages run the one training loop (:func:`genreg_viewer.training.loop.train_loop`, epochs as its periods):
+Both stages run the one training loop (:class:`genreg_viewer.training.loop.Trainer`, epochs as its periods):
 Adam, linear warm-up then cosine decay of the learning rate over the planned steps, random left-right flips,
 optionally (``augment``) a small random rotation/zoom/shift and contrast change per image, a checkpoint after every
 epoch (``--resume`` continues it), a held-out evaluation per epoch, a loss-curve PNG and the final weights with an
@@ -62,7 +62,7 @@ from .common import (  # the data helpers live in common.py, shared with the oth
     training_and_held_out,
 )
 from .distributed import BatchShare, DistributedContext, distributed_run
-from .loop import Checkpointing, Plan, Schedule, train_loop
+from .loop import Checkpointing, LoopOptions, Plan, Schedule, Trainer, TrainingTask
 
 #: std of the Gaussian noise added to training images (and to held-out images when the nll is evaluated)
 DEFAULT_NOISE_STD = 0.01
@@ -302,7 +302,7 @@ def run_epochs(
     context: DistributedContext,
 ) -> tuple[list[dict[str, float]], float]:
     """Adam over ``trainable``'s parameters for ``settings.epochs`` epochs of ``count`` items: the one training loop
-    (:func:`genreg_viewer.training.loop.train_loop`) with epochs as its periods.
+    (:class:`genreg_viewer.training.loop.Trainer`) with epochs as its periods.
 
     With ``settings.minutes`` the epoch count is cut to the epochs that fit the budget, estimated after the first
     and (at its steady pace) the second epoch of this run (:func:`genreg_viewer.training.loop.periods_within_budget`);
@@ -330,11 +330,10 @@ def run_epochs(
         indices = epoch_data["order"][i * settings.batch_size:(i + 1) * settings.batch_size]
         return batch_loss(indices, epoch_data["generator"], share)
 
-    outcome = train_loop(
-        trainable, loss, plan, context, train_mode=train_mode, evaluate=evaluate,
-        checkpointing=Checkpointing(run.checkpoint, identity, resume), max_grad_norm=settings.grad_clip,
-        label=stage_label, log_every=None, progress_bar=True, final_check=False,
-    )
+    task = TrainingTask(trainable, loss, train_mode=train_mode, evaluate=evaluate)
+    options = LoopOptions(max_grad_norm=settings.grad_clip, label=stage_label, log_every=None, progress_bar=True,
+                          final_check=False)
+    outcome = Trainer(task, plan, context, options, Checkpointing(run.checkpoint, identity, resume)).run()
     settings.epochs = plan.periods
     return outcome.history, outcome.seconds
 
