@@ -192,9 +192,15 @@ def test_calibrated_std_scales_the_map_readout_and_coverage_not_the_sparsificati
     panel.keep_pixel(10, 20)
     assert panel.readout()["std"] == pytest.approx(factor * float(std[10, 20]), rel=1e-6)
     assert panel.std_view.colorbar.axis.labelText == "calibrated std (intensity)"
+    # the flip-book follows the factor: the shown sample is spread about the samples' mean by it
+    samples = record.arrays["samples"]
+    centre = samples.mean(axis=0, dtype=np.float64)
+    np.testing.assert_allclose(panel.samples_view.image(), centre + factor * (samples[panel.sample_index()] - centre),
+                               atol=1e-5)
     window.covariance.calibrated_std_check.setChecked(False)  # off in the Covariance tab: off here too
     assert not check.isChecked() and panel.std_scale is None
     np.testing.assert_array_equal(panel.std_view.image(), std)
+    np.testing.assert_array_equal(panel.samples_view.image(), samples[panel.sample_index()])
 
 
 @needs_covar

@@ -102,3 +102,17 @@ def test_run_uncertainty_against_numpy():
     np.testing.assert_allclose(alone.std_map, std, rtol=1e-6)
     with pytest.raises(ValueError, match="positive"):
         run_uncertainty(record, truth, scale=0.0)
+
+
+def test_calibrated_samples_spread_by_the_factor_about_their_mean():
+    rng = np.random.default_rng(2)
+    samples = (0.5 + 0.1 * rng.standard_normal((5, SIDE, SIDE))).astype(np.float32)
+    record = RunRecord(run_id=1, method="mean+covar", title="r", image=samples.mean(0), params={}, iterations=1,
+                       seconds=0.1, device="cpu", psnr=None, ssim=None,
+                       arrays={"std_map": samples.std(axis=0, ddof=1), "samples": samples})
+    raw = run_uncertainty(record, None)
+    np.testing.assert_array_equal(raw.samples, samples)  # factor 1: the samples as drawn
+    shown = run_uncertainty(record, None, scale=1.7)
+    # the flip-book's spread is the calibrated std map: std of the shown samples = 1.7 x the raw std, same mean
+    np.testing.assert_allclose(shown.samples.std(axis=0, ddof=1), shown.std_map, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(shown.samples.mean(axis=0), samples.mean(axis=0), atol=1e-5)

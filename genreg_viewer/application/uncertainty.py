@@ -15,7 +15,9 @@ All numbers come from :func:`genreg_viewer.evaluation.calibration.calibration_re
 those ``genreg calibrate`` reports for it. Without a ground truth only the std map and the samples are given. ``s``
 is the raw std map times ``scale`` (the stored calibration factor when the user asks for it,
 :func:`std_scale_of_run`); a map that ``genreg recon --calibrated-std`` saved scaled is undone to the raw map first
-(:func:`raw_std_map`).
+(:func:`raw_std_map`). The samples follow the same factor: shown scaled, each is ``m + scale (x_k - m)`` with ``m``
+the mean of the kept samples, so their spread is the calibrated std (the std map is the samples' std about their
+mean).
 """
 
 from __future__ import annotations
@@ -130,6 +132,15 @@ def uncertainty_curves(truth: np.ndarray, estimate: np.ndarray, std: np.ndarray,
     )
 
 
+def scaled_samples(samples: np.ndarray | None, scale: float) -> np.ndarray | None:
+    """Posterior samples ``(K, H, W)`` with their spread about their mean ``m`` multiplied by ``scale``:
+    ``m + scale (x_k - m)`` (the samples unchanged for ``scale`` 1 or fewer than two samples)."""
+    if samples is None or scale == 1.0 or len(samples) < 2:
+        return samples
+    centre = samples.mean(axis=0, dtype=np.float64)
+    return (centre + scale * (samples - centre)).astype(np.float32)
+
+
 def run_uncertainty(record: RunRecord, truth: np.ndarray | None, scale: float = 1.0) -> RunUncertainty:
     """The std map (raw times ``scale``), the samples and, with the ground truth ``truth`` (None: unknown), the error
     map and the curves of ``record``."""
@@ -137,7 +148,7 @@ def run_uncertainty(record: RunRecord, truth: np.ndarray | None, scale: float = 
         raise ValueError(f"the std scale factor must be positive, got {scale}")
     raw = raw_std_map(record)
     std_map = None if raw is None else (raw if scale == 1.0 else (scale * raw).astype(np.float32))
-    result = RunUncertainty(std_map=std_map, scale=float(scale), samples=run_samples(record))
+    result = RunUncertainty(std_map=std_map, scale=float(scale), samples=scaled_samples(run_samples(record), scale))
     if raw is None:
         result.notes.append("this run has no std map")
     if result.samples is None:

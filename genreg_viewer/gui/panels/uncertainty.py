@@ -337,7 +337,9 @@ class UncertaintyPanel(QWidget):
         index = min(self.sample_index(), len(samples) - 1)
         self.samples_view.set_image(samples[index], levels=(0.0, 1.0), colormap=GREY)
         self.samples_view.set_title(f"Posterior sample {index + 1} of {len(samples)}")
-        self.samples_view.set_caption("")
+        scale = self.shown.scale if self.shown is not None else 1.0
+        self.samples_view.set_caption(f"spread about the samples' mean × {scale:.3g} (calibrated)" if scale != 1.0
+                                      else "")
         self.sample_label.setText(f"{index + 1} / {len(samples)}")
 
     def _show_summary(self, record: RunRecord | None) -> None:
