@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     cov = window.covariance
     if wait_until(app, lambda: cov.prepared is not None or cov.model_error is not None, 120) and cov.prepared:
         cov.request_pixel(64, 60)
-        wait_until(app, lambda: cov.pixel is not None and not cov._row_busy, 60)
+        wait_until(app, lambda: cov.pixel is not None and not cov.inspector.row_busy, 60)
         wait_until(app, lambda: False, 2.0)
     save("covariance")
 
