@@ -14,6 +14,7 @@ from typing import Iterable
 
 import numpy as np
 
+from ..validators import MAX_SEED, check_seed  # noqa: F401 (re-exported: callers check seeds here)
 from .errors import DataError
 
 #: most pixels of one 2-D slice (8192 x 8192); every loaded slice is checked against it
@@ -39,8 +40,6 @@ MAX_METADATA_BYTES = 16 * 2**20
 #: most bytes of a results CSV of ``genreg evaluate`` read to resume it (about a million rows; parsed, each row is a
 #: dict of strings several times its size on disk)
 MAX_RESULTS_CSV_BYTES = 256 * 2**20
-#: seeds are 64-bit signed integers (torch and numpy generators): ``0 <= seed < MAX_SEED``
-MAX_SEED = 2**63
 
 
 def count(shape: Iterable[int]) -> int:
@@ -129,15 +128,3 @@ def check_images(count: int, shape: tuple[int, int], what: str, itemsize: int = 
     check_slice(shape, itemsize, what)
     check_read(count * math.prod(int(n) for n in shape) * int(itemsize),
                f"{what} ({count} images of {' x '.join(str(int(n)) for n in shape)})")
-
-
-def check_seed(value, what: str = "seed") -> int:
-    """``value`` as an ``int`` in ``[0, 2**63)``; anything else (floats, bools, strings, out of range) is a
-    ``ValueError`` naming ``what``."""
-    if isinstance(value, np.integer):
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{what} must be an integer, got {value!r}")
-    if not 0 <= value < MAX_SEED:
-        raise ValueError(f"{what} must be between 0 and 2**63 - 1 = {MAX_SEED - 1}, got {value}")
-    return int(value)

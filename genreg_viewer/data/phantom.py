@@ -32,6 +32,7 @@ from PIL import Image
 from scipy import ndimage
 
 from ..defaults import IMAGE_SIZE
+from ..validators import check_seed
 from . import limits
 
 __all__ = ["KneeAnatomy", "knee_phantom", "phantom_batch", "phantom_grid", "sample_anatomy", "to_uint8"]
@@ -476,9 +477,7 @@ def _check_size(size) -> int:
 
 
 def _check_seed(seed) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or int(seed) < 0:
-        raise ValueError(f"phantom seed must be a non-negative integer, got {seed!r}")
-    return int(seed)
+    return check_seed(seed, "phantom seed")
 
 
 def knee_phantom(seed: int, size: int = IMAGE_SIZE) -> np.ndarray:

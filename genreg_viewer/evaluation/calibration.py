@@ -63,7 +63,7 @@ import numpy as np
 import torch
 
 from ..defaults import IMAGE_SHAPE
-from ..models.generator_common import is_finite_number
+from ..validators import is_finite_number
 
 #: the methods that return ``extras['std_map']``
 STD_MAP_METHODS = ("mean+covar", "mean+diagonal", "latent-vi")

@@ -43,7 +43,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .generator_common import (ImageGenerator, JsonConfig, check_sizes, generator_from_weights, is_finite_number,
+from ..validators import is_finite_number
+from .generator_common import (ImageGenerator, JsonConfig, check_sizes, generator_from_weights,
                                is_integer)
 from .weights import save_weights, weights_exist
 

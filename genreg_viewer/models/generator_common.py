@@ -6,7 +6,6 @@ the weights JSON (``{"model": MODEL_TYPE, **config.to_dict()}``) and are loaded 
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import asdict, fields
 from typing import Any, Callable, Mapping, TypeVar, cast
@@ -56,16 +55,6 @@ class JsonConfig:
                     raise ValueError(f"{name} must be a list of integers, got {values[name]!r}")
                 values[name] = tuple(values[name])
         return cls(**values)
-
-
-def is_finite_number(value: Any) -> bool:
-    """An int or float (not a bool) that is finite as a double (an integer of 1e309 is not: ``float`` overflows)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return False
-    try:
-        return math.isfinite(value)
-    except OverflowError:
-        return False
 
 
 #: most entries of a list-valued size (levels of a network)

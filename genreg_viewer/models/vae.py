@@ -48,7 +48,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .cholesky import SparseCholesky
-from .generator_common import (ImageGenerator, JsonConfig, check_sizes, generator_from_weights, is_finite_number,
+from ..validators import is_finite_number
+from .generator_common import (ImageGenerator, JsonConfig, check_sizes, generator_from_weights,
                                is_integer)
 from .weights import WeightsError, read_weights_json, save_weights, weights_exist, weights_paths, weights_stem
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..defaults import IMAGE_SHAPE
 from ..fileio import atomic_write
+from ..validators import check_seed, is_whole_number
 
 GOLDEN_ANGLE = math.pi * (3.0 - math.sqrt(5.0))  # 2*pi/phi^2 ~ 137.51 degrees, the golden angle for half-lines
 
@@ -43,7 +44,7 @@ def check_mask_shape(shape) -> tuple[int, int]:
         dims = tuple(shape)
     except TypeError:
         raise MaskError(f"a mask shape must be (rows, columns), got {shape!r}") from None
-    if len(dims) != 2 or not all(_is_whole_number(d) for d in dims):
+    if len(dims) != 2 or not all(is_whole_number(d) for d in dims):
         raise MaskError(f"a mask shape must be two whole numbers (rows, columns), got {shape!r}")
     h, w = int(dims[0]), int(dims[1])
     if not (1 <= h <= MAX_MASK_SIDE and 1 <= w <= MAX_MASK_SIDE):
@@ -51,16 +52,8 @@ def check_mask_shape(shape) -> tuple[int, int]:
     return h, w
 
 
-def _is_whole_number(value) -> bool:
-    if isinstance(value, (bool, np.bool_)):
-        return False
-    if isinstance(value, (int, np.integer)):
-        return True
-    return isinstance(value, (float, np.floating)) and math.isfinite(value) and float(value).is_integer()
-
-
 def _check_spokes(spokes, what: str) -> int:
-    if not _is_whole_number(spokes):
+    if not is_whole_number(spokes):
         raise MaskError(f"the number of spokes of a {what} mask must be a whole number, got {spokes!r}")
     if not 1 <= spokes <= MAX_SPOKES:
         raise MaskError(f"a {what} mask needs between 1 and {MAX_SPOKES} spokes, got {int(spokes)}")
@@ -68,9 +61,7 @@ def _check_spokes(spokes, what: str) -> int:
 
 
 def _check_seed(seed) -> int:
-    if not _is_whole_number(seed) or seed < 0:
-        raise MaskError(f"the mask seed must be a non-negative whole number, got {seed!r}")
-    return int(seed)
+    return check_seed(seed, "the mask seed", MaskError)
 
 
 def _check_fraction(value, low_open: bool, what: str) -> float:
@@ -166,7 +157,7 @@ def cartesian_mask(
     """
     h, w = shape = check_mask_shape(shape)
     probability = _check_fraction(probability, False, "cartesian row probability")
-    if not _is_whole_number(centre_rows) or not 0 <= centre_rows <= h:
+    if not is_whole_number(centre_rows) or not 0 <= centre_rows <= h:
         raise MaskError(f"cartesian centre rows must be a whole number between 0 and {h}, got {centre_rows!r}")
     centre_rows = int(centre_rows)
     rng = np.random.default_rng(_check_seed(seed))

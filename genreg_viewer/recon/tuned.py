@@ -17,7 +17,7 @@ from typing import Any
 
 from pathlib import Path
 
-from ..models.generator_common import is_finite_number
+from ..validators import is_finite_number
 from ..paths import RESOURCES_DIR
 from ..weight_sets import WeightSet, tuned_file
 from .base import Problem

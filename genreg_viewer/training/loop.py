@@ -227,7 +227,7 @@ def _check_checkpoint(payload: dict[str, Any], path: Path, trainable: torch.nn.M
     ``ValueError`` line naming the checkpoint and the field otherwise): ``trainable`` tensors of the network's
     names and shapes, an ``optimizer`` state, a ``step`` in ``[0, total steps]`` (or an ``epoch``), a ``history``
     list, finite ``seconds``; a checkpoint with a bad step or no ``trainable`` was resumed before."""
-    from ..models.generator_common import is_finite_number
+    from ..validators import is_finite_number
     from ..models.weights import describe_mismatch
 
     def fail(field: str, expected: str) -> ValueError:
