@@ -176,3 +176,26 @@ def test_the_covariance_tab_plots_the_stored_curves(private_weight_set, qtbot):
         assert widget.curves == [] and "No calibration stored" in widget.note.text()
     finally:
         use_weight_set(before)
+
+
+def test_std_maps_come_from_the_weight_set_asked_for():
+    """The calibration runs the method with the networks of the set whose factor it fits (regression: it ran the
+    bundled default set's VAE while reading and writing another set's calibration table)."""
+    import torch
+
+    from genreg_viewer.evaluation.evaluate import load_evaluation_images, make_batch_problem
+    from genreg_viewer.physics import mask_from_spec
+    from genreg_viewer.recon import run_method
+
+    selection = load_evaluation_images("phantom:1:3000000")
+    mask = mask_from_spec("radial:25", (128, 128))
+    params = {"posterior_samples": 2, "tolerance": 0.01}
+    real = resolve_weight_set("real-knee")
+    calibrated = cal.run_with_std_maps("mean+diagonal", selection, mask, 0.05, 0, params=params, weight_set=real)
+    # the oracle: the same problem built directly with that set
+    direct = run_method("mean+diagonal", make_batch_problem(selection.images, selection.indices, mask, 0.05, 0,
+                                                            weight_set=real), params)
+    torch.testing.assert_close(calibrated.estimate, direct.image.float())
+    torch.testing.assert_close(calibrated.std, torch.as_tensor(direct.extras.std_map).float())
+    default = cal.run_with_std_maps("mean+diagonal", selection, mask, 0.05, 0, params=params)
+    assert not torch.allclose(default.std, calibrated.std)  # another set, other networks

@@ -349,10 +349,11 @@ class StdMapRun:
 
 def run_with_std_maps(method_name: str, selection, mask: np.ndarray, sigma: float, seed: int, batch: int = 8,
                       device: torch.device | str = "cpu", params: dict[str, Any] | None = None,
-                      progress=None) -> StdMapRun:
+                      progress=None, weight_set=None) -> StdMapRun:
     """Run ``method_name`` (one of :data:`STD_MAP_METHODS`, or any method returning ``extras['std_map']``) on the
     images of ``selection`` (an :class:`~genreg_viewer.evaluation.evaluate.EvaluationImages`), in batches, with the
-    measurements of ``genreg evaluate`` (per-image noise seeds)."""
+    measurements of ``genreg evaluate`` (per-image noise seeds), the networks and tuned defaults of ``weight_set``
+    (default: the bundled default set) - the set whose ``calibration.json`` the factor is read from or written to."""
     from ..recon import run_method
     from .evaluate import batches, make_batch_problem
 
@@ -362,7 +363,7 @@ def run_with_std_maps(method_name: str, selection, mask: np.ndarray, sigma: floa
     for positions in batches(len(selection.indices), batch):
         index = torch.as_tensor(list(positions))
         problem = make_batch_problem(selection.images[index], selection.indices[list(positions)], mask, sigma, seed,
-                                     device)
+                                     device, weight_set)
         result = run_method(method_name, problem, params or {})
         std_map = result.extras.std_map
         if std_map is None:
@@ -567,13 +568,13 @@ def std_scale_for_run(method: str, mask: str, sigma: float, fraction: float | No
     """The stored std scale factor for a run of ``method`` at ``mask`` (spec) / ``fraction`` (its sampled fraction)
     / ``sigma`` with the weight set (default: the bundled default set), or None when the set stores none for the method.
 
-    Like the tuned defaults (:func:`genreg_viewer.recon.tuned.nearest_setting`) the entry nearest in
+    Like the tuned defaults (:func:`genreg_viewer.tuning.nearest_setting`) the entry nearest in
     ``(log sampling fraction, log sigma)`` is used (``fraction`` defaults to the run's mask spec at
     :data:`FITTED_SHAPE`; an entry's is its mask spec's at that shape); unless it is the run's own mask spec and
     sigma at the same sampled fraction (``exact``), the description says that it was fitted at another setting.
     Parameters that differ from the fit (``params``, e.g. another ``lam`` or fewer posterior samples) are named
     too. The factor is fitted for the ±k std intervals of ``fitted_for_k``."""
-    from ..recon.tuned import nearest_setting
+    from ..tuning import nearest_setting
     from ..weight_sets import default_weight_set
 
     weight_set = weight_set or default_weight_set()

@@ -76,13 +76,16 @@ def run(args) -> int:
     from ...fileio import atomic_write_text, check_writable
     from ...physics import check_sigma, mask_from_spec
     from ...recon import get_method
-    from ...weight_sets import active_weight_set, use_weight_set
+    from ...weight_sets import use_weight_set, weight_set_for
 
     if args.threads is not None:
         from ...device import check_thread_count
 
         torch.set_num_threads(check_thread_count(args.threads))
-    weight_set = use_weight_set(args.weights) if args.weights else active_weight_set()
+    # --weights or GENREG_WEIGHTS, else auto: the set trained for DATA's kind (phantoms or real scans), as evaluate
+    if args.weights:
+        use_weight_set(args.weights)
+    weight_set = weight_set_for(args.data)
     methods = parse_method_list(args.methods or list(cal.STD_MAP_METHODS))
     params = parse_method_params(args.param, methods)
     for name in methods:
@@ -134,7 +137,7 @@ def run(args) -> int:
                               "q": float(item["q"]), "source": "stored"} for item in stored_entry.get("conformal", [])]
             if validation is not None:
                 run_val = cal.run_with_std_maps(name, validation, mask, sigma, args.seed, args.batch, device,
-                                                params[name], update)
+                                                params[name], update, weight_set)
                 z = cal.standardised_errors(run_val.truth, run_val.estimate, run_val.std)
                 scale = cal.fit_scale(z, fit_ks)
                 entry["validation"] = {
@@ -162,7 +165,7 @@ def run(args) -> int:
                            else {"sampling_fraction": float(mask.mean())})}}, weight_set)
                     report["notes"].append(f"{name}: std scale {scale:.3g} fitted on {fitted_on}, written to {path}")
             run_test = cal.run_with_std_maps(name, test, mask, sigma, args.seed, args.batch, device, params[name],
-                                             update)
+                                             update, weight_set)
             entry["params"] = {k: v for k, v in run_test.params.items() if isinstance(v, (int, float, str, bool))}
             entry["seconds_per_image"] = run_test.seconds / len(test.indices)
             entry["raw"] = cal.calibration_report(run_test.truth, run_test.estimate, run_test.std).to_dict()
