@@ -388,7 +388,7 @@ def test_the_comparison_tiles_fill_the_window(window, qtbot, errors):
         window.resize(*size)
         qtbot.wait(50)
         assert comparison.columns == 3  # six tiles, two rows: all in view
-        assert comparison.scroll.verticalScrollBar().maximum() == 0
+        assert comparison.scroll_area.verticalScrollBar().maximum() == 0
         sides[size] = {_square(tile.view) for tile in comparison.tiles.values()}
         assert len(sides[size]) == 1  # every tile the same size
         grid = comparison.grid_widget

@@ -44,22 +44,23 @@ def main(argv: list[str] | None = None) -> int:
         except WeightSetError as exc:
             parser.error(str(exc))
     from PyQt6.QtCore import QCoreApplication, Qt
-    from PyQt6.QtWidgets import QApplication
 
     from .main_window import MainWindow
+    from .qt_typed import ensure_qapp
     from .theme import theme_manager
     from .workers import running_threads, wait_for_threads
 
     QCoreApplication.setOrganizationName("genreg-viewer")
     QCoreApplication.setApplicationName("genreg-viewer")
-    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app = ensure_qapp(sys.argv[:1])
     app.setApplicationDisplayName("genreg-viewer")
     themes = theme_manager()  # Fusion style and palette before any widget exists
     window = MainWindow(open_default=args.file is None)
     themes.set_mode(args.theme or str(window.settings.value("theme", "system")))
     if args.file is not None and not window.open_path(args.file, args.slice):
         window.open_default_image()
-    window.closed.connect(app.quit, Qt.ConnectionType.QueuedConnection)
+    # PyQt6's stubs leave out connect()'s connection-type argument
+    window.closed.connect(app.quit, Qt.ConnectionType.QueuedConnection)  # type: ignore[call-arg]
     window.show()
     code = app.exec()
     if not wait_for_threads(EXIT_WAIT_MS):

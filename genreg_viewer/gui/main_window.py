@@ -13,8 +13,11 @@ from PyQt6.QtWidgets import (
     QInputDialog,
     QLabel,
     QMainWindow,
+    QMenuBar,
     QMessageBox,
     QScrollArea,
+    QStatusBar,
+    QStyle,
     QTabWidget,
     QWidget,
 )
@@ -33,6 +36,7 @@ from .panels.method import LiveRunView, MethodControls
 from .panels.sampling import MeasurementView, SamplingControls
 from .panels.sweep import SweepPanel
 from .panels.uncertainty import UncertaintyPanel
+from .qt_typed import add_action, add_menu, style_of
 from .run_status import run_summary
 from .theme import THEME_MODES, theme_manager
 from .widgets.image_view import em
@@ -50,7 +54,7 @@ def _scrolling(widget: QWidget) -> QScrollArea:
     area.setWidgetResizable(True)
     area.setFrameShape(QScrollArea.Shape.NoFrame)
     area.setWidget(widget)
-    scrollbar = area.style().pixelMetric(area.style().PixelMetric.PM_ScrollBarExtent)
+    scrollbar = style_of(area).pixelMetric(QStyle.PixelMetric.PM_ScrollBarExtent)
     area.setMinimumWidth(widget.minimumSizeHint().width() + scrollbar)
     return area
 
@@ -74,7 +78,7 @@ class MainWindow(QMainWindow):
         #: asks before a new image replaces the runs of the current one: ``(what, run count) -> go ahead``; a
         #: question dialog by default, replaced in tests
         self.confirm_replace_runs: Callable[[str, int], bool] = self._replace_runs_dialog
-        self._undo: tuple[str, Callable[[], None]] | None = None  #: (what, how) of the last undoable change
+        self._undo: tuple[str, Callable[[], object]] | None = None  #: (what, how) of the last undoable change
 
         self.measurement_view = MeasurementView(self.state)
         self.live_view = LiveRunView(self.queue)
@@ -109,6 +113,18 @@ class MainWindow(QMainWindow):
             self.open_default_image()
 
     # ------------------------------------------------------------------ layout
+    def statusBar(self) -> QStatusBar:  # noqa: N802 (Qt API)
+        """The status bar (QMainWindow creates it on first use, so never None)."""
+        bar = super().statusBar()
+        assert bar is not None
+        return bar
+
+    def menuBar(self) -> QMenuBar:  # noqa: N802 (Qt API)
+        """The menu bar (QMainWindow creates it on first use, so never None)."""
+        bar = super().menuBar()
+        assert bar is not None
+        return bar
+
     def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
         dock = QDockWidget(title, self)
         dock.setObjectName(f"{title.lower()}_dock")
@@ -167,10 +183,10 @@ class MainWindow(QMainWindow):
     def _build_menus(self) -> None:
         self.shortcut_actions: list[QAction] = []
         bar = self.menuBar()
-        file_menu = bar.addMenu("&File")
+        file_menu = add_menu(bar, "&File")
         self._action(file_menu, "&Open image or session…", self.open_dialog, QKeySequence.StandardKey.Open,
                      "Open a fastMRI .h5 volume, an image, a .npy array or a saved session")
-        self.recent_menu = file_menu.addMenu("Open &recent")
+        self.recent_menu = add_menu(file_menu, "Open &recent")
         self._action(file_menu, "New knee &phantom…", self.new_phantom_dialog, "Ctrl+Shift+N")
         file_menu.addSeparator()
         self._action(file_menu, "Open &session…", self.open_session_dialog, "Ctrl+Shift+O")
@@ -184,7 +200,7 @@ class MainWindow(QMainWindow):
         file_menu.addSeparator()
         self._action(file_menu, "&Quit", self.close, QKeySequence.StandardKey.Quit)
 
-        run_menu = bar.addMenu("&Run")
+        run_menu = add_menu(bar, "&Run")
         self._action(run_menu, "&Run method", self.method_panel.run, "Ctrl+R")
         self._action(run_menu, "&Cancel run", self.method_panel.cancel, "Esc")
         self._action(run_menu, "Cancel &all runs", self.queue.cancel_all, "Shift+Esc")
@@ -199,18 +215,18 @@ class MainWindow(QMainWindow):
         self.replace_repeats_action.setChecked(self.settings.value("replaceRepeatedRuns", False, type=bool))
         run_menu.addAction(self.replace_repeats_action)
 
-        undo_menu = bar.addMenu("&Edit")
+        undo_menu = add_menu(bar, "&Edit")
         self.undo_action = self._action(undo_menu, "&Undo", self.undo, QKeySequence.StandardKey.Undo,
                                         "Undo clearing the runs or opening another image")
         self.undo_action.setEnabled(False)
         self._action(undo_menu, "&Clear runs", self.clear_runs, None, "Remove every run from the comparison")
 
-        edit_menu = bar.addMenu("&Mask")
+        edit_menu = add_menu(bar, "&Mask")
         for tool, key in (("pan", "P"), ("brush", "B"), ("eraser", "X")):
             self._action(edit_menu, f"{tool.capitalize()} tool", lambda t=tool: self.set_mask_tool(t), key)
         self._action(edit_menu, "Reset mask to pattern", lambda: self.sampling.set_spec(self.sampling.base_spec))
 
-        view_menu = bar.addMenu("&View")
+        view_menu = add_menu(bar, "&View")
         for index in range(self.tabs.count()):
             self._action(view_menu, self.tabs.tabText(index), lambda i=index: self.tabs.setCurrentIndex(i),
                          f"Ctrl+{index + 1}")
@@ -218,17 +234,18 @@ class MainWindow(QMainWindow):
         view_menu.addSeparator()
         view_menu.addAction(self.sampling_dock.toggleViewAction())
         view_menu.addAction(self.method_dock.toggleViewAction())
-        theme_menu = view_menu.addMenu("&Theme")
+        theme_menu = add_menu(view_menu, "&Theme")
         group = QActionGroup(self)
         current = str(self.settings.value("theme", "system"))
         for mode in THEME_MODES:
-            action = QAction(mode.capitalize(), self, checkable=True)
+            action = QAction(mode.capitalize(), self)
+            action.setCheckable(True)
             action.setChecked(mode == current)
             action.triggered.connect(lambda _checked, m=mode: self.set_theme(m))
             group.addAction(action)
             theme_menu.addAction(action)
 
-        help_menu = bar.addMenu("&Help")
+        help_menu = add_menu(bar, "&Help")
         self._action(help_menu, "&Keyboard shortcuts", lambda: show_shortcuts(self, self.shortcut_actions),
                      QKeySequence.StandardKey.HelpContents)
         self._action(help_menu, "&About", self._about)
@@ -450,7 +467,7 @@ class MainWindow(QMainWindow):
         self.recent_menu.clear()
         recent = self.recent_files()
         for index, path in enumerate(recent):
-            action = self.recent_menu.addAction(f"&{index + 1}  {Path(path).name}")
+            action = add_action(self.recent_menu, f"&{index + 1}  {Path(path).name}")
             action.setToolTip(path)
             action.setStatusTip(path)
             action.triggered.connect(lambda _checked, p=path: self.open_path(p))

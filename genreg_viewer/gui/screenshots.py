@@ -50,14 +50,14 @@ def main(argv: list[str] | None = None) -> int:
                      "a virtual one")
     os.environ["QT_QPA_PLATFORM"] = platform
     from PyQt6.QtCore import QSettings
-    from PyQt6.QtWidgets import QApplication
 
     from .export import save_widget_png
     from .layout_check import layout_problems
     from .main_window import MainWindow
+    from .qt_typed import ensure_qapp
     from .theme import theme_manager
 
-    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app = ensure_qapp(sys.argv[:1])
     theme_manager().set_mode(args.theme)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,8 @@ from PyQt6.QtCore import QObject, Qt, pyqtSignal
 from PyQt6.QtGui import QColor, QGuiApplication, QPalette
 from PyQt6.QtWidgets import QApplication
 
+from .qt_typed import qapp
+
 THEME_MODES = ("system", "light", "dark")
 
 
@@ -49,8 +51,8 @@ def scheme_palette(dark: bool) -> QPalette:
     for role, colours in SCHEME_COLORS.items():
         palette.setColor(QPalette.ColorRole[role], QColor(colours[column]))
     disabled = QColor(DISABLED_TEXT_COLORS[column])
-    for role in (QPalette.ColorRole.Text, QPalette.ColorRole.ButtonText, QPalette.ColorRole.WindowText):
-        palette.setColor(QPalette.ColorGroup.Disabled, role, disabled)
+    for disabled_role in (QPalette.ColorRole.Text, QPalette.ColorRole.ButtonText, QPalette.ColorRole.WindowText):
+        palette.setColor(QPalette.ColorGroup.Disabled, disabled_role, disabled)
     return palette
 
 
@@ -65,7 +67,7 @@ class ThemeManager(QObject):
         self._mode = "system"
         app.setStyle("Fusion")
         hints = QGuiApplication.styleHints()
-        if hasattr(hints, "colorSchemeChanged"):
+        if hints is not None and hasattr(hints, "colorSchemeChanged"):
             hints.colorSchemeChanged.connect(self._system_scheme_changed)
         self.apply()
 
@@ -81,7 +83,7 @@ class ThemeManager(QObject):
 
     def system_is_dark(self) -> bool:
         hints = QGuiApplication.styleHints()
-        return hasattr(hints, "colorScheme") and hints.colorScheme() == Qt.ColorScheme.Dark
+        return hints is not None and hasattr(hints, "colorScheme") and hints.colorScheme() == Qt.ColorScheme.Dark
 
     def apply(self) -> None:
         if self._mode == "dark" or (self._mode == "system" and self.system_is_dark()):
@@ -89,7 +91,9 @@ class ThemeManager(QObject):
         elif self._mode == "light":
             palette = scheme_palette(dark=False)
         else:
-            palette = self._app.style().standardPalette()
+            style = self._app.style()
+            assert style is not None  # QApplication creates its style on first use
+            palette = style.standardPalette()
         self._app.setPalette(palette)
         self.changed.emit()
 
@@ -105,7 +109,7 @@ def theme_manager() -> ThemeManager:
     """The application's theme manager (created on first use; needs a QApplication)."""
     global _MANAGER
     app = QApplication.instance()
-    if app is None:
+    if not isinstance(app, QApplication):
         raise RuntimeError("the theme manager needs a QApplication")
     if _MANAGER is None or _MANAGER.parent() is not app:
         _MANAGER = ThemeManager(app)
@@ -129,7 +133,7 @@ def _safe_disconnect(manager: ThemeManager, callback) -> None:
 
 def view_colors() -> dict[str, QColor]:
     """Colours for pyqtgraph items from the current palette: background, foreground, grid and accent."""
-    palette = QApplication.instance().palette()
+    palette = qapp().palette()
     dark = palette.color(QPalette.ColorRole.Window).lightness() < 128
     return {
         "background": palette.color(QPalette.ColorRole.Base),

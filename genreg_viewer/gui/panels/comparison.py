@@ -19,7 +19,6 @@ from PyQt6.QtGui import QAction, QColor, QTextDocument
 from PyQt6.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QDoubleSpinBox,
     QFrame,
     QGraphicsRectItem,
     QGridLayout,
@@ -28,7 +27,6 @@ from PyQt6.QtWidgets import (
     QScrollArea,
     QSizePolicy,
     QSpacerItem,
-    QSpinBox,
     QToolBar,
     QVBoxLayout,
     QWidget,
@@ -36,7 +34,9 @@ from PyQt6.QtWidgets import (
 
 from ...application import ExperimentState, RunRecord, describe_setting
 from ...fileio import atomic_path
+from ..qt_typed import add_action, layout_of, viewport_of
 from ..run_status import run_details, run_summary
+from ..widgets.controls import float_spin, int_spin
 from ..widgets.image_view import DIVERGING, GREY, ImageView, em, lookup_table
 
 INSET_COLOUR = QColor("#ffd400")
@@ -97,7 +97,7 @@ class ComparisonTile(QFrame):
         self.view.set_caption(f"<b>{content.title}</b>{details}")
         self.setToolTip(content.tooltip)
 
-    def show(self, image: np.ndarray, levels: tuple[float, float], colormap: pg.ColorMap,
+    def show_image(self, image: np.ndarray, levels: tuple[float, float], colormap: pg.ColorMap,
              region: tuple[int, int, int, int] | None, own_outline: bool = True) -> None:
         """Display ``image``; with ``region = (row, col, height, width)`` also the magnified inset."""
         self.view.set_image(image, levels, colormap)
@@ -105,7 +105,7 @@ class ComparisonTile(QFrame):
         for item in (self.inset, self.inset_border):
             item.setVisible(show_inset)
         self.region_outline.setVisible(show_inset and own_outline)
-        if not show_inset:
+        if region is None:
             return
         row, col, height, width = region
         crop = image[row:row + height, col:col + width]
@@ -146,19 +146,19 @@ class ComparisonPanel(QWidget):
         self.region = (40, 40, 32, 32)  #: (row, col, height, width) of the zoom-in inset
         layout = QVBoxLayout(self)
         layout.addWidget(self._toolbar())
-        self.scroll = QScrollArea()
-        self.scroll.setWidgetResizable(True)
-        self.scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.scroll_area = QScrollArea()
+        self.scroll_area.setWidgetResizable(True)
+        self.scroll_area.setFrameShape(QFrame.Shape.NoFrame)
         self.grid_widget = QWidget()
         self.grid = QGridLayout(self.grid_widget)
         self.grid.setSpacing(em(self, 0.35))
         self._base_margin = em(self, 0.25)
         self._spacer = QSpacerItem(0, 0, QSizePolicy.Policy.Minimum, QSizePolicy.Policy.Expanding)
         self.grid.setContentsMargins(*(self._base_margin,) * 4)
-        self.scroll.setWidget(self.grid_widget)
-        self.scroll.viewport().installEventFilter(self)
+        self.scroll_area.setWidget(self.grid_widget)
+        viewport_of(self.scroll_area).installEventFilter(self)
         self.columns = 1
-        layout.addWidget(self.scroll, 1)
+        layout.addWidget(self.scroll_area, 1)
         self.roi: pg.RectROI | None = None
         state.image_changed.connect(self.rebuild)
         state.measurement_changed.connect(self._measurement_changed)
@@ -175,11 +175,11 @@ class ComparisonPanel(QWidget):
         for mode, label in DISPLAY_MODES:
             self.mode_combo.addItem(label, mode)
         self.mode_combo.currentIndexChanged.connect(self.refresh)
-        self.low_spin = QDoubleSpinBox(minimum=-1.0, maximum=2.0, singleStep=0.05, decimals=2, value=0.0)
-        self.high_spin = QDoubleSpinBox(minimum=-1.0, maximum=2.0, singleStep=0.05, decimals=2, value=1.0)
+        self.low_spin = float_spin(-1.0, 2.0, 0.05, 2, 0.0)
+        self.high_spin = float_spin(-1.0, 2.0, 0.05, 2, 1.0)
         self.low_spin.setToolTip("Shared contrast window: black level")
         self.high_spin.setToolTip("Shared contrast window: white level")
-        self.diff_spin = QDoubleSpinBox(minimum=0.01, maximum=1.0, singleStep=0.05, decimals=2, value=0.25)
+        self.diff_spin = float_spin(0.01, 1.0, 0.05, 2, 0.25)
         self.diff_spin.setPrefix("± ")
         self.diff_spin.setToolTip("Colour range of the difference maps (symmetric about zero)")
         for spin in (self.low_spin, self.high_spin, self.diff_spin):
@@ -187,24 +187,25 @@ class ComparisonPanel(QWidget):
         self.inset_check = QCheckBox("Zoom inset")
         self.inset_check.setToolTip("Magnify the region marked on the ground truth in a corner of every tile")
         self.inset_check.toggled.connect(self.refresh)
-        self.columns_spin = QSpinBox(minimum=0, maximum=12, value=0)
+        self.columns_spin = int_spin(0, 12, 0)
         self.columns_spin.setSpecialValueText("auto")
         self.columns_spin.setToolTip("Tiles per row")
         self.columns_spin.valueChanged.connect(self.rebuild)
         actions = QToolBar()
         actions.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
-        actions.addAction("Export PNG…", self.exportPngRequested.emit).setToolTip("Save the grid as shown (Ctrl+E)")
-        actions.addAction("Export results…", self.exportResultsRequested.emit).setToolTip(
+        add_action(actions, "Export PNG…", self.exportPngRequested.emit).setToolTip("Save the grid as shown (Ctrl+E)")
+        add_action(actions, "Export results…", self.exportResultsRequested.emit).setToolTip(
             "Save the images, mask and metrics as .npz or .h5 (Ctrl+Shift+E)")
-        actions.addAction("Reset zoom", self.reset_zoom).setToolTip("Fit the images (Ctrl+0)")
-        actions.addAction("Clear runs", self.clearRequested.emit).setToolTip(
+        add_action(actions, "Reset zoom", self.reset_zoom).setToolTip("Fit the images (Ctrl+0)")
+        add_action(actions, "Clear runs", self.clearRequested.emit).setToolTip(
             "Remove every run from the grid (Undo with Ctrl+Z)")
         actions.addSeparator()
+        widget: QWidget
         for widget in (self.inset_check, QLabel("   Columns "), self.columns_spin):
             actions.addWidget(widget)
         for widget in (QLabel("Show "), self.mode_combo, QLabel("   Window "), self.low_spin, self.high_spin):
             bar.addWidget(widget)
-        bar.addAction("Auto", self.auto_window).setToolTip("Window from the ground truth's 0.5-99.5 percentiles")
+        add_action(bar, "Auto", self.auto_window).setToolTip("Window from the ground truth's 0.5-99.5 percentiles")
         for widget in (QLabel("   Difference "), self.diff_spin):
             bar.addWidget(widget)
         box = QWidget()
@@ -323,9 +324,9 @@ class ComparisonPanel(QWidget):
             window = (window[0], window[0] + 1e-3)
         spread = self.diff_spin.value()
         if self.mode_combo.currentData() == "difference" and key != "truth":
-            tile.show(tile.content.image - truth, (-spread, spread), DIVERGING, region)
+            tile.show_image(tile.content.image - truth, (-spread, spread), DIVERGING, region)
         else:
-            tile.show(tile.content.image, window, GREY, region, own_outline=key != "truth")
+            tile.show_image(tile.content.image, window, GREY, region, own_outline=key != "truth")
 
     def auto_window(self) -> None:
         if self.state.image is None:
@@ -381,9 +382,9 @@ class ComparisonPanel(QWidget):
         if not self.tiles:
             raise ValueError("there is nothing to export: open an image first")
         truth = self.tiles.get("truth")
-        roi_shown = self.roi is not None and self.roi.isVisible()
-        if roi_shown and truth is not None:
-            self.roi.setVisible(False)
+        roi = self.roi if self.roi is not None and self.roi.isVisible() else None
+        if roi is not None and truth is not None:
+            roi.setVisible(False)
             truth.region_outline.setVisible(True)
         try:
             area = QRect()
@@ -394,13 +395,13 @@ class ComparisonPanel(QWidget):
                 if not pixmap.save(str(tmp), "PNG"):
                     raise OSError(f"could not write {path}")
         finally:
-            if roi_shown and truth is not None:
-                self.roi.setVisible(True)
+            if roi is not None and truth is not None:
+                roi.setVisible(True)
                 truth.region_outline.setVisible(False)
 
     # ---------------------------------------------------------------- internals
     def eventFilter(self, watched, event) -> bool:  # noqa: N802 (Qt API)
-        if watched is self.scroll.viewport() and event.type() == QEvent.Type.Resize:
+        if watched is self.scroll_area.viewport() and event.type() == QEvent.Type.Resize:
             self._size_tiles()
         return super().eventFilter(watched, event)
 
@@ -408,7 +409,7 @@ class ComparisonPanel(QWidget):
         """``(side, caption height)`` of square image views in ``columns`` columns: as wide as a column, and no
         taller than lets every row (view and caption) fit the viewport's height (but at least 8 lines of text;
         the grid scrolls below that)."""
-        viewport = self.scroll.viewport()
+        viewport = viewport_of(self.scroll_area)
         margin = self._base_margin
         spacing = self.grid.spacing()
         count = max(len(self.tiles), 1)
@@ -416,10 +417,10 @@ class ComparisonPanel(QWidget):
         tile = next(iter(self.tiles.values()), None)
         extra = 0
         if tile is not None:
-            tile_margins = tile.layout().contentsMargins()
+            tile_margins = layout_of(tile).contentsMargins()
             extra = tile_margins.left() + tile_margins.right() + 2 * tile.frameWidth()
             extra_height = tile_margins.top() + tile_margins.bottom() + 2 * tile.frameWidth() + \
-                tile.layout().spacing() + tile.view.layout().spacing()
+                layout_of(tile).spacing() + layout_of(tile.view).spacing()
         else:
             extra_height = 0
         side = int((viewport.width() - 2 * margin - spacing * (columns - 1)) / columns) - extra
@@ -449,10 +450,11 @@ class ComparisonPanel(QWidget):
                 self._place(columns)
         side, caption = self._fit(self.columns)
         tile = next(iter(self.tiles.values()))
-        tile_margins = tile.layout().contentsMargins()
+        tile_margins = layout_of(tile).contentsMargins()
         width = side + tile_margins.left() + tile_margins.right() + 2 * tile.frameWidth()
         # the columns as wide as the tiles (square views), the spare width split left and right
-        spare = self.scroll.viewport().width() - self.columns * width - self.grid.spacing() * (self.columns - 1)
+        viewport_width = viewport_of(self.scroll_area).width()
+        spare = viewport_width - self.columns * width - self.grid.spacing() * (self.columns - 1)
         side_margin = max(self._base_margin, spare // 2)
         self.grid.setContentsMargins(side_margin, self._base_margin, side_margin, self._base_margin)
         for tile in self.tiles.values():

@@ -37,7 +37,6 @@ from PyQt6.QtWidgets import (
     QComboBox,
     QGridLayout,
     QLabel,
-    QSpinBox,
     QToolBar,
     QVBoxLayout,
     QWidget,
@@ -58,7 +57,7 @@ from ...application.covariance import (
 )
 from ...application.experiment import ExperimentState
 from ...render import diverging_rgb
-from ..widgets.controls import compact_combo, push_button, wrapped_label
+from ..widgets.controls import compact_combo, int_spin, push_button, wrapped_label
 from ..widgets.image_view import DIVERGING, SEQUENTIAL, ImageView, _FitState, em
 from ..workers import WorkerThread
 
@@ -182,9 +181,9 @@ class CovariancePanel(QWidget):
         self.mean_combo.addItem("Residual samples", "samples")
         self.mean_combo.setToolTip("Show the decoder mean G(z) or draws G(z) + L⁻ᵀu from the covariance model")
         self.mean_combo.currentIndexChanged.connect(self._mean_mode_chosen)
-        self.count_spin = QSpinBox(minimum=1, maximum=16, value=4)
+        self.count_spin = int_spin(1, 16, 4)
         self.count_spin.setToolTip("Number of residual samples")
-        self.seed_spin = QSpinBox(minimum=0, maximum=99_999, value=0)
+        self.seed_spin = int_spin(0, 99_999, 0)
         self.seed_spin.setToolTip("Seed of the residual samples")
         self.count_spin.valueChanged.connect(lambda count: setattr(self.inspector, "sample_count", count))
         self.seed_spin.valueChanged.connect(lambda seed: setattr(self.inspector, "sample_seed", seed))

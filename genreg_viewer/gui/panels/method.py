@@ -14,7 +14,7 @@ import math
 import numpy as np
 import torch
 from PyQt6.QtCore import Qt, pyqtSignal
-from PyQt6.QtGui import QFont
+from PyQt6.QtGui import QFont, QStandardItemModel
 from PyQt6.QtWidgets import (
     QComboBox,
     QFormLayout,
@@ -22,7 +22,6 @@ from PyQt6.QtWidgets import (
     QGroupBox,
     QListWidget,
     QListWidgetItem,
-    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
@@ -45,6 +44,7 @@ from ..widgets.controls import (
     button_row,
     compact_combo,
     group_box,
+    int_spin,
     note_label,
     push_button,
 )
@@ -126,7 +126,7 @@ class MethodControls(QWidget):
     def _run_group(self) -> QGroupBox:
         box, layout = group_box("Run")
         form = QFormLayout()
-        self.iterations_spin = QSpinBox(minimum=1, maximum=10_000_000)
+        self.iterations_spin = int_spin(1, 10_000_000)
         self.iterations_spin.valueChanged.connect(self._iterations_changed)
         form.addRow("Iterations", self.iterations_spin)
         self.device_combo = compact_combo(QComboBox())
@@ -307,6 +307,8 @@ class MethodControls(QWidget):
     # ------------------------------------------------------------------ events
     def _populate_methods(self) -> None:
         combo = self.method_combo
+        model, view = combo.model(), combo.view()
+        assert isinstance(model, QStandardItemModel) and view is not None  # a QComboBox's own model and list
         combo.blockSignals(True)
         combo.clear()
         ordered = sorted(self.methods.values(), key=lambda m: CATEGORY_ORDER.index(m.category)
@@ -317,7 +319,8 @@ class MethodControls(QWidget):
         for method in ordered:
             if method.category != previous_category:  # a heading that cannot be chosen
                 combo.addItem(CATEGORY_HEADINGS.get(method.category, method.category.capitalize()), None)
-                heading = combo.model().item(combo.count() - 1)
+                heading = model.item(combo.count() - 1)
+                assert heading is not None
                 heading.setEnabled(False)
                 heading.setFont(heading_font)
             previous_category = method.category
@@ -327,9 +330,11 @@ class MethodControls(QWidget):
             combo.setItemData(index, method.description if ok else f"Not available: {why}",
                               Qt.ItemDataRole.ToolTipRole)
             if not ok:
-                combo.model().item(index).setEnabled(False)
+                item = model.item(index)
+                assert item is not None
+                item.setEnabled(False)
         # the list shows every name in full, however narrow the closed box is
-        combo.view().setMinimumWidth(combo.view().sizeHintForColumn(0) + em(self, 1.5))
+        view.setMinimumWidth(view.sizeHintForColumn(0) + em(self, 1.5))
         combo.blockSignals(False)
         for name in PREFERRED_METHODS:
             index = combo.findData(name)
@@ -497,10 +502,10 @@ class LiveRunView(QWidget):
             for key, value in (("objective", objective), ("psnr", psnr), ("ssim", ssim)):
                 if value is not None and math.isfinite(value):
                     self.data[key].append((iteration, value))
-        objective = [v for _, v in self.data["objective"]]
+        objectives = [v for _, v in self.data["objective"]]
         # a log axis only where it helps: positive values spanning more than a decade (pyqtgraph labels no
         # ticks on a log axis that spans less)
-        spans_decades = bool(objective) and min(objective) > 0 and max(objective) > 10 * min(objective)
+        spans_decades = bool(objectives) and min(objectives) > 0 and max(objectives) > 10 * min(objectives)
         if spans_decades != self._log_objective:
             self._log_objective = spans_decades
             self.objective_plot.setLogMode(y=spans_decades)

@@ -12,7 +12,6 @@ from PyQt6.QtWidgets import (
     QButtonGroup,
     QCheckBox,
     QComboBox,
-    QDoubleSpinBox,
     QFormLayout,
     QGridLayout,
     QGroupBox,
@@ -30,7 +29,15 @@ from PyQt6.QtWidgets import (
 from ...application.experiment import CUSTOM_MASK_SPEC, ExperimentState
 from ...defaults import DEFAULT_MASK_SPEC
 from ...physics import MAX_SPOKES, mask_from_spec
-from ..widgets.controls import button_row, group_box, note_label, push_button, wrapped_label
+from ..widgets.controls import (
+    button_row,
+    float_spin,
+    group_box,
+    int_spin,
+    note_label,
+    push_button,
+    wrapped_label,
+)
 from ..widgets.image_view import ImageView, em
 from ..widgets.mask_painter import MaskPainter
 
@@ -119,14 +126,14 @@ class SamplingControls(QWidget):
         layout.addLayout(form)
 
         self.pages = QStackedWidget()
-        self.spokes_spin = QSpinBox(minimum=1, maximum=MAX_SPOKES, value=25)
+        self.spokes_spin = int_spin(1, MAX_SPOKES, 25)
         self.spokes_spin.setToolTip("Half-lines from the k-space centre (the paper uses 5 to 125 for 128x128)")
-        self.golden_spin = QSpinBox(minimum=1, maximum=MAX_SPOKES, value=25)
-        self.centre_spin = QSpinBox(minimum=0, maximum=self.state.shape[0], value=16)
+        self.golden_spin = int_spin(1, MAX_SPOKES, 25)
+        self.centre_spin = int_spin(0, self.state.shape[0], 16)
         self.centre_spin.setToolTip("Fully sampled rows around the k-space centre")
-        self.probability_spin = QDoubleSpinBox(minimum=0.0, maximum=1.0, singleStep=0.05, decimals=3, value=0.25)
+        self.probability_spin = float_spin(0.0, 1.0, 0.05, 3, 0.25)
         self.probability_spin.setToolTip("Probability of sampling each remaining row")
-        self.fraction_spin = QDoubleSpinBox(minimum=0.001, maximum=1.0, singleStep=0.01, decimals=3, value=0.15)
+        self.fraction_spin = float_spin(0.001, 1.0, 0.01, 3, 0.15)
         self.fraction_spin.setToolTip("Fraction of k-space sampled; variable density, denser at the centre")
         pages = {
             "radial": [("Spokes", self.spokes_spin)],
@@ -180,7 +187,7 @@ class SamplingControls(QWidget):
         self.tool_buttons["pan"].setChecked(True)
         layout.addLayout(row)
         form = _form()
-        self.radius_spin = QDoubleSpinBox(minimum=0.0, maximum=32.0, singleStep=0.5, decimals=1, value=1.5)
+        self.radius_spin = float_spin(0.0, 32.0, 0.5, 1, 1.5)
         self.radius_spin.setSuffix(" px")
         self.radius_spin.setToolTip("Brush radius in k-space samples")
         self.radius_spin.valueChanged.connect(self.painter.set_radius)
@@ -198,10 +205,10 @@ class SamplingControls(QWidget):
     def _noise_group(self) -> QGroupBox:
         box = QGroupBox("Noise")
         form = _form()
-        self.sigma_spin = QDoubleSpinBox(minimum=0.0, maximum=1.0, singleStep=0.005, decimals=4, value=DEFAULT_SIGMA)
+        self.sigma_spin = float_spin(0.0, 1.0, 0.005, 4, DEFAULT_SIGMA)
         self.sigma_spin.setToolTip("Std of the real and of the imaginary part of the noise on each sampled "
                                    "coefficient (orthonormal FFT, image range [0, 1])")
-        self.seed_spin = QSpinBox(minimum=0, maximum=2**31 - 1, value=0)
+        self.seed_spin = int_spin(0, 2**31 - 1, 0)
         self.seed_spin.setToolTip("Seed of the noise, of random masks and of the methods")
         for spin in (self.sigma_spin, self.seed_spin):
             spin.setKeyboardTracking(False)

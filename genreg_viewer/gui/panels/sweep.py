@@ -10,7 +10,6 @@ import pyqtgraph as pg
 from PyQt6.QtCore import Qt, pyqtSignal
 from PyQt6.QtWidgets import (
     QComboBox,
-    QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
     QGroupBox,
@@ -19,7 +18,6 @@ from PyQt6.QtWidgets import (
     QLineEdit,
     QListWidget,
     QListWidgetItem,
-    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
@@ -36,7 +34,7 @@ from ...physics import MAX_SPOKES
 from ...recon import all_methods
 from ...weight_sets import weight_set_choice
 from ..export import save_widget_png
-from ..widgets.controls import RunControls, button_row, group_box, note_label, push_button
+from ..widgets.controls import RunControls, button_row, float_spin, group_box, int_spin, note_label, push_button
 from ..widgets.image_view import em
 from ..widgets.plots import SeriesLegend, ThemedPlot
 from ..workers import SweepWorker
@@ -103,8 +101,8 @@ class SweepPanel(QWidget):
         self.values_edit = QLineEdit()
         self.values_edit.setToolTip("Comma-separated values, or start:stop:step")
         form.addRow("Values", self.values_edit)
-        self.sigma_spin = QDoubleSpinBox(minimum=0.0, maximum=1.0, singleStep=0.01, decimals=4, value=0.05)
-        self.spokes_spin = QSpinBox(minimum=1, maximum=MAX_SPOKES, value=25)
+        self.sigma_spin = float_spin(0.0, 1.0, 0.01, 4, 0.05)
+        self.spokes_spin = int_spin(1, MAX_SPOKES, 25)
         self.sigma_label = QLabel("Noise σ")
         self.spokes_label = QLabel("Spokes")
         form.addRow(self.sigma_label, self.sigma_spin)
@@ -114,11 +112,11 @@ class SweepPanel(QWidget):
             self.images_combo.addItem(label, key)
         self.images_combo.currentIndexChanged.connect(self._images_changed)
         form.addRow("Images", self.images_combo)
-        self.count_spin = QSpinBox(minimum=1, maximum=256, value=4)
+        self.count_spin = int_spin(1, 256, 4)
         self.count_spin.setToolTip("Number of phantoms (seeds 0, 1, ...)")
         self.count_label = QLabel("Phantoms")
         form.addRow(self.count_label, self.count_spin)
-        self.seed_spin = QSpinBox(minimum=0, maximum=2**31 - 1, value=0)
+        self.seed_spin = int_spin(0, 2**31 - 1, 0)
         form.addRow("Seed", self.seed_spin)
         self._images_changed()
         return box
@@ -156,13 +154,16 @@ class SweepPanel(QWidget):
         return box
 
     # --------------------------------------------------------------------- API
+    def _method_items(self) -> list[QListWidgetItem]:
+        items = [self.method_list.item(i) for i in range(self.method_list.count())]
+        return [item for item in items if item is not None]  # every row below count() holds an item
+
     def checked_methods(self) -> list[str]:
-        items = (self.method_list.item(i) for i in range(self.method_list.count()))
+        items = self._method_items()
         return [i.data(Qt.ItemDataRole.UserRole) for i in items if i.checkState() == Qt.CheckState.Checked]
 
     def set_checked_methods(self, names) -> None:
-        for i in range(self.method_list.count()):
-            item = self.method_list.item(i)
+        for item in self._method_items():
             if item.flags() & Qt.ItemFlag.ItemIsUserCheckable:
                 checked = item.data(Qt.ItemDataRole.UserRole) in names
                 item.setCheckState(Qt.CheckState.Checked if checked else Qt.CheckState.Unchecked)
@@ -176,6 +177,7 @@ class SweepPanel(QWidget):
             return self.state.image[None]
         if kind == "phantoms":
             return phantom_batch(self.count_spin.value(), self.seed_spin.value(), size=self.state.shape[0])
+        suffixes: tuple[str, ...]
         if kind == "samples":  # each sample is bundled as .npy (the data) and .png (a preview)
             folder, suffixes = SAMPLES_DIR, (".npy",)
         elif self.folder:
@@ -246,6 +248,7 @@ class SweepPanel(QWidget):
     def _axis_changed(self, *_args) -> None:
         axis = self.axis_combo.currentData()
         self.values_edit.setText(DEFAULT_VALUES[axis])
+        widget: QWidget
         for widget in (self.sigma_spin, self.sigma_label):
             widget.setVisible(axis == "spokes")
         for widget in (self.spokes_spin, self.spokes_label):
@@ -264,6 +267,7 @@ class SweepPanel(QWidget):
                 self.images_combo.setItemText(self.images_combo.currentIndex(), f"Folder: {Path(folder).name}")
 
     def _point(self, point: SweepPoint) -> None:
+        assert self.spec is not None  # points arrive only from a sweep that start() began
         self.points.append(point)
         done = f"({len(self.points)}/{self.spec.total_runs})"
         if point.failed:
@@ -315,6 +319,7 @@ class SweepPanel(QWidget):
             return
         path, _ = QFileDialog.getSaveFileName(self, "Export sweep as CSV", "sweep.csv", "CSV (*.csv)")
         if path:
+            assert self.spec is not None  # there are points, so a sweep ran
             atomic_write_text(path, to_csv(self.points, self.spec.axis))
             self.statusMessage.emit(f"Saved {path}")
 

@@ -8,16 +8,40 @@ from PyQt6.QtCore import Qt
 from PyQt6.QtGui import QFont, QFontMetrics
 from PyQt6.QtWidgets import (
     QComboBox,
+    QDoubleSpinBox,
     QGroupBox,
     QHBoxLayout,
     QLabel,
     QProgressBar,
     QPushButton,
     QSizePolicy,
+    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
 from superqt import QElidingLabel
+
+
+def int_spin(minimum: int, maximum: int, value: int | None = None) -> QSpinBox:
+    """An integer spin box over ``[minimum, maximum]`` showing ``value`` (Qt's default, the minimum, if None)."""
+    spin = QSpinBox()
+    spin.setMinimum(minimum)
+    spin.setMaximum(maximum)
+    if value is not None:
+        spin.setValue(value)
+    return spin
+
+
+def float_spin(minimum: float, maximum: float, step: float, decimals: int, value: float) -> QDoubleSpinBox:
+    """A spin box of ``decimals``-digit numbers over ``[minimum, maximum]`` in steps of ``step``, showing ``value``
+    (set in this order, as Qt's keyword constructor would)."""
+    spin = QDoubleSpinBox()
+    spin.setMinimum(minimum)
+    spin.setMaximum(maximum)
+    spin.setSingleStep(step)
+    spin.setDecimals(decimals)
+    spin.setValue(value)
+    return spin
 
 
 def group_box(title: str) -> tuple[QGroupBox, QVBoxLayout]:
