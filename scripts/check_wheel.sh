@@ -117,7 +117,7 @@ from pathlib import Path
 site = Path(sys.argv[1]).resolve()
 import genreg_viewer
 from genreg_viewer import paths
-from genreg_viewer.recon.tuned import TUNED_DIR
+from genreg_viewer.tuning import TUNED_DIR
 from genreg_viewer.weight_sets import BUNDLED_SETS
 
 where = {"genreg_viewer": Path(genreg_viewer.__file__).parent, "RESOURCES_DIR": paths.RESOURCES_DIR,

@@ -19,7 +19,7 @@ from genreg_viewer.recon import ParameterError, Problem, get_method, run_method
 from genreg_viewer.recon.learned import varnet as varnet_module
 from genreg_viewer.recon.learned.pnp import TUNED_FILE as PNP_TUNED_FILE
 from genreg_viewer.recon.learned.pnp import load_denoiser
-from genreg_viewer.recon.tuned import tuned_table
+from genreg_viewer.tuning import tuned_table
 from genreg_viewer.training.common import HELD_OUT_SEED, held_out_images, training_images
 
 

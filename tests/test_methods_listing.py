@@ -8,7 +8,7 @@ import sys
 
 from genreg_viewer.cli.commands.methods import setting_problem, used_values
 from genreg_viewer.recon import get_method
-from genreg_viewer.recon.tuned import nearest_setting, tuned_table
+from genreg_viewer.tuning import nearest_setting, tuned_table
 
 
 def test_the_listed_value_is_the_tuned_one_a_run_uses():

@@ -1,15 +1,17 @@
-"""Running a method: progress states with metrics, thinning, cancellation, and parameter tuning."""
+"""Running a method: progress states with metrics, thinning and cancellation (its parameters, tuned defaults
+included, come from :func:`genreg_viewer.tuning.run_params`; grid searches live in :mod:`genreg_viewer.tuning`)."""
 
 from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
 
 from .. import metrics
+from ..tuning import run_params
 from .base import Problem, ProgressState, ReconMethod, ReconResult, RunExtras
 from .registry import get_method
 
@@ -53,7 +55,7 @@ def iterate_progress(
     ok, why = method.available()
     if not ok:
         raise RuntimeError(f"method {method.name!r} is not available: {why}")
-    resolved = method.resolve_params({**method.defaults_for(problem), **(params or {})})
+    resolved = run_params(method, problem, params)
     total = int(iterations) if iterations is not None else method.default_iterations
     if total < 1:
         raise ValueError("iterations must be at least 1")
@@ -155,33 +157,3 @@ def _short(params: dict[str, Any]) -> str:
     """`` with a=1, b=2`` (at most 200 characters), or nothing for no parameters."""
     text = ", ".join(f"{k}={v}" for k, v in params.items())
     return f" with {text if len(text) <= 200 else text[:197] + '...'}" if text else ""
-
-
-def tune_parameter(
-    method: ReconMethod | str,
-    problem: Problem,
-    parameter: str | None = None,
-    grid: Sequence[float] | None = None,
-    params: dict[str, Any] | None = None,
-    iterations: int | None = None,
-) -> tuple[Any, list[tuple[Any, float]]]:
-    """Grid-search one parameter for the best mean PSNR against ``problem.ground_truth`` (as the paper did).
-
-    Returns the best value and the ``(value, psnr)`` table.
-    """
-    if isinstance(method, str):
-        method = get_method(method)
-    if problem.ground_truth is None:
-        raise ValueError("tuning needs a ground truth image")
-    parameter = parameter or method.tune_parameter
-    if parameter is None:
-        raise ValueError(f"method {method.name!r} has no tunable main parameter")
-    grid = list(grid if grid is not None else method.tune_grid)
-    if not grid:
-        raise ValueError(f"no tuning grid for {method.name}.{parameter}")
-    table = []
-    for value in grid:
-        result = run_method(method, problem, {**(params or {}), parameter: value}, iterations)
-        table.append((value, float(result.psnr) if result.psnr is not None else float("nan")))
-    best = max(table, key=lambda row: -np.inf if np.isnan(row[1]) else row[1])[0]
-    return best, table

@@ -2,7 +2,7 @@
 
 Each parameter shows the value a run will use for the setting given by ``--mask`` and ``--noise`` (default: the
 app's start-up setting, 25 radial spokes, sigma 0.05) and why: a method's tuned defaults for the nearest tuned
-setting (``resources/tuned/``, or the weight set's) replace its declared default.
+setting (``resources/tuned/``, or the weight set's; :mod:`genreg_viewer.tuning`) replace its declared default.
 """
 
 from __future__ import annotations

@@ -28,8 +28,9 @@ from ...application import ImageInfo, RunRecord
 from ...application.bundles import build_bundle, check_results_path, write_bundle
 from ...device import check_thread_count, configure_threads
 from ...fileio import check_writable
-from ...recon import ParameterError, ReconResult, check_finite_result, get_method, run_method, tune_parameter
+from ...recon import ParameterError, ReconResult, check_finite_result, get_method, run_method
 from ...render import save_grey_png
+from ...tuning import tune_parameter
 from ...weight_sets import record_networks
 from ..common import (
     ProblemSetup,
@@ -76,7 +77,8 @@ def _method(name: str):
 
 
 def _tune(method, setup: ProblemSetup, overrides: dict, iterations: int | None, quiet: bool) -> dict[str, Any]:
-    """Grid-search the method's main parameter (``runner.tune_parameter``): the best value and the table."""
+    """Grid-search the method's main parameter (:func:`genreg_viewer.tuning.tune_parameter`): the best value and
+    the table."""
     if setup.problem.ground_truth is None:
         raise ValueError("--tune needs a ground truth: give an IMAGE")
     if method.tune_parameter is None:

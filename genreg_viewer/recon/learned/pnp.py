@@ -41,13 +41,13 @@ from typing import Any, Iterator
 import torch
 
 from ...models.dncnn import RealSNDnCNN
+from ...tuning import PNP_TABLE, tuned_defaults
 from ..base import Parameter, ParameterError, Problem, ReconMethod, Step
 from ..registry import register
-from ..tuned import tuned_defaults
 from .common import data_objective, load_network, weights_status
 
 DEFAULT_WEIGHTS = "dncnn"
-TUNED_FILE = "pnp.json"  #: in resources/tuned (see :mod:`..tuned`)
+TUNED_FILE = PNP_TABLE  #: in the weight set's tuned/ (see :mod:`genreg_viewer.tuning`)
 
 
 def _build_denoiser(config: dict) -> RealSNDnCNN:
