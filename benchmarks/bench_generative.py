@@ -20,13 +20,13 @@ from pathlib import Path
 import numpy as np
 
 from common import (
-    TEST_SEED, VALIDATION_SEED, VARIANTS, interior_grid_search, make_problem, markdown_table, merge_tuned,
-    per_image_psnr_ssim, phantoms, set_threads, timed_run,
+    TEST_SEED, VALIDATION_SEED, make_problem, markdown_table, per_image_psnr_ssim, phantoms, set_threads, timed_run,
 )
 
-from genreg_viewer.recon.generative.tuned import TUNED_FILE
+from genreg_viewer.tuning import GENERATIVE_TABLE, TUNED_DIR, VARIANTS, interior_grid_search, merge_tuned
+from genreg_viewer.tuning import JOINT_METHODS as JOINT
 
-JOINT = ("mean+identity", "mean+diagonal", "mean+covar")
+TUNED_FILE = TUNED_DIR / GENERATIVE_TABLE  #: the phantom set's table
 #: starting grids (log-spaced); every axis grows while its optimum sits on an edge, inside BOUNDS
 LAMBDA_GRID = (0.03, 0.1, 0.3, 1.0)
 MU_GRID = (0.25, 1.0, 4.0)  # mu = 1 is the VAE's own N(0, I) prior
@@ -136,7 +136,8 @@ def speed(repeats: int = 3) -> None:
 
 def write_tuned(tuned_all: dict[tuple[int, float], dict[str, dict]]) -> None:
     """Merge the tuned parameters into resources/tuned (entries of other settings are kept)."""
-    merge_tuned(TUNED_FILE, tuned_all, JOINT)
+    if merge_tuned(TUNED_FILE, tuned_all, JOINT):
+        print(f"wrote {TUNED_FILE}")
 
 
 def throughput(device: str, batches=(1, 4, 16, 64)) -> None:

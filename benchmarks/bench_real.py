@@ -29,16 +29,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from common import (
-    VARIANTS, interior_grid_search, make_problem, markdown_table, merge_tuned, per_image_psnr_ssim, set_threads,
-)
+from common import make_problem, markdown_table, per_image_psnr_ssim, set_threads
 
 from genreg_viewer.data.dataset import load_slice_set
 from genreg_viewer.evaluation.evaluate import EvaluationConfig, run_evaluation
 from genreg_viewer.recon import run_method
+from genreg_viewer.tuning import JOINT_METHODS as JOINT
+from genreg_viewer.tuning import VARIANTS, interior_grid_search
+from genreg_viewer.tuning import write_tuned as write_tuned_tables
 from genreg_viewer.weight_sets import active_weight_set, use_weight_set
 
-JOINT = ("mean+identity", "mean+diagonal", "mean+covar")
 DEFAULT_METHODS = ("adjoint", "tv") + JOINT
 #: starting grids (log-spaced); they grow while the optimum sits on an edge, inside these bounds
 TV_GRID = (0.005, 0.007, 0.01, 0.014, 0.02, 0.028, 0.04)
@@ -72,8 +72,8 @@ def tune_setting(images: torch.Tensor, spokes: int, sigma: float, methods,
                  variants: tuple[str, ...] = ("eq12",), lambda_grid: tuple[float, ...] = LAMBDA_GRID,
                  mu_grid: tuple[float, ...] = MU_GRID) -> dict[str, dict]:
     """Grid-search TV's alpha, the joint methods' lambda/mu (mean+diagonal and mean+covar once per solver variant
-    of :data:`common.VARIANTS`, keeping the best, whose non-default parameters are written too) and pnp-admm's
-    denoiser_sigma/rho. A one-value ``mu_grid`` fixes mu."""
+    of :data:`genreg_viewer.tuning.VARIANTS`, keeping the best, whose non-default parameters are written too) and
+    pnp-admm's denoiser_sigma/rho. A one-value ``mu_grid`` fixes mu."""
     problem = make_problem(images, f"radial:{spokes}", sigma, seed=1)
     tuned: dict[str, dict] = {}
     best_score: dict[str, float] = {}
@@ -109,10 +109,10 @@ def tune_setting(images: torch.Tensor, spokes: int, sigma: float, methods,
 
 def write_tuned(folder: Path, tuned_all: dict[tuple[int, float], dict[str, dict]], source: str) -> None:
     """Write ``classical.json`` (tv), ``generative.json`` (the joint methods) and ``pnp.json`` (pnp-admm) into
-    ``folder`` (a weight set's ``tuned/``), merging with the settings already there."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for file_name, methods in (("classical.json", ("tv",)), ("generative.json", JOINT), ("pnp.json", ("pnp-admm",))):
-        merge_tuned(folder / file_name, tuned_all, methods, {"tuned_on": source})
+    ``folder`` (a weight set's ``tuned/``), merging with the settings already there
+    (:func:`genreg_viewer.tuning.write_tuned`)."""
+    for path in write_tuned_tables(folder, tuned_all, {"tuned_on": source}):
+        print(f"wrote {path}")
 
 
 def evaluate_setting(data: str, images: int | None, spokes: int, sigma: float, methods, out: Path, batch: int,

@@ -23,10 +23,11 @@ from common import TEST_SEED, per_image_psnr_ssim  # noqa: F401  (sets up sys.pa
 
 from genreg_viewer.physics import Measurement, mask_from_spec, simulate_measurement
 from genreg_viewer.recon import Problem, get_method, run_method
+from genreg_viewer.tuning import JOINT_METHODS
 from genreg_viewer.weight_sets import active_weight_set
 
 #: methods whose posterior std map is not needed for a figure (``posterior_samples=0`` saves its 16 extra solves)
-JOINT = ("mean+identity", "mean+diagonal", "mean+covar")
+JOINT = JOINT_METHODS
 #: how many reconstructed images of each run are kept for the example grids
 KEPT_EXAMPLES = 4
 CSV_COLUMNS = ("figure", "mask", "sampled_percent", "sigma", "method", "image", "image_seed", "psnr", "ssim",
