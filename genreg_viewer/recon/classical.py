@@ -187,15 +187,16 @@ class TotalVariation(ReconMethod):
     (``||grad||^2 <= 8``) and ``rho = 1.9`` converge for any ratio ``tau / sigma``; the ratio sets the speed. It is
     ``tau / sigma = 0.06 / alpha`` (at most 100): the dual ``p`` lives on the scale ``alpha`` (``|p_ij| <= alpha``)
     and the image on the scale 1 (pixels in [0, 1]), and balancing the primal and dual steps by the ratio of those
-    scales (``tau / sigma ~ ||x*|| / ||p*||``) makes the iteration count nearly independent of ``alpha``; the
-    constant 0.06 was the fastest of a grid on knee phantoms and real knees for ``alpha`` from 0.0025 to 0.1
-    (a fixed ratio needs several times the iterations at the ends of that range).
+    scales (``tau / sigma ~ ||x*|| / ||p*||``) keeps the iteration count nearly independent of ``alpha``. The
+    constant 0.06 is from a grid search on knee phantoms and real knees for ``alpha`` from 0.0025 to 0.1 (a fixed
+    ratio needs several times the iterations at the ends of that range; ``docs/BENCHMARKS.md``).
 
     Stopping rule: every :attr:`gap_check_every` iterations the primal-dual gap of the shown iterate ``x~``
     projected onto ``C`` and the dual ``p`` (:func:`~genreg_viewer.recon.tv_ops.primal_dual_gap`, an upper bound of
     the distance to the optimal objective) is computed; the iteration stops when ``gap <= tolerance P(x)`` for every
     image of the batch, or after ``iterations`` steps. For the unbounded constraints (``nonnegative``, ``none``)
-    the gap is the partial gap over ``C`` intersected with [-1, 2].
+    the gap is the partial gap over ``C`` intersected with [-1, 2]. Each iterate ``x~`` is shown projected onto
+    ``C``; its objective is computed only when read (the runner reads those it reports and the last).
     """
 
     name = "tv"
