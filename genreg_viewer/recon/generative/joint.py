@@ -51,7 +51,7 @@ from ..registry import register
 from . import common
 from .common import cholesky_precision_diagonal, effective_sigma, solve_quadratic_x
 from .latent_steps import Z_OPTIMISERS, DecodedLatent
-from .posterior import PerturbAndMAP, posterior_samples
+from .posterior import PerturbAndMAP, latent_deviations, posterior_samples
 from .tuned import tuned_defaults
 
 #: how many of the posterior samples drawn for the std map are returned (``extras['samples']``)
@@ -93,6 +93,9 @@ class JointGenerativeReconstruction(ReconMethod):
                   "= the mean+identity solution (same latent space; helps when the data are weak)",
                   choices=("none", "identity")),
         Parameter("posterior_samples", int, 16, "perturb-and-MAP samples for the posterior std map (0: none)", 0, 512),
+        Parameter("latent_std", float, 0.0, "weight b of the latent uncertainty in the posterior samples: sample k "
+                  "+ b (G(z_k) - mean G), z_k ~ q(z | x_hat) from the encoder, so std^2 = s^2 + b^2 Var G (0: x "
+                  "given z* only, as in the paper)", 0.0, 100.0),
     )
 
     def available(self) -> tuple[bool, str]:
@@ -238,6 +241,9 @@ class JointGenerativeReconstruction(ReconMethod):
                             problem, final.cholesky.detach(), final.mean.detach(), x_all, sigma, lam,
                             max(params["posterior_samples"], 2), params["cg_iterations"],
                         )
+                        if params["latent_std"] > 0:
+                            samples = samples + params["latent_std"] * latent_deviations(
+                                problem, model, x_all, samples.shape[0])
                         extras["std_map"] = samples.std(dim=0)
                         extras["samples"] = samples[:KEPT_SAMPLES].clone()
             yield Step(iteration, x_all, float(energy_all.sum()), extras)

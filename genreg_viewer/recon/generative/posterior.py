@@ -79,6 +79,22 @@ def posterior_samples(
     return sampler.solve(problem, cholesky, mean, x_map, sigma, lam, max(cg_iterations, SAMPLE_CG_MAX_ITERATIONS))
 
 
+def latent_deviations(problem: Problem, model, x_map: torch.Tensor, count: int,
+                      seed_offset: int = 7933) -> torch.Tensor:
+    """``count`` deviations ``G(z_k) - mean_k G(z_k)`` per image, shape ``(count, B, 1, H, W)``, with ``z_k`` drawn
+    from the encoder's posterior ``q(z | x_map) = N(mu, diag(exp(logvar)))`` at the reconstruction (clipped to
+    [0, 1], the encoder's input range): the spread of the decoded mean over the latents the VAE finds plausible for
+    that image. The perturb-and-MAP samples fix ``z = z*`` and so miss this part of the uncertainty (Duff et al. 2023
+    sample x given z only); adding ``b (G(z_k) - mean G)`` to sample ``k`` gives samples whose variance is
+    ``s^2 + b^2 Var_q G(z)`` per pixel. Normal draws come from ``problem.generator(seed_offset)`` on the CPU."""
+    generator = problem.generator(seed_offset)
+    mu, logvar = model.encode(x_map.clamp(0, 1))
+    noise = torch.randn((count, *mu.shape), generator=generator, dtype=mu.dtype).to(mu.device)
+    z = (mu + torch.exp(0.5 * logvar) * noise).flatten(0, 1)  # (count * B, ...): one batched decode
+    decoded = model.decode_mean(z).view(count, *x_map.shape)
+    return decoded - decoded.mean(dim=0, keepdim=True)
+
+
 def posterior_std(problem: Problem, cholesky, mean, x_map, sigma, lam, count: int, cg_iterations: int) -> torch.Tensor:
     """Per-pixel posterior standard deviation ``(B, 1, H, W)`` estimated from ``count`` perturb-and-MAP samples."""
     samples = posterior_samples(problem, cholesky, mean, x_map, sigma, lam, max(count, 2), cg_iterations)
