@@ -87,16 +87,3 @@ def test_the_bundled_tables_load_and_parse_for_every_set():
             for method in table:
                 problem = setting_problem(weight_set, 25, 0.05)
                 assert tuning.tuned_defaults(table_name, method, problem)
-
-
-def test_the_old_import_paths_are_the_same_functions():
-    from genreg_viewer.recon import tuned as recon_tuned
-    from genreg_viewer.recon.generative import tuned as generative_tuned
-    from genreg_viewer.weight_sets import resolve_weight_set
-
-    assert recon_tuned.nearest_setting is tuning.nearest_setting
-    assert recon_tuned.tuned_defaults is tuning.tuned_defaults and recon_tuned.tuned_table is tuning.tuned_table
-    assert generative_tuned.TUNED_FILE == tuning.TUNED_DIR / "generative.json"
-    problem = setting_problem(resolve_weight_set("phantom"), 25, 0.05)
-    assert generative_tuned.tuned_defaults("mean+covar", problem) == tuning.tuned_defaults(
-        "generative.json", "mean+covar", problem)

@@ -226,9 +226,9 @@ class TotalVariation(ReconMethod):
     def defaults_for(self, problem: Problem) -> dict[str, Any]:
         """``alpha`` tuned for the problem's weight set's image domain (``tuned/classical.json``, e.g. real knees)
         for the nearest setting; otherwise :func:`default_alpha` of the problem's noise level (phantom-tuned)."""
-        from .tuned import tuned_defaults
+        from ..tuning import CLASSICAL_TABLE, tuned_defaults
 
-        return tuned_defaults("classical.json", self.name, problem) or {"alpha": default_alpha(problem.sigma)}
+        return tuned_defaults(CLASSICAL_TABLE, self.name, problem) or {"alpha": default_alpha(problem.sigma)}
 
     def iterate(self, problem: Problem, params: dict[str, Any], iterations: int) -> Iterator[Step]:
         alpha, tolerance = params["alpha"], params["tolerance"]

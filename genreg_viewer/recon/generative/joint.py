@@ -46,13 +46,13 @@ from typing import Any, ClassVar, Iterator
 
 import torch
 
+from ...tuning import GENERATIVE_TABLE, tuned_defaults
 from ..base import Parameter, Problem, ReconMethod, Step
 from ..registry import register
 from . import common
 from .common import cholesky_precision_diagonal, effective_sigma, solve_quadratic_x
 from .latent_steps import Z_OPTIMISERS, DecodedLatent
 from .posterior import PerturbAndMAP, latent_deviations, posterior_samples
-from .tuned import tuned_defaults
 
 #: how many of the posterior samples drawn for the std map are returned (``extras['samples']``)
 KEPT_SAMPLES = 8
@@ -102,7 +102,7 @@ class JointGenerativeReconstruction(ReconMethod):
         return common.model_available(self.covariance_kind)
 
     def defaults_for(self, problem: Problem) -> dict[str, Any]:
-        return tuned_defaults(self.name, problem)
+        return tuned_defaults(GENERATIVE_TABLE, self.name, problem)
 
     @staticmethod
     def objective(problem: Problem, x: torch.Tensor, decoded: DecodedLatent, lam: float, mu: float,
