@@ -29,7 +29,9 @@ class CalibrationPlot(QWidget):
         self.weight_set_of = weight_set_of
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        self.toggle = QToolButton(text="Std-map calibration ▸", checkable=True)
+        self.toggle = QToolButton()
+        self.toggle.setText("Std-map calibration ▸")
+        self.toggle.setCheckable(True)
         self.toggle.setToolTip("Coverage of |x - x̂| ≤ k·std on validation images (genreg calibrate)")
         self.toggle.toggled.connect(self._toggled)
         self.plot = ThemedPlot("", "Gaussian coverage P(|Z| ≤ k)", "empirical coverage", legend=True)

@@ -151,7 +151,9 @@ class CovariancePanel(QWidget):
         self.source_combo.setToolTip("The image whose latent code defines the covariance")
         self.source_combo.currentIndexChanged.connect(lambda _i: self.inspector.select(self.source_combo.currentData()))
         self.source_combo.activated.connect(lambda _i: self.inspector.set_following(False))  # the user's own choice
-        self.follow_action = QAction("Follow new runs", self, checkable=True, checked=True)
+        self.follow_action = QAction("Follow new runs", self)
+        self.follow_action.setCheckable(True)
+        self.follow_action.setChecked(True)
         self.follow_action.setToolTip("Inspect each new finished run that reports a posterior std or a latent; "
                                       "choosing an image yourself turns this off")
         self.follow_action.toggled.connect(lambda on: self.inspector.set_following(on))

@@ -12,6 +12,7 @@ from PyQt6.QtWidgets import (
     QButtonGroup,
     QCheckBox,
     QComboBox,
+    QDoubleSpinBox,
     QFormLayout,
     QGridLayout,
     QGroupBox,
@@ -82,7 +83,9 @@ class SamplingControls(QWidget):
         layout.addWidget(self._edit_group())
         layout.addWidget(self._noise_group())
         layout.addStretch(1)
-        self._slice_timer = QTimer(self, singleShot=True, interval=150)
+        self._slice_timer = QTimer(self)
+        self._slice_timer.setSingleShot(True)
+        self._slice_timer.setInterval(150)
         self._slice_timer.timeout.connect(lambda: self.sliceRequested.emit(self.slice_spin.value() - 1))
         state.image_changed.connect(self._image_changed)
         state.measurement_changed.connect(self._measurement_changed)
@@ -135,7 +138,7 @@ class SamplingControls(QWidget):
         self.probability_spin.setToolTip("Probability of sampling each remaining row")
         self.fraction_spin = float_spin(0.001, 1.0, 0.01, 3, 0.15)
         self.fraction_spin.setToolTip("Fraction of k-space sampled; variable density, denser at the centre")
-        pages = {
+        pages: dict[str, list[tuple[str, QSpinBox | QDoubleSpinBox]]] = {
             "radial": [("Spokes", self.spokes_spin)],
             "golden": [("Spokes", self.golden_spin)],
             "cartesian": [("Centre rows", self.centre_spin), ("Row probability", self.probability_spin)],
@@ -182,7 +185,7 @@ class SamplingControls(QWidget):
             button.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
             self.tool_group.addButton(button)
             self.tool_buttons[tool] = button
-            button.toggled.connect(lambda on, t=tool: on and self.painter.set_tool(t))
+            button.toggled.connect(lambda on, t=tool: self.painter.set_tool(t) if on else None)
             row.addWidget(button)
         self.tool_buttons["pan"].setChecked(True)
         layout.addLayout(row)
@@ -286,10 +289,12 @@ class SamplingControls(QWidget):
 
     def sync_from_state(self) -> None:
         """Show the state's mask spec, noise and seed (after a session was restored)."""
-        for spin, value in ((self.sigma_spin, self.state.sigma), (self.seed_spin, self.state.seed)):
-            spin.blockSignals(True)
-            spin.setValue(value)
-            spin.blockSignals(False)
+        self.sigma_spin.blockSignals(True)
+        self.sigma_spin.setValue(self.state.sigma)
+        self.sigma_spin.blockSignals(False)
+        self.seed_spin.blockSignals(True)
+        self.seed_spin.setValue(self.state.seed)
+        self.seed_spin.blockSignals(False)
         self.set_spec(self.state.mask_spec, apply=False)
 
     # ------------------------------------------------------------------ events

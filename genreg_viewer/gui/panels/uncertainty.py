@@ -37,6 +37,8 @@ from PyQt6.QtWidgets import (
 from ...application.experiment import ExperimentState
 from ...application.runs import RunRecord
 from ...application.uncertainty import RunUncertainty, has_uncertainty, run_uncertainty, std_scale_of_run
+from ...evaluation.calibration import StdScale
+from ..qt_typed import layout_of
 from ..widgets.controls import compact_combo, wrapped_label
 from ..widgets.image_view import GREY, SEQUENTIAL, ImageView, em
 from ..widgets.plots import ThemedPlot
@@ -53,8 +55,8 @@ class _FittedImageView(ImageView):
 
     def resizeEvent(self, event) -> None:  # noqa: N802 (Qt API)
         super().resizeEvent(event)
-        layout = self.layout()
-        used = sum(label.heightForWidth(self.width()) + layout.spacing()
+        spacing = layout_of(self).spacing()
+        used = sum(label.heightForWidth(self.width()) + spacing
                    for label in (self.title_label, self.caption_label) if not label.isHidden())
         height = self.width() + used
         if self.maximumHeight() != height:
@@ -70,7 +72,7 @@ class UncertaintyPanel(QWidget):
         super().__init__(parent)
         self.state = state
         self.shown: RunUncertainty | None = None  #: what is on screen (None: no run with a std map)
-        self.std_scale = None  #: the stored factor applied (only while "Calibrated std" is checked)
+        self.std_scale: StdScale | None = None  #: the stored factor applied (only while "Calibrated std" is checked)
         self.pixel: tuple[int, int] | None = None  #: the pixel read out (hovered, else kept)
         self.kept_pixel: tuple[int, int] | None = None  #: the pixel a click kept
         self.timer = QTimer(self)
@@ -282,11 +284,12 @@ class UncertaintyPanel(QWidget):
         self.error_view.set_image(error, levels=levels, colormap=SEQUENTIAL)
         self.std_view.set_image(std, levels=levels, colormap=SEQUENTIAL)
         self.error_view.show_colorbar(SEQUENTIAL, levels, "error (intensity)")
-        calibrated = self.std_scale is not None
+        scale = self.std_scale
+        calibrated = scale is not None
         self.std_view.show_colorbar(SEQUENTIAL, levels, "calibrated std (intensity)" if calibrated
                                     else "std (intensity)")
         self.std_view.set_title("Posterior std (calibrated)" if calibrated else "Posterior std")
-        self.std_view.set_caption(f"raw std × {self.std_scale.scale:.3g}" if calibrated else
+        self.std_view.set_caption(f"raw std × {scale.scale:.3g}" if scale is not None else
                                   ("" if std is not None or shown is None else "<i>this run has no std map</i>"))
         self.error_view.set_caption(f"mean {float(error.mean()):.3g} · max {float(error.max()):.3g}"
                                     if error is not None else "")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from PyQt6.QtCore import Qt
+from PyQt6.QtCore import Qt, pyqtBoundSignal
 from PyQt6.QtGui import QFont, QFontMetrics
 from PyQt6.QtWidgets import (
     QComboBox,
@@ -92,8 +92,8 @@ class ElidedLabel(QElidingLabel):
                 return metrics.elidedText(text[:-len(keep)], Qt.TextElideMode.ElideRight, room) + keep
         return super()._elidedText()
 
-    def setText(self, text: str) -> None:  # noqa: N802 (Qt API)
-        super().setText(text)
+    def setText(self, text: str | None) -> None:  # noqa: N802 (Qt API)
+        super().setText(text or "")  # QLabel's contract: None is the empty text
         self._update_tooltip()
 
     def resizeEvent(self, event) -> None:  # noqa: N802
@@ -117,7 +117,7 @@ def note_label(text: str = "") -> QLabel:
     return label
 
 
-def push_button(text: str, slot: Callable | None = None, tooltip: str = "") -> QPushButton:
+def push_button(text: str, slot: Callable | pyqtBoundSignal | None = None, tooltip: str = "") -> QPushButton:
     """A push button that calls ``slot`` (a function or a signal) when clicked."""
     button = QPushButton(text)
     if tooltip:

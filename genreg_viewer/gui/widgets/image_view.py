@@ -15,6 +15,7 @@ from PyQt6.QtGui import QColor, QFont
 from PyQt6.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 from ...render import DIVERGING_STOPS
+from ..qt_typed import layout_of
 from ..theme import on_theme_change, view_colors
 
 #: grey for images in [0, 1]
@@ -290,6 +291,7 @@ class ImageView(QWidget):
         if row is None:
             self.marker.setVisible(False)
             return
+        assert col is not None, "a marked pixel needs its column"
         self.marker.setData([col + 0.5], [row + 0.5])
         self.marker.setVisible(True)
 
@@ -327,7 +329,7 @@ class ImageView(QWidget):
         square image in a wide cell)."""
         self.square_both_ways = on
         if not on:
-            self.layout().setContentsMargins(0, 0, 0, 0)
+            layout_of(self).setContentsMargins(0, 0, 0, 0)
 
     def resizeEvent(self, event) -> None:  # noqa: N802 (Qt API)
         """A square view keeps the image area no taller than wide (the caption stays under the image)."""
@@ -335,7 +337,7 @@ class ImageView(QWidget):
         if self.square:
             self.graphics.setMaximumHeight(max(self.width(), self.graphics.minimumHeight()))
         if self.square and getattr(self, "square_both_ways", False):
-            layout = self.layout()
+            layout = layout_of(self)
             used = 0
             for label in (self.title_label, self.caption_label):
                 if not label.isHidden():

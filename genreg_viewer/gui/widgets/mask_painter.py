@@ -57,7 +57,7 @@ class MaskPainter(ImageView):
         self.cursor_ring.setZValue(5)
         self.cursor_ring.setVisible(False)
         self.view_box.addItem(self.cursor_ring, ignoreBounds=True)
-        self.mask: np.ndarray | None = None
+        self.mask_array: np.ndarray | None = None
         self.tool = "pan"
         self.radius = 1.5
         self.overlay_opacity = 0.6
@@ -77,7 +77,7 @@ class MaskPainter(ImageView):
         self.set_image(log_magnitude, levels=(0.0, top), colormap=GREY)
 
     def set_mask(self, mask: np.ndarray) -> None:
-        self.mask = np.array(mask, dtype=bool)
+        self.mask_array = np.array(mask, dtype=bool)
         self._draw_overlay()
 
     def set_tool(self, tool: str) -> None:
@@ -94,21 +94,21 @@ class MaskPainter(ImageView):
 
     def paint(self, row: int, col: int, previous: tuple[int, int] | None = None) -> None:
         """Apply the current tool at ``(row, col)`` (a stroke from ``previous``) and emit ``maskEdited``."""
-        if self.mask is None or self.tool == "pan":
+        if self.mask_array is None or self.tool == "pan":
             return
         value = self.tool == "brush"
-        stamp_stroke(self.mask, previous or (row, col), (row, col), self.radius, value)
+        stamp_stroke(self.mask_array, previous or (row, col), (row, col), self.radius, value)
         self._draw_overlay()
-        self.maskEdited.emit(self.mask.copy())
+        self.maskEdited.emit(self.mask_array.copy())
 
     # ---------------------------------------------------------------- internals
     def _draw_overlay(self) -> None:
-        if self.mask is None:
+        if self.mask_array is None:
             self.overlay.clear()
             return
-        rgba = np.zeros((*self.mask.shape, 4), dtype=np.uint8)
-        rgba[self.mask, :3] = MASK_COLOUR
-        rgba[self.mask, 3] = int(255 * self.overlay_opacity)
+        rgba = np.zeros((*self.mask_array.shape, 4), dtype=np.uint8)
+        rgba[self.mask_array, :3] = MASK_COLOUR
+        rgba[self.mask_array, 3] = int(255 * self.overlay_opacity)
         self.overlay.setImage(rgba, autoLevels=False, levels=(0, 255))
 
     def _drag_started(self, row: int, col: int) -> None:

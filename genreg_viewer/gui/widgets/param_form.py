@@ -33,6 +33,7 @@ from PyQt6.QtWidgets import (
 from superqt import QCollapsible
 
 from ...recon import Parameter, ReconMethod
+from ..qt_typed import layout_of
 
 LOG_STEP = 10 ** 0.25
 INT_LIMIT = 2**31 - 1
@@ -53,13 +54,14 @@ class ScientificSpinBox(QDoubleSpinBox):
     def textFromValue(self, value: float) -> str:  # noqa: N802 (Qt API)
         return f"{value:.6g}"
 
-    def valueFromText(self, text: str) -> float:  # noqa: N802
+    def valueFromText(self, text: str | None) -> float:  # noqa: N802
         try:
-            return float(text.strip())
+            return float((text or "").strip())
         except ValueError:
             return self.value()
 
-    def validate(self, text: str, pos: int):
+    def validate(self, text: str | None, pos: int) -> tuple[QValidator.State, str, int]:
+        text = text or ""
         stripped = text.strip()
         try:
             float(stripped)
@@ -105,7 +107,7 @@ class ParameterForm(QWidget):
         outer.addLayout(self.layout_)
         self.advanced = QCollapsible("Advanced", expandedIcon="▼", collapsedIcon="▶")
         self.advanced.setDuration(120)
-        self.advanced.layout().setContentsMargins(0, 0, 0, 0)
+        layout_of(self.advanced).setContentsMargins(0, 0, 0, 0)
         self.advanced.toggleButton().setToolTip("Solver internals: most runs never need them changed")
         advanced_fields = QWidget()
         self.advanced_layout = QFormLayout(advanced_fields)
@@ -216,6 +218,7 @@ class ParameterForm(QWidget):
 
     # ---------------------------------------------------------------- internals
     def _make_field(self, p: Parameter) -> QWidget:
+        field: QWidget  # one of the widgets that _set_field and _field_value know
         if p.kind is bool:
             field = QCheckBox()
             field.toggled.connect(lambda *_: self._user_edit(p.name))
@@ -281,6 +284,7 @@ class ParameterForm(QWidget):
             elif isinstance(field, (QSpinBox, QDoubleSpinBox)):
                 field.setValue(value)
             else:
+                assert isinstance(field, QLineEdit)
                 field.setText(str(value))
         finally:
             self._programmatic = False
@@ -293,6 +297,7 @@ class ParameterForm(QWidget):
             return field.currentData()
         if isinstance(field, (QSpinBox, QDoubleSpinBox)):
             return field.value()
+        assert isinstance(field, QLineEdit)
         return field.text()
 
 
