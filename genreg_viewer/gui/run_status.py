@@ -61,8 +61,9 @@ def objective_decrease(record: RunRecord, window: int = CONVERGENCE_WINDOW) -> f
 
 
 def run_details(record: RunRecord, budget: int | None = None) -> str:
-    """Plain-text details of how the run ended: the convergence test's verdict with the objective's relative
-    decrease and the tolerance, and the final objective (the tooltip of the run's status and tile)."""
+    """Plain-text details of how the run ended: the method's convergence test's verdict with its tolerance (each
+    method says what it measures: the joint methods the objective's relative decrease, TV its primal-dual gap), the
+    objective's mean relative decrease, and the final objective (the tooltip of the run's status and tile)."""
     lines = []
     tolerance = record.params.get("tolerance")
     converged = record.info.get("converged")
@@ -71,13 +72,14 @@ def run_details(record: RunRecord, budget: int | None = None) -> str:
     if record.cancelled:
         lines.append("Cancelled: the image is the last iterate before the run stopped.")
     elif converged is True:
-        lines.append(f"Converged after {_iterations(record.iterations)}: the objective's mean relative decrease per "
-                     f"iteration fell below the tolerance ({tolerance:g})." if isinstance(tolerance, (int, float))
+        lines.append(f"Converged after {_iterations(record.iterations)}: the method's convergence test fired "
+                     f"(tolerance {tolerance:g})." if isinstance(tolerance, (int, float))
                      else f"Converged after {_iterations(record.iterations)}.")
     elif converged is False:
         asked = f"the {budget} iterations asked for" if budget else f"{_iterations(record.iterations)}"
-        lines.append(f"Ran {asked}; the convergence test had not fired yet (that is normal: the iteration count is "
-                     "the method's design).")
+        at = f" at tolerance {tolerance:g}" if isinstance(tolerance, (int, float)) and tolerance > 0 else ""
+        lines.append(f"Ran {asked}; the convergence test had not fired yet{at} (that is normal: the iteration count "
+                     "is the method's design).")
     else:
         lines.append(f"Ran {_iterations(record.iterations)}.")
     if decrease is not None and converged is not None:

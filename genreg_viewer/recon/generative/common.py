@@ -105,7 +105,7 @@ def _folded(decoder: torch.nn.Module) -> torch.nn.Module:
                 setattr(module, name, torch.nn.Identity())
     for parameter in folded.parameters():
         parameter.requires_grad_(False)
-    return folded.to(memory_format=torch.channels_last)
+    return folded.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # accepted at run time; not in the stubs
 
 
 def _versions(tensors) -> tuple[int, ...]:
