@@ -32,6 +32,7 @@ def gaussian_linear_model(rng, draws: int = 6000, pixels: int = 24, measurements
     return x.reshape(shape), mean.reshape(shape), std.reshape(shape)
 
 
+@pytest.mark.slow
 def test_exact_posterior_std_covers_68_95_99_7_percent(rng):
     truth, mean, std = gaussian_linear_model(rng)
     report = cal.calibration_report(truth, mean, std)
@@ -61,6 +62,7 @@ def test_heavy_tailed_errors_cannot_be_fixed_by_one_factor(rng):
     assert report.coverage["1"] > 0.70 and report.coverage["3"] < 0.995
 
 
+@pytest.mark.slow
 def test_a_halved_std_is_found_out_and_refitted(rng):
     truth, mean, std = gaussian_linear_model(rng)
     report = cal.calibration_report(truth, mean, 0.5 * std)
@@ -113,6 +115,7 @@ def test_stored_factors_round_trip(private_weight_set):
     assert len(json.loads((private_weight_set / "tuned" / "calibration.json").read_text())["mean+covar"]) == 2
 
 
+@pytest.mark.slow
 def test_calibrate_fits_writes_and_applies(private_weight_set, tmp_path, capsys):
     """mean+diagonal on one phantom: the factor fitted on a validation phantom is stored, the test coverage with it
     moves the way the factor says, and --apply measures with the stored factor."""
@@ -178,6 +181,7 @@ def test_the_covariance_tab_plots_the_stored_curves(private_weight_set, qtbot):
         use_weight_set(before)
 
 
+@pytest.mark.slow
 def test_std_maps_come_from_the_weight_set_asked_for():
     """The calibration runs the method with the networks of the set whose factor it fits (regression: it ran the
     bundled default set's VAE while reading and writing another set's calibration table)."""

@@ -117,6 +117,7 @@ def recon(capsys, *args) -> tuple[int, str, str]:
     return code, out, err
 
 
+@pytest.mark.slow
 def test_recon_calibrated_std_scales_the_saved_map(capsys, tmp_path):
     quick = ["--method", "mean+covar", "--iters", "3", "--param", "posterior_samples=3", "--weights", "phantom",
              "--json"]

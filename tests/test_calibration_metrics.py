@@ -147,6 +147,7 @@ def _erfinv(p: float) -> float:
     return (low + high) / 2
 
 
+@pytest.mark.slow
 def test_the_finite_sample_correction_holds_exactly_in_expectation(rng):
     """n = 10 validation scores, alpha = 0.1: q is the ceil(11 * 0.9) = 10th smallest, so a new exchangeable score is
     below it with probability 10/11 = 0.909 (>= 0.9; the uncorrected 9th smallest would give 9/11 = 0.818)."""
@@ -226,6 +227,7 @@ def test_stored_conformal_quantiles_round_trip_and_are_checked(private_weight_se
 
 
 # ------------------------------------------------------------------------------------------------------------- CLI
+@pytest.mark.slow
 def test_calibrate_conformal_fits_reports_writes_and_applies(private_weight_set, tmp_path, capsys):
     """mean+diagonal, one validation and one test phantom: q fitted on validation, its coverage on test, AUSE and UCE
     in the table and the report, q stored next to the scale factor, and --apply measures the stored q."""

@@ -171,6 +171,7 @@ def test_covariance_correlation_and_variance_match_dense(build, k, height, width
                                        atol=1e-10)
 
 
+@pytest.mark.slow
 def test_samples_have_the_model_covariance():
     factor = random_factor(3, 5, 6, batch=2, seed=10, scale=0.4)
     mean = torch.rand(2, 1, 5, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(11))

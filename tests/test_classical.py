@@ -129,6 +129,7 @@ def _item(problem: Problem, index: int):
 # -------------------------------------------------------------------------------------------------- tv
 
 
+@pytest.mark.slow
 def test_tv_stops_on_the_primal_dual_gap_and_reports_its_objective(small_problem):
     problem = small_problem
     tolerance = get_method("tv").resolve_params()["tolerance"]
@@ -152,6 +153,7 @@ def test_tv_stops_on_the_primal_dual_gap_and_reports_its_objective(small_problem
     assert float(image.min()) >= 0.0 and float(image.max()) <= 1.0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bounds", [(0.0, 1.0), (-1.0, 2.0)])
 def test_primal_dual_gap_bounds_the_suboptimality_and_vanishes_at_the_solution(small_problem, bounds):
     """gap(x, p) >= P(x) - min P for any x in C and |p| <= alpha; large at the start, and it falls below 1e-3 P
@@ -179,6 +181,7 @@ def test_primal_dual_gap_bounds_the_suboptimality_and_vanishes_at_the_solution(s
     assert float(start_gap / start_primal) > 0.1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("alpha", [0.0025, 0.02, 0.1])
 def test_tv_step_ratio_keeps_the_iteration_count_flat_in_alpha(problem, alpha):
     """tau / sigma = 0.06 / alpha: the default tolerance is met within 300 iterations from alpha 0.0025 to 0.1 (90
@@ -213,6 +216,7 @@ def test_tv_beats_adjoint_and_lsq(problem):
     assert tv.ssim > lsq.ssim and tv.ssim > adjoint.ssim
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("constraint", ["none", "box"])
 def test_tv_with_vanishing_alpha_fits_the_data_like_least_squares(small_problem, constraint):
     """alpha -> 0 leaves min 1/2||Ax - y||^2 over the constraint set: the data fit of converged lsq."""

@@ -124,6 +124,7 @@ def test_kspace_input_without_ground_truth(capsys, tmp_path, image_file, truth):
     assert summary["psnr"] > 25 and summary["mask"] == "radial:25"
 
 
+@pytest.mark.slow
 def test_tune_reports_the_table(capsys, image_file):
     summary = run_json(capsys, image_file, "--method", "tv", "--tune", "--iters", "40")
     tuning = summary["tuning"]
@@ -194,6 +195,7 @@ def test_key_picks_the_dataset_of_an_ambiguous_hdf5_file(capsys, tmp_path, image
     assert summary["psnr"] == pytest.approx(reference["psnr"])
 
 
+@pytest.mark.slow
 def test_json_notes_say_which_variational_network_ran(capsys, image_file):
     summary = run_json(capsys, image_file, "--mask", "radial:27", "--noise", "0.05", "--method", "varnet")
     assert summary["notes"]["trained_setting"] == "radial25-sigma0.05"

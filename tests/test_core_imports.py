@@ -10,6 +10,10 @@ import json
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = pytest.mark.slow  # a fresh interpreter imports the whole core
+
 SCRIPT = """
 import importlib, json, pathlib, sys
 import genreg_viewer

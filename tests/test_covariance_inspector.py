@@ -98,6 +98,7 @@ def finished_run(state: ExperimentState, arrays: dict, method: str = "mean+covar
                      setting=setting or {}, arrays=arrays)
 
 
+@pytest.mark.slow
 def test_run_selected_preparing_ready_pixel_clicked_row(model):
     state, inspector, tasks, events = make_inspector(model)
     assert inspector.key == "truth" and inspector.following and tasks.waiting == []  # nothing while hidden

@@ -86,6 +86,7 @@ def dicom_dir(tmp_path):
     return root, images
 
 
+@pytest.mark.slow
 def test_series_are_ordered_rescaled_and_decoded(dicom_dir, tmp_path):
     root, expected = dicom_dir
     out = tmp_path / "dicom.h5"

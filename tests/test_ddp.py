@@ -22,6 +22,8 @@ from safetensors.torch import load_file
 
 from genreg_viewer.cli.main import main
 
+pytestmark = pytest.mark.slow  # multi-process training runs
+
 #: after a few Adam steps, sums split over two processes differ from one process by float32 rounding only
 #: (about 1e-8 here); Adam's normalisation can magnify rounding where a gradient is near 0, hence the margin
 ATOL, RTOL = 1e-5, 1e-4

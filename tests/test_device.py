@@ -81,6 +81,7 @@ def test_environment_and_explicit_count_override_the_default(monkeypatch):
         torch.set_num_threads(before)
 
 
+@pytest.mark.slow
 def test_busy_cores_sees_a_neighbour_that_just_started(monkeypatch):
     """A process spinning for a moment is counted at once, though the load average (here 0) has not seen it yet."""
     import multiprocessing

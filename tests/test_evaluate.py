@@ -70,6 +70,7 @@ def test_an_image_gets_the_same_data_alone_or_in_a_batch(tmp_path):
     assert all(every[r["image"]] == r["psnr"] for r in two)
 
 
+@pytest.mark.slow
 def test_resume_computes_only_missing_rows_and_drops_a_torn_line(tmp_path):
     out = tmp_path / "results.csv"
     assert evaluate(tmp_path, "--batch", "2") == 0
@@ -158,6 +159,7 @@ def test_shard_from_environment():
         ev.shard_from_environment({"RANK": "2", "WORLD_SIZE": "2"})
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_merge_into_the_single_process_csv(tmp_path):
     """``python -m torch.distributed.run --nproc_per_node 2`` on CPU (gloo): rank 0 merges both parts into the same
     rows (timings aside) as one process with the same batches."""

@@ -21,6 +21,8 @@ from genreg_viewer.data.phantom import phantom_batch
 from genreg_viewer.evaluation import evaluate as ev
 from genreg_viewer.evaluation import reconstructions as rc
 
+pytestmark = pytest.mark.slow  # multi-process evaluation runs
+
 PHANTOMS = "phantom:3:1000000"
 #: a slice set's sources: three volumes, slices out of order, one MRNet-style name with a slash
 VOLUMES = ["file1001.h5", "file1001.h5", "coronal/0007", "file1000.h5", "file1001.h5"]

@@ -86,6 +86,7 @@ def test_config_errors_are_clear():
         tiny_flow(size=8).encode(torch.rand(1, 1, 16, 16, dtype=torch.float64))
 
 
+@pytest.mark.slow
 def test_train_flow_cli_lowers_bits_per_dim_and_saves(tmp_path, capsys):
     stem = tmp_path / "flow_small"
     code = genreg(["train", "flow", "--size", "16", "--hidden", "8,8", "--steps-per-level", "2", "--images", "64",
@@ -134,6 +135,7 @@ def tiny_problem(size: int = 16, batch: int = 2, sigma: float = 0.05, spokes: in
     return phantom_problem(radial_mask(spokes, (size, size)), sigma, seed=3, batch=batch, size=size)
 
 
+@pytest.mark.slow
 def test_flow_prior_decreases_its_objective(use_tiny_flow):
     problem = tiny_problem()
     result = run_method("flow-prior", problem, {"learning_rate": 0.02}, iterations=40, report_every=1)
@@ -182,6 +184,7 @@ def test_bundled_flow_prefers_phantoms_to_noise():
     assert float(clean.max()) < float(noisy.min()) < float(uniform.min())
 
 
+@pytest.mark.slow
 @bundled
 def test_bundled_flow_prior_beats_adjoint_at_25_spokes():
     problem = phantom_problem(mask_from_spec("radial:25"), 0.05, seed=1, offset=7)
@@ -190,6 +193,7 @@ def test_bundled_flow_prior_beats_adjoint_at_25_spokes():
     assert result.psnr > adjoint + 3.0, (result.psnr, adjoint)  # about 24.8 against 19.2 dB
 
 
+@pytest.mark.slow
 @bundled
 def test_bundled_flow_denoises_with_the_full_mask():
     problem = phantom_problem(mask_from_spec("full"), 0.1, seed=2, offset=3)

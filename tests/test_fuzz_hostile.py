@@ -17,6 +17,8 @@ import torch
 
 from genreg_viewer.cli.errors import USER_ERRORS
 
+pytestmark = pytest.mark.slow  # generated-input fuzzing
+
 #: values a hostile file or user puts where a number, text, list or object belongs
 HOSTILE = [None, True, False, 0, -1, 1, 2**31, 2**63, 10**309, -10**309, 0.5, -0.0, 1e-300, 1e300, float("nan"),
            float("inf"), float("-inf"), "", "x", "1", "nan", "1e400", " " * 3, "a" * 20000, [], [1], [None],

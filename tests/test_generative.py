@@ -88,6 +88,7 @@ def test_joint_objective_never_increases(use_tiny_models, name, optimiser, penal
     assert "latent" in result.extras
 
 
+@pytest.mark.slow
 def test_lbfgs_reaches_a_lower_objective_than_gradient_steps(use_tiny_models):
     problem = tiny_problem()
     final = {}
@@ -193,6 +194,7 @@ def test_posterior_samples_have_the_exact_covariance(use_tiny_models):
     assert torch.allclose(flat.mean(0), posterior_mean, atol=tolerance)
 
 
+@pytest.mark.slow
 def test_expected_penalty_is_the_posterior_expectation_of_the_nll(use_tiny_models):
     """``precision_penalty=expected``: for another factor ``L'``, the penalty on the perturb-and-MAP deviations is
     ``1/2 tr(L'^T H^-1 L') + (1 - 1/lam) sum log diag L'``, ``H = Re A^H A / s^2 + lam L L^T`` (dense oracle, 8x8,
@@ -235,6 +237,7 @@ def test_expected_penalty_runs_every_iteration_and_stays_finite(use_tiny_models)
     assert all(np.isfinite(h["objective"]) for h in result.history)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mu", [4.0, 1.0])  # mu 1: a precision with condition number ~400 (20 CG steps: 29% off)
 def test_std_map_matches_the_dense_posterior(use_tiny_models, mu):
     """The joint method's std map against the exact posterior std ``sqrt(diag(P^-1))`` at the returned latent (dense
@@ -266,6 +269,7 @@ def test_std_map_matches_the_dense_posterior(use_tiny_models, mu):
             assert abs(ratio.mean() - 1) < 3 * relative_error, (draws, ratio.mean())
 
 
+@pytest.mark.slow
 def test_range_search_returns_a_point_of_the_range(use_tiny_models):
     """The output is G(z) for the returned latent z, and the reported objective is that pair's
     1/2 ||M F G(z) - y||^2 + mu ||z||^2 (computed here with torch.fft); the best objective never increases."""
@@ -309,6 +313,7 @@ def test_cancel_stops_generative(use_tiny_models):
     assert result.cancelled and result.iterations <= 3
 
 
+@pytest.mark.slow
 def test_covariance_cli_rows_match_the_dense_covariance(tmp_path, capsys):
     """``genreg covariance`` correlation and covariance rows against ``Sigma = inv(L L^T)`` with ``L`` built densely
     from the decoded factor at the encoder mean of the image (float64; the files hold float32)."""
@@ -345,6 +350,7 @@ def test_covariance_cli_rows_match_the_dense_covariance(tmp_path, capsys):
     assert main(["covariance", str(tmp_path / "img.npy"), "--weights", str(tmp_path), "--pixel", "99,1"]) == 2
 
 
+@pytest.mark.slow
 def test_each_image_converges_on_its_own(use_tiny_models):
     """Converged images are frozen, so an image's result does not depend on the rest of its batch (here the two
     images converge after different numbers of iterations)."""
@@ -494,6 +500,7 @@ def test_preconditioned_cg_follows_the_shared_conjugate_gradient_and_solves_dens
     assert torch.equal(x0, x0.clone())  # the start is not modified
 
 
+@pytest.mark.slow
 def test_latent_std_adds_the_encoder_posterior_variance_of_the_mean(use_tiny_models):
     """With ``latent_std = b`` the posterior samples also carry the spread of ``G(z)`` over ``z ~ q(z | x_hat)``:
     per pixel ``std^2 = s^2 + b^2 Var_q G(z)``. Oracle: ``s`` from the same run without the latent term (same

@@ -9,6 +9,8 @@ from genreg_viewer.physics import radial_mask, simulate_measurement
 from genreg_viewer.recon import Problem, get_method, run_method
 from genreg_viewer.recon.generative import common
 
+pytestmark = pytest.mark.slow  # the bundled models run at their shipped defaults
+
 
 @pytest.fixture(scope="module")
 def problem() -> Problem:

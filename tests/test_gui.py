@@ -30,6 +30,8 @@ from gui_helpers import WAIT_MS, run_and_wait, send_mouse, view_position  # noqa
 
 pytest_plugins = ["gui_helpers"]  # the errors and window fixtures
 
+pytestmark = pytest.mark.slow  # the desktop app driven end to end
+
 
 class SlowGradientDescent(ReconMethod):
     """Test-only method (not registered): gradient steps on ``1/2 ||A x - y||^2`` with a pause per iteration, so a

@@ -14,6 +14,8 @@ pytest.importorskip("pytestqt")
 from genreg_viewer.application import RunRecord  # noqa: E402
 from genreg_viewer.paths import RESOURCES_DIR  # noqa: E402
 
+pytestmark = pytest.mark.slow  # the desktop app driven end to end
+
 pytest.register_assert_rewrite("gui_helpers")
 pytest_plugins = ["gui_helpers"]  # the errors and window fixtures
 

@@ -25,6 +25,8 @@ from gui_helpers import WAIT_MS, run_and_wait, send_mouse, view_position  # noqa
 
 pytest_plugins = ["gui_helpers"]  # the errors and window fixtures
 
+pytestmark = pytest.mark.slow  # the desktop app driven end to end
+
 LATENT_DIM = 8  #: of the tiny model
 
 

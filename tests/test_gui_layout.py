@@ -24,6 +24,8 @@ from gui_helpers import run_and_wait  # noqa: E402
 
 pytest_plugins = ["gui_helpers"]
 
+pytestmark = pytest.mark.slow  # the desktop app driven end to end
+
 
 def test_the_check_finds_overlapping_squeezed_and_cut_controls(qtbot):
     """A hand-placed broken layout (no layout manager): the check names each fault, and only those."""

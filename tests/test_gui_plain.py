@@ -19,6 +19,8 @@ from gui_helpers import WAIT_MS, run_and_wait  # noqa: E402
 
 pytest_plugins = ["gui_helpers"]
 
+pytestmark = pytest.mark.slow  # the desktop app driven end to end
+
 ALARMING = ("not converged", "iteration limit", "stopped at")
 
 

@@ -27,6 +27,8 @@ from gui_helpers import WAIT_MS, run_and_wait, send_mouse, view_position  # noqa
 
 pytest_plugins = ["gui_helpers"]  # the errors and window fixtures
 
+pytestmark = pytest.mark.slow  # the desktop app driven end to end
+
 needs_covar = pytest.mark.skipif(not bundled_model_available("covar")[0],
                                  reason="the bundled covar weights are not trained yet")
 SAMPLES = 6  #: posterior samples of the test run (all kept: at most 8 are)

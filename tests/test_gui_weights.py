@@ -13,6 +13,8 @@ from gui_helpers import run_and_wait  # noqa: E402
 
 pytest_plugins = ["gui_helpers"]
 
+pytestmark = pytest.mark.slow  # the desktop app driven end to end
+
 
 @pytest.fixture
 def folder_set(tmp_path):

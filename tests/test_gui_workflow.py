@@ -18,6 +18,8 @@ from gui_helpers import run_and_wait  # noqa: E402
 
 pytest_plugins = ["gui_helpers"]
 
+pytestmark = pytest.mark.slow  # the desktop app driven end to end
+
 
 def toolbar_button(panel, text: str) -> QToolButton:
     return next(b for b in panel.findChildren(QToolButton) if b.text() == text)

@@ -320,6 +320,7 @@ def test_an_h5_bundle_with_a_link_to_another_file_is_refused(qapp, tmp_path):
         sessions.read_bundle(path)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["gui: 5", "region: [1]", "psnr: high", "seed 2**64"])
 def test_the_app_shows_one_dialog_and_keeps_its_state(window, errors, saved, case):
     _, folder = saved
@@ -332,6 +333,7 @@ def test_the_app_shows_one_dialog_and_keeps_its_state(window, errors, saved, cas
     assert_unchanged(window.state, before)
 
 
+@pytest.mark.slow
 def test_the_app_opens_a_valid_session(window, errors, saved):
     _, folder = saved
     assert window.open_path(folder) and errors == []
@@ -420,6 +422,7 @@ def test_npy_and_npz_headers_are_checked_before_loading(tmp_path):
     one_line(info.value)
 
 
+@pytest.mark.slow
 def test_real_sized_data_still_loads(tmp_path):
     """The limits leave room for real MRI: a 640 x 368 x 15-coil k-space slice and a 320 x 320 volume."""
     path = tmp_path / "fastmri.h5"
@@ -558,6 +561,7 @@ def test_kspace_and_mask_headers_are_checked_before_loading(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------ diverging training
+@pytest.mark.slow
 def test_cli_vae_with_an_absurd_learning_rate_stops_and_writes_nothing(capsys, tmp_path):
     out = tmp_path / "run"
     assert main(["train", "vae", "phantom:4", "--held-out", "phantom:2:1000000", "--lr", "1e30", "--epochs", "1",
@@ -745,6 +749,7 @@ def test_check_writable_probes_the_folder(tmp_path, monkeypatch):
 
 
 # ------------------------------------------------------------------------------------------------ heavy sessions
+@pytest.mark.slow
 @pytest.mark.parametrize("side", [129, 1024])
 def test_a_session_larger_than_the_app_image_size_is_refused_at_once(window, errors, saved, side):
     """Opening runs the SSIM and the comparison maps on the GUI thread; a 4096 x 4096 ground truth froze it for
@@ -761,6 +766,7 @@ def test_a_session_larger_than_the_app_image_size_is_refused_at_once(window, err
     assert_unchanged(window.state, before)
 
 
+@pytest.mark.slow
 def test_opening_a_session_computes_the_adjoint_scores_once(window, errors, saved, monkeypatch):
     from genreg_viewer.application import experiment as state_module
 

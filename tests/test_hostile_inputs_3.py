@@ -348,6 +348,7 @@ def test_dncnn_configs_out_of_bounds_are_refused(capsys, tmp_path, changes, mess
 
 
 # ------------------------------------------------------------------------------------------------ diverged results
+@pytest.mark.slow
 def test_a_diverging_run_is_an_error_not_a_nan_score(capsys):
     """narnhofer19 with a decoder learning rate inside its declared bounds (1.0) diverges to NaN: exit 2, no JSON."""
     err = cli_error(capsys, ["recon", SAMPLE, "--method", "narnhofer19", "--device", "cpu", "--json", "--iters", "30",
@@ -679,6 +680,7 @@ def test_a_bad_genreg_weights_is_refused_by_the_cli_and_survived_by_the_library(
     assert any("GENREG_WEIGHTS" in r.getMessage() and r.levelname == "WARNING" for r in caplog.records)
 
 
+@pytest.mark.slow
 def test_the_app_starts_with_a_bad_genreg_weights(monkeypatch, request):
     from genreg_viewer import weight_sets
 
@@ -874,6 +876,7 @@ CHECKPOINT_EDITS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(CHECKPOINT_EDITS))
 def test_damaged_checkpoints_are_not_resumed(capsys, tmp_path, case):
     import torch
@@ -956,6 +959,7 @@ def test_an_h5_bundle_declaring_gigabytes_is_refused_before_reading(tmp_path):
         read_bundle(path)
 
 
+@pytest.mark.slow
 def test_a_many_frame_gif_named_png_is_refused_at_once(tmp_path):
     import time
 
@@ -1049,6 +1053,7 @@ def test_temporaries_of_killed_processes_are_removed_by_the_next_write(tmp_path)
     assert (tmp_path / "notes.txt").read_text() == "new"
 
 
+@pytest.mark.slow
 def test_sigterm_while_writing_leaves_no_temporary(tmp_path):
     import signal
     import subprocess
@@ -1077,6 +1082,7 @@ def test_sigterm_while_writing_leaves_no_temporary(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_a_compressed_npz_volume_is_read_one_slice_at_a_time(tmp_path):
     import tracemalloc
     import zipfile

@@ -62,6 +62,7 @@ def _linear_posterior(decoder: LinearDecoder, problem: Problem, sigma: float):
     return torch.linalg.solve(precision, rhs), precision
 
 
+@pytest.mark.slow
 def test_linear_gaussian_model_recovers_the_exact_posterior(monkeypatch):
     """For a linear decoder the posterior over z is Gaussian; the best mean-field Gaussian has the exact posterior
     mean and variances 1 / P_jj (P the posterior precision)."""
@@ -97,6 +98,7 @@ def test_negative_elbo_estimator_is_unbiased_for_a_linear_decoder(monkeypatch):
     assert torch.allclose(estimate, expected, rtol=0.02)
 
 
+@pytest.mark.slow
 def test_extras_contract_and_elbo_improves(monkeypatch):
     model = tiny_vae()
     use_model(monkeypatch, model)
@@ -119,6 +121,7 @@ def test_same_seed_same_result(monkeypatch):
     assert torch.equal(first.extras["samples"], second.extras["samples"])
 
 
+@pytest.mark.slow
 def test_tempering_widens_the_posterior(monkeypatch):
     """beta < 1 down-weights the likelihood: the fitted posterior std grows."""
     decoder = LinearDecoder(8, latent=3)
@@ -164,6 +167,7 @@ def test_bad_parameters_are_rejected():
 bundled = pytest.mark.skipif(not common.model_available("identity")[0], reason="no bundled VAE weights")
 
 
+@pytest.mark.slow
 @bundled
 def test_bundled_vae_posterior_mean_beats_adjoint_at_25_spokes():
     problem = phantom_problem(mask_from_spec("radial:25"), 0.05, seed=1, offset=7)

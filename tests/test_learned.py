@@ -75,6 +75,7 @@ def test_symbol_bound_is_a_tight_upper_bound():
     assert bound <= 1.01 * float(estimate)  # within 1% of the norm on 40x40 images
 
 
+@pytest.mark.slow
 def test_bundled_denoiser_layers_are_non_expansive():
     denoiser, config, info = load_denoiser("dncnn", torch.device("cpu"))
     for conv in denoiser.convs:
@@ -95,6 +96,7 @@ def test_bundled_denoiser_layers_are_non_expansive():
 # the exact x-step (RealLeastSquares.prox_l2) is tested against dense and autograd oracles in test_operator.py
 
 
+@pytest.mark.slow
 def test_pnp_admm_beats_adjoint(held_out):
     problem = _problem(held_out)
     adjoint = run_method("adjoint", problem)
@@ -103,6 +105,7 @@ def test_pnp_admm_beats_adjoint(held_out):
     assert pnp.psnr > adjoint.psnr + 1.0
 
 
+@pytest.mark.slow
 def test_pnp_batch_equals_single_images(held_out):
     problem = _problem(held_out)
     batch = run_method("pnp-admm", problem, iterations=5)
@@ -132,6 +135,7 @@ def test_pnp_relaxation_one_is_plain_admm(held_out):
     assert torch.allclose(result.image, z, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_pnp_over_relaxation_makes_faster_progress(held_out):
     problem = _problem(held_out)
     plain = run_method("pnp-admm", problem, {"relaxation": 1.0}, iterations=20)
@@ -207,6 +211,7 @@ def test_bundled_varnet_fingerprints_match_their_masks():
         assert setting.fingerprint == mask_fingerprint(mask_from_spec(setting.mask_spec, (128, 128)))
 
 
+@pytest.mark.slow
 def test_varnet_beats_adjoint_and_validates_requests(held_out):
     problem = _problem(held_out)
     assert run_method("varnet", problem).psnr > run_method("adjoint", problem).psnr + 3.0
@@ -219,6 +224,7 @@ def test_varnet_beats_adjoint_and_validates_requests(held_out):
 
 
 # ------------------------------------------------------------------------------------------------------ DIP
+@pytest.mark.slow
 def test_dip_reduces_data_misfit(held_out):
     problem = _problem(held_out[:1])
     result = run_method("dip", problem, iterations=25, report_every=1)
@@ -242,6 +248,7 @@ def test_dip_beats_the_adjoint_at_its_defaults(held_out):
     assert result.psnr > adjoint.psnr + 1.5
 
 
+@pytest.mark.slow
 def test_edip_starts_from_the_pretrained_network(held_out):
     problem = _problem(held_out[:1])
     result = run_method("edip", problem, iterations=5, report_every=1)
@@ -256,6 +263,7 @@ def test_unet_rejects_bad_sizes():
 
 
 # ------------------------------------------------------------------------------------- runner integration
+@pytest.mark.slow
 def test_cancellation_between_iterations(held_out):
     problem = _problem(held_out[:1])
     for name in ("pnp-admm", "dip"):
@@ -297,6 +305,7 @@ def test_training_seeds_never_reach_held_out_range():
 
 
 # ------------------------------------------------------------------------------------------------ trainers
+@pytest.mark.slow
 def test_tiny_trainings_write_loadable_weights(tmp_path, held_out):
     from genreg_viewer.training.denoiser import DenoiserTrainingConfig, train_denoiser
     from genreg_viewer.training.edip import EdipTrainingConfig, train_edip

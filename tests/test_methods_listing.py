@@ -6,9 +6,13 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from genreg_viewer.cli.commands.methods import setting_problem, used_values
 from genreg_viewer.recon import get_method
 from genreg_viewer.tuning import nearest_setting, tuned_table
+
+pytestmark = pytest.mark.slow  # runs the CLI and the tuned methods
 
 
 def test_the_listed_value_is_the_tuned_one_a_run_uses():

@@ -93,6 +93,7 @@ def _touch_later(stem) -> None:
         os.utime(path, ns=(later, later))
 
 
+@pytest.mark.slow
 def test_a_vae_is_loaded_again_when_a_weights_file_of_its_set_is_rewritten(tmp_path):
     from genreg_viewer.models.vae import BASE_PREFIXES, load_generative_model, save_generative_model
     from genreg_viewer.recon.generative.common import bundled_model

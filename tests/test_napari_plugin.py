@@ -30,6 +30,8 @@ from genreg_viewer.data.writer import open_slice_set_writer  # noqa: E402
 from genreg_viewer.napari_plugin._reader import napari_get_reader  # noqa: E402
 from genreg_viewer.paths import SAMPLES_DIR  # noqa: E402
 
+pytestmark = pytest.mark.slow  # napari start-up and its widgets run reconstructions
+
 PLUGIN = "genreg-viewer"
 SAMPLE = SAMPLES_DIR / "knee_phantom_000.npy"
 MANIFEST = Path(__file__).resolve().parents[1] / "genreg_viewer" / "napari_plugin" / "napari.yaml"

@@ -182,6 +182,7 @@ def _exact_radial_mask(spokes: int, shape) -> np.ndarray:
     return mask
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shape", [(128, 128), (97, 130)])
 def test_radial_masks_match_a_high_precision_rasterisation(shape):
     for spokes in list(range(1, 65)) + [125]:

@@ -62,6 +62,7 @@ def test_exam_ranges_parse_and_reject():
             parse_exam_ranges(bad)
 
 
+@pytest.mark.slow
 def test_find_volumes_splits_by_exam_and_dedupes(mrnet_dir):
     volumes = find_mrnet_volumes(mrnet_dir, ("coronal",))
     assert [v.exam for v in volumes] == [0, 1, 2, 1130]  # 1130 once although it is stored twice
@@ -75,6 +76,7 @@ def test_find_volumes_splits_by_exam_and_dedupes(mrnet_dir):
         find_mrnet_volumes(mrnet_dir, ("frontal",))
 
 
+@pytest.mark.slow
 def test_build_preprocesses_like_fastmri_and_skips_empty_slices(mrnet_dir, tmp_path):
     out = tmp_path / "train.h5"
     summary = build_mrnet_slice_set(mrnet_dir, out, planes=("coronal",), exams="0-1124", progress=False)
@@ -89,6 +91,7 @@ def test_build_preprocesses_like_fastmri_and_skips_empty_slices(mrnet_dir, tmp_p
         assert handle.attrs["acquisition"] == "mrnet:coronal" and "research-use" in handle.attrs["terms"]
 
 
+@pytest.mark.slow
 def test_cli_builds_mrnet_sets_and_reports_bad_input(mrnet_dir, tmp_path, capsys):
     out = tmp_path / "c.h5"
     code = main(["dataset", "build", "--format", "mrnet", str(mrnet_dir), str(out), "--planes", "all",

@@ -28,6 +28,7 @@ def test_set_names_its_data_terms_and_notice():
         assert load_generative_model(kind, real.folder).config.latent_channels > 0  # a spatial latent grid
 
 
+@pytest.mark.slow
 def test_models_load_and_decode_valid_factors():
     folder = BUNDLED_SETS["real-knee"]
     models = {kind: load_generative_model(kind, folder) for kind in ("identity", "diagonal", "covar")}
@@ -49,6 +50,7 @@ def test_models_load_and_decode_valid_factors():
         assert float(models["diagonal"].decode_cholesky(z).off_diag.abs().max()) == 0
 
 
+@pytest.mark.slow
 def test_cli_uses_the_sets_tuned_defaults_and_says_which_weights(tmp_path, capsys):
     """No real scan may ship, so the image is a draw from the real-knee model itself, x = G(z) + L(z)^-T u: under
     its own prior the structured-covariance MAP must beat tuned-for-real-knees TV and the adjoint."""
@@ -124,6 +126,7 @@ def test_learned_networks_come_from_the_problems_set_not_the_active_one():
         use_weight_set(before)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method, extra, spokes, expected", [
     ("varnet", [], 12, {"varnet-radial12-sigma0.05"}),
     ("varnet", [], 45, {"varnet-radial45-sigma0.05"}),

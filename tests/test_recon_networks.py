@@ -50,6 +50,7 @@ def test_a_phantom_run_names_the_phantom_set_for_each_network(capsys, scan, meth
         assert set(networks) == expected
 
 
+@pytest.mark.slow
 def test_a_folder_set_names_itself_for_its_networks_and_the_fallback_for_the_rest(capsys, tmp_path, scan):
     phantom = resolve_weight_set("phantom")
     mine = tmp_path / "mine"

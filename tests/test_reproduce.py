@@ -34,6 +34,7 @@ def direct_run(method: str, spokes: int, sigma: float) -> tuple[float, float]:
     return float(metrics.psnr(clipped, image)[0]), float(metrics.ssim(clipped, image)[0])
 
 
+@pytest.mark.slow
 def test_figure_csv_matches_a_direct_registry_run(tmp_path):
     out = tmp_path / "figures"
     code = reproduce.main(["--figure", "3", "--images", "1", "--methods", "adjoint", "tv", "--spokes", "25",
@@ -97,6 +98,7 @@ def test_sampled_percent_matches_the_paper_coverage():
     assert np.isclose(figures_common.sampled_percent("radial:25"), 10.2, atol=0.05)
 
 
+@pytest.mark.slow
 def test_store_resumes_without_rerunning(tmp_path, monkeypatch):
     argv = ["--figure", "3", "--images", "2", "--methods", "adjoint", "--spokes", "12",
             "--store", str(tmp_path / "runs"), "--threads", "1"]

@@ -14,6 +14,8 @@ import pytest
 
 pytest_plugins = ["gui_helpers"]  # the window and errors fixtures
 
+pytestmark = pytest.mark.slow  # the desktop app closed mid-run
+
 #: started with ``python -c``; argv[1]: the method, argv[2]: "stuck" to make the worker ignore cancellation.
 #: It closes the window one second after the run started and prints the time of the close.
 CHILD = textwrap.dedent("""

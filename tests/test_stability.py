@@ -20,6 +20,8 @@ from genreg_viewer.physics import Measurement, radial_mask, simulate_measurement
 from genreg_viewer.recon import Problem, run_method
 from genreg_viewer.weight_sets import resolve_weight_set
 
+pytestmark = pytest.mark.slow  # full reconstructions run twice
+
 SAMPLES = (2, 5)  # the sample knees whose mean+covar PSNR moved most (0.27 and 0.10 dB) before the fix
 PERTURBATION = 1e-6
 TOLERANCE_DB = 0.05

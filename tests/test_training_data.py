@@ -91,6 +91,7 @@ def test_augment_keeps_the_flip_stream_and_changes_images():
 
 
 # ---------------------------------------------------------------------------------------------- the trainers
+@pytest.mark.slow
 @pytest.mark.parametrize("kind, options, held_out", [
     ("denoiser", ["--layers", "3", "--channels", "4", "--patch", "16", "--batch", "2", "--augment"], None),
     ("varnet", ["--mask", "radial:9", "--noise", "0.03", "--stages", "2", "--batch", "1", "--augment"], None),

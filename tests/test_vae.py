@@ -88,6 +88,7 @@ def test_grid_latent_config_is_checked_against_the_coarse_map():
         VAEConfig(coarse_blocks=-1)
 
 
+@pytest.mark.slow
 def test_grid_latent_model_is_fully_convolutional(tmp_path):
     """With a latent grid, decoding commutes with shifts: moving the latent grid by one cell moves the mean image by
     ``patch * 2^levels`` pixels (away from the borders, which see the zero padding)."""
@@ -236,6 +237,7 @@ def test_generic_weights_helpers(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------------- training
+@pytest.mark.slow
 def test_two_stage_training_and_resume(tmp_path):
     from genreg_viewer.training.vae import (
         CovarianceTrainingSettings,
@@ -286,6 +288,7 @@ def test_periods_within_budget_counts_whole_periods_at_the_measured_pace():
     assert periods_within_budget(120.0, 130.0, 10.0, 2, minimum=2, maximum=50) == 2  # over budget: stop here
 
 
+@pytest.mark.slow
 def test_minutes_budget_cuts_the_run_and_records_what_ran(tmp_path, monkeypatch):
     from genreg_viewer.training import loop
     from genreg_viewer.training import vae as vae_training
@@ -326,6 +329,7 @@ def test_crafted_checkpoint_cannot_run_code_on_resume(tmp_path):
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_stage2_samples_latents_from_the_encoder_by_default(tmp_path):
     """Paper eq. 8: z ~ q(z|x) in stage 2; ``latent="mean"`` is deterministic given the batch, "sample" is not."""
     from genreg_viewer.training.vae import CovarianceTrainingSettings, VAETrainingSettings, train_covariance, train_vae
@@ -397,6 +401,7 @@ def bundled_models():
     return {kind: load_generative_model(kind) for kind in ("identity", "diagonal", "covar")}
 
 
+@pytest.mark.slow
 def test_bundled_weights_reconstruct_and_rank_by_nll(bundled_models, held_out_phantoms):
     from genreg_viewer.training.vae import evaluate_model
 
@@ -415,6 +420,7 @@ def test_lag_one_correlation_separates_white_from_smooth_residuals():
     assert lag_one_correlation(smooth) > 0.7
 
 
+@pytest.mark.slow
 def test_bundled_covar_samples_are_structured(bundled_models, held_out_phantoms):
     from genreg_viewer.training.vae import lag_one_correlation
 
@@ -440,6 +446,7 @@ def test_bundled_covar_samples_are_structured(bundled_models, held_out_phantoms)
     assert correlations["covar"] > LAG_ONE_THRESHOLD
 
 
+@pytest.mark.slow
 def test_paper_layout_matches_the_paper():
     """Decoder from an 8x8x256 map through up-blocks of 512/256/128/64 channels to 128x128 (Duff et al. 2023);
     the encoder halves 128 -> 8 through 64/128/256/512 channels."""
