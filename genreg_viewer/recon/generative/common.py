@@ -9,6 +9,7 @@ from typing import Callable
 import torch
 
 from ..base import Problem
+from ..solvers import conjugate_gradient
 
 #: sigma = 0 (noise-free data) is treated as this small noise level: near-hard data consistency, finite weights
 MIN_SIGMA = 1e-3
@@ -171,57 +172,7 @@ def solve_quadratic_x(
     inverse_diagonal = None
     if precision_diagonal is not None:
         inverse_diagonal = 1.0 / (inv_var * operator.sampling.mean() + lam * precision_diagonal)
-    return preconditioned_cg(apply, rhs, x0, iterations, tolerance, inverse_diagonal)
-
-
-def preconditioned_cg(
-    apply_matrix: Callable[[torch.Tensor], torch.Tensor],
-    rhs: torch.Tensor,
-    x0: torch.Tensor,
-    max_iterations: int,
-    tolerance: float,
-    inverse_diagonal: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, int]:
-    """Solve ``M x = b`` (``M`` symmetric positive definite, given as a function), batched over dim 0, from ``x0``.
-
-    The iteration of :func:`~genreg_viewer.recon.solvers.conjugate_gradient` (Jacobi-preconditioned CG, Saad 2003,
-    Alg. 9.1, with ``inverse_diagonal = 1 / diag(M)``; plain CG without): per item ``alpha = r^T z / p^T M p``,
-    ``x += alpha p``, ``r -= alpha M p``, ``z = D^-1 r``, ``beta = r_new^T z_new / r^T z``, ``p = z + beta p``; an
-    item stops moving once ``||r|| <= tolerance ||b||``, and the loop ends when all have. The vector updates are in
-    place and the inner products are float64 sums of the elementwise products. Returns the solution and the number
-    of iterations run.
-    """
-    x = x0.clone()
-    r = rhs - apply_matrix(x)
-
-    def dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return (a * b).flatten(1).sum(1, dtype=torch.float64)
-
-    zvec = r if inverse_diagonal is None else r * inverse_diagonal
-    p = zvec.clone()
-    rz = dot(r, zvec)
-    rr = dot(r, r)
-    threshold = (tolerance**2) * dot(rhs, rhs).clamp_min(1e-30)
-    shape = (-1,) + (1,) * (rhs.ndim - 1)
-    iterations = 0
-    for iterations in range(1, max_iterations + 1):
-        active = rr > threshold
-        if not bool(active.any()):
-            iterations -= 1
-            break
-        mp = apply_matrix(p)
-        pmp = dot(p, mp)
-        alpha = torch.where(active & (pmp > 0), rz / pmp.clamp_min(1e-300), torch.zeros_like(rz))
-        alpha = alpha.to(x.dtype).view(shape)
-        x.addcmul_(alpha, p)
-        r.addcmul_(alpha, mp, value=-1.0)
-        zvec = r if inverse_diagonal is None else r * inverse_diagonal
-        rz_new = dot(r, zvec)
-        rr = dot(r, r)
-        beta = torch.where(active, rz_new / rz.clamp_min(1e-300), torch.zeros_like(rz))
-        p = p.mul_(beta.to(p.dtype).view(shape)).add_(zvec)
-        rz = rz_new
-    return x, iterations
+    return conjugate_gradient(apply, rhs, x0, iterations, tolerance, inverse_diagonal)
 
 
 def cholesky_precision_diagonal(cholesky) -> torch.Tensor:
