@@ -11,7 +11,7 @@ import pytest
 
 from genreg_viewer import metrics
 from genreg_viewer.application import ExperimentState, ImageInfo, run_job
-from genreg_viewer.application import bundles
+from genreg_viewer.application import sessions
 from genreg_viewer.data.phantom import knee_phantom
 from genreg_viewer.physics import radial_mask, simulate_measurement
 from genreg_viewer.recon import Problem, run_method
@@ -66,12 +66,12 @@ def test_cancel_stops_a_job_between_iterations(state):
 def test_a_session_round_trip_restores_state_and_runs(state, tmp_path):
     job = state.make_job("lsq", iterations=8)
     state.accept(job, run_job(job, lambda update: None))
-    path = bundles.save_session(tmp_path / "s.h5", state, {"method": {"method": "lsq"}})
+    path = sessions.save_session(tmp_path / "s.h5", state, {"method": {"method": "lsq"}})
     restored = ExperimentState()
     events = []
     for name in ("results_cleared", "image_changed", "measurement_changed", "result_added"):
         getattr(restored, name).connect(lambda *args, name=name: events.append(name))
-    gui = bundles.load_session(path, restored)
+    gui = sessions.load_session(path, restored)
     assert gui["method"]["method"] == "lsq"
     assert events == ["image_changed", "measurement_changed", "result_added"]
     np.testing.assert_array_equal(restored.image, state.image)

@@ -8,7 +8,7 @@ from PIL import Image
 
 from genreg_viewer import metrics
 from genreg_viewer.application import ExperimentState
-from genreg_viewer.application import bundles as sessions
+from genreg_viewer.application import bundles, sessions
 from genreg_viewer.cli.main import main
 from genreg_viewer.data.loading import load_image
 from genreg_viewer.physics import mask_from_spec, simulate_measurement
@@ -58,7 +58,7 @@ def test_json_summary_fields(capsys, image_file, truth):
 def test_out_bundle_and_png_round_trip(capsys, tmp_path, image_file, truth):
     out, png = tmp_path / "result.npz", tmp_path / "result.png"
     summary = run_json(capsys, image_file, "--method", "lsq", "--iters", "5", "--out", out, "--png", png)
-    bundle = sessions.read_bundle(out)  # the app's results format
+    bundle = bundles.read_bundle(out)  # the app's results format
     meta, arrays = bundle.meta, bundle.arrays
     assert meta["kind"] == "results" and meta["summary"]["psnr"] == summary["psnr"]
     image = arrays["run1__image"]
@@ -113,10 +113,10 @@ def test_kspace_input_without_ground_truth(capsys, tmp_path, image_file, truth):
     assert summary["psnr"] is None and summary["ssim"] is None
     assert summary["mask"] == "data"
     assert summary["mask_fraction"] == pytest.approx(mask.mean())  # mask = the non-zero pattern
-    stored = sessions.read_bundle(tmp_path / "r.npz").arrays
+    stored = bundles.read_bundle(tmp_path / "r.npz").arrays
     assert "ground_truth" not in stored
     np.testing.assert_allclose(stored["run1__image"], measurement.zero_filled()[0, 0].numpy(), atol=1e-6)
-    with pytest.raises(sessions.SessionError, match="no ground truth"):  # the app needs an image; it says so
+    with pytest.raises(bundles.SessionError, match="no ground truth"):  # the app needs an image; it says so
         sessions.load_session(tmp_path / "r.npz", ExperimentState())
     # with IMAGE as well, it is the ground truth for the metrics
     summary = run_json(capsys, image_file, "--kspace", path, "--mask", "radial:25", "--method", "tv",

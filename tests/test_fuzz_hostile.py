@@ -116,7 +116,7 @@ def test_generated_tuned_tables(tmp_path):
 # ------------------------------------------------------------------------------------------------ sessions
 def test_generated_session_metadata(qapp, tmp_path):
     from genreg_viewer.application import ExperimentState, ImageInfo, RunRecord
-    from genreg_viewer.application import bundles
+    from genreg_viewer.application import bundles, session_schema, sessions
     from genreg_viewer.physics import radial_mask
 
     state = ExperimentState(shape=(32, 32))
@@ -126,15 +126,15 @@ def test_generated_session_metadata(qapp, tmp_path):
     state.set_mask(radial_mask(8, (32, 32)), "radial:8")
     state.add_result(RunRecord(run_id=1, method="adjoint", title="Adjoint", image=image, params={"a": 1},
                                iterations=1, seconds=0.1, device="cpu", psnr=20.0, ssim=0.5, setting=state.setting()))
-    good = bundles.make_bundle(state, gui={"method": {"method": "tv", "params": {"lam": 0.1}, "edited": ["lam"]},
+    good = sessions.make_bundle(state, gui={"method": {"method": "tv", "params": {"lam": 0.1}, "edited": ["lam"]},
                                            "comparison": {"window": [0.0, 1.0], "region": [1, 1, 4, 4]}, "tab": 1})
     rng = random.Random(24)
     for case in range(600):
         meta = mutate(json.loads(json.dumps(good.meta)), rng)
         bundle = bundles.Bundle(meta if isinstance(meta, dict) else {"format": "x"}, dict(good.arrays))
-        expect_user_error_or_result(bundles.check_bundle, bundle)
+        expect_user_error_or_result(session_schema.check_bundle, bundle)
         try:
-            bundles._describe(tmp_path, bundle)
+            session_schema._describe(tmp_path, bundle)
         except bundles.SessionError as exc:
             assert "\n" not in str(exc), case
 
@@ -313,7 +313,7 @@ def test_generated_slice_sets(tmp_path):
 
 def test_generated_session_arrays(qapp, tmp_path):
     """Session files whose arrays have random types and shapes (the metadata valid) through read and check."""
-    from genreg_viewer.application import bundles
+    from genreg_viewer.application import bundles, session_schema
 
     rng = random.Random(31)
     shapes = [(32, 32), (16, 16), (2, 2), (32,), (), (1, 32, 32), (129, 129), (0, 32)]
@@ -341,7 +341,7 @@ def test_generated_session_arrays(qapp, tmp_path):
                 continue  # what the writer itself refuses
             bundle = expect_user_error_or_result(bundles.read_bundle, path)
             if bundle is not None:
-                contents = expect_user_error_or_result(bundles.check_bundle, bundle)
+                contents = expect_user_error_or_result(session_schema.check_bundle, bundle)
                 if contents is not None:
                     assert np.isfinite(contents.image).all() and contents.image.shape == contents.mask.shape, case
                     for record in contents.records:  # no NaN run is shown as a result

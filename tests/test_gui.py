@@ -20,7 +20,7 @@ from PyQt6.QtGui import QDropEvent, QMouseEvent, QWheelEvent  # noqa: E402
 from PyQt6.QtWidgets import QApplication, QFileDialog, QInputDialog  # noqa: E402
 
 from genreg_viewer import metrics  # noqa: E402
-from genreg_viewer.application import bundles as sessions  # noqa: E402
+from genreg_viewer.application import bundles, sessions  # noqa: E402
 from genreg_viewer.data.loading import load_image  # noqa: E402
 from genreg_viewer.physics import MRIOperator, cartesian_mask, radial_mask, simulate_measurement  # noqa: E402
 from genreg_viewer.recon import Problem, ReconMethod, Step  # noqa: E402
@@ -406,7 +406,7 @@ def test_export_grid_png_and_results(window, qtbot, tmp_path, errors):
         assert grid.width > 300 and grid.height > 150
     for name in ("results.npz", "results.h5"):
         sessions.export_results(tmp_path / name, window.state)
-        bundle = sessions.read_bundle(tmp_path / name)
+        bundle = bundles.read_bundle(tmp_path / name)
         record = window.state.results[0]
         np.testing.assert_allclose(bundle.arrays["ground_truth"], window.state.image)
         np.testing.assert_array_equal(bundle.arrays["mask"], window.state.mask)
@@ -449,8 +449,8 @@ def test_session_round_trip(window, qtbot, tmp_path, errors, name):
 def test_reading_a_non_session_bundle_fails_clearly(tmp_path):
     np.savez(tmp_path / "plain.npz", a=np.zeros(3))
     with pytest.raises(ValueError, match="not a genreg-viewer session"):
-        sessions.read_bundle(tmp_path / "plain.npz")
-    assert not sessions.is_bundle(tmp_path / "plain.npz")
+        bundles.read_bundle(tmp_path / "plain.npz")
+    assert not bundles.is_bundle(tmp_path / "plain.npz")
     with pytest.raises(ValueError, match="use a .npz or .h5"):
         sessions.export_results(tmp_path / "results.txt", None)
 

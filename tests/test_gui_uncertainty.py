@@ -18,7 +18,7 @@ from PyQt6.QtCore import Qt  # noqa: E402
 from PyQt6.QtGui import QMouseEvent  # noqa: E402
 
 from genreg_viewer.application import RunRecord  # noqa: E402
-from genreg_viewer.application import bundles as sessions  # noqa: E402
+from genreg_viewer.application import bundles  # noqa: E402
 from genreg_viewer.gui.layout_check import layout_problems  # noqa: E402
 from genreg_viewer.models.vae import bundled_model_available  # noqa: E402
 
@@ -274,7 +274,7 @@ def test_sessions_without_samples_still_open(window, qtbot, tmp_path):
     window.state.add_result(record)
     path = tmp_path / "old.npz"
     window.save_session(path)
-    bundle = sessions.read_bundle(path)
+    bundle = bundles.read_bundle(path)
     assert not any(name.endswith("__samples") for name in bundle.arrays)
     window.state.clear_results()
     assert window.open_path(path)

@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from genreg_viewer.application import ExperimentState, ImageInfo, RunRecord
-from genreg_viewer.application import bundles as sessions
+from genreg_viewer.application import bundles, sessions
 from genreg_viewer.application.bundles import SessionError
 from genreg_viewer.cli.main import main
 from genreg_viewer.data import limits
@@ -118,7 +118,7 @@ def assert_intact(victims) -> None:
 
 
 def edit_meta(folder: Path, change) -> None:
-    meta_file = folder / sessions.FOLDER_META
+    meta_file = folder / bundles.FOLDER_META
     meta = json.loads(meta_file.read_text())
     change(meta)
     meta_file.write_text(json.dumps(meta))
@@ -154,7 +154,7 @@ def test_a_link_out_of_the_folder_is_refused(saved, victims, qapp):
     target.unlink()
     target.symlink_to(victims[0])
     with pytest.raises(SessionError, match="outside the session folder") as info:
-        sessions.read_bundle(folder)
+        bundles.read_bundle(folder)
     one_line(info.value)
     assert_intact(victims)
 
@@ -178,9 +178,9 @@ def test_saving_into_a_crafted_folder_deletes_nothing_outside(saved, victims, tm
 
 
 def test_saving_refuses_invalid_array_names(tmp_path, qapp):
-    bundle = sessions.Bundle({"format": sessions.FORMAT_NAME}, {"../evil": np.zeros(2)})
+    bundle = bundles.Bundle({"format": bundles.FORMAT_NAME}, {"../evil": np.zeros(2)})
     with pytest.raises(SessionError, match="invalid array name"):
-        sessions.write_bundle(tmp_path / "out", bundle)
+        bundles.write_bundle(tmp_path / "out", bundle)
     assert not (tmp_path / "evil.npy").exists()
 
 
@@ -272,7 +272,7 @@ def test_broken_arrays_in_a_session(saved, case, qapp):
 
 def test_deeply_nested_or_invalid_json(saved, qapp):
     state, folder = saved
-    meta_file = folder / sessions.FOLDER_META
+    meta_file = folder / bundles.FOLDER_META
     for text in ['{"format": "genreg-viewer", "x": ' + "[" * 100_000 + "]" * 100_000 + "}", "{not json", "[]"]:
         meta_file.write_text(text)
         with pytest.raises(SessionError) as info:
@@ -286,7 +286,7 @@ def test_file_bundles_are_checked_too(qapp, tmp_path, suffix):
     path = tmp_path / f"session{suffix}"
     bundle = sessions.make_bundle(state, "session", {})
     bundle.meta["runs"][0]["psnr"] = "high"
-    sessions.write_bundle(path, bundle)
+    bundles.write_bundle(path, bundle)
     before = snapshot(state)
     with pytest.raises(SessionError, match="psnr must be a number"):
         sessions.load_session(path, state)
@@ -296,20 +296,20 @@ def test_file_bundles_are_checked_too(qapp, tmp_path, suffix):
 def test_an_h5_bundle_with_external_storage_is_refused(qapp, tmp_path):
     state = make_state(qapp)
     path = tmp_path / "session.h5"
-    sessions.write_bundle(path, sessions.make_bundle(state, "session", {}))
+    bundles.write_bundle(path, sessions.make_bundle(state, "session", {}))
     outside = tmp_path / "outside.bin"
     outside.write_bytes(b"\0" * (SIDE * SIDE * 4))
     with h5py.File(path, "a") as f:
         del f["ground_truth"]
         f.create_dataset("ground_truth", shape=(SIDE, SIDE), dtype="f4", external=[(str(outside), 0, SIDE * SIDE * 4)])
     with pytest.raises(SessionError, match="outside the file"):
-        sessions.read_bundle(path)
+        bundles.read_bundle(path)
 
 
 def test_an_h5_bundle_with_a_link_to_another_file_is_refused(qapp, tmp_path):
     state = make_state(qapp)
     path = tmp_path / "session.h5"
-    sessions.write_bundle(path, sessions.make_bundle(state, "session", {}))
+    bundles.write_bundle(path, sessions.make_bundle(state, "session", {}))
     other = tmp_path / "other.h5"
     with h5py.File(other, "w") as f:
         f.create_dataset("data", data=np.zeros((SIDE, SIDE), np.float32))
@@ -317,7 +317,7 @@ def test_an_h5_bundle_with_a_link_to_another_file_is_refused(qapp, tmp_path):
         del f["ground_truth"]
         f["ground_truth"] = h5py.ExternalLink(str(other), "data")
     with pytest.raises(SessionError, match="or a link"):
-        sessions.read_bundle(path)
+        bundles.read_bundle(path)
 
 
 @pytest.mark.slow

@@ -530,7 +530,7 @@ def test_mask_files_of_text_dates_or_records_are_refused(tmp_path, dtype):
 def session_folder(qapp, tmp_path):
     """``(state, folder)``: a 32 x 32 session with one run saved as a folder bundle."""
     from genreg_viewer.application import ExperimentState, ImageInfo, RunRecord
-    from genreg_viewer.application import bundles
+    from genreg_viewer.application import sessions
     from genreg_viewer.physics import radial_mask
 
     state = ExperimentState(shape=(32, 32))
@@ -542,7 +542,7 @@ def session_folder(qapp, tmp_path):
     state.add_result(RunRecord(run_id=1, method="adjoint", title="Adjoint", image=image * 0.9, params={},
                                iterations=1, seconds=0.1, device="cpu", psnr=20.0, ssim=0.5, setting=state.setting()))
     folder = tmp_path / "session"
-    bundles.save_session(folder, state, {"comparison": {"window": [0.0, 1.0]}})
+    sessions.save_session(folder, state, {"comparison": {"window": [0.0, 1.0]}})
     return state, folder
 
 
@@ -569,7 +569,8 @@ HUGE_NUMBERS = {
 @pytest.mark.parametrize("case", list(HUGE_NUMBERS))
 def test_integers_beyond_a_double_in_a_session_are_one_line(session_folder, case):
     from genreg_viewer.application import ExperimentState
-    from genreg_viewer.application.bundles import SessionError, load_session
+    from genreg_viewer.application.bundles import SessionError
+    from genreg_viewer.application.sessions import load_session
 
     state, folder = session_folder
     edit_session(folder, HUGE_NUMBERS[case])
@@ -613,7 +614,8 @@ def test_info_describes_a_valid_bundle(capsys, session_folder):
 
 def test_a_session_smaller_than_the_ssim_window_is_refused_before_the_state_changes(session_folder):
     from genreg_viewer.application import ExperimentState
-    from genreg_viewer.application.bundles import SessionError, load_session, save_session
+    from genreg_viewer.application.bundles import SessionError
+    from genreg_viewer.application.sessions import load_session, save_session
 
     state, folder = session_folder
     small = ExperimentState(shape=(32, 32))
@@ -628,7 +630,8 @@ def test_a_session_smaller_than_the_ssim_window_is_refused_before_the_state_chan
 @pytest.mark.parametrize("kind", ["session.json fifo", "bundle fifo", "dangling link"])
 def test_sessions_that_are_fifos_or_dangling_links_are_refused(capsys, tmp_path, kind):
     from genreg_viewer.application import ExperimentState
-    from genreg_viewer.application.bundles import SessionError, load_session
+    from genreg_viewer.application.bundles import SessionError
+    from genreg_viewer.application.sessions import load_session
 
     if kind == "session.json fifo":
         path = tmp_path / "session"
@@ -1113,7 +1116,8 @@ def test_a_compressed_npz_volume_is_read_one_slice_at_a_time(tmp_path):
 @pytest.mark.parametrize("name", ["run1__image", "run1__std_map"])
 def test_a_session_run_holding_nan_is_refused(session_folder, name):
     from genreg_viewer.application import ExperimentState
-    from genreg_viewer.application.bundles import SessionError, load_session
+    from genreg_viewer.application.bundles import SessionError
+    from genreg_viewer.application.sessions import load_session
 
     _, folder = session_folder
     if name == "run1__std_map":  # give the run a std map first

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from genreg_viewer.application import ExperimentState, RunRecord
-from genreg_viewer.application import bundles as sessions
+from genreg_viewer.application import bundles, sessions
 from genreg_viewer.application.runs import KEPT_SAMPLES
 from genreg_viewer.application.sources import phantom_image
 from genreg_viewer.application.uncertainty import raw_std_map, run_uncertainty
@@ -55,12 +55,12 @@ def test_sessions_store_the_samples_and_check_their_shape(tmp_path, suffix):
     sessions.load_session(path, restored)
     np.testing.assert_array_equal(restored.results[0].arrays["samples"], record.arrays["samples"])
 
-    bundle = sessions.read_bundle(path)
+    bundle = bundles.read_bundle(path)
     for bad, why in ((np.zeros((2, 64, 64), np.float32), "have shape (2, 64, 64)"),
                      (np.zeros((65, 128, 128), np.float32), "1 <= K <= 64"),
                      (np.zeros((128, 128), np.float32), "have shape (128, 128)")):
-        broken = sessions.Bundle(dict(bundle.meta), {**bundle.arrays, "run1__samples": bad})
-        with pytest.raises(sessions.SessionError, match=re.escape(why)):
+        broken = bundles.Bundle(dict(bundle.meta), {**bundle.arrays, "run1__samples": bad})
+        with pytest.raises(bundles.SessionError, match=re.escape(why)):
             sessions.restore_bundle(broken, ExperimentState())
 
 

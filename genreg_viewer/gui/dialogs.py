@@ -7,6 +7,11 @@ from html import escape
 from PyQt6.QtGui import QAction
 from PyQt6.QtWidgets import QInputDialog, QMessageBox, QWidget
 
+#: file-dialog filters of sessions (File > Open/Save session) and results exports (File > Export results); the
+#: formats are those of :mod:`genreg_viewer.application.bundles`
+SESSION_FILTER = "Session (*.npz *.h5 *.hdf5);;NumPy archive (*.npz);;HDF5 (*.h5 *.hdf5);;All files (*)"
+RESULTS_FILTER = "NumPy archive (*.npz);;HDF5 (*.h5 *.hdf5)"
+
 
 def show_error(parent: QWidget | None, title: str, message: str) -> None:
     """A modal error dialog with one clear message (never a traceback)."""

@@ -1,5 +1,5 @@
 """Exporting what a widget shows as a PNG (the session and results files are in
-:mod:`genreg_viewer.application.bundles`)."""
+:mod:`genreg_viewer.application.sessions`)."""
 
 from __future__ import annotations
 

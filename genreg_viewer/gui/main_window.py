@@ -24,12 +24,13 @@ from PyQt6.QtWidgets import (
 
 from .. import __version__
 from ..application import CUSTOM_MASK_SPEC, ExperimentState, ReconJob, describe_setting
-from ..application import bundles as sessions
+from ..application import sessions
+from ..application.bundles import is_bundle
 from ..application.sources import IMAGE_FILTER, default_image, load_image_file, phantom_image
 from ..data.loading import ImageKeyError
 from ..device import default_device
 from ..physics import load_mask, save_mask
-from .dialogs import choose_item, show_error, show_shortcuts
+from .dialogs import RESULTS_FILTER, SESSION_FILTER, choose_item, show_error, show_shortcuts
 from .panels.comparison import ComparisonPanel
 from .panels.covariance import CovariancePanel
 from .panels.method import LiveRunView, MethodControls
@@ -316,12 +317,12 @@ class MainWindow(QMainWindow):
 
     def open_dialog(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Open image, volume or session", self._last_folder(),
-                                              IMAGE_FILTER + ";;" + sessions.SESSION_FILTER)
+                                              IMAGE_FILTER + ";;" + SESSION_FILTER)
         if path:
             self.open_path(path)
 
     def open_session_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open session", self._last_folder(), sessions.SESSION_FILTER)
+        path, _ = QFileDialog.getOpenFileName(self, "Open session", self._last_folder(), SESSION_FILTER)
         if path:
             self.open_path(path)
 
@@ -329,7 +330,7 @@ class MainWindow(QMainWindow):
         """Open an image, a volume (``slice_index``: default centre slice) or a saved session."""
         path = Path(path)
         try:
-            if sessions.is_bundle(path):
+            if is_bundle(path):
                 self.restore_session(path)
             else:
                 loaded = self._load_with_key_choice(path, slice_index)
@@ -342,7 +343,7 @@ class MainWindow(QMainWindow):
             self.error(f"Cannot open {path.name}", str(exc).strip("'\""))
             return False
         self.add_recent(path)
-        note = self.state.image_info.note if not sessions.is_bundle(path) else ""
+        note = self.state.image_info.note if not is_bundle(path) else ""
         self.statusBar().showMessage(f"Opened {path.name}" + (f": {note}" if note else ""), 12000)
         return True
 
@@ -408,7 +409,7 @@ class MainWindow(QMainWindow):
     def save_session_dialog(self) -> None:
         path, _ = QFileDialog.getSaveFileName(
             self, "Save session (.npz, .h5, or a folder name without suffix)",
-            str(Path(self._last_folder()) / "session.npz"), sessions.SESSION_FILTER)
+            str(Path(self._last_folder()) / "session.npz"), SESSION_FILTER)
         if path:
             self._write(lambda: self.save_session(path), f"Saved the session to {path}")
 
@@ -421,7 +422,7 @@ class MainWindow(QMainWindow):
 
     def export_results_dialog(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Export results",
-                                              str(Path(self._last_folder()) / "results.npz"), sessions.RESULTS_FILTER)
+                                              str(Path(self._last_folder()) / "results.npz"), RESULTS_FILTER)
         if path:
             self._write(lambda: sessions.export_results(path, self.state), f"Saved {path}")
 

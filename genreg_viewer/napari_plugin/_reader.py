@@ -3,8 +3,8 @@
 No Qt and no napari import: the reader only returns napari's ``LayerData`` tuples ``(data, kwargs, "image")``, built
 with the project's own loaders (:func:`~genreg_viewer.data.loading.load_volume_slices`,
 :func:`~genreg_viewer.data.dataset.load_slice_set`, :func:`~genreg_viewer.application.bundles.read_bundle` and
-:func:`~genreg_viewer.application.bundles.check_bundle`), so a file opens in napari exactly as the app and the CLI
-read it.
+:func:`~genreg_viewer.application.session_schema.check_bundle`), so a file opens in napari exactly as the app and the
+CLI read it.
 
 * a fastMRI volume (``reconstruction_esc``/``reconstruction_rss``, or only ``kspace``) is one ``(slices, 128, 128)``
   layer: every slice preprocessed as the app and ``genreg recon`` do (centre crop, resize, scaled to [0, 1]);
@@ -28,7 +28,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..application.bundles import H5_META_ATTR, SessionError, check_bundle, is_bundle, read_bundle
+from ..application.bundles import H5_META_ATTR, SessionError, is_bundle, read_bundle
+from ..application.session_schema import check_bundle
 from ..application.experiment import IMAGE_SIZE
 from ..application.runs import RunRecord
 from ..data.dataset import load_slice_set, load_slice_set_sources

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from ...application.bundles import describe_bundle, is_bundle
+from ...application.bundles import is_bundle
+from ...application.session_schema import describe_bundle
 from ...data.loading import describe_file
 
 
@@ -45,7 +46,7 @@ def format_description(info: dict) -> str:
 
 
 def format_bundle(info: dict) -> str:
-    """Human-readable rendering of :func:`~genreg_viewer.application.bundles.describe_bundle`'s dict."""
+    """Human-readable rendering of :func:`~genreg_viewer.application.session_schema.describe_bundle`'s dict."""
     lines = [info["summary"], f"  size on disk: {info['size_bytes']} bytes",
              f"  image: {info['image']}" + ("" if info["has_ground_truth"] else " (no ground truth stored)"),
              f"  measurement: mask {info['mask']}, sigma {info['sigma']}, seed {info['seed']}"]

@@ -25,7 +25,9 @@ import numpy as np
 import torch
 
 from ...application import ImageInfo, RunRecord
-from ...application.bundles import build_bundle, check_results_path, write_bundle
+from ...application.bundles import write_bundle
+from ...application.session_schema import build_bundle
+from ...application.sessions import check_results_path
 from ...device import check_thread_count, configure_threads
 from ...fileio import check_writable
 from ...recon import ParameterError, ReconResult, check_finite_result, get_method, run_method
