@@ -21,18 +21,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..data.limits import check_seed
-from ..data.kspace import load_kspace
-from ..data.loading import load_image
 from ..data.errors import DataError
+from ..data.kspace import load_kspace
+from ..data.limits import check_seed
+from ..data.loading import load_image
 from ..defaults import DEFAULT_MASK_SPEC, DEFAULT_NOISE_SIGMA, IMAGE_SIZE
 from ..device import resolve_device
 from ..physics import MaskError, Measurement, MRIOperator, check_sigma, mask_from_spec, simulate_measurement
 from ..recon import ParameterError, Problem
 from ..weight_sets import weight_set_choice
-
-DEFAULT_MASK = DEFAULT_MASK_SPEC
-DEFAULT_NOISE = DEFAULT_NOISE_SIGMA
 
 
 def add_problem_arguments(parser) -> None:
@@ -47,9 +44,9 @@ def add_problem_arguments(parser) -> None:
                         help="HDF5 dataset or .npz array holding the image (default: detected)")
     parser.add_argument("--mask", default=None, metavar="SPEC",
                         help=f"radial:N, golden:N, cartesian:ROWS:P, random:F, full or a .png/.npy file "
-                             f"(default {DEFAULT_MASK}; with --kspace the data's non-zero pattern)")
-    parser.add_argument("--noise", type=float, default=DEFAULT_NOISE, metavar="SIGMA",
-                        help=f"std of the real and imaginary k-space noise (default {DEFAULT_NOISE})")
+                             f"(default {DEFAULT_MASK_SPEC}; with --kspace the data's non-zero pattern)")
+    parser.add_argument("--noise", type=float, default=DEFAULT_NOISE_SIGMA, metavar="SIGMA",
+                        help=f"std of the real and imaginary k-space noise (default {DEFAULT_NOISE_SIGMA})")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the noise, random masks and methods, 0 <= SEED < 2**63 (default 0)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto (default auto)")
@@ -138,7 +135,7 @@ def _measured_problem(args, device: torch.device) -> ProblemSetup:
 def _simulated_problem(args, device: torch.device) -> ProblemSetup:
     loaded = load_image(args.image, slice_index=args.slice, size=IMAGE_SIZE, key=args.key)
     truth = loaded.image
-    mask_spec = DEFAULT_MASK if args.mask is None else args.mask  # an empty --mask is an error, not the default
+    mask_spec = DEFAULT_MASK_SPEC if args.mask is None else args.mask  # an empty --mask is an error, not the default
     mask = mask_from_spec(mask_spec, truth.shape, args.seed)
     measurement = simulate_measurement(truth, mask, args.noise, seed=args.seed, device=device)
     truth_tensor = torch.from_numpy(np.asarray(truth, dtype=np.float32))

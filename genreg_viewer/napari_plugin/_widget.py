@@ -52,9 +52,10 @@ from ..application.covariance import (
 from ..application.experiment import IMAGE_SIZE, ExperimentState, ImageInfo
 from ..application.jobs import ProgressUpdate, ReconJob, run_job, user_message
 from ..application.runs import RunRecord
-from ..cli.common import DEFAULT_MASK, DEFAULT_NOISE, parse_param_pairs
+from ..cli.common import parse_param_pairs
 from ..data.limits import MAX_SEED
 from ..data.preprocess import preprocess
+from ..defaults import DEFAULT_MASK_SPEC, DEFAULT_NOISE_SIGMA
 from ..device import resolve_device
 from ..physics import mask_from_spec
 from ..physics.noise import MAX_SIGMA
@@ -179,13 +180,13 @@ class ReconstructionWidget(QWidget):
         self.iterations_spin.setRange(1, 1_000_000)
         self.params_edit = QLineEdit()
         self.params_edit.setPlaceholderText("name=value name=value (default: the method's values)")
-        self.mask_edit = QLineEdit(DEFAULT_MASK)
+        self.mask_edit = QLineEdit(DEFAULT_MASK_SPEC)
         self.mask_edit.setToolTip("radial:N, golden:N, cartesian:CENTRE_ROWS:P, random:FRACTION, full")
         self.sigma_spin = QDoubleSpinBox()
         self.sigma_spin.setDecimals(4)
         self.sigma_spin.setRange(0.0, MAX_SIGMA)
         self.sigma_spin.setSingleStep(0.01)
-        self.sigma_spin.setValue(DEFAULT_NOISE)
+        self.sigma_spin.setValue(DEFAULT_NOISE_SIGMA)
         self.sigma_spin.setToolTip("std of the real and imaginary k-space noise")
         self.seed_spin = QSpinBox()
         self.seed_spin.setRange(0, min(MAX_SEED - 1, 2**31 - 1))

@@ -17,7 +17,8 @@ import sys
 
 import torch
 
-from ..common import DEFAULT_MASK, DEFAULT_NOISE, add_weights_argument
+from ...defaults import DEFAULT_MASK_SPEC, DEFAULT_NOISE_SIGMA
+from ..common import add_weights_argument
 
 
 def register(subparsers) -> None:
@@ -27,9 +28,10 @@ def register(subparsers) -> None:
     p.add_argument("data", help="held-out slice set .h5 or phantom:N[:SEED] to measure on")
     p.add_argument("--methods", action="append", default=None, metavar="M1,M2,...",
                    help=f"methods with a std map (default {','.join(STD_MAP_METHODS)})")
-    p.add_argument("--mask", default=DEFAULT_MASK, metavar="SPEC", help=f"sampling mask (default {DEFAULT_MASK})")
-    p.add_argument("--noise", type=float, default=DEFAULT_NOISE, metavar="SIGMA",
-                   help=f"k-space noise std (default {DEFAULT_NOISE})")
+    p.add_argument("--mask", default=DEFAULT_MASK_SPEC, metavar="SPEC",
+                   help=f"sampling mask (default {DEFAULT_MASK_SPEC})")
+    p.add_argument("--noise", type=float, default=DEFAULT_NOISE_SIGMA, metavar="SIGMA",
+                   help=f"k-space noise std (default {DEFAULT_NOISE_SIGMA})")
     p.add_argument("--seed", type=int, default=0, help="noise seed (image i: SEED * 2**32 + i, as genreg evaluate)")
     p.add_argument("--images", type=int, default=None, metavar="N", help="N images evenly spaced through DATA")
     p.add_argument("--fit-on", default=None, metavar="VAL",

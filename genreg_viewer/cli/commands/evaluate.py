@@ -15,7 +15,8 @@ import json
 
 import torch
 
-from ..common import DEFAULT_MASK, DEFAULT_NOISE, add_weights_argument
+from ...defaults import DEFAULT_MASK_SPEC, DEFAULT_NOISE_SIGMA
+from ..common import add_weights_argument
 
 
 def register(subparsers) -> None:
@@ -23,9 +24,10 @@ def register(subparsers) -> None:
     p.add_argument("data", help="slice set .h5 (genreg dataset build) or phantom:N[:SEED]")
     p.add_argument("--methods", required=True, action="append", metavar="M1,M2,...",
                    help="methods to run, comma-separated (see 'genreg methods')")
-    p.add_argument("--mask", default=DEFAULT_MASK, metavar="SPEC", help=f"sampling mask (default {DEFAULT_MASK})")
-    p.add_argument("--noise", type=float, default=DEFAULT_NOISE, metavar="SIGMA",
-                   help=f"k-space noise std (default {DEFAULT_NOISE})")
+    p.add_argument("--mask", default=DEFAULT_MASK_SPEC, metavar="SPEC",
+                   help=f"sampling mask (default {DEFAULT_MASK_SPEC})")
+    p.add_argument("--noise", type=float, default=DEFAULT_NOISE_SIGMA, metavar="SIGMA",
+                   help=f"k-space noise std (default {DEFAULT_NOISE_SIGMA})")
     p.add_argument("--seed", type=int, default=0,
                    help="noise seed: image i's noise comes from SEED * 2**32 + i (default 0)")
     p.add_argument("--images", type=int, default=None, metavar="N", help="N images evenly spaced through DATA")
