@@ -10,8 +10,8 @@ from typing import Any
 
 from ...data import limits
 from ...data.dataset import ANY_ACQUISITION, DEFAULT_ACQUISITION, build_slice_set
-from ...data.mrnet import MRNET_PLANES
 from ...data.errors import DataError
+from ...data.mrnet import MRNET_PLANES
 
 FORMATS = ("fastmri", "mrnet", "refinegan", "dicom", "mat")
 
