@@ -69,13 +69,12 @@ def project_dual_ball(p: torch.Tensor, radius: float) -> torch.Tensor:
 
     This is the proximal map of the convex conjugate of ``radius * ||.||_{2,1}`` (the isotropic TV dual).
     """
-    if radius <= 0:
-        return torch.zeros_like(p)
-    return p * (radius / gradient_magnitude(p).clamp_min_(radius))
+    return project_dual_ball_(p.clone(), radius)
 
 
 def project_dual_ball_(p: torch.Tensor, radius: float) -> torch.Tensor:
-    """:func:`project_dual_ball` in place: ``p`` is overwritten with its projection and returned."""
+    """:func:`project_dual_ball` in place (what the TV solver runs): ``p`` is overwritten with its projection and
+    returned."""
     if radius <= 0:
         return p.zero_()
     return p.mul_(gradient_magnitude(p).clamp_min_(radius).reciprocal_().mul_(radius))
